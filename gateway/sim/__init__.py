@@ -1,0 +1,1 @@
+"""Simulated OpenAI-compatible provider with injectable faults."""

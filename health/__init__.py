@@ -1,0 +1,1 @@
+"""Live per-target health: outcome classification, windows, EWMA, stores."""

@@ -1,0 +1,72 @@
+"""The local, in-memory health store: the embedded default, and the fleet store's local view."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+from health.breaker import Admission
+from health.clock import Clock, MonotonicClock
+from health.outcome import Outcome
+from health.settings import HealthSettings
+from health.signals import TargetHealth, TargetSignals
+from health.store import HealthSnapshot, Permit, StoreStatus
+
+
+class MemoryStore:
+    """Health kept in this process only. Keyed by target id, so it survives config reloads."""
+
+    def __init__(
+        self,
+        settings: HealthSettings | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings or HealthSettings()
+        self._clock = clock or MonotonicClock()
+        self._rng = rng or random.Random()
+        self._targets: dict[str, TargetSignals] = {}
+
+    def signals(self, target_id: str) -> TargetSignals:
+        sig = self._targets.get(target_id)
+        if sig is None:
+            sig = self._targets[target_id] = TargetSignals(target_id, self._settings, self._rng)
+        return sig
+
+    def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
+        now = self._clock.now()
+        out: dict[str, TargetHealth] = {}
+        for tid in target_ids:
+            sig = self._targets.get(tid)
+            out[tid] = TargetHealth.unknown(tid) if sig is None else sig.view(now, detailed=detailed)
+        return out
+
+    def admission(self, target_id: str) -> Admission:
+        sig = self._targets.get(target_id)
+        if sig is None:
+            return Admission.ALLOW
+        return sig.breaker.peek(self._clock.now())
+
+    def acquire(self, target_id: str) -> Permit | None:
+        now = self._clock.now()
+        sig = self.signals(target_id)
+        verdict = sig.admit(now)
+        if verdict is Admission.DENY:
+            return None
+        sig.in_flight += 1
+        return Permit(target_id, verdict is Admission.PROBE, now)
+
+    def release(self, permit: Permit, outcome: Outcome) -> None:
+        sig = self.signals(permit.target_id)
+        sig.in_flight = max(0, sig.in_flight - 1)
+        sig.record(outcome, self._clock.now(), probe=permit.probe)
+
+    def status(self) -> StoreStatus:
+        return StoreStatus(backend="memory", degraded=False)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,140 @@
+"""The one place that classifies an upstream attempt.
+
+Everything else (health windows, breakers, the retry loop, metrics, spans) consumes an
+`Outcome` and never looks at status codes or exceptions again. The table is RELIABILITY.md's:
+
+    success            2xx, complete stream
+    provider_failure   5xx/529, connect refused/reset/timeout, no headers/first token in time,
+                       stall, cut or malformed stream/body          -> breaker failure, fail over
+    throttled          429 (+ Retry-After)                          -> neutral, throttle, fail over
+    caller_error       400/404/413/422, context length exceeded     -> neutral, pass through
+    credential_error   401/403                                      -> misconfigured, fail over
+    neutral            the client went away, our own bulkhead full  -> nothing
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+
+class OutcomeKind(enum.Enum):
+    SUCCESS = "success"
+    PROVIDER_FAILURE = "provider_failure"
+    THROTTLED = "throttled"
+    CALLER_ERROR = "caller_error"
+    CREDENTIAL_ERROR = "credential_error"
+    NEUTRAL = "neutral"
+
+    @property
+    def fails_over(self) -> bool:
+        """Whether the next candidate should be tried (when nothing reached the client yet)."""
+        return self in (
+            OutcomeKind.PROVIDER_FAILURE,
+            OutcomeKind.THROTTLED,
+            OutcomeKind.CREDENTIAL_ERROR,
+        )
+
+
+class FailureReason(enum.Enum):
+    """Why an attempt failed: a short, stable vocabulary for headers, logs and spans."""
+
+    NONE = "none"
+    STATUS = "status"
+    CONNECT_REFUSED = "connect_refused"
+    CONNECT_TIMEOUT = "connect_timeout"
+    CONNECTION_RESET = "connection_reset"
+    HEADERS_TIMEOUT = "headers_timeout"
+    FIRST_TOKEN_TIMEOUT = "first_token_timeout"
+    IDLE_TIMEOUT = "idle_timeout"
+    TOTAL_TIMEOUT = "total_timeout"
+    CUT = "cut"
+    MALFORMED = "malformed"
+    CLIENT_GONE = "client_gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The classified result of one upstream attempt."""
+
+    kind: OutcomeKind
+    reason: FailureReason = FailureReason.NONE
+    status: int | None = None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    retry_after_s: float | None = None
+    detail: str = ""
+
+    @property
+    def summary(self) -> str:
+        """A short human-readable description, e.g. `status 503` or `connect_refused`."""
+        if self.reason is FailureReason.STATUS and self.status is not None:
+            return f"status {self.status}"
+        if self.kind is OutcomeKind.SUCCESS:
+            return "ok"
+        return self.reason.value
+
+
+_CREDENTIAL = frozenset({401, 403})
+_PROVIDER_4XX = frozenset({408})  # the provider timed out reading our request: its fault
+
+
+def classify_status(
+    status: int,
+    *,
+    retry_after: str | None = None,
+    now_epoch_s: float | None = None,
+    latency_s: float | None = None,
+) -> Outcome:
+    """Classify an HTTP status received from a provider (no body has been relayed yet)."""
+    if 200 <= status < 300:
+        return Outcome(OutcomeKind.SUCCESS, status=status, latency_s=latency_s)
+    if status == 429:
+        return Outcome(
+            OutcomeKind.THROTTLED,
+            FailureReason.STATUS,
+            status=status,
+            latency_s=latency_s,
+            retry_after_s=parse_retry_after(retry_after, now_epoch_s=now_epoch_s),
+        )
+    if status in _CREDENTIAL:
+        return Outcome(OutcomeKind.CREDENTIAL_ERROR, FailureReason.STATUS, status=status)
+    if status >= 500 or status in _PROVIDER_4XX:
+        return Outcome(OutcomeKind.PROVIDER_FAILURE, FailureReason.STATUS, status=status)
+    return Outcome(OutcomeKind.CALLER_ERROR, FailureReason.STATUS, status=status)
+
+
+def provider_failure(reason: FailureReason, detail: str = "") -> Outcome:
+    """A transport- or protocol-level failure of the provider."""
+    return Outcome(OutcomeKind.PROVIDER_FAILURE, reason, detail=detail)
+
+
+def parse_retry_after(value: str | None, *, now_epoch_s: float | None = None) -> float | None:
+    """Parse a Retry-After header: delta-seconds or an HTTP-date. None when absent or invalid.
+
+    The result is a duration in seconds (never negative), so it can be carried between
+    replicas without trusting their wall clocks.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = (
+        datetime.now(UTC).timestamp() if now_epoch_s is None else now_epoch_s
+    )
+    return max(0.0, when.timestamp() - now)

@@ -1,0 +1,128 @@
+"""Per-target live signals, fed by classified outcomes, read as frozen `TargetHealth` views."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from health.breaker import Admission, Breaker, BreakerState, Transition
+from health.ewma import PeakEwma, Reservoir
+from health.outcome import Outcome, OutcomeKind
+from health.settings import HealthSettings
+from health.window import SlidingWindow
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    """A read-only view of one target's health at one instant (monotonic seconds)."""
+
+    target_id: str
+    state: BreakerState
+    error_rate: float
+    window_calls: int
+    consecutive_failures: int
+    latency_ms_p50: float | None
+    latency_ms_ewma: float | None
+    ttft_ms_p50: float | None
+    ttft_ms_ewma: float | None
+    in_flight: int
+    throttled_for_s: float
+    open_for_s: float
+    misconfigured: bool
+    last_transition: Transition | None
+
+    @property
+    def available(self) -> bool:
+        """Worth sending traffic to now (a half-open target takes a probe)."""
+        return self.state is not BreakerState.OPEN and self.throttled_for_s <= 0
+
+    @staticmethod
+    def unknown(target_id: str) -> TargetHealth:
+        return TargetHealth(
+            target_id, BreakerState.CLOSED, 0.0, 0, 0, None, None, None, None, 0, 0.0, 0.0,
+            False, None,
+        )
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else round(v * 1000.0, 3)
+
+
+class TargetSignals:
+    """Mutable signals for one target. Not thread-safe: owned by one event loop."""
+
+    def __init__(self, target_id: str, settings: HealthSettings, rng: random.Random) -> None:
+        self.target_id = target_id
+        self._settings = settings
+        self.window = SlidingWindow(settings.window_s, settings.bucket_s)
+        self.breaker = Breaker(settings.breaker, rng)
+        self.latency = PeakEwma(settings.ewma_tau_s)
+        self.ttft = PeakEwma(settings.ewma_tau_s)
+        self.latency_samples = Reservoir()
+        self.ttft_samples = Reservoir()
+        self.in_flight = 0
+        self.throttled_until = 0.0
+        self._throttle_streak = 0
+        self.misconfigured = False
+
+    def admit(self, now_s: float) -> Admission:
+        return self.breaker.admit(now_s)
+
+    def record(self, outcome: Outcome, now_s: float, *, probe: bool) -> None:
+        kind = outcome.kind
+        if outcome.latency_s is not None and kind is OutcomeKind.SUCCESS:
+            self.latency.observe(outcome.latency_s, now_s)
+            self.latency_samples.add(outcome.latency_s)
+        if outcome.ttft_s is not None:
+            self.ttft.observe(outcome.ttft_s, now_s)
+            self.ttft_samples.add(outcome.ttft_s)
+        if kind is OutcomeKind.SUCCESS:
+            self.window.add(now_s, success=True)
+            self._throttle_streak = 0
+            self.misconfigured = False
+            self.breaker.on_success(now_s, probe=probe)
+        elif kind is OutcomeKind.PROVIDER_FAILURE:
+            self.window.add(now_s, success=False)
+            self.breaker.on_failure(now_s, self.window.counts(now_s), probe=probe)
+        elif kind is OutcomeKind.THROTTLED:
+            self._throttle(outcome.retry_after_s, now_s)
+            self.breaker.on_neutral(probe=probe)
+        elif kind is OutcomeKind.CREDENTIAL_ERROR:
+            self.misconfigured = True
+            self.breaker.on_neutral(probe=probe)
+            self.breaker.trip(
+                now_s,
+                f"credentials rejected (status {outcome.status})",
+                open_s=self._settings.breaker.misconfigured_open_s,
+            )
+        else:
+            self.breaker.on_neutral(probe=probe)
+
+    def _throttle(self, retry_after_s: float | None, now_s: float) -> None:
+        t = self._settings.throttle
+        if retry_after_s is None:
+            retry_after_s = min(t.max_s, t.default_s * (2 ** min(self._throttle_streak, 30)))
+        self._throttle_streak += 1
+        self.throttled_until = max(self.throttled_until, now_s + retry_after_s)
+
+    def view(self, now_s: float, *, detailed: bool = False) -> TargetHealth:
+        """A frozen view; percentiles (a sort) only when `detailed`, i.e. off the hot path."""
+        counts = self.window.counts(now_s)
+        open_until = self.breaker.open_until()
+        state = self.breaker.state(now_s)
+        return TargetHealth(
+            target_id=self.target_id,
+            state=state,
+            error_rate=counts.failure_rate,
+            window_calls=counts.total,
+            consecutive_failures=self.breaker.consecutive_failures,
+            latency_ms_p50=_ms(self.latency_samples.percentile(0.5)) if detailed else None,
+            latency_ms_ewma=_ms(self.latency.value),
+            ttft_ms_p50=_ms(self.ttft_samples.percentile(0.5)) if detailed else None,
+            ttft_ms_ewma=_ms(self.ttft.value),
+            in_flight=self.in_flight,
+            throttled_for_s=max(0.0, self.throttled_until - now_s),
+            open_for_s=max(0.0, open_until - now_s) if open_until is not None else 0.0,
+            misconfigured=self.misconfigured,
+            last_transition=self.breaker.last_transition,
+        )

@@ -1,0 +1,58 @@
+"""The health store interface: what the gateway needs from live health, local or fleet-wide.
+
+The request path only calls the synchronous methods, which read and write memory. A fleet
+store (Redis) does its network I/O in background tasks started by `start()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from health.breaker import Admission
+from health.outcome import Outcome
+from health.signals import TargetHealth
+
+HealthSnapshot = Mapping[str, TargetHealth]
+"""Target id -> view, read once per request and handed to policies."""
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Permission to send one attempt to a target; returned to the store with the outcome."""
+
+    target_id: str
+    probe: bool
+    started_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    backend: str
+    degraded: bool
+    detail: str = ""
+
+
+class HealthStore(Protocol):
+    def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
+        """Views of these targets now (unknown targets read as healthy and idle)."""
+        ...
+
+    def acquire(self, target_id: str) -> Permit | None:
+        """A permit to send one attempt now, or None when the breaker says no."""
+        ...
+
+    def admission(self, target_id: str) -> Admission:
+        """What `acquire` would answer, without taking a probe slot."""
+        ...
+
+    def release(self, permit: Permit, outcome: Outcome) -> None:
+        """Record the attempt's outcome and free its in-flight slot. Call exactly once."""
+        ...
+
+    def status(self) -> StoreStatus: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

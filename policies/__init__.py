@@ -1,0 +1,1 @@
+"""Routing policies: the policy protocol, registry and built-ins."""
