@@ -1,0 +1,106 @@
+"""A strict reader for YAML mappings that collects every problem with its path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `issues` lists every problem found, each with its path."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str = "") -> None:
+        self.issues = issues
+        self.source = source
+        head = f"{source}: " if source else ""
+        super().__init__(head + "; ".join(str(i) for i in issues))
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+class Issues:
+    """An accumulator of problems; decoding goes on after an error so all are reported."""
+
+    def __init__(self) -> None:
+        self.items: list[ConfigIssue] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(ConfigIssue(path, message))
+
+
+class Section:
+    """Reads the keys of one mapping; `done()` reports keys nobody asked for."""
+
+    def __init__(self, data: object, path: str, issues: Issues) -> None:
+        self.path = path
+        self.issues = issues
+        self.ok = isinstance(data, Mapping)
+        if data is None:
+            self.data: Mapping[str, Any] = {}
+            self.ok = True
+        elif isinstance(data, Mapping):
+            self.data = data
+        else:
+            issues.add(path, f"expected a mapping, got {type(data).__name__}")
+            self.data = {}
+        self._seen: set[str] = set()
+
+    def raw(self, key: str) -> Any:
+        self._seen.add(key)
+        return self.data.get(key)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, kind: type[T], default: T) -> T:
+        value = self.raw(key)
+        if value is None:
+            return default
+        return self.coerce(value, kind, join(self.path, key), default)
+
+    def coerce(self, value: Any, kind: type[T], path: str, default: T) -> T:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)  # type: ignore[return-value]
+        if kind is not bool and isinstance(value, bool):
+            self.issues.add(path, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got a boolean")
+            return default
+        if not isinstance(value, kind):
+            want = _TYPE_NAMES.get(kind, kind.__name__)
+            self.issues.add(path, f"expected {want}, got {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def positive(self, key: str, kind: type[T], default: T) -> T:
+        value = self.get(key, kind, default)
+        if isinstance(value, int | float) and value <= 0:
+            self.issues.add(join(self.path, key), f"must be greater than 0, got {value}")
+            return default
+        return value
+
+    def sub(self, key: str) -> Section:
+        return Section(self.raw(key), join(self.path, key), self.issues)
+
+    def done(self) -> None:
+        for key in self.data:
+            if key not in self._seen:
+                known = ", ".join(sorted(self._seen))
+                self.issues.add(join(self.path, str(key)), f"unknown key (known keys: {known})")

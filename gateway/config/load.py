@@ -1,0 +1,326 @@
+"""Build a `Config` from YAML: parse, expand `${VAR}`, decode strictly, cross-check references."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+import yaml
+
+from gateway.config.decode import ConfigError, ConfigIssue, Issues, Section, join
+from gateway.config.expand import UnsetVariable, expand
+from gateway.config.model import (
+    DEFAULT_MAX_BODY_BYTES,
+    Config,
+    HealthConfig,
+    ProviderConfig,
+    RouteConfig,
+    ServerConfig,
+    TargetConfig,
+    Timeouts,
+)
+from health.settings import BreakerSettings, HealthSettings, ThrottleSettings
+from policies.registry import BUILTIN
+from policies.types import Candidate, Price
+
+FORMATS = ("openai",)
+STORES = ("memory", "redis")
+SUPPORTS = ("tools", "vision", "json", "embeddings")
+
+
+def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file. Raises ConfigError listing every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError([ConfigIssue("", f"cannot read config file: {reason}")], str(p)) from None
+    return load_text(text, source=str(p), env=env)
+
+
+def load_text(
+    text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None
+) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            [ConfigIssue("", f"YAML syntax error: {where}{problem}")], source
+        ) from None
+    return load_data(data, source=source, env=os.environ if env is None else env)
+
+
+def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str]) -> Config:
+    issues = Issues()
+    data = _expand_tree(data, "", env, issues)
+    root = Section(data, "", issues)
+    server = _server(root.sub("server"))
+    health = _health(root.sub("health"))
+    providers = _providers(root.sub("providers"))
+    targets = _targets(root.sub("targets"), providers)
+    routes = _routes(root.raw("routes"), providers, targets, issues)
+    root.done()
+    if not providers and not issues.items:
+        issues.add("providers", "at least one provider is required")
+    if not routes and not issues.items:
+        issues.add("routes", "at least one route is required")
+    if issues.items:
+        raise ConfigError(issues.items, source)
+    return Config(
+        server, health, MappingProxyType(providers), MappingProxyType(targets), routes, source
+    )
+
+
+def _expand_tree(node: object, path: str, env: Mapping[str, str], issues: Issues) -> object:
+    if isinstance(node, str):
+        try:
+            return expand(node, env)
+        except UnsetVariable as exc:
+            issues.add(path, str(exc))
+            return ""
+    if isinstance(node, Mapping):
+        return {k: _expand_tree(v, join(path, str(k)), env, issues) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(v, join(path, i), env, issues) for i, v in enumerate(node)]
+    return node
+
+
+def _server(s: Section) -> ServerConfig:
+    d = ServerConfig()
+    port = s.get("port", int, d.port)
+    if not 0 <= port <= 65535:
+        s.issues.add(join(s.path, "port"), f"must be between 0 and 65535, got {port}")
+    cfg = ServerConfig(
+        host=s.get("host", str, d.host),
+        port=port,
+        max_body_bytes=s.positive("max_body_bytes", int, DEFAULT_MAX_BODY_BYTES),
+    )
+    s.done()
+    return cfg
+
+
+def _health(s: Section) -> HealthConfig:
+    store = s.get("store", str, "memory")
+    if store not in STORES:
+        s.issues.add(join(s.path, "store"), f"unknown store {store!r} (known: {', '.join(STORES)})")
+    redis_url = s.get("redis_url", str, "")
+    if store == "redis" and not redis_url:
+        s.issues.add(join(s.path, "redis_url"), "required when store is 'redis'")
+    dh = HealthSettings()
+    b, db = s.sub("breaker"), BreakerSettings()
+    breaker = BreakerSettings(
+        consecutive_failures=b.positive("consecutive_failures", int, db.consecutive_failures),
+        failure_rate=b.positive("failure_rate", float, db.failure_rate),
+        min_calls=b.positive("min_calls", int, db.min_calls),
+        open_s=b.positive("open_s", float, db.open_s),
+        open_max_s=b.positive("open_max_s", float, db.open_max_s),
+        jitter=b.get("jitter", float, db.jitter),
+        half_open_successes=b.positive("half_open_successes", int, db.half_open_successes),
+        misconfigured_open_s=b.positive("misconfigured_open_s", float, db.misconfigured_open_s),
+    )
+    b.done()
+    t, dt = s.sub("throttle"), ThrottleSettings()
+    throttle = ThrottleSettings(
+        default_s=t.positive("default_s", float, dt.default_s),
+        max_s=t.positive("max_s", float, dt.max_s),
+    )
+    t.done()
+    settings = HealthSettings(
+        window_s=s.positive("window_s", float, dh.window_s),
+        bucket_s=s.positive("bucket_s", float, dh.bucket_s),
+        ewma_tau_s=s.positive("ewma_tau_s", float, dh.ewma_tau_s),
+        breaker=breaker,
+        throttle=throttle,
+    )
+    if settings.bucket_s > settings.window_s:
+        s.issues.add(join(s.path, "bucket_s"), "must not exceed window_s")
+    s.done()
+    return HealthConfig(store=store, redis_url=redis_url, settings=settings)
+
+
+def _timeouts(s: Section, base: Timeouts) -> Timeouts:
+    t = Timeouts(
+        connect_s=s.positive("connect_s", float, base.connect_s),
+        headers_s=s.positive("headers_s", float, base.headers_s),
+        first_token_s=s.positive("first_token_s", float, base.first_token_s),
+        idle_s=s.positive("idle_s", float, base.idle_s),
+        total_s=s.positive("total_s", float, base.total_s),
+    )
+    s.done()
+    return t
+
+
+def _providers(s: Section) -> dict[str, ProviderConfig]:
+    out: dict[str, ProviderConfig] = {}
+    for name in list(s.data):
+        p = s.sub(str(name))
+        if not p.ok:
+            continue
+        base_url = p.get("base_url", str, "")
+        path = join(p.path, "base_url")
+        if not base_url:
+            p.issues.add(path, "required")
+        else:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                p.issues.add(path, f"must be an http(s) URL, got {base_url!r}")
+        fmt = p.get("format", str, "openai")
+        if fmt not in FORMATS:
+            p.issues.add(
+                join(p.path, "format"), f"unknown format {fmt!r} (known: {', '.join(FORMATS)})"
+            )
+        headers_s = p.sub("headers")
+        headers = {
+            str(k): headers_s.coerce(v, str, join(headers_s.path, str(k)), "")
+            for k, v in headers_s.data.items()
+        }
+        out[str(name)] = ProviderConfig(
+            name=str(name),
+            base_url=base_url.rstrip("/"),
+            api_key=p.get("api_key", str, ""),
+            format=fmt,
+            headers=headers,
+            timeouts=_timeouts(p.sub("timeouts"), Timeouts()),
+            max_connections=p.positive("max_connections", int, 100),
+        )
+        p.done()
+    return out
+
+
+def _price(s: Section) -> Price | None:
+    if not s.data:
+        s.done()
+        return None
+    price = Price(
+        input_per_mtok=s.get("input_per_mtok", float, 0.0),
+        output_per_mtok=s.get("output_per_mtok", float, 0.0),
+    )
+    s.done()
+    return price
+
+
+def _targets(s: Section, providers: Mapping[str, ProviderConfig]) -> dict[str, TargetConfig]:
+    out: dict[str, TargetConfig] = {}
+    for tid in list(s.data):
+        t = s.sub(str(tid))
+        if not t.ok:
+            continue
+        provider = t.get("provider", str, "")
+        model = t.get("model", str, "")
+        if not provider:
+            t.issues.add(join(t.path, "provider"), "required")
+        elif provider not in providers:
+            t.issues.add(join(t.path, "provider"), f"unknown provider {provider!r}")
+        if not model:
+            t.issues.add(join(t.path, "model"), "required")
+        caps_s = t.sub("capabilities")
+        caps = {
+            str(k): caps_s.coerce(v, float, join(caps_s.path, str(k)), 0.0)
+            for k, v in caps_s.data.items()
+        }
+        supports_raw = t.raw("supports") or []
+        supports: set[str] = set()
+        if not isinstance(supports_raw, list):
+            t.issues.add(join(t.path, "supports"), "expected a list")
+        else:
+            for i, item in enumerate(supports_raw):
+                if item not in SUPPORTS:
+                    t.issues.add(
+                        join(join(t.path, "supports"), i),
+                        f"unknown feature {item!r} (known: {', '.join(SUPPORTS)})",
+                    )
+                else:
+                    supports.add(item)
+        window = t.raw("context_window")
+        context_window = None if window is None else t.positive("context_window", int, 0) or None
+        profile = Candidate(
+            target_id=str(tid),
+            provider=provider,
+            model=model,
+            context_window=context_window,
+            price=_price(t.sub("price")),
+            weight=t.get("weight", float, 1.0),
+            capabilities=caps,
+            supports=frozenset(supports),
+        )
+        out[str(tid)] = TargetConfig(str(tid), provider, model, profile)
+        t.done()
+    return out
+
+
+def _routes(
+    data: object,
+    providers: Mapping[str, ProviderConfig],
+    targets: dict[str, TargetConfig],
+    issues: Issues,
+) -> tuple[RouteConfig, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        issues.add("routes", f"expected a list, got {type(data).__name__}")
+        return ()
+    out: list[RouteConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(data):
+        r = Section(item, join("routes", i), issues)
+        if not r.ok:
+            continue
+        alias = r.get("alias", str, "")
+        if not alias:
+            issues.add(join(r.path, "alias"), "required")
+        elif alias in seen:
+            issues.add(join(r.path, "alias"), f"duplicate alias {alias!r}")
+        seen.add(alias)
+        policy = r.get("policy", str, "priority")
+        if policy not in BUILTIN:
+            issues.add(
+                join(r.path, "policy"),
+                f"unknown policy {policy!r} (known: {', '.join(sorted(BUILTIN))})",
+            )
+        candidates = _candidates(r, providers, targets)
+        out.append(
+            RouteConfig(
+                alias=alias,
+                candidates=candidates,
+                policy=policy,
+                max_attempts=r.positive("max_attempts", int, 3),
+            )
+        )
+        r.done()
+    return tuple(out)
+
+
+def _candidates(
+    r: Section, providers: Mapping[str, ProviderConfig], targets: dict[str, TargetConfig]
+) -> tuple[str, ...]:
+    raw = r.raw("candidates")
+    path = join(r.path, "candidates")
+    if not isinstance(raw, list) or not raw:
+        r.issues.add(path, "required: a non-empty list of target ids")
+        return ()
+    out: list[str] = []
+    for j, ref in enumerate(raw):
+        cpath = join(path, j)
+        if not isinstance(ref, str) or not ref:
+            r.issues.add(cpath, f"expected a target id, got {ref!r}")
+            continue
+        if ref not in targets:
+            model, at, provider = ref.rpartition("@")
+            if at and model and provider in providers:
+                # `model@provider` names a target without a profile of its own.
+                targets[ref] = TargetConfig(ref, provider, model, Candidate(ref, provider, model))
+            else:
+                r.issues.add(cpath, f"unknown target {ref!r}")
+                continue
+        if ref in out:
+            r.issues.add(cpath, f"target {ref!r} listed twice")
+            continue
+        out.append(ref)
+    return tuple(out)

@@ -1,0 +1,86 @@
+"""The configuration as one typed, immutable value. Built only by `gateway.config.load`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from health.settings import HealthSettings
+from policies.types import Candidate
+
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-phase upstream timeouts, in seconds. `total_s` bounds a whole request."""
+
+    connect_s: float = 2.0
+    headers_s: float = 10.0
+    first_token_s: float = 30.0
+    idle_s: float = 30.0
+    total_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    base_url: str
+    api_key: str = field(default="", repr=False)  # never printed
+    format: str = "openai"
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    """One model on one provider; `profile` is what policies see."""
+
+    id: str
+    provider: str
+    model: str
+    profile: Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    alias: str
+    candidates: tuple[str, ...]
+    policy: str = "priority"
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    store: str = "memory"
+    redis_url: str = field(default="", repr=False)
+    settings: HealthSettings = field(default_factory=HealthSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    health: HealthConfig
+    providers: Mapping[str, ProviderConfig]
+    targets: Mapping[str, TargetConfig]
+    routes: tuple[RouteConfig, ...]
+    source: str = "<memory>"
+    _by_alias: Mapping[str, RouteConfig] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_alias", {r.alias: r for r in self.routes})
+
+    def route(self, alias: str) -> RouteConfig | None:
+        return self._by_alias.get(alias)
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(r.alias for r in self.routes)

@@ -1,0 +1,135 @@
+"""Deterministic content for the simulated provider.
+
+Everything here is pure: the same (name, model, prompt) always yields the same answer, so a test
+can compute the expected text without talking to the sim. The streamed chunks joined together
+equal the non-streamed text exactly, and every complete answer ends with a "." chunk so that a
+truncated answer can never equal a complete one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+VOCABULARY: tuple[str, ...] = (
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
+    "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "xray",
+    "yankee", "zulu", "amber", "basil", "cedar", "dune", "ember", "fern",
+    "granite", "harbor", "iris", "jade", "kelp", "lumen", "maple", "nectar",
+    "onyx", "pearl", "quartz", "river", "sage", "timber", "umber", "velvet",
+    "willow", "yarrow", "zephyr", "anchor", "beacon", "canyon", "drift", "ferry",
+    "glacier", "horizon", "island", "junction", "lantern", "meadow", "signal", "switch",
+)  # fmt: skip
+
+
+def _digest_stream(*parts: str) -> Iterator[int]:
+    """Yield an endless deterministic byte stream derived from ``parts``."""
+    seed = "\x00".join(parts).encode()
+    counter = 0
+    while True:
+        yield from hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
+        counter += 1
+
+
+def answer_words(name: str, model: str, prompt: str, n_words: int) -> list[str]:
+    """The answer as stream chunks: ``"[name]"``, then ``n_words`` words (each with a leading
+    space) picked by a hash of (model, prompt), then a final ``"."``."""
+    stream = _digest_stream(model, prompt)
+    words = [" " + VOCABULARY[next(stream) % len(VOCABULARY)] for _ in range(max(0, n_words))]
+    return [f"[{name}]", *words, "."]
+
+
+def answer_text(name: str, model: str, prompt: str, n_words: int) -> str:
+    """The complete answer: exactly ``"".join(answer_words(...))``."""
+    return "".join(answer_words(name, model, prompt, n_words))
+
+
+def count_tokens(text: str) -> int:
+    """The sim's token count: whitespace-separated words."""
+    return len(text.split())
+
+
+def _content_text(content: Any) -> str:
+    """Text of a chat message ``content``: a string or a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, Mapping) and part.get("type") in ("text", "input_text")
+        ]
+        return "\n".join(texts)
+    return ""
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        return "\n".join(p if isinstance(p, str) else str(p) for p in prompt)
+    return "" if prompt is None else str(prompt)
+
+
+def prompt_of(body: Mapping[str, Any]) -> str:
+    """The text the answer is derived from: the last user message of a chat request, or the
+    ``prompt`` of a legacy completions request (a list of prompts is joined with newlines)."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, Mapping) and message.get("role") == "user":
+                return _content_text(message.get("content"))
+        return ""
+    return _prompt_text(body.get("prompt"))
+
+
+def prompt_tokens_of(body: Mapping[str, Any]) -> int:
+    """Usage ``prompt_tokens``: words in every message of a chat request, else in the prompt."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return sum(
+            count_tokens(_content_text(m.get("content")))
+            for m in messages
+            if isinstance(m, Mapping)
+        )
+    return count_tokens(_prompt_text(body.get("prompt")))
+
+
+def embedding_inputs(value: Any) -> list[str]:
+    """The texts of an embeddings ``input``: a string, a list of strings, or token lists."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) for v in value):
+            return [" ".join(str(v) for v in value)]
+        texts = []
+        for item in value:
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, list):
+                texts.append(" ".join(str(v) for v in item))
+            else:
+                raise ValueError("'input' must be a string or a list of strings")
+        return texts
+    raise ValueError("'input' must be a string or a list of strings")
+
+
+def embedding_vector(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector of ``dims`` floats for ``text``."""
+    stream = _digest_stream("embedding", text)
+    raw = []
+    for _ in range(dims):
+        word = int.from_bytes(bytes(next(stream) for _ in range(4)), "big")
+        raw.append(word / 0xFFFFFFFF * 2 - 1)
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """``vector`` as OpenAI's ``encoding_format="base64"``: little-endian float32, base64."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
