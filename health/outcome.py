@@ -45,6 +45,7 @@ class FailureReason(enum.Enum):
     STATUS = "status"
     CONNECT_REFUSED = "connect_refused"
     CONNECT_TIMEOUT = "connect_timeout"
+    CONNECT_ERROR = "connect_error"
     CONNECTION_RESET = "connection_reset"
     HEADERS_TIMEOUT = "headers_timeout"
     FIRST_TOKEN_TIMEOUT = "first_token_timeout"
@@ -52,6 +53,7 @@ class FailureReason(enum.Enum):
     TOTAL_TIMEOUT = "total_timeout"
     CUT = "cut"
     MALFORMED = "malformed"
+    UPSTREAM_ERROR_EVENT = "upstream_error_event"
     CLIENT_GONE = "client_gone"
 
 

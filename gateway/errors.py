@@ -1,0 +1,126 @@
+"""Every error a caller can see, each mapped to one OpenAI error shape.
+
+    GatewayError                      {"error": {"message", "type", "code", "param"}}
+    ├── InvalidRequest          400   invalid_request_error (bad JSON, missing/invalid field)
+    ├── UnsupportedMediaType    415   invalid_request_error
+    ├── NotFound                404   invalid_request_error (no such path)
+    │   └── UnknownModel        404   code model_not_found, param model, names the aliases
+    ├── MethodNotAllowed        405   invalid_request_error
+    ├── PayloadTooLarge         413   invalid_request_error, names the limit
+    ├── Unauthorized            401   authentication_error (admin endpoints, when protected)
+    ├── AllCandidatesFailed     502   upstream_error, with a short per-attempt summary
+    ├── NoCandidateAvailable    503   service_unavailable, with Retry-After
+    └── ShuttingDown            503   service_unavailable
+
+Messages never contain credentials: they are built from our own vocabulary, target ids and
+status codes, never from upstream request headers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import orjson
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers: Mapping[str, str] = headers or {}
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.code, self.param)
+
+
+def error_body(message: str, type_: str, code: str | None, param: str | None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "code": code, "param": param}})
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class UnknownModel(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model: str, aliases: tuple[str, ...]) -> None:
+        known = ", ".join(aliases) if aliases else "none configured"
+        super().__init__(
+            f"The model '{model}' does not exist on this gateway. Available models: {known}.",
+            param="model",
+        )
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(
+            f"Request body exceeds the gateway limit of {limit_bytes} bytes "
+            "(server.max_body_bytes)."
+        )
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class AllCandidatesFailed(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "all_candidates_failed"
+
+
+class NoCandidateAvailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_candidate_available"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        seconds = max(1, math.ceil(retry_after_s))
+        super().__init__(message, headers={"Retry-After": str(seconds)})
+
+
+class ShuttingDown(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "shutting_down"

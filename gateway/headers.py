@@ -1,0 +1,43 @@
+"""Which headers cross the gateway, in each direction. Allowlists: anything else stays behind.
+
+Client credentials (Authorization, api-key, OpenAI-Organization...) never reach a provider;
+the provider's own key is injected instead. Hop-by-hop headers never cross.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from multidict import CIMultiDictProxy
+
+from gateway.config.model import ProviderConfig
+
+# From the client to the provider (besides the ones we set ourselves).
+FORWARD_TO_PROVIDER = frozenset(
+    {"traceparent", "tracestate", "baggage", "user-agent", "openai-beta", "accept-language"}
+)
+
+# From the provider back to the client.
+FORWARD_TO_CLIENT_PREFIXES = ("x-ratelimit-", "openai-")
+
+
+def upstream_headers(
+    client: CIMultiDictProxy[str], provider: ProviderConfig, request_id: str
+) -> dict[str, str]:
+    out = {k: v for k, v in client.items() if k.lower() in FORWARD_TO_PROVIDER}
+    out.update(provider.headers)
+    out["Content-Type"] = "application/json"
+    out["Accept"] = "application/json, text/event-stream"
+    out["X-Request-Id"] = request_id
+    if provider.api_key:
+        out["Authorization"] = f"Bearer {provider.api_key}"
+    return out
+
+
+def client_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in upstream.items():
+        lk = k.lower()
+        if lk.startswith(FORWARD_TO_CLIENT_PREFIXES) and lk != "openai-organization":
+            out[k] = v
+    return out

@@ -1,0 +1,165 @@
+"""Settings, the current fault and the attempt log of one simulated provider."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.sim.faults import Fault
+
+DEFAULT_MODELS: tuple[str, ...] = ("sim-small", "sim-large")
+LOG_LIMIT = 10_000
+# Request headers the log keeps (plus every header starting with "x-").
+_LOGGED_HEADERS = frozenset({"authorization", "traceparent", "tracestate", "user-agent"})
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """How the sim answers when no fault interferes."""
+
+    name: str = "sim"
+    latency_ms: float = 0.0  # before response headers
+    chunk_interval_ms: float = 0.0  # between streamed events
+    n_words: int = 12  # hashed words per answer (plus the "[name]" prefix and the final ".")
+    models: tuple[str, ...] = DEFAULT_MODELS  # listed by /v1/models; any model is accepted
+    api_key: str | None = None  # when set, requests need "Authorization: Bearer <api_key>"
+    embedding_dims: int = 8  # overridable per request with "dimensions"
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0 or self.chunk_interval_ms < 0:
+            raise ValueError("latency_ms and chunk_interval_ms must be >= 0")
+        if self.n_words < 0:
+            raise ValueError("n_words must be >= 0")
+        if self.embedding_dims < 1:
+            raise ValueError("embedding_dims must be >= 1")
+
+
+@dataclass
+class Attempt:
+    """One request the sim saw. ``outcome`` is "running" until the attempt ends, then one of
+    completed, client_disconnected, server_closed, hang, reset, cut, stalled, malformed,
+    no_done."""
+
+    seq: int
+    t_start: float
+    path: str
+    model: str | None
+    stream: bool
+    fault: str
+    headers: dict[str, str]
+    request_body: Any
+    t_end: float | None = None
+    status: int | None = None
+    outcome: str = "running"
+    client_disconnected: bool = False
+
+    def finish(self, outcome: str | None = None) -> None:
+        """End the attempt (once); ``outcome`` replaces a still "running" outcome."""
+        if self.t_end is not None:
+            return
+        if outcome is not None and self.outcome == "running":
+            self.outcome = outcome
+        self.t_end = time.monotonic()
+
+    def disconnected(self) -> None:
+        """The client closed the connection before the sim was done."""
+        self.client_disconnected = True
+        self.finish("client_disconnected")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "path": self.path,
+            "model": self.model,
+            "stream": self.stream,
+            "fault": self.fault,
+            "status": self.status,
+            "outcome": self.outcome,
+            "client_disconnected": self.client_disconnected,
+            "headers": self.headers,
+            "request_body": self.request_body,
+        }
+
+
+def logged_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request headers that matter to gateway tests, with lower-case names."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _LOGGED_HEADERS or lower.startswith("x-"):
+            out[lower] = value
+    return out
+
+
+@dataclass
+class SimState:
+    """Mutable state shared by the handlers of one sim; tests may change it in-process."""
+
+    settings: SimSettings = field(default_factory=SimSettings)
+    fault: Fault = field(default_factory=Fault)
+    log_limit: int = LOG_LIMIT
+    log: deque[Attempt] = field(init=False)
+    closing: bool = field(default=False, init=False)
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
+    _in_flight: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        self.log = deque(maxlen=self.log_limit)
+
+    def set_fault(self, fault: Fault) -> None:
+        self.fault = fault
+
+    def take_fault(self) -> Fault:
+        """The fault for one new request; counts it against ``fault.count``."""
+        fault = self.fault
+        self.fault = fault.consumed()
+        return fault
+
+    def begin(
+        self,
+        *,
+        path: str,
+        model: str | None,
+        stream: bool,
+        fault: str,
+        headers: Mapping[str, str],
+        request_body: Any,
+    ) -> Attempt:
+        attempt = Attempt(
+            seq=next(self._seq),
+            t_start=time.monotonic(),
+            path=path,
+            model=model,
+            stream=stream,
+            fault=fault,
+            headers=logged_headers(headers),
+            request_body=request_body,
+        )
+        self.log.append(attempt)
+        return attempt
+
+    def attempts(self, since: int = 0) -> list[dict[str, Any]]:
+        """The log as JSON objects, oldest first, only those with ``seq > since``."""
+        return [a.to_json() for a in self.log if a.seq > since]
+
+    def clear_log(self) -> None:
+        self.log.clear()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self._in_flight.add(task)
+
+    def untrack(self, task: asyncio.Task[Any]) -> None:
+        self._in_flight.discard(task)
+
+    def cancel_in_flight(self) -> None:
+        """Mark the sim closing and cancel every running handler (e.g. hung requests)."""
+        self.closing = True
+        for task in list(self._in_flight):
+            task.cancel()

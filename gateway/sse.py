@@ -1,0 +1,100 @@
+"""Server-sent events: split a byte stream into events and read what the relay needs to know."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+class SseSplitter:
+    """Incrementally splits bytes into complete events (raw bytes, `\\n` line endings)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf + chunk
+        if b"\r" in buf:
+            # Keep a lone trailing \r: its \n may be in the next chunk.
+            keep_cr = buf.endswith(b"\r")
+            buf = buf[:-1] if keep_cr else buf
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if keep_cr:
+                buf += b"\r"
+        events = buf.split(b"\n\n")
+        self._buf = events.pop()
+        return [e for e in events if e]
+
+    def tail(self) -> bytes:
+        """Whatever was left unterminated when the stream ended."""
+        rest, self._buf = self._buf.strip(b"\r\n"), b""
+        return rest
+
+
+class Kind(enum.Enum):
+    DATA = "data"
+    DONE = "done"
+    COMMENT = "comment"
+    ERROR = "error"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    kind: Kind
+    content: bool = False  # carries generated output (text, tool call, finish)
+    finished: bool = False  # a choice carries a finish_reason
+    payload: Any = None
+
+
+_CONTENT_KEYS = ("content", "tool_calls", "function_call", "refusal", "reasoning_content")
+
+
+def _data_of(raw: bytes) -> bytes | None:
+    parts: list[bytes] = []
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            parts.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(parts) if parts else None
+
+
+def inspect(raw: bytes) -> EventInfo:
+    """Classify one event of an OpenAI-style stream."""
+    data = _data_of(raw)
+    if data is None:
+        return EventInfo(Kind.COMMENT)
+    if data.strip() == b"[DONE]":
+        return EventInfo(Kind.DONE)
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return EventInfo(Kind.MALFORMED)
+    if not isinstance(obj, dict):
+        return EventInfo(Kind.MALFORMED)
+    if obj.get("error"):
+        return EventInfo(Kind.ERROR, payload=obj)
+    choices = obj.get("choices")
+    content = finished = False
+    if isinstance(choices, list):
+        for ch in choices:
+            if not isinstance(ch, dict):
+                return EventInfo(Kind.MALFORMED)
+            if ch.get("finish_reason"):
+                content = finished = True
+            delta = ch.get("delta")
+            if isinstance(delta, dict):
+                if any(delta.get(k) for k in _CONTENT_KEYS):
+                    content = True
+            elif ch.get("text"):
+                content = True
+    elif choices is not None:
+        return EventInfo(Kind.MALFORMED)
+    if obj.get("usage") and not choices:
+        content = True
+    return EventInfo(Kind.DATA, content=content, finished=finished, payload=obj)
