@@ -1,0 +1,203 @@
+"""One upstream attempt, up to the point where the gateway commits to an answer.
+
+Non-streaming: the whole body is read and checked before anything is sent to the client.
+Streaming: events are read and held until the first one that carries output, so a provider
+that fails before its first token still fails over invisibly. The caller then relays the
+rest (`gateway.relay`) or, on failure, tries the next candidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from gateway.config.model import ProviderConfig, TargetConfig
+from gateway.sse import Kind, SseSplitter, inspect
+from gateway.upstream import transport_outcome
+from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status, provider_failure
+
+ERROR_BODY_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSpec:
+    """Everything needed to send one request to one target."""
+
+    target: TargetConfig
+    provider: ProviderConfig
+    path: str  # e.g. "/chat/completions"
+    body: bytes
+    headers: dict[str, str]
+    stream: bool
+
+    @property
+    def url(self) -> str:
+        return self.provider.base_url + self.path
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete non-streaming answer or an error to pass through, read and checked."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A streaming response whose first output event has arrived; not yet sent to the client."""
+
+    response: aiohttp.ClientResponse
+    splitter: SseSplitter
+    prelude: list[bytes]
+    finished: bool
+    started_s: float
+    ttft_s: float
+    headers: dict[str, str]
+
+    def close(self) -> None:
+        self.response.close()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    outcome: Outcome
+    reply: Reply | None = None  # success (non-stream) or a caller error to pass through
+    stream: OpenStream | None = None  # success (stream), to be relayed
+
+
+def _fail(reason: FailureReason, detail: str = "") -> AttemptResult:
+    return AttemptResult(provider_failure(reason, detail))
+
+
+async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> AttemptResult:
+    """Send the request and read it up to the commit point. Never raises for upstream faults."""
+    loop = asyncio.get_running_loop()
+    t = spec.provider.timeouts
+    started = loop.time()
+    deadline = started + t.total_s
+    # A non-streaming answer's headers arrive only after the whole generation.
+    headers_wait = t.headers_s if spec.stream else max(t.headers_s, t.first_token_s)
+    try:
+        async with asyncio.timeout(min(headers_wait, t.total_s)):
+            resp = await session.post(spec.url, data=spec.body, headers=spec.headers)
+    except TimeoutError:
+        return _fail(FailureReason.HEADERS_TIMEOUT)
+    except aiohttp.ClientError as exc:
+        return AttemptResult(transport_outcome(exc))
+    except OSError as exc:
+        return AttemptResult(transport_outcome(exc))
+    try:
+        if not 200 <= resp.status < 300:
+            return await _error_reply(resp, started, deadline, t.idle_s)
+        if spec.stream:
+            result = await _open_stream(resp, started, min(deadline, started + t.first_token_s))
+        else:
+            result = await _read_json(resp, started, deadline)
+    except BaseException:
+        resp.close()
+        raise
+    if result.stream is None:
+        resp.release()
+    return result
+
+
+async def _read_body(resp: aiohttp.ClientResponse, until: float, limit: int | None) -> bytes:
+    async with asyncio.timeout_at(until):
+        if limit is None:
+            return await resp.read()
+        return await resp.content.read(limit)
+
+
+async def _error_reply(
+    resp: aiohttp.ClientResponse, started: float, deadline: float, idle_s: float
+) -> AttemptResult:
+    loop = asyncio.get_running_loop()
+    try:
+        body = await _read_body(resp, min(deadline, loop.time() + idle_s), ERROR_BODY_LIMIT)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        body = b""
+    outcome = classify_status(
+        resp.status,
+        retry_after=resp.headers.get("Retry-After"),
+        latency_s=loop.time() - started,
+    )
+    reply = None
+    if outcome.kind is OutcomeKind.CALLER_ERROR:
+        ctype = resp.headers.get("Content-Type", "application/json")
+        reply = Reply(resp.status, body, ctype, dict(resp.headers))
+    return AttemptResult(outcome, reply=reply)
+
+
+async def _read_json(
+    resp: aiohttp.ClientResponse, started: float, deadline: float
+) -> AttemptResult:
+    loop = asyncio.get_running_loop()
+    try:
+        body = await _read_body(resp, deadline, None)
+    except TimeoutError:
+        return _fail(FailureReason.TOTAL_TIMEOUT)
+    except (aiohttp.ClientError, OSError) as exc:
+        return AttemptResult(transport_outcome(exc))
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _fail(FailureReason.MALFORMED, "response body is not JSON")
+    if not isinstance(parsed, dict) or "error" in parsed:
+        return _fail(FailureReason.MALFORMED, "response body is not a result object")
+    elapsed = loop.time() - started
+    outcome = Outcome(OutcomeKind.SUCCESS, status=resp.status, latency_s=elapsed, ttft_s=elapsed)
+    ctype = resp.headers.get("Content-Type", "application/json")
+    return AttemptResult(outcome, reply=Reply(resp.status, body, ctype, dict(resp.headers)))
+
+
+async def _open_stream(
+    resp: aiohttp.ClientResponse, started: float, first_token_by: float
+) -> AttemptResult:
+    loop = asyncio.get_running_loop()
+    ctype = resp.headers.get("Content-Type", "")
+    if "text/event-stream" not in ctype:
+        return _fail(FailureReason.MALFORMED, f"expected an event stream, got {ctype or 'nothing'}")
+    splitter = SseSplitter()
+    prelude: list[bytes] = []
+    try:
+        async with asyncio.timeout_at(first_token_by):
+            while True:
+                chunk = await resp.content.readany()
+                if not chunk:
+                    return _fail(FailureReason.CUT, "stream ended before any output")
+                for raw in splitter.feed(chunk):
+                    info = inspect(raw)
+                    if info.kind is Kind.MALFORMED:
+                        return _fail(FailureReason.MALFORMED, "malformed event before first token")
+                    if info.kind is Kind.ERROR:
+                        return _fail(
+                            FailureReason.UPSTREAM_ERROR_EVENT, "error event before output"
+                        )
+                    if info.kind is Kind.COMMENT:
+                        continue
+                    prelude.append(raw)
+                    if info.kind is Kind.DONE:
+                        return _fail(FailureReason.CUT, "stream finished without output")
+                    if info.content:
+                        ttft = loop.time() - started
+                        stream = OpenStream(
+                            resp,
+                            splitter,
+                            prelude,
+                            info.finished,
+                            started,
+                            ttft,
+                            dict(resp.headers),
+                        )
+                        outcome = Outcome(OutcomeKind.SUCCESS, status=resp.status, ttft_s=ttft)
+                        return AttemptResult(outcome, stream=stream)
+    except TimeoutError:
+        return _fail(FailureReason.FIRST_TOKEN_TIMEOUT)
+    except (aiohttp.ClientError, OSError) as exc:
+        return AttemptResult(transport_outcome(exc))

@@ -1,0 +1,121 @@
+"""Relaying a committed stream to the client, event by event, with honest endings.
+
+After the first byte has reached the client nothing can be retried: a stall, reset, cut,
+malformed event or upstream error ends the stream with an in-band SSE `error` event and no
+`[DONE]`, so a truncated answer is never presented as complete. A stream that ends without
+`[DONE]` but after a finish reason is complete: it is finalised with `[DONE]` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.attempt import OpenStream
+from gateway.sse import Kind, inspect
+from gateway.upstream import transport_outcome
+from health.outcome import FailureReason, Outcome, OutcomeKind, provider_failure
+
+DONE = b"data: [DONE]\n\n"
+
+
+def error_event(message: str, code: str) -> bytes:
+    err = {"error": {"message": message, "type": "server_error", "code": code, "param": None}}
+    return b"event: error\ndata: " + orjson.dumps(err) + b"\n\n"
+
+
+class ClientGone(Exception):
+    """The client closed its connection while we were writing to it."""
+
+
+async def _write(response: web.StreamResponse, data: bytes) -> None:
+    try:
+        await response.write(data)
+    except (ConnectionError, aiohttp.ClientConnectionResetError) as exc:
+        raise ClientGone from exc
+
+
+async def relay_stream(
+    stream: OpenStream,
+    response: web.StreamResponse,
+    *,
+    idle_s: float,
+    deadline: float,
+) -> Outcome:
+    """Relay the rest of `stream`; return the attempt's final outcome (the client may be gone)."""
+    loop = asyncio.get_running_loop()
+    finished = stream.finished
+    failure: Outcome | None = None
+    try:
+        await _write(response, b"".join(raw + b"\n\n" for raw in stream.prelude))
+        content = stream.response.content
+        try:
+            async with asyncio.timeout(None) as cm:
+                while True:
+                    cm.reschedule(min(loop.time() + idle_s, deadline))
+                    chunk = await content.readany()
+                    if not chunk:
+                        break
+                    # A slow client is not an idle upstream: no upstream timer while writing.
+                    cm.reschedule(None)
+                    out: list[bytes] = []
+                    for raw in stream.splitter.feed(chunk):
+                        info = inspect(raw)
+                        if info.kind is Kind.DONE:
+                            out.append(DONE)
+                            await _write(response, b"".join(out))
+                            return _success(stream, loop.time())
+                        if info.kind is Kind.MALFORMED:
+                            failure = provider_failure(FailureReason.MALFORMED, "malformed event")
+                            break
+                        if info.kind is Kind.ERROR:
+                            failure = provider_failure(FailureReason.UPSTREAM_ERROR_EVENT)
+                            break
+                        if info.kind is Kind.DATA:
+                            finished = finished or info.finished
+                            out.append(raw + b"\n\n")
+                    if out:
+                        await _write(response, b"".join(out))
+                    if failure is not None:
+                        break
+        except TimeoutError:
+            late = loop.time() >= deadline
+            failure = provider_failure(
+                FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT
+            )
+    except ClientGone:
+        return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
+    except (aiohttp.ClientError, OSError) as exc:
+        failure = transport_outcome(exc)
+    if failure is None:
+        # The upstream closed the stream without [DONE].
+        if finished:
+            try:
+                await _write(response, DONE)
+            except ClientGone:
+                return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
+            return _success(stream, loop.time())
+        failure = provider_failure(FailureReason.CUT, "stream ended before a finish reason")
+    with contextlib.suppress(ClientGone):
+        await _write(response, error_event(_message(failure), f"upstream_{failure.reason.value}"))
+    return failure
+
+
+def _success(stream: OpenStream, now: float) -> Outcome:
+    return Outcome(
+        OutcomeKind.SUCCESS,
+        status=stream.response.status,
+        latency_s=now - stream.started_s,
+        ttft_s=stream.ttft_s,
+    )
+
+
+def _message(failure: Outcome) -> str:
+    return (
+        f"The upstream stream failed after output had started ({failure.summary}); "
+        "the answer is incomplete."
+    )
