@@ -1,0 +1,67 @@
+"""Accept stage: read the body once (bounded), parse it once, validate what the gateway needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+# The field each operation cannot do without, checked before any upstream is bothered.
+REQUIRED_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    ctype = request.headers.get("Content-Type", "")
+    mime = ctype.split(";", 1)[0].strip().lower()
+    if mime and mime != "application/json" and not mime.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got '{mime}'.", param="Content-Type"
+        )
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_payload(body: bytes, operation: str) -> dict[str, Any]:
+    if not body:
+        raise InvalidRequest(
+            "The request body is empty; expected a JSON object.", code="invalid_json"
+        )
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    model = payload.get("model")
+    if model is None or model == "":
+        raise InvalidRequest(
+            "You must provide a model parameter.", param="model", code="missing_field"
+        )
+    if not isinstance(model, str):
+        raise InvalidRequest("'model' must be a string.", param="model", code="invalid_type")
+    stream = payload.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be true or false.", param="stream", code="invalid_type")
+    if operation == "embeddings" and stream:
+        raise InvalidRequest("Embeddings cannot be streamed.", param="stream", code="invalid_value")
+    required = REQUIRED_FIELD[operation]
+    if payload.get(required) is None:
+        raise InvalidRequest(
+            f"You must provide a '{required}' parameter.", param=required, code="missing_field"
+        )
+    return payload

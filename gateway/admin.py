@@ -1,0 +1,78 @@
+"""Operational endpoints: liveness, readiness, the model list and the targets' health."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from gateway.context import RUNTIME
+from health.signals import TargetHealth
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    st = rt.store.status()
+    body = {
+        "status": "draining" if rt.draining else "ready",
+        "health_store": {"backend": st.backend, "degraded": st.degraded, "detail": st.detail},
+        "config": rt.config.source,
+    }
+    return _json(body, 503 if rt.draining else 200)
+
+
+async def models(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    created = int(rt.started_wall_s)
+    data = [
+        {"id": alias, "object": "model", "created": created, "owned_by": "switchyard"}
+        for alias in rt.config.aliases
+    ]
+    return _json({"object": "list", "data": data})
+
+
+def _wall(seconds_from_now: float, now_wall: float) -> float | None:
+    return round(now_wall + seconds_from_now, 3) if seconds_from_now > 0 else None
+
+
+def target_view(h: TargetHealth, provider: str, model: str, now_wall: float) -> dict[str, object]:
+    t = h.last_transition
+    return {
+        "id": h.target_id,
+        "provider": provider,
+        "model": model,
+        "state": h.state.value,
+        "misconfigured": h.misconfigured,
+        "error_rate": round(h.error_rate, 4),
+        "window_calls": h.window_calls,
+        "consecutive_failures": h.consecutive_failures,
+        "latency_ms_p50": h.latency_ms_p50,
+        "latency_ms_ewma": h.latency_ms_ewma,
+        "ttft_ms_p50": h.ttft_ms_p50,
+        "ttft_ms_ewma": h.ttft_ms_ewma,
+        "in_flight": h.in_flight,
+        "throttled_until": _wall(h.throttled_for_s, now_wall),
+        "open_until": _wall(h.open_for_s, now_wall),
+        "last_transition": None if t is None else {"to": t.to.value, "reason": t.reason},
+    }
+
+
+async def targets(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    config = rt.config
+    snap = rt.store.snapshot(config.targets, detailed=True)
+    now_wall = time.time()
+    st = rt.store.status()
+    data = [
+        target_view(snap[tid], t.provider, t.model, now_wall) for tid, t in config.targets.items()
+    ]
+    return _json({"object": "list", "store": st.backend, "degraded": st.degraded, "data": data})

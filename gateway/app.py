@@ -1,0 +1,96 @@
+"""The aiohttp application: routes, the error/request-id middleware and the lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway import admin, proxy
+from gateway.config.model import Config
+from gateway.context import REQUEST_ID, RUNTIME
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_body
+from gateway.runtime import Runtime
+from health.store import HealthStore
+
+log = logging.getLogger("switchyard.app")
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id")
+    if given and _SAFE_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def _error_response(err: GatewayError, request_id: str) -> web.Response:
+    headers = {**err.headers, "x-request-id": request_id}
+    return web.Response(
+        status=err.status, body=err.body(), content_type="application/json", headers=headers
+    )
+
+
+@web.middleware
+async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id on every response; every error in OpenAI's shape."""
+    request_id = _request_id(request)
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except GatewayError as err:
+        return _error_response(err, request_id)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        denied = MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.path} (allowed: {allowed})."
+        )
+        return _error_response(denied, request_id)
+    except web.HTTPNotFound:
+        return _error_response(NotFound(f"Unknown path {request.path}."), request_id)
+    except web.HTTPException as exc:
+        body = error_body(exc.reason, "invalid_request_error", None, None)
+        return web.Response(
+            status=exc.status,
+            body=body,
+            content_type="application/json",
+            headers={"x-request-id": request_id},
+        )
+    except Exception:
+        log.exception("unhandled error (request %s)", request_id)
+        body = error_body("Internal gateway error.", "server_error", "internal_error", None)
+        return web.Response(
+            status=500,
+            body=body,
+            content_type="application/json",
+            headers={"x-request-id": request_id},
+        )
+    if not response.prepared:
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+def build_app(config: Config, store: HealthStore | None = None) -> web.Application:
+    app = web.Application(middlewares=[envelope], client_max_size=config.server.max_body_bytes + 1)
+    runtime = Runtime(config, store)
+    app[RUNTIME] = runtime
+    for path in proxy.OPERATIONS:
+        app.router.add_post(path, proxy.handle)
+    app.router.add_get("/v1/models", admin.models)
+    app.router.add_get("/healthz", admin.healthz)
+    app.router.add_get("/readyz", admin.readyz)
+    app.router.add_get("/admin/targets", admin.targets)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await runtime.start()
+        yield
+        await runtime.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

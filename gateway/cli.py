@@ -1,0 +1,129 @@
+"""The `switchyard` command line (also `python -m gateway`): serve, check, sim, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import Config, ConfigError, load_file
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def _config_path(arg: str | None) -> str:
+    return arg or os.environ.get("SWITCHYARD_CONFIG") or DEFAULT_CONFIG
+
+
+def _load_or_exit(path: str) -> Config:
+    try:
+        return load_file(path)
+    except ConfigError as err:
+        print(f"{path}: invalid configuration ({len(err.issues)} problems)", file=sys.stderr)
+        for issue in err.issues:
+            print(f"  {issue}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _config_path(args.config)
+    config = _load_or_exit(path)
+    for name, p in config.providers.items():
+        if not p.api_key:
+            print(f"warning: providers.{name}.api_key is empty (no Authorization is sent)")
+    print(
+        f"{path}: ok — {len(config.providers)} providers, {len(config.targets)} targets, "
+        f"{len(config.routes)} routes ({', '.join(config.aliases)})"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import build_app
+    from gateway.server import Server, run, wait_for_signal
+
+    path = _config_path(args.config)
+    config = _load_or_exit(path)
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    if args.workers != 1:
+        print("--workers > 1 is not implemented yet; serving with one worker", file=sys.stderr)
+
+    async def main() -> None:
+        server = Server(build_app(config), host, port)
+        await server.start()
+        logging.getLogger("switchyard").info("serving %s on %s/v1", path, server.url)
+        print(f"switchyard serving {Path(path).name} on {server.url}/v1", flush=True)
+        try:
+            await wait_for_signal()
+        finally:
+            await server.stop()
+
+    run(main())
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from gateway.server import run
+    from gateway.sim.cli import run_sim
+
+    run(run_sim(args))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+    from gateway.server import run
+
+    run(run_demo(args.port, chaos=args.chaos, chaos_period_s=args.chaos_period))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gateway.sim.cli import add_sim_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="switchyard", description="An OpenAI-compatible, failover LLM gateway."
+    )
+    parser.add_argument("--log-level", default=os.environ.get("SWITCHYARD_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "-c", "--config", help=f"config file (default ${{SWITCHYARD_CONFIG}} or {DEFAULT_CONFIG})"
+    )
+    serve.add_argument("--host", help="address to bind (overrides server.host)")
+    serve.add_argument("--port", type=int, help="port to bind (overrides server.port)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate a config file; print every error")
+    check.add_argument("-c", "--config", help=f"config file (default {DEFAULT_CONFIG})")
+    check.set_defaults(func=cmd_check)
+
+    sim = sub.add_parser("sim", help="run a simulated OpenAI-compatible provider")
+    add_sim_arguments(sim)
+    sim.set_defaults(func=cmd_sim)
+
+    demo = sub.add_parser("demo", help="gateway + three simulated providers, no Redis, no keys")
+    demo.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    demo.add_argument("--chaos", action="store_true", help="break and heal sim-a every few seconds")
+    demo.add_argument("--chaos-period", type=float, default=5.0, help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130

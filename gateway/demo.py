@@ -1,0 +1,123 @@
+"""`switchyard demo`: a gateway and three simulated providers in one process. No Redis, no keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sys
+from typing import Any
+
+from gateway.app import build_app
+from gateway.config import Config, load_data
+from gateway.server import Server, wait_for_signal
+from gateway.sim.faults import Fault
+from gateway.sim.server import SimServer
+
+SIM_NAMES = ("sim-a", "sim-b", "sim-c")
+
+# Faults the chaos loop cycles through on sim-a; each one fails over differently.
+CHAOS = (
+    {"mode": "status", "status": 503},
+    {"mode": "reset"},
+    {"mode": "hang"},
+    {"mode": "status", "status": 429, "retry_after": 3},
+    {"mode": "slow_first_token", "delay_s": 30},
+)
+
+
+def demo_config(sim_urls: dict[str, str], port: int) -> Config:
+    """The embedded default: three sims behind two routes, short timeouts so failover shows."""
+    timeouts = {"connect_s": 1, "headers_s": 2, "first_token_s": 3, "idle_s": 5}
+    data: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "providers": {
+            name: {"base_url": url, "timeouts": timeouts} for name, url in sim_urls.items()
+        },
+        "targets": {
+            "small@sim-a": {
+                "provider": "sim-a",
+                "model": "sim-small",
+                "context_window": 8192,
+                "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+            },
+            "small@sim-b": {
+                "provider": "sim-b",
+                "model": "sim-small",
+                "context_window": 8192,
+                "price": {"input_per_mtok": 0.2, "output_per_mtok": 0.8},
+            },
+            "large@sim-c": {
+                "provider": "sim-c",
+                "model": "sim-large",
+                "context_window": 128000,
+                "price": {"input_per_mtok": 2.5, "output_per_mtok": 10.0},
+            },
+        },
+        "routes": [
+            {"alias": "demo", "candidates": ["small@sim-a", "small@sim-b", "large@sim-c"]},
+            {"alias": "smart", "candidates": ["large@sim-c", "small@sim-a"]},
+        ],
+    }
+    return load_data(data, source="<embedded demo>", env={})
+
+
+def banner(gateway_url: str, sims: dict[str, SimServer]) -> str:
+    api = gateway_url + "/v1"
+    sim_lines = "\n".join(f"    {name}: {s.base_url}" for name, s in sims.items())
+    first = next(iter(sims.values()))
+    return f"""
+Switchyard demo — gateway {api}  (routes: demo, smart; in-memory health, no Redis, no keys)
+  simulated providers:
+{sim_lines}
+
+  curl:
+    curl -s {api}/chat/completions -H 'Content-Type: application/json' \\
+      -d '{{"model": "demo", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  Python (pip install openai):
+    from openai import OpenAI
+    client = OpenAI(base_url="{api}", api_key="unused")
+    reply = client.chat.completions.create(
+        model="demo", messages=[{{"role": "user", "content": "Hello"}}])
+    print(reply.choices[0].message.content)
+
+  break sim-a, then ask again (the answer comes from sim-b):
+    curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "status", "status": 503}}'
+  heal it:        curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "ok"}}'
+  target health:  curl -s {gateway_url}/admin/targets
+
+switchyard demo ready: {api}
+"""
+
+
+async def _chaos(sim: SimServer, period_s: float) -> None:
+    for spec in itertools.cycle(CHAOS):
+        await asyncio.sleep(period_s)
+        sim.state.set_fault(Fault.from_json(spec))
+        print(f"chaos: {sim.state.settings.name} now {spec}", flush=True)
+        await asyncio.sleep(period_s)
+        sim.state.set_fault(Fault())
+        print(f"chaos: {sim.state.settings.name} healed", flush=True)
+
+
+async def run_demo(port: int = 8080, *, chaos: bool = False, chaos_period_s: float = 5.0) -> None:
+    sims = {name: SimServer(name, chunk_interval_ms=20) for name in SIM_NAMES}
+    async with contextlib.AsyncExitStack() as stack:
+        for sim in sims.values():
+            await sim.start()
+            stack.push_async_callback(sim.close)
+        config = demo_config({n: s.base_url for n, s in sims.items()}, port)
+        server = Server(build_app(config), config.server.host, config.server.port, grace_s=2.0)
+        await server.start()
+        stack.push_async_callback(server.stop)
+        print(banner(server.url, sims), flush=True)
+        tasks = []
+        if chaos:
+            tasks.append(asyncio.create_task(_chaos(sims["sim-a"], chaos_period_s)))
+        try:
+            await wait_for_signal()
+        finally:
+            for t in tasks:
+                t.cancel()
+            print("switchyard demo stopping", file=sys.stderr, flush=True)

@@ -1,0 +1,42 @@
+"""The gateway's live state: the current config, health, upstream pool and policies.
+
+Config is swapped in one assignment (`swap`); health is keyed by target id and outlives it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from gateway.config.model import Config
+from gateway.upstream import UpstreamPool
+from health.memory import MemoryStore
+from health.store import HealthStore
+from policies.registry import make_policy
+from policies.types import Policy
+
+
+class Runtime:
+    def __init__(self, config: Config, store: HealthStore | None = None) -> None:
+        self.store: HealthStore = store or MemoryStore(config.health.settings)
+        self.pool = UpstreamPool()
+        self.draining = False
+        self.started_wall_s = time.time()
+        self.config = config
+        self.policies = self._policies(config)
+
+    @staticmethod
+    def _policies(config: Config) -> Mapping[str, Policy]:
+        return {r.alias: make_policy(r.policy) for r in config.routes}
+
+    def swap(self, config: Config) -> None:
+        """Use `config` from the next request on; requests in flight keep the one they read."""
+        policies = self._policies(config)
+        self.config, self.policies = config, policies
+
+    async def start(self) -> None:
+        await self.store.start()
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.store.close()
