@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from gateway.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
-REQUEST_ID = "switchyard.request_id"
+
+# aiohttp >= 3.14 wants typed request keys; older releases take a plain string.
+_request_key: Any = getattr(web, "RequestKey", None)
+REQUEST_ID: Any = _request_key("request_id", str) if _request_key else "switchyard.request_id"
