@@ -46,7 +46,7 @@ class MemoryStore:
         sig = self._targets.get(target_id)
         if sig is None:
             return Admission.ALLOW
-        return sig.breaker.peek(self._clock.now())
+        return sig.peek(self._clock.now())
 
     def acquire(self, target_id: str) -> Permit | None:
         now = self._clock.now()

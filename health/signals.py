@@ -66,7 +66,14 @@ class TargetSignals:
         self.misconfigured = False
 
     def admit(self, now_s: float) -> Admission:
+        if now_s < self.throttled_until:
+            return Admission.DENY
         return self.breaker.admit(now_s)
+
+    def peek(self, now_s: float) -> Admission:
+        if now_s < self.throttled_until:
+            return Admission.DENY
+        return self.breaker.peek(now_s)
 
     def record(self, outcome: Outcome, now_s: float, *, probe: bool) -> None:
         kind = outcome.kind

@@ -1,0 +1,225 @@
+"""Health decision logic in virtual time: no sockets, no sleeping."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from health.breaker import Admission, Breaker, BreakerState
+from health.clock import ManualClock
+from health.ewma import PeakEwma, Reservoir
+from health.memory import MemoryStore
+from health.outcome import (
+    FailureReason,
+    Outcome,
+    OutcomeKind,
+    classify_status,
+    parse_retry_after,
+    provider_failure,
+)
+from health.settings import BreakerSettings, HealthSettings
+from health.window import SlidingWindow, WindowCounts
+
+OK = Outcome(OutcomeKind.SUCCESS, status=200, latency_s=0.1)
+FAIL = provider_failure(FailureReason.STATUS)
+NO_JITTER = BreakerSettings(jitter=0.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (200, OutcomeKind.SUCCESS),
+        (400, OutcomeKind.CALLER_ERROR),
+        (404, OutcomeKind.CALLER_ERROR),
+        (413, OutcomeKind.CALLER_ERROR),
+        (422, OutcomeKind.CALLER_ERROR),
+        (401, OutcomeKind.CREDENTIAL_ERROR),
+        (403, OutcomeKind.CREDENTIAL_ERROR),
+        (408, OutcomeKind.PROVIDER_FAILURE),
+        (429, OutcomeKind.THROTTLED),
+        (500, OutcomeKind.PROVIDER_FAILURE),
+        (503, OutcomeKind.PROVIDER_FAILURE),
+        (529, OutcomeKind.PROVIDER_FAILURE),
+    ],
+)
+def test_classify_status(status: int, kind: OutcomeKind) -> None:
+    assert classify_status(status).kind is kind
+
+
+def test_fails_over_only_for_provider_side_outcomes() -> None:
+    over = {k for k in OutcomeKind if k.fails_over}
+    assert over == {
+        OutcomeKind.PROVIDER_FAILURE,
+        OutcomeKind.THROTTLED,
+        OutcomeKind.CREDENTIAL_ERROR,
+    }
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    # Wed, 21 Oct 2015 07:28:00 GMT is 1445412480 in epoch seconds.
+    now = 1445412480.0 - 30
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now_epoch_s=now) == 30.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now_epoch_s=now + 60) == 0.0
+    out = classify_status(429, retry_after="7")
+    assert out.kind is OutcomeKind.THROTTLED
+    assert out.retry_after_s == 7.0
+
+
+def test_window_slides_and_forgets() -> None:
+    w = SlidingWindow(window_s=10, bucket_s=1)
+    for t in range(10):
+        w.add(100.0 + t, success=t % 2 == 0)
+    assert w.counts(109.5) == WindowCounts(5, 5)
+    # 3 s later the three oldest buckets (t=0,1,2: s, f, s) have slid out.
+    assert w.counts(112.5) == WindowCounts(3, 4)
+    assert w.counts(200.0) == WindowCounts(0, 0)
+    assert w.counts(200.0).failure_rate == 0.0
+
+
+def test_peak_ewma_jumps_up_and_decays_down() -> None:
+    e = PeakEwma(tau_s=10)
+    e.observe(0.1, 0.0)
+    e.observe(2.0, 1.0)
+    assert e.value == 2.0  # a slowdown counts at once
+    e.observe(0.1, 11.0)  # one time constant later: ~63 % of the way back
+    assert e.value is not None
+    assert 0.75 < e.value < 0.8
+    for t in range(12, 100):
+        e.observe(0.1, float(t))
+    assert e.value == pytest.approx(0.1, abs=0.01)
+
+
+def test_reservoir_percentiles() -> None:
+    r = Reservoir(size=100)
+    assert r.percentile(0.5) is None
+    for v in range(1, 101):
+        r.add(float(v))
+    assert r.percentile(0.5) == 50.0
+    assert r.percentile(0.99) == 99.0
+    assert r.percentile(1.0) == 100.0
+
+
+def test_breaker_trips_on_consecutive_failures_and_probes_once() -> None:
+    b = Breaker(NO_JITTER, random.Random(1))
+    empty = WindowCounts(0, 0)
+    for _ in range(4):
+        b.on_failure(0.0, empty, probe=False)
+    assert b.state(0.0) is BreakerState.CLOSED
+    b.on_failure(0.0, empty, probe=False)
+    assert b.state(0.0) is BreakerState.OPEN
+    assert b.admit(9.9) is Admission.DENY
+    assert b.admit(10.0) is Admission.PROBE
+    assert b.admit(10.0) is Admission.DENY  # exactly one probe at a time
+    b.on_success(10.1, probe=True)
+    assert b.state(10.1) is BreakerState.HALF_OPEN  # needs 2 successes
+    assert b.admit(10.2) is Admission.PROBE
+    b.on_success(10.3, probe=True)
+    assert b.state(10.3) is BreakerState.CLOSED
+    assert b.admit(10.3) is Admission.ALLOW
+
+
+def test_breaker_open_time_doubles_on_consecutive_trips_and_caps() -> None:
+    b = Breaker(BreakerSettings(jitter=0.0, open_s=10, open_max_s=30), random.Random(1))
+    b.trip(0.0, "test")
+    assert b.open_until() == 10.0
+    assert b.admit(10.0) is Admission.PROBE
+    b.on_failure(10.0, WindowCounts(0, 1), probe=True)  # failed probe: open again, longer
+    assert b.open_until() == 30.0
+    assert b.admit(30.0) is Admission.PROBE
+    b.on_failure(30.0, WindowCounts(0, 1), probe=True)
+    assert b.open_until() == 60.0  # capped at 30 s
+
+
+def test_breaker_jitter_stays_within_bounds() -> None:
+    rng = random.Random(7)
+    opens = []
+    for _ in range(200):
+        b = Breaker(BreakerSettings(jitter=0.2, open_s=10), rng)
+        b.trip(0.0, "test")
+        until = b.open_until()
+        assert until is not None
+        opens.append(until)
+    assert min(opens) >= 8.0 and max(opens) <= 12.0
+    assert max(opens) - min(opens) > 2.0  # it does spread
+
+
+def test_breaker_trips_on_failure_rate_with_minimum_volume() -> None:
+    b = Breaker(NO_JITTER)
+    b.on_failure(0.0, WindowCounts(successes=9, failures=10), probe=False)
+    assert b.state(0.0) is BreakerState.CLOSED  # 19 calls: below min_calls
+    b.on_success(0.0, probe=False)
+    b.on_failure(0.0, WindowCounts(successes=10, failures=10), probe=False)
+    assert b.state(0.0) is BreakerState.OPEN
+
+
+def test_neutral_probe_frees_the_slot_without_moving_state() -> None:
+    b = Breaker(NO_JITTER)
+    b.trip(0.0, "test")
+    assert b.admit(10.0) is Admission.PROBE
+    b.on_neutral(probe=True)
+    assert b.state(10.0) is BreakerState.HALF_OPEN
+    assert b.admit(10.0) is Admission.PROBE
+
+
+def test_store_throttle_is_neutral_and_expires() -> None:
+    clock = ManualClock()
+    store = MemoryStore(HealthSettings(breaker=NO_JITTER), clock=clock)
+    permit = store.acquire("t")
+    assert permit is not None
+    store.release(permit, classify_status(429, retry_after="3"))
+    view = store.snapshot(["t"])["t"]
+    assert view.throttled_for_s == pytest.approx(3.0)
+    assert view.window_calls == 0 and view.consecutive_failures == 0
+    assert store.acquire("t") is None  # throttled: no traffic until Retry-After
+    clock.advance(3.0)
+    assert store.acquire("t") is not None
+
+
+def test_store_throttle_without_retry_after_backs_off() -> None:
+    clock = ManualClock()
+    store = MemoryStore(clock=clock)
+    waits = []
+    for _ in range(6):
+        while (permit := store.acquire("t")) is None:
+            clock.advance(0.5)
+        store.release(permit, classify_status(429))
+        waits.append(store.snapshot(["t"])["t"].throttled_for_s)
+    assert waits == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+
+
+def test_store_credential_error_marks_misconfigured_for_long() -> None:
+    clock = ManualClock()
+    store = MemoryStore(clock=clock)
+    permit = store.acquire("t")
+    assert permit is not None
+    store.release(permit, classify_status(401))
+    view = store.snapshot(["t"])["t"]
+    assert view.misconfigured and view.state is BreakerState.OPEN
+    assert view.open_for_s == pytest.approx(300.0)
+
+
+def test_store_tracks_in_flight_and_latency() -> None:
+    clock = ManualClock()
+    store = MemoryStore(clock=clock)
+    a, b = store.acquire("t"), store.acquire("t")
+    assert a is not None and b is not None
+    assert store.snapshot(["t"])["t"].in_flight == 2
+    store.release(a, Outcome(OutcomeKind.SUCCESS, latency_s=0.2, ttft_s=0.05))
+    store.release(b, Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE))
+    view = store.snapshot(["t"], detailed=True)["t"]
+    assert view.in_flight == 0
+    assert view.latency_ms_ewma == 200.0 and view.latency_ms_p50 == 200.0
+    assert view.ttft_ms_ewma == 50.0
+    assert view.window_calls == 1  # the client going away is not counted
+
+
+def test_unknown_target_reads_healthy() -> None:
+    store = MemoryStore()
+    view = store.snapshot(["never-seen"])["never-seen"]
+    assert view.available and view.state is BreakerState.CLOSED
