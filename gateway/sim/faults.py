@@ -75,7 +75,7 @@ class Fault:
         Raises ValueError naming the offending key on any unknown mode, unknown key or bad value.
         """
         if not isinstance(data, Mapping):
-            raise ValueError("fault must be a JSON object such as {\"mode\": \"ok\"}")
+            raise ValueError('fault must be a JSON object such as {"mode": "ok"}')
         mode = data.get("mode")
         if not isinstance(mode, str) or mode not in _MODE_KEYS:
             raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(MODES)}")

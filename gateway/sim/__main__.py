@@ -1,0 +1,3 @@
+from gateway.sim.cli import main
+
+main()
