@@ -49,7 +49,8 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         denied = MethodNotAllowed(
-            f"Method {request.method} is not allowed on {request.path} (allowed: {allowed})."
+            f"Method {request.method} is not allowed on {request.path} (allowed: {allowed}).",
+            headers={"Allow": allowed},
         )
         return _error_response(denied, request_id)
     except web.HTTPNotFound:

@@ -54,7 +54,8 @@ class OpenStream:
 
     response: aiohttp.ClientResponse
     splitter: SseSplitter
-    prelude: list[bytes]
+    prelude: list[bytes]  # checked events up to and including the first output
+    pending: list[bytes]  # events read in the same batch, after it, not yet checked
     finished: bool
     started_s: float
     ttft_s: float
@@ -98,7 +99,7 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
         if spec.stream:
             result = await _open_stream(resp, started, min(deadline, started + t.first_token_s))
         else:
-            result = await _read_json(resp, started, deadline)
+            result = await _read_json(resp, started, deadline, t.idle_s)
     except BaseException:
         resp.close()
         raise
@@ -107,10 +108,8 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
     return result
 
 
-async def _read_body(resp: aiohttp.ClientResponse, until: float, limit: int | None) -> bytes:
+async def _read_body(resp: aiohttp.ClientResponse, until: float, limit: int) -> bytes:
     async with asyncio.timeout_at(until):
-        if limit is None:
-            return await resp.read()
         return await resp.content.read(limit)
 
 
@@ -134,14 +133,28 @@ async def _error_reply(
     return AttemptResult(outcome, reply=reply)
 
 
+async def _read_all(resp: aiohttp.ClientResponse, deadline: float, idle_s: float) -> bytes:
+    """The whole body; TimeoutError after `idle_s` of silence or at `deadline`."""
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    async with asyncio.timeout(None) as cm:
+        while True:
+            cm.reschedule(min(loop.time() + idle_s, deadline))
+            chunk = await resp.content.readany()
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
 async def _read_json(
-    resp: aiohttp.ClientResponse, started: float, deadline: float
+    resp: aiohttp.ClientResponse, started: float, deadline: float, idle_s: float
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
     try:
-        body = await _read_body(resp, deadline, None)
+        body = await _read_all(resp, deadline, idle_s)
     except TimeoutError:
-        return _fail(FailureReason.TOTAL_TIMEOUT)
+        late = loop.time() >= deadline
+        return _fail(FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT)
     except (aiohttp.ClientError, OSError) as exc:
         return AttemptResult(transport_outcome(exc))
     try:
@@ -171,7 +184,8 @@ async def _open_stream(
                 chunk = await resp.content.readany()
                 if not chunk:
                     return _fail(FailureReason.CUT, "stream ended before any output")
-                for raw in splitter.feed(chunk):
+                events = splitter.feed(chunk)
+                for i, raw in enumerate(events):
                     info = inspect(raw)
                     if info.kind is Kind.MALFORMED:
                         return _fail(FailureReason.MALFORMED, "malformed event before first token")
@@ -190,6 +204,7 @@ async def _open_stream(
                             resp,
                             splitter,
                             prelude,
+                            events[i + 1 :],
                             info.finished,
                             started,
                             ttft,

@@ -39,6 +39,39 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
         raise ClientGone from exc
 
 
+class _Batch:
+    """What a batch of upstream events amounts to: bytes to send, and how the stream stands."""
+
+    __slots__ = ("done", "failure", "finished", "out")
+
+    def __init__(self, finished: bool) -> None:
+        self.out: list[bytes] = []
+        self.done = False
+        self.failure: Outcome | None = None
+        self.finished = finished
+
+    def consume(self, raws: list[bytes]) -> None:
+        for raw in raws:
+            info = inspect(raw)
+            if info.kind is Kind.DONE:
+                self.out.append(DONE)
+                self.done = True
+                return
+            if info.kind is Kind.MALFORMED:
+                self.failure = provider_failure(FailureReason.MALFORMED, "malformed event")
+                return
+            if info.kind is Kind.ERROR:
+                self.failure = provider_failure(FailureReason.UPSTREAM_ERROR_EVENT)
+                return
+            if info.kind is Kind.DATA:
+                self.finished = self.finished or info.finished
+                self.out.append(raw + b"\n\n")
+
+    def take(self) -> bytes:
+        data, self.out = b"".join(self.out), []
+        return data
+
+
 async def relay_stream(
     stream: OpenStream,
     response: web.StreamResponse,
@@ -48,52 +81,42 @@ async def relay_stream(
 ) -> Outcome:
     """Relay the rest of `stream`; return the attempt's final outcome (the client may be gone)."""
     loop = asyncio.get_running_loop()
-    finished = stream.finished
-    failure: Outcome | None = None
+    batch = _Batch(stream.finished)
+    batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
+    batch.consume(stream.pending)  # events that came in the same read as the first token
     try:
-        await _write(response, b"".join(raw + b"\n\n" for raw in stream.prelude))
+        await _write(response, batch.take())
+        if batch.done:
+            return _success(stream, loop.time())
         content = stream.response.content
         try:
             async with asyncio.timeout(None) as cm:
-                while True:
+                while batch.failure is None:
                     cm.reschedule(min(loop.time() + idle_s, deadline))
                     chunk = await content.readany()
                     if not chunk:
                         break
                     # A slow client is not an idle upstream: no upstream timer while writing.
                     cm.reschedule(None)
-                    out: list[bytes] = []
-                    for raw in stream.splitter.feed(chunk):
-                        info = inspect(raw)
-                        if info.kind is Kind.DONE:
-                            out.append(DONE)
-                            await _write(response, b"".join(out))
-                            return _success(stream, loop.time())
-                        if info.kind is Kind.MALFORMED:
-                            failure = provider_failure(FailureReason.MALFORMED, "malformed event")
-                            break
-                        if info.kind is Kind.ERROR:
-                            failure = provider_failure(FailureReason.UPSTREAM_ERROR_EVENT)
-                            break
-                        if info.kind is Kind.DATA:
-                            finished = finished or info.finished
-                            out.append(raw + b"\n\n")
-                    if out:
-                        await _write(response, b"".join(out))
-                    if failure is not None:
-                        break
+                    batch.consume(stream.splitter.feed(chunk))
+                    data = batch.take()
+                    if data:
+                        await _write(response, data)
+                    if batch.done:
+                        return _success(stream, loop.time())
         except TimeoutError:
             late = loop.time() >= deadline
-            failure = provider_failure(
+            batch.failure = provider_failure(
                 FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT
             )
     except ClientGone:
         return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
     except (aiohttp.ClientError, OSError) as exc:
-        failure = transport_outcome(exc)
+        batch.failure = transport_outcome(exc)
+    failure = batch.failure
     if failure is None:
         # The upstream closed the stream without [DONE].
-        if finished:
+        if batch.finished:
             try:
                 await _write(response, DONE)
             except ClientGone:

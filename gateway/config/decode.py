@@ -38,13 +38,31 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 
 class Issues:
-    """An accumulator of problems; decoding goes on after an error so all are reported."""
+    """An accumulator of problems; decoding goes on after an error so all are reported.
+
+    One problem per path: the first is the cause, later ones at that spot are consequences
+    (an unset `${VAR}` would otherwise also read as a missing value).
+    """
 
     def __init__(self) -> None:
         self.items: list[ConfigIssue] = []
+        self._paths: set[str] = set()
 
     def add(self, path: str, message: str) -> None:
+        if path in self._paths:
+            return
+        self._paths.add(path)
         self.items.append(ConfigIssue(path, message))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
 class Section:
@@ -78,14 +96,22 @@ class Section:
         return self.coerce(value, kind, join(self.path, key), default)
 
     def coerce(self, value: Any, kind: type[T], path: str, default: T) -> T:
+        """`value` as `kind`, or `default` and an issue. Values are never echoed: any of them
+        may be a secret (an unquoted numeric API key is an int to YAML)."""
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)  # type: ignore[return-value]
+        if kind in (int, float) and isinstance(value, str):
+            # `${PORT:-8080}` expands to a string; a number written as one is fine.
+            try:
+                return kind(value.strip())  # type: ignore[call-arg]
+            except ValueError:
+                pass
+        want = _TYPE_NAMES.get(kind, kind.__name__)
         if kind is not bool and isinstance(value, bool):
-            self.issues.add(path, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got a boolean")
+            self.issues.add(path, f"expected {want}, got a boolean")
             return default
         if not isinstance(value, kind):
-            want = _TYPE_NAMES.get(kind, kind.__name__)
-            self.issues.add(path, f"expected {want}, got {type(value).__name__} {value!r}")
+            self.issues.add(path, f"expected {want}, got {_describe(value)}")
             return default
         return value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
 class UnsetVariable(ValueError):
@@ -23,6 +23,10 @@ def expand(text: str, env: Mapping[str, str]) -> str:
         if m.group(0) == "$${":
             return "${"
         name, default = m.group(1), m.group(2)
+        if name is None:
+            raise ValueError(
+                "invalid ${...} reference (write ${NAME} or ${NAME:-default}, $${ for a literal)"
+            )
         value = env.get(name)
         if value is None or (value == "" and default is not None):
             if default is None:

@@ -6,12 +6,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
 from gateway.config.decode import ConfigError, ConfigIssue, Issues, Section, join
-from gateway.config.expand import UnsetVariable, expand
+from gateway.config.expand import expand
 from gateway.config.model import (
     DEFAULT_MAX_BODY_BYTES,
     Config,
@@ -28,6 +29,7 @@ from policies.types import Candidate, Price
 
 FORMATS = ("openai",)
 STORES = ("memory", "redis")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 SUPPORTS = ("tools", "vision", "json", "embeddings")
 
 
@@ -42,11 +44,29 @@ def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     return load_text(text, source=str(p), env=env)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (a silent last-one-wins hides typos)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_text(
     text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None
 ) -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -62,14 +82,14 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     data = _expand_tree(data, "", env, issues)
     root = Section(data, "", issues)
     server = _server(root.sub("server"))
-    health = _health(root.sub("health"))
+    health = _health(root.sub("health"), env.get("SWITCHYARD_REDIS_URL", ""))
     providers = _providers(root.sub("providers"))
     targets = _targets(root.sub("targets"), providers)
     routes = _routes(root.raw("routes"), providers, targets, issues)
     root.done()
-    if not providers and not issues.items:
+    if root.ok and not root.data.get("providers"):
         issues.add("providers", "at least one provider is required")
-    if not routes and not issues.items:
+    if root.ok and not root.data.get("routes"):
         issues.add("routes", "at least one route is required")
     if issues.items:
         raise ConfigError(issues.items, source)
@@ -82,7 +102,7 @@ def _expand_tree(node: object, path: str, env: Mapping[str, str], issues: Issues
     if isinstance(node, str):
         try:
             return expand(node, env)
-        except UnsetVariable as exc:
+        except ValueError as exc:  # UnsetVariable or a malformed reference
             issues.add(path, str(exc))
             return ""
     if isinstance(node, Mapping):
@@ -106,13 +126,22 @@ def _server(s: Section) -> ServerConfig:
     return cfg
 
 
-def _health(s: Section) -> HealthConfig:
+def _health(s: Section, env_redis_url: str) -> HealthConfig:
     store = s.get("store", str, "memory")
     if store not in STORES:
         s.issues.add(join(s.path, "store"), f"unknown store {store!r} (known: {', '.join(STORES)})")
     redis_url = s.get("redis_url", str, "")
+    if env_redis_url:
+        # SWITCHYARD_REDIS_URL alone turns the fleet store on (a sidecar's usual wiring).
+        store, redis_url = "redis", env_redis_url
     if store == "redis" and not redis_url:
         s.issues.add(join(s.path, "redis_url"), "required when store is 'redis'")
+    elif redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
+        s.issues.add(
+            join(s.path, "redis_url"),
+            f"must start with one of {', '.join(REDIS_SCHEMES)}:// (got {urlsplit(redis_url).scheme or 'no scheme'})",
+        )
+    dc = HealthConfig()
     dh = HealthSettings()
     b, db = s.sub("breaker"), BreakerSettings()
     breaker = BreakerSettings(
@@ -142,7 +171,15 @@ def _health(s: Section) -> HealthConfig:
     if settings.bucket_s > settings.window_s:
         s.issues.add(join(s.path, "bucket_s"), "must not exceed window_s")
     s.done()
-    return HealthConfig(store=store, redis_url=redis_url, settings=settings)
+    return HealthConfig(
+        store=store,
+        redis_url=redis_url,
+        key_prefix=s.get("key_prefix", str, dc.key_prefix) or dc.key_prefix,
+        sync_period_s=s.positive("sync_period_s", float, dc.sync_period_s),
+        redis_timeout_s=s.positive("redis_timeout_s", float, dc.redis_timeout_s),
+        probe_lock_s=s.positive("probe_lock_s", float, dc.probe_lock_s),
+        settings=settings,
+    )
 
 
 def _timeouts(s: Section, base: Timeouts) -> Timeouts:
@@ -186,7 +223,7 @@ def _providers(s: Section) -> dict[str, ProviderConfig]:
             base_url=base_url.rstrip("/"),
             api_key=p.get("api_key", str, ""),
             format=fmt,
-            headers=headers,
+            headers=MappingProxyType(headers),
             timeouts=_timeouts(p.sub("timeouts"), Timeouts()),
             max_connections=p.positive("max_connections", int, 100),
         )
@@ -247,7 +284,7 @@ def _targets(s: Section, providers: Mapping[str, ProviderConfig]) -> dict[str, T
             context_window=context_window,
             price=_price(t.sub("price")),
             weight=t.get("weight", float, 1.0),
-            capabilities=caps,
+            capabilities=MappingProxyType(caps),
             supports=frozenset(supports),
         )
         out[str(tid)] = TargetConfig(str(tid), provider, model, profile)

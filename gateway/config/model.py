@@ -61,7 +61,11 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
     store: str = "memory"
-    redis_url: str = field(default="", repr=False)
+    redis_url: str = field(default="", repr=False)  # may hold a password: never printed
+    key_prefix: str = "switchyard"
+    sync_period_s: float = 0.25
+    redis_timeout_s: float = 0.2
+    probe_lock_s: float = 30.0
     settings: HealthSettings = field(default_factory=HealthSettings)
 
 

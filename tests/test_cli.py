@@ -1,0 +1,286 @@
+"""The command line as users run it: `switchyard check` and `switchyard demo`, as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+
+REPO_ROOT = Path(__file__).parents[1]
+CHECK_TIMEOUT_S = 30
+
+VALID = """\
+providers:
+  east:
+    base_url: https://api.example.com/v1
+    api_key: ${CLI_TEST_KEY}
+  local:
+    base_url: http://127.0.0.1:8001/v1
+targets:
+  fast: {provider: local, model: llama}
+routes:
+  - alias: smart
+    candidates: [gpt-4o@east, fast]
+  - alias: mini
+    candidates: [gpt-4o-mini@east]
+"""
+
+BROKEN = """\
+server:
+  port: 99999
+providers:
+  a:
+    base_url: localhost:8080
+    timeouts: {connect_s: soon}
+routes:
+  - alias: one
+    candidates: [m@a]
+  - alias: two
+    candidates: [m@a, nope, x]
+  - alias: one
+    candidates: []
+    colour: blue
+"""
+
+BROKEN_ISSUES = [
+    "server.port: must be between 0 and 65535, got 99999",
+    "providers.a.base_url: must be an http(s) URL, got 'localhost:8080'",
+    "providers.a.timeouts.connect_s: expected a number, got a string",
+    "routes[1].candidates[1]: unknown target 'nope'",
+    "routes[1].candidates[2]: unknown target 'x'",
+    "routes[2].alias: duplicate alias 'one'",
+    "routes[2].candidates: required: a non-empty list of target ids",
+    "routes[2].colour: unknown key (known keys: alias, candidates, max_attempts, policy)",
+]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHYARD_", "CLI_TEST_"))}
+    env.update(extra)
+    return env
+
+
+def check(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=CHECK_TIMEOUT_S,
+        env=clean_env() if env is None else env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+# --- switchyard check ----------------------------------------------------------------------
+
+
+def test_check_broken_config_prints_every_error_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN, encoding="utf-8")
+    result = check("-c", str(path))
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{path}: invalid configuration ({len(BROKEN_ISSUES)} problems)"
+    assert sorted(lines[1:]) == sorted(f"  {issue}" for issue in BROKEN_ISSUES)
+    assert "Traceback" not in result.stderr
+
+
+def test_check_valid_config_prints_summary_and_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "good.yaml"
+    path.write_text(VALID, encoding="utf-8")
+    result = check("-c", str(path), env=clean_env(CLI_TEST_KEY="sk-cli-secret"))
+    assert result.returncode == 0, result
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [
+        "warning: providers.local.api_key is empty (no Authorization is sent)",
+        f"{path}: ok — 2 providers, 3 targets, 2 routes (smart, mini)",
+    ]
+    assert "sk-cli-secret" not in result.stdout
+
+
+def test_check_reports_unset_variable_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "good.yaml"
+    path.write_text(VALID, encoding="utf-8")
+    result = check("-c", str(path))  # CLI_TEST_KEY is not set
+    assert result.returncode == 1, result
+    assert result.stderr.splitlines() == [
+        f"{path}: invalid configuration (1 problems)",
+        "  providers.east.api_key: environment variable CLI_TEST_KEY is not set "
+        "(use ${CLI_TEST_KEY:-default})",
+    ]
+
+
+def test_check_yaml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "syntax.yaml"
+    path.write_text("server:\n  host: 127.0.0.1\n port: 8080\n", encoding="utf-8")
+    result = check("-c", str(path))
+    assert result.returncode == 1, result
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{path}: invalid configuration (1 problems)"
+    assert lines[1].startswith("  YAML syntax error: line 3, column 2: ")
+    assert len(lines) == 2
+
+
+def test_check_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    result = check("-c", str(path))
+    assert result.returncode == 1, result
+    assert result.stderr.splitlines() == [
+        f"{path}: invalid configuration (1 problems)",
+        "  cannot read config file: No such file or directory",
+    ]
+
+
+def test_check_uses_switchyard_config_env_var(tmp_path: Path) -> None:
+    path = tmp_path / "from-env.yaml"
+    path.write_text(VALID, encoding="utf-8")
+    env = clean_env(SWITCHYARD_CONFIG=str(path), CLI_TEST_KEY="k")
+    result = check(env=env, cwd=tmp_path)
+    assert result.returncode == 0, result
+    assert result.stdout.splitlines()[-1].startswith(f"{path}: ok — ")
+
+
+def test_shipped_config_checks_clean() -> None:
+    path = REPO_ROOT / "config.yaml"
+    result = check("-c", str(path), cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(f"{path}: ok — ")
+
+
+# --- switchyard demo -----------------------------------------------------------------------
+
+READY = "switchyard demo ready: "
+SIM_LINE = re.compile(r"^ {4}(sim-[abc]): (http://127\.0\.0\.1:\d+)/v1$")
+START_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Demo:
+    proc: subprocess.Popen[str]
+    api: str  # http://127.0.0.1:PORT/v1
+    sims: dict[str, str]  # name -> http://127.0.0.1:PORT (control API root)
+    banner: list[str]
+
+
+def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    stderr = (tmp_path / "demo.stderr").open("w")
+    pump: threading.Thread | None = None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+        cwd=tmp_path,
+    )
+    try:
+        lines: queue.Queue[str | None] = queue.Queue()
+        pump = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        pump.start()
+        banner: list[str] = []
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = lines.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                pytest.fail(f"no ready line within {START_TIMEOUT_S} s; got {banner}")
+            if line is None:
+                pytest.fail(f"demo exited early ({proc.poll()}): {banner}")
+            banner.append(line)
+            if line.startswith(READY):
+                break
+        api = line.removeprefix(READY)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", api), line
+        sims = {m[1]: m[2] for m in map(SIM_LINE.match, banner) if m}
+        assert set(sims) == {"sim-a", "sim-b", "sim-c"}, banner
+        yield Demo(proc, api, sims, banner)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if pump is not None:
+            pump.join(timeout=5)  # reads to EOF now that the process is gone
+        if proc.stdout is not None:
+            proc.stdout.close()
+        stderr.close()
+
+
+def ask(client: openai.OpenAI) -> tuple[str, str, str]:
+    """(answer text, x-switchyard-target, x-switchyard-attempts) of one chat completion."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="demo", messages=[{"role": "user", "content": "Hello"}]
+    )
+    reply = raw.parse()
+    text = reply.choices[0].message.content or ""
+    return text, raw.headers["x-switchyard-target"], raw.headers["x-switchyard-attempts"]
+
+
+def put_fault(sim_root: str, fault: dict[str, object]) -> dict[str, object]:
+    # sent the way the banner's curl example sends it (no JSON content type)
+    request = urllib.request.Request(
+        sim_root + "/_sim/fault",
+        data=json.dumps(fault).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_demo_serves_fails_over_and_stops_cleanly(
+    demo: Demo, sig: signal.Signals, tmp_path: Path
+) -> None:
+    with openai.OpenAI(base_url=demo.api, api_key="unused", max_retries=0, timeout=10) as client:
+        text, target, attempts = ask(client)
+        assert text.strip()
+        assert text.startswith("[sim-a]")
+        assert (target, attempts) == ("small@sim-a", "1")
+
+        # streaming through the SDK works too
+        chunks = list(
+            client.chat.completions.create(
+                model="demo", messages=[{"role": "user", "content": "Hello"}], stream=True
+            )
+        )
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == text
+
+        assert put_fault(demo.sims["sim-a"], {"mode": "status", "status": 503})["mode"] == "status"
+        text, target, attempts = ask(client)
+        assert text.strip()
+        assert text.startswith("[sim-b]")
+        assert (target, attempts) == ("small@sim-b", "2")
+
+    started = time.monotonic()
+    demo.proc.send_signal(sig)
+    assert demo.proc.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    assert "switchyard demo stopping" in (tmp_path / "demo.stderr").read_text()
