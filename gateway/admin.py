@@ -44,7 +44,10 @@ def _wall(seconds_from_now: float, now_wall: float) -> float | None:
     return round(now_wall + seconds_from_now, 3) if seconds_from_now > 0 else None
 
 
-def target_view(h: TargetHealth, provider: str, model: str, now_wall: float) -> dict[str, object]:
+def target_view(
+    h: TargetHealth, provider: str, model: str, now_wall: float, now_mono: float, view: str
+) -> dict[str, object]:
+    """One target as operators see it. `view` is "fleet" or "local" (this replica alone)."""
     t = h.last_transition
     return {
         "id": h.target_id,
@@ -62,7 +65,12 @@ def target_view(h: TargetHealth, provider: str, model: str, now_wall: float) -> 
         "in_flight": h.in_flight,
         "throttled_until": _wall(h.throttled_for_s, now_wall),
         "open_until": _wall(h.open_for_s, now_wall),
-        "last_transition": None if t is None else {"to": t.to.value, "reason": t.reason},
+        "last_transition": None
+        if t is None
+        else {"to": t.to.value, "reason": t.reason, "at": round(now_wall - (now_mono - t.at_s), 3)},
+        "fleet_error_rate": None if h.fleet_error_rate is None else round(h.fleet_error_rate, 4),
+        "fleet_window_calls": h.fleet_window_calls,
+        "view": view,
     }
 
 
@@ -70,9 +78,11 @@ async def targets(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     config = rt.config
     snap = rt.store.snapshot(config.targets, detailed=True)
-    now_wall = time.time()
+    now_wall, now_mono = time.time(), time.monotonic()
     st = rt.store.status()
+    view = "fleet" if st.backend != "memory" and not st.degraded else "local"
     data = [
-        target_view(snap[tid], t.provider, t.model, now_wall) for tid, t in config.targets.items()
+        target_view(snap[tid], t.provider, t.model, now_wall, now_mono, view)
+        for tid, t in config.targets.items()
     ]
     return _json({"object": "list", "store": st.backend, "degraded": st.degraded, "data": data})

@@ -10,15 +10,33 @@ from collections.abc import Mapping
 
 from gateway.config.model import Config
 from gateway.upstream import UpstreamPool
+from health.fleet import FleetSettings, FleetStore
 from health.memory import MemoryStore
 from health.store import HealthStore
 from policies.registry import make_policy
 from policies.types import Policy
 
 
+def make_store(config: Config) -> HealthStore:
+    """The health store the config asks for: memory (embedded) or redis (fleet)."""
+    h = config.health
+    if h.store == "redis":
+        fleet = FleetSettings(
+            url=h.redis_url,
+            prefix=h.key_prefix,
+            sync_period_s=h.sync_period_s,
+            timeout_s=h.redis_timeout_s,
+            probe_lock_s=h.probe_lock_s,
+            pubsub=h.pubsub,
+        )
+        return FleetStore(fleet, h.settings)
+    return MemoryStore(h.settings)
+
+
 class Runtime:
     def __init__(self, config: Config, store: HealthStore | None = None) -> None:
-        self.store: HealthStore = store or MemoryStore(config.health.settings)
+        self.store: HealthStore = store or make_store(config)
+        self.store.track(config.targets)
         self.pool = UpstreamPool()
         self.draining = False
         self.started_wall_s = time.time()
@@ -32,6 +50,7 @@ class Runtime:
     def swap(self, config: Config) -> None:
         """Use `config` from the next request on; requests in flight keep the one they read."""
         policies = self._policies(config)
+        self.store.track(config.targets)
         self.config, self.policies = config, policies
 
     async def start(self) -> None:

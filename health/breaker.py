@@ -51,6 +51,7 @@ class Breaker:
         "_trips",
         "consecutive_failures",
         "last_transition",
+        "origin",
     )
 
     def __init__(self, settings: BreakerSettings, rng: random.Random | None = None) -> None:
@@ -63,6 +64,7 @@ class Breaker:
         self._probe_successes = 0
         self.consecutive_failures = 0
         self.last_transition: Transition | None = None
+        self.origin = "local"  # who opened it: "local" (our outcomes) or "fleet" (a peer)
 
     def state(self, now_s: float) -> BreakerState:
         if self._state is BreakerState.OPEN and now_s >= self._open_until:
@@ -112,11 +114,44 @@ class Breaker:
             if self.consecutive_failures >= s.consecutive_failures:
                 self.trip(now_s, f"{self.consecutive_failures} consecutive failures")
             elif window.total >= s.min_calls and window.failure_rate >= s.failure_rate:
-                self.trip(now_s, f"failure rate {window.failure_rate:.0%} over {window.total} calls")
+                self.trip(
+                    now_s, f"failure rate {window.failure_rate:.0%} over {window.total} calls"
+                )
 
     def on_neutral(self, *, probe: bool) -> None:
         if probe:
             self._probe_in_flight = False
+
+    @property
+    def trips(self) -> int:
+        """Consecutive trips so far (the exponent of the open-time backoff)."""
+        return self._trips
+
+    def force_open(self, now_s: float, open_s: float, trips: int, reason: str) -> bool:
+        """Adopt a peer's trip: open until `now_s + open_s` unless already open longer.
+
+        Returns whether anything changed. Idempotent, so a duplicate or late event is harmless.
+        """
+        until = now_s + open_s
+        self._trips = max(self._trips, trips)
+        if self.state(now_s) is BreakerState.OPEN:
+            if until <= self._open_until + 0.05:
+                return False
+            self._open_until = until
+            return True
+        self._open_until = until
+        self._move(BreakerState.OPEN, now_s, reason)
+        self.origin = "fleet"
+        return True
+
+    def force_close(self, now_s: float, reason: str) -> bool:
+        """Adopt the fleet's verdict that the target recovered. Returns whether it changed."""
+        if self.state(now_s) is BreakerState.CLOSED:
+            return False
+        self._trips = 0
+        self.consecutive_failures = 0
+        self._move(BreakerState.CLOSED, now_s, reason)
+        return True
 
     def trip(self, now_s: float, reason: str, *, open_s: float | None = None) -> None:
         """Open the breaker; `open_s` overrides the backoff (e.g. a misconfigured target)."""
@@ -127,6 +162,7 @@ class Breaker:
         self._trips += 1
         self._open_until = now_s + open_s
         self._move(BreakerState.OPEN, now_s, reason)
+        self.origin = "local"
 
     def _move(self, to: BreakerState, now_s: float, reason: str) -> None:
         self._state = to

@@ -34,12 +34,22 @@ class MemoryStore:
             sig = self._targets[target_id] = TargetSignals(target_id, self._settings, self._rng)
         return sig
 
+    def track(self, target_ids: Iterable[str]) -> None:
+        """Make sure these targets have signals (a fleet store reconciles every tracked one)."""
+        for tid in target_ids:
+            self.signals(tid)
+
+    def target_ids(self) -> list[str]:
+        return list(self._targets)
+
     def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
         now = self._clock.now()
         out: dict[str, TargetHealth] = {}
         for tid in target_ids:
             sig = self._targets.get(tid)
-            out[tid] = TargetHealth.unknown(tid) if sig is None else sig.view(now, detailed=detailed)
+            out[tid] = (
+                TargetHealth.unknown(tid) if sig is None else sig.view(now, detailed=detailed)
+            )
         return out
 
     def admission(self, target_id: str) -> Admission:

@@ -136,7 +136,5 @@ def parse_retry_after(value: str | None, *, now_epoch_s: float | None = None) ->
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    now = (
-        datetime.now(UTC).timestamp() if now_epoch_s is None else now_epoch_s
-    )
+    now = datetime.now(UTC).timestamp() if now_epoch_s is None else now_epoch_s
     return max(0.0, when.timestamp() - now)

@@ -9,7 +9,7 @@ from health.breaker import Admission, Breaker, BreakerState, Transition
 from health.ewma import PeakEwma, Reservoir
 from health.outcome import Outcome, OutcomeKind
 from health.settings import HealthSettings
-from health.window import SlidingWindow
+from health.window import SlidingWindow, WindowCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ class TargetHealth:
     open_for_s: float
     misconfigured: bool
     last_transition: Transition | None
+    fleet_error_rate: float | None = None  # None: no fleet view (memory store, or Redis down)
+    fleet_window_calls: int = 0
 
     @property
     def available(self) -> bool:
@@ -39,8 +41,20 @@ class TargetHealth:
     @staticmethod
     def unknown(target_id: str) -> TargetHealth:
         return TargetHealth(
-            target_id, BreakerState.CLOSED, 0.0, 0, 0, None, None, None, None, 0, 0.0, 0.0,
-            False, None,
+            target_id,
+            BreakerState.CLOSED,
+            0.0,
+            0,
+            0,
+            None,
+            None,
+            None,
+            None,
+            0,
+            0.0,
+            0.0,
+            False,
+            None,
         )
 
 
@@ -64,6 +78,11 @@ class TargetSignals:
         self.throttled_until = 0.0
         self._throttle_streak = 0
         self.misconfigured = False
+        self.fleet_window: WindowCounts | None = None  # set by a fleet store's reconciliation
+
+    @property
+    def settings(self) -> HealthSettings:
+        return self._settings
 
     def admit(self, now_s: float) -> Admission:
         if now_s < self.throttled_until:
@@ -115,6 +134,7 @@ class TargetSignals:
     def view(self, now_s: float, *, detailed: bool = False) -> TargetHealth:
         """A frozen view; percentiles (a sort) only when `detailed`, i.e. off the hot path."""
         counts = self.window.counts(now_s)
+        fleet = self.fleet_window
         open_until = self.breaker.open_until()
         state = self.breaker.state(now_s)
         return TargetHealth(
@@ -132,4 +152,6 @@ class TargetSignals:
             open_for_s=max(0.0, open_until - now_s) if open_until is not None else 0.0,
             misconfigured=self.misconfigured,
             last_transition=self.breaker.last_transition,
+            fleet_error_rate=None if fleet is None else fleet.failure_rate,
+            fleet_window_calls=0 if fleet is None else fleet.total,
         )

@@ -35,6 +35,10 @@ class StoreStatus:
 
 
 class HealthStore(Protocol):
+    def track(self, target_ids: Iterable[str]) -> None:
+        """Targets the config knows; a fleet store keeps them in sync even before traffic."""
+        ...
+
     def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
         """Views of these targets now (unknown targets read as healthy and idle)."""
         ...

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from gateway.app import build_app
 from gateway.config import Config, load_data
 from gateway.server import Server
 from gateway.sim.server import SimServer
+from tests.redisproc import RedisProcess
 
 FAST_TIMEOUTS = {"connect_s": 1.0, "headers_s": 1.0, "first_token_s": 1.0, "idle_s": 1.0}
 
@@ -93,3 +95,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def three_sims(sim_factory: SimFactory) -> list[SimServer]:
     return [await sim_factory(n) for n in ("sim-a", "sim-b", "sim-c")]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A private Redis server process on an ephemeral port, for this test only."""
+    server = RedisProcess(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()

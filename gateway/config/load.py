@@ -170,16 +170,18 @@ def _health(s: Section, env_redis_url: str) -> HealthConfig:
     )
     if settings.bucket_s > settings.window_s:
         s.issues.add(join(s.path, "bucket_s"), "must not exceed window_s")
-    s.done()
-    return HealthConfig(
+    health = HealthConfig(
         store=store,
         redis_url=redis_url,
         key_prefix=s.get("key_prefix", str, dc.key_prefix) or dc.key_prefix,
         sync_period_s=s.positive("sync_period_s", float, dc.sync_period_s),
         redis_timeout_s=s.positive("redis_timeout_s", float, dc.redis_timeout_s),
         probe_lock_s=s.positive("probe_lock_s", float, dc.probe_lock_s),
+        pubsub=s.get("pubsub", bool, dc.pubsub),
         settings=settings,
     )
+    s.done()
+    return health
 
 
 def _timeouts(s: Section, base: Timeouts) -> Timeouts:

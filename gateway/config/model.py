@@ -66,6 +66,7 @@ class HealthConfig:
     sync_period_s: float = 0.25
     redis_timeout_s: float = 0.2
     probe_lock_s: float = 30.0
+    pubsub: bool = True
     settings: HealthSettings = field(default_factory=HealthSettings)
 
 

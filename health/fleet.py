@@ -1,0 +1,387 @@
+"""The fleet store: local health in memory, shared with every replica through Redis.
+
+The request path (snapshot/acquire/release) only touches memory. Background tasks do the I/O:
+
+- *push*: a local trip, recovery or throttle is written at once (a key whose TTL is the
+  remaining duration, plus a pub/sub message);
+- *reconcile*: every `sync_period_s` one pipelined round trip flushes window deltas and reads
+  every target's fleet state, so a lost pub/sub message is repaired within a period;
+- *subscribe*: peers' events are applied as they arrive; a heartbeat notices a silent channel;
+- *probe lock*: in half-open, only the replica holding `SET NX PX` on the probe key may probe.
+
+When Redis is down, slow or paused, every round trip is cut short by a timeout, the store
+reports itself degraded and the replica runs on its local view (probing locally); when Redis
+returns, local opens are re-published (resync) and the fleet converges again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from health.breaker import Admission, BreakerState
+from health.clock import Clock, MonotonicClock
+from health.fleet_event import EventKind, FleetEvent, Keys
+from health.fleet_view import FleetReading, apply_event, reconcile
+from health.memory import MemoryStore
+from health.outcome import Outcome, OutcomeKind
+from health.redis_conn import connect, describe
+from health.settings import HealthSettings
+from health.store import HealthSnapshot, Permit, StoreStatus
+from health.window import WindowCounts
+
+log = logging.getLogger("switchyard.health.fleet")
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    url: str
+    prefix: str = "switchyard"
+    sync_period_s: float = 0.25
+    timeout_s: float = 0.2
+    probe_lock_s: float = 30.0
+    half_open_grace_s: float = 600.0  # how long the fleet remembers a target is being probed
+    heartbeat_s: float = 1.0
+    pubsub: bool = True  # False: reconciliation alone (also forced for Redis Cluster)
+
+
+class FleetStore:
+    def __init__(
+        self,
+        fleet: FleetSettings,
+        settings: HealthSettings | None = None,
+        *,
+        clock: Clock | None = None,
+        replica_id: str | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.settings = settings or HealthSettings()
+        self._clock = clock or MonotonicClock()
+        self.local = MemoryStore(self.settings, clock=self._clock)
+        self.replica_id = replica_id or uuid.uuid4().hex[:12]
+        self.keys = Keys(fleet.prefix)
+        self._outbox: list[FleetEvent] = []
+        self._unlocks: list[str] = []
+        self._deltas: dict[tuple[str, int], list[int]] = {}
+        self._tokens: set[str] = set()  # targets whose fleet probe lock we hold
+        self._demand: dict[str, float] = {}  # target -> last time a request wanted a probe
+        self._dirty: dict[str, float] = {}  # target -> last local event (skip stale readings)
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: Any = None
+        self._sub_client: Any = None
+        self._pubsub_ok = True
+        self._degraded = True
+        self._detail = "not connected yet"
+        self._resync = True
+        self._epoch: bytes | None = None
+        self._last_ok = 0.0
+        self._last_event_at = 0.0
+        self._closing = False
+
+    # -- the request path: memory only ---------------------------------------------------------
+
+    def track(self, target_ids: Iterable[str]) -> None:
+        self.local.track(target_ids)
+
+    def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
+        return self.local.snapshot(target_ids, detailed=detailed)
+
+    def admission(self, target_id: str) -> Admission:
+        verdict = self.local.admission(target_id)
+        if verdict is Admission.PROBE and self._coordinated and target_id not in self._tokens:
+            return Admission.DENY
+        return verdict
+
+    def acquire(self, target_id: str) -> Permit | None:
+        now = self._clock.now()
+        sig = self.local.signals(target_id)
+        if self._coordinated and sig.peek(now) is Admission.PROBE and target_id not in self._tokens:
+            self._demand[target_id] = now  # the sync loop will try to take the fleet probe lock
+            self._wake.set()
+            return None
+        permit = self.local.acquire(target_id)
+        if permit is not None and permit.probe:
+            self._tokens.discard(target_id)
+        return permit
+
+    def release(self, permit: Permit, outcome: Outcome) -> None:
+        tid = permit.target_id
+        sig = self.local.signals(tid)
+        before = sig.breaker.last_transition
+        throttled_before = sig.throttled_until
+        self.local.release(permit, outcome)
+        now = self._clock.now()
+        if permit.probe and self._coordinated:
+            self._unlocks.append(tid)
+        after = sig.breaker.last_transition
+        if after is not None and after is not before:
+            if after.to is BreakerState.OPEN and sig.breaker.origin == "local":
+                left = (sig.breaker.open_until() or now) - now
+                self._push(FleetEvent(EventKind.TRIP, tid, left, sig.breaker.trips, after.reason))
+            elif after.to is BreakerState.CLOSED:
+                self._push(FleetEvent(EventKind.CLOSE, tid, reason=after.reason))
+        if sig.throttled_until > throttled_before:
+            self._push(FleetEvent(EventKind.THROTTLE, tid, sig.throttled_until - now))
+        if outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.PROVIDER_FAILURE):
+            epoch = int(time.time() // self.settings.bucket_s)
+            counts = self._deltas.setdefault((tid, epoch), [0, 0])
+            counts[0 if outcome.kind is OutcomeKind.SUCCESS else 1] += 1
+
+    def _push(self, event: FleetEvent) -> None:
+        self._dirty[event.target_id] = self._clock.now()
+        self._outbox.append(event)
+        self._wake.set()
+
+    @property
+    def _coordinated(self) -> bool:
+        """Probes need the fleet lock only while Redis works; otherwise we probe locally."""
+        return not self._degraded
+
+    def status(self) -> StoreStatus:
+        return StoreStatus("redis", self._degraded, self._detail)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and read the fleet once, giving up after ~1 s: ready on local state if not."""
+        self._client, pubsub = connect(self.fleet.url, timeout_s=self.fleet.timeout_s)
+        pubsub = pubsub and self.fleet.pubsub
+        self._pubsub_ok = pubsub
+        if pubsub:
+            self._sub_client, _ = connect(self.fleet.url, timeout_s=self.fleet.timeout_s)
+        try:
+            async with asyncio.timeout(1.0):
+                await self._tick()
+        except Exception as exc:  # Redis down at start: serve on local state
+            self._failed(exc)
+        self._tasks.append(asyncio.create_task(self._sync_loop(), name="fleet-sync"))
+        if pubsub:
+            self._tasks.append(asyncio.create_task(self._subscribe_loop(), name="fleet-sub"))
+
+    async def close(self) -> None:
+        self._closing = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for c in (self._client, self._sub_client):
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    await c.aclose()
+
+    # -- background ------------------------------------------------------------------------------
+
+    def _ok(self) -> None:
+        if self._degraded:
+            log.info("redis fleet store connected (%s)", describe(self.fleet.url))
+            self._resync = True  # re-publish what we learned alone
+        self._degraded = False
+        self._detail = ""
+        self._last_ok = self._clock.now()
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self._degraded:
+            log.warning("redis degraded, serving on local health: %s", type(exc).__name__)
+        self._degraded = True
+        self._detail = f"redis unavailable: {type(exc).__name__}"
+
+    async def _round_trip(self, pipe: Any) -> list[Any]:
+        async with asyncio.timeout(self.fleet.timeout_s * 1.5):
+            result: list[Any] = await pipe.execute()
+            return result
+
+    async def _sync_loop(self) -> None:
+        next_tick = self._clock.now() + self.fleet.sync_period_s
+        while True:
+            wait = max(0.0, next_tick - self._clock.now())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                if self._outbox or self._unlocks:
+                    await self._flush()
+                if self._clock.now() >= next_tick or self._wants_probe():
+                    next_tick = self._clock.now() + self.fleet.sync_period_s
+                    await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(exc)
+                await asyncio.sleep(self.fleet.sync_period_s)
+
+    async def _flush(self) -> None:
+        events, self._outbox = self._outbox, []
+        unlocks, self._unlocks = self._unlocks, []
+        k = self.keys
+        pipe = self._client.pipeline(transaction=False)
+        for ev in events:
+            ev = FleetEvent(
+                ev.kind, ev.target_id, ev.duration_s, ev.trips, ev.reason, self.replica_id
+            )
+            ms = max(1, int(ev.duration_s * 1000))
+            if ev.kind is EventKind.TRIP:
+                pipe.set(k.open(ev.target_id), ev.trips, px=ms)
+                pipe.set(
+                    k.half_open(ev.target_id), 1, px=ms + int(self.fleet.half_open_grace_s * 1000)
+                )
+            elif ev.kind is EventKind.CLOSE:
+                pipe.delete(k.open(ev.target_id), k.half_open(ev.target_id), k.probe(ev.target_id))
+            elif ev.kind is EventKind.THROTTLE:
+                pipe.set(k.throttle(ev.target_id), 1, px=ms)
+            pipe.publish(k.channel, ev.encode())
+        for tid in unlocks:
+            pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
+        await self._round_trip(pipe)
+        self._ok()
+
+    def _wants_probe(self) -> bool:
+        now = self._clock.now()
+        return any(now - t < 2.0 and tid not in self._tokens for tid, t in self._demand.items())
+
+    async def _tick(self) -> None:
+        k = self.keys
+        now_wall = time.time()
+        bucket = self.settings.bucket_s
+        n_buckets = max(1, round(self.settings.window_s / bucket))
+        current = int(now_wall // bucket)
+        epochs = range(current - n_buckets + 1, current + 1)
+        targets = sorted(self.local.target_ids())
+        deltas, self._deltas = self._deltas, {}
+        pipe = self._client.pipeline(transaction=False)
+        ttl_s = int(self.settings.window_s + 2 * bucket + 1)
+        n = 0
+        for (tid, epoch), (s, f) in deltas.items():
+            for field, count in (("s", s), ("f", f)):
+                if count:
+                    key = k.bucket(tid, epoch, field)
+                    pipe.incrby(key, count)
+                    pipe.expire(key, ttl_s)
+                    n += 2
+        # Redis's "epoch": set once by whichever replica sees it missing. When it changes, Redis
+        # restarted empty, and every replica re-publishes what it knows (resync).
+        pipe.set(k.epoch, uuid.uuid4().hex, nx=True)
+        alive_at = n + 1
+        pipe.get(k.epoch)
+        n += 2
+        if self._pubsub_ok and now_wall - self._last_event_at >= self.fleet.heartbeat_s:
+            pipe.publish(
+                k.channel, FleetEvent(EventKind.HEARTBEAT, replica=self.replica_id).encode()
+            )
+            self._last_event_at = now_wall
+            n += 1
+        reads_at = n
+        for tid in targets:
+            pipe.pttl(k.open(tid))
+            pipe.exists(k.half_open(tid))
+            pipe.pttl(k.throttle(tid))
+            pipe.mget([k.bucket(tid, e, f) for e in epochs for f in ("s", "f")])
+        started = self._clock.now()
+        try:
+            result = await self._round_trip(pipe)
+        except BaseException:
+            self._merge_back(deltas)
+            raise
+        tail = result[reads_at:]
+        epoch = result[alive_at]
+        if epoch != self._epoch:
+            self._resync = self._resync or self._epoch is not None  # Redis came back empty
+            self._epoch = epoch
+        was_degraded = self._degraded
+        self._ok()
+        resync = self._resync or was_degraded
+        self._resync = False
+        now = self._clock.now()
+        republish: list[FleetEvent] = []
+        for i, tid in enumerate(targets):
+            if self._dirty.get(tid, 0.0) >= started - self.fleet.sync_period_s:
+                continue  # our own news is in flight: this reading may predate it
+            open_ms, half_open, throttle_ms, counts = tail[4 * i : 4 * i + 4]
+            values = [int(v) if v is not None else 0 for v in counts]
+            reading = FleetReading(
+                tid,
+                open_ms if open_ms is not None and open_ms > 0 else None,
+                bool(half_open),
+                throttle_ms if throttle_ms is not None and throttle_ms > 0 else None,
+                WindowCounts(sum(values[0::2]), sum(values[1::2])),
+            )
+            sig = self.local.signals(tid)
+            republish.extend(reconcile(sig, reading, now, self.settings.breaker, resync=resync))
+        for ev in republish:
+            self._push(ev)
+        await self._claim_probes()
+
+    def _merge_back(self, deltas: dict[tuple[str, int], list[int]]) -> None:
+        for key, (s, f) in deltas.items():
+            counts = self._deltas.setdefault(key, [0, 0])
+            counts[0] += s
+            counts[1] += f
+
+    async def _claim_probes(self) -> None:
+        now = self._clock.now()
+        wanted = [
+            tid
+            for tid, at in self._demand.items()
+            if now - at < 2.0
+            and tid not in self._tokens
+            and self.local.admission(tid) is Admission.PROBE
+        ]
+        self._demand = {t: at for t, at in self._demand.items() if now - at < 2.0}
+        if not wanted:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for tid in wanted:
+            pipe.set(
+                self.keys.probe(tid),
+                self.replica_id,
+                nx=True,
+                px=int(self.fleet.probe_lock_s * 1000),
+            )
+        for tid, won in zip(wanted, await self._round_trip(pipe), strict=True):
+            if won:
+                self._tokens.add(tid)
+
+    async def _subscribe_loop(self) -> None:
+        backoff = self.fleet.sync_period_s
+        while True:
+            pubsub = self._sub_client.pubsub()
+            try:
+                async with asyncio.timeout(self.fleet.timeout_s * 2):
+                    await pubsub.subscribe(self.keys.channel)
+                last = self._clock.now()
+                backoff = self.fleet.sync_period_s
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
+                    now = self._clock.now()
+                    if msg is not None and msg.get("type") == "message":
+                        last = now
+                        self._on_message(msg["data"])
+                    elif now - last > 3 * self.fleet.heartbeat_s:
+                        raise TimeoutError("no pub/sub message (not even a heartbeat) for 3 s")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("fleet subscription lost: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _on_message(self, data: bytes | str) -> None:
+        event = FleetEvent.decode(data)
+        if event is None or event.replica == self.replica_id or event.kind is EventKind.HEARTBEAT:
+            return
+        apply_event(self.local.signals(event.target_id), event, self._clock.now())

@@ -1,0 +1,100 @@
+"""What replicas tell each other through Redis, and how it is named there."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import orjson
+
+MAX_DURATION_S = 86400.0  # longer than any open or throttle time a peer may ask for
+
+
+class EventKind(enum.Enum):
+    TRIP = "trip"  # a target's breaker opened; duration_s = how long it stays open
+    CLOSE = "close"  # a target recovered (its probes succeeded)
+    THROTTLE = "throttle"  # a target said 429; duration_s = Retry-After
+    HEARTBEAT = "heartbeat"  # proves the subscription is alive
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEvent:
+    """One state change. Durations, not timestamps, so replicas' clock skew cannot stretch them.
+
+    Applying an event is idempotent: receiving it twice, or late, is harmless.
+    """
+
+    kind: EventKind
+    target_id: str = ""
+    duration_s: float = 0.0
+    trips: int = 0
+    reason: str = ""
+    replica: str = ""
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "k": self.kind.value,
+                "t": self.target_id,
+                "d": round(self.duration_s, 3),
+                "n": self.trips,
+                "why": self.reason,
+                "r": self.replica,
+            }
+        )
+
+    @staticmethod
+    def decode(data: bytes | str) -> FleetEvent | None:
+        """Parse a message; None for anything malformed or out of range (a bad message is
+        dropped, never fatal: no infinite durations, no phantom targets)."""
+        try:
+            obj = orjson.loads(data)
+            kind = EventKind(obj["k"])
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+            return None
+        target = obj.get("t", "")
+        duration = obj.get("d", 0.0)
+        trips = obj.get("n", 0)
+        reason = obj.get("why", "")
+        replica = obj.get("r", "")
+        if not all(isinstance(v, str) for v in (target, reason, replica)):
+            return None
+        if kind is not EventKind.HEARTBEAT and not target:
+            return None
+        if isinstance(duration, bool) or not isinstance(duration, int | float):
+            return None
+        if not 0.0 <= duration <= MAX_DURATION_S:  # also rejects NaN
+            return None
+        if isinstance(trips, bool) or not isinstance(trips, int) or not 0 <= trips <= 64:
+            return None
+        return FleetEvent(kind, target, float(duration), trips, reason, replica)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under a prefix. `{target}` is a hash tag: one target's keys share a Cluster slot."""
+
+    prefix: str = "switchyard"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    def open(self, target_id: str) -> str:
+        return f"{self.prefix}:{{{target_id}}}:open"
+
+    def half_open(self, target_id: str) -> str:
+        return f"{self.prefix}:{{{target_id}}}:half_open"
+
+    def throttle(self, target_id: str) -> str:
+        return f"{self.prefix}:{{{target_id}}}:throttle"
+
+    def probe(self, target_id: str) -> str:
+        return f"{self.prefix}:{{{target_id}}}:probe"
+
+    def bucket(self, target_id: str, epoch: int, field: str) -> str:
+        return f"{self.prefix}:{{{target_id}}}:w:{epoch}:{field}"

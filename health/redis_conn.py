@@ -1,0 +1,77 @@
+"""Redis clients for the fleet store, from a URL, with the discipline the background needs:
+short timeouts, no retries (the next tick is the retry), a small bounded pool.
+
+    redis://[:password@]host:port/db        rediss:// for TLS, unix:///path.sock?db=0
+    redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]
+    redis+cluster://[:password@]host:port    (pub/sub is not used: reconciliation alone)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for logs and /readyz."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _options(timeout_s: float, max_connections: int) -> dict[str, Any]:
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry_on_timeout": False,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": max_connections,
+        "health_check_interval": 0,
+    }
+
+
+def connect(url: str, *, timeout_s: float, max_connections: int = 4) -> tuple[Any, bool]:
+    """A client for `url` and whether pub/sub is available on it."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "redis+sentinel":
+        netloc = parts.netloc
+        password = None
+        if "@" in netloc:
+            cred, netloc = netloc.rsplit("@", 1)
+            password = unquote(cred.split(":", 1)[-1]) or None
+        hosts = []
+        for hp in netloc.split(","):
+            host, _, port = hp.rpartition(":")
+            hosts.append((host or hp, int(port or 26379)))
+        segs = [s for s in parts.path.split("/") if s]
+        if not segs:
+            raise ValueError(
+                "redis+sentinel:// needs a service name: redis+sentinel://host:port/mymaster"
+            )
+        service, db = segs[0], int(segs[1]) if len(segs) > 1 else 0
+        opts = _options(timeout_s, max_connections)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            hosts,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            sentinel_kwargs={"socket_timeout": timeout_s, "password": password},
+        )
+        client = sentinel.master_for(service, db=db, password=password, **opts)
+        return client, True
+    if scheme == "redis+cluster":
+        plain = "redis://" + parts.netloc + (parts.path or "")
+        opts = _options(timeout_s, max_connections)
+        opts.pop("health_check_interval")
+        opts.pop("max_connections")
+        client = RedisCluster.from_url(plain, **opts)
+        return client, False
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+    return Redis.from_url(url, **_options(timeout_s, max_connections)), True
