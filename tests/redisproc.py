@@ -103,3 +103,47 @@ class RedisProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
         self.kill()
+
+
+class SentinelProcess:
+    """A Redis Sentinel monitoring one master as `mymaster` (same binary, `--sentinel`)."""
+
+    def __init__(self, workdir: Path, master_port: int) -> None:
+        self.workdir = workdir
+        self.master_port = master_port
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, service: str = "mymaster", db: int = 0) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{service}/{db}"
+
+    def start(self) -> SentinelProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.master_port} 1\n"
+        )
+        self.proc = subprocess.Popen(
+            [redis_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"SENTINEL get-master-addr-by-name mymaster\r\n")
+                    if str(self.master_port).encode() in s.recv(128):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis sentinel did not report its master within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,7 @@ from gateway.server import Server
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 from tests.conftest import GatewayFactory, SimFactory, closed_port, make_config
-from tests.redisproc import RedisProcess
+from tests.redisproc import RedisProcess, SentinelProcess
 
 CHAT = "/v1/chat/completions"
 
@@ -348,3 +349,22 @@ async def test_starts_fast_and_serves_when_redis_is_down(
         await ask(http, gw)
     state = await target_state(http, gw, "m@p")
     assert state["state"] == "open" and state["view"] == "local"
+
+
+async def test_replicas_share_health_through_a_sentinel_url(
+    tmp_path: Path,
+    redis_server: RedisProcess,
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    sentinel = SentinelProcess(tmp_path / "sentinel", redis_server.port).start()
+    try:
+        p, bk = await sim_factory("p"), await sim_factory("b")
+        a = await gateway_factory(fleet_config(sentinel.url(), p, bk))
+        b = await gateway_factory(fleet_config(redis_server.url, p, bk))
+        assert (await _readyz(http, a))["health_store"]["degraded"] is False
+        seen_after, b_attempts = await _trip_on_a_and_watch_b(http, a, b, p)
+        assert seen_after < 1.0 and b_attempts == 0
+    finally:
+        sentinel.stop()
