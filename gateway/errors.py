@@ -49,7 +49,9 @@ class GatewayError(Exception):
 
 
 def error_body(message: str, type_: str, code: str | None, param: str | None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "code": code, "param": param}})
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "code": code, "param": param}}
+    )
 
 
 class InvalidRequest(GatewayError):

@@ -76,6 +76,7 @@ class FleetStore:
         self._deltas: dict[tuple[str, int], list[int]] = {}
         self._tokens: set[str] = set()  # targets whose fleet probe lock we hold
         self._demand: dict[str, float] = {}  # target -> last time a request wanted a probe
+        self._claimed_at: dict[str, float] = {}  # target -> last probe-lock attempt
         self._dirty: dict[str, float] = {}  # target -> last local event (skip stale readings)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -109,7 +110,8 @@ class FleetStore:
         sig = self.local.signals(target_id)
         if self._coordinated and sig.peek(now) is Admission.PROBE and target_id not in self._tokens:
             self._demand[target_id] = now  # the sync loop will try to take the fleet probe lock
-            self._wake.set()
+            if now - self._claimed_at.get(target_id, -1e9) >= self.fleet.sync_period_s:
+                self._wake.set()
             return None
         permit = self.local.acquire(target_id)
         if permit is not None and permit.probe:
@@ -213,9 +215,11 @@ class FleetStore:
             try:
                 if self._outbox or self._unlocks:
                     await self._flush()
-                if self._clock.now() >= next_tick or self._wants_probe():
+                if self._clock.now() >= next_tick:
                     next_tick = self._clock.now() + self.fleet.sync_period_s
                     await self._tick()
+                elif self._claimable():
+                    await self._claim_probes()  # demand between ticks: only the lock, not a tick
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -242,14 +246,24 @@ class FleetStore:
             elif ev.kind is EventKind.THROTTLE:
                 pipe.set(k.throttle(ev.target_id), 1, px=ms)
             pipe.publish(k.channel, ev.encode())
+            self._last_event_at = time.time()  # an event is as good as a heartbeat
         for tid in unlocks:
             pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
         await self._round_trip(pipe)
         self._ok()
 
-    def _wants_probe(self) -> bool:
+    def _claimable(self) -> list[str]:
+        """Half-open targets that requests want, whose lock we may try for (once a period)."""
         now = self._clock.now()
-        return any(now - t < 2.0 and tid not in self._tokens for tid, t in self._demand.items())
+        period = self.fleet.sync_period_s
+        return [
+            tid
+            for tid, at in self._demand.items()
+            if now - at < 2.0
+            and tid not in self._tokens
+            and now - self._claimed_at.get(tid, -1e9) >= period
+            and self.local.admission(tid) is Admission.PROBE
+        ]
 
     async def _tick(self) -> None:
         k = self.keys
@@ -272,10 +286,9 @@ class FleetStore:
                     n += 2
         # Redis's "epoch": set once by whichever replica sees it missing. When it changes, Redis
         # restarted empty, and every replica re-publishes what it knows (resync).
-        pipe.set(k.epoch, uuid.uuid4().hex, nx=True)
-        alive_at = n + 1
+        alive_at = n
         pipe.get(k.epoch)
-        n += 2
+        n += 1
         if self._pubsub_ok and now_wall - self._last_event_at >= self.fleet.heartbeat_s:
             pipe.publish(
                 k.channel, FleetEvent(EventKind.HEARTBEAT, replica=self.replica_id).encode()
@@ -296,8 +309,12 @@ class FleetStore:
             raise
         tail = result[reads_at:]
         epoch = result[alive_at]
+        if epoch is None:
+            # Redis is new or came back empty: whoever gets here first names its epoch.
+            async with asyncio.timeout(self.fleet.timeout_s * 1.5):
+                await self._client.set(k.epoch, uuid.uuid4().hex, nx=True)
         if epoch != self._epoch:
-            self._resync = self._resync or self._epoch is not None  # Redis came back empty
+            self._resync = self._resync or self._epoch is not None
             self._epoch = epoch
         was_degraded = self._degraded
         self._ok()
@@ -331,24 +348,15 @@ class FleetStore:
 
     async def _claim_probes(self) -> None:
         now = self._clock.now()
-        wanted = [
-            tid
-            for tid, at in self._demand.items()
-            if now - at < 2.0
-            and tid not in self._tokens
-            and self.local.admission(tid) is Admission.PROBE
-        ]
+        wanted = self._claimable()
         self._demand = {t: at for t, at in self._demand.items() if now - at < 2.0}
         if not wanted:
             return
         pipe = self._client.pipeline(transaction=False)
         for tid in wanted:
-            pipe.set(
-                self.keys.probe(tid),
-                self.replica_id,
-                nx=True,
-                px=int(self.fleet.probe_lock_s * 1000),
-            )
+            self._claimed_at[tid] = now
+            lock_ms = int(self.fleet.probe_lock_s * 1000)
+            pipe.set(self.keys.probe(tid), self.replica_id, nx=True, px=lock_ms)
         for tid, won in zip(wanted, await self._round_trip(pipe), strict=True):
             if won:
                 self._tokens.add(tid)
