@@ -1,19 +1,33 @@
-"""A circuit breaker as a pure state machine on an injected time.
+"""A circuit breaker per target: pybreaker's state machine, driven on an injected time.
 
 closed --(N consecutive failures, or failure rate over the window)--> open
 open   --(open time elapsed)--> half_open: exactly one probe at a time
 half_open --(K probe successes)--> closed;  --(a probe failure)--> open, for longer
 
-Neutral outcomes (throttling, caller errors, the client going away) never move the state;
-a neutral probe just frees the probe slot. Consecutive trips double the open time (capped),
-with jitter so a fleet does not probe in lockstep.
+pybreaker (1.4) holds the state, the consecutive-failure and probe-success counters and the
+transition listeners. Its call API is not used to guard the upstream call itself, because for
+asyncio it gets things wrong (`call()` on a coroutine never records a failure, `call_async`
+needs Tornado, `calling()` counts a cancellation as a failure, an excluded exception counts as
+a success, and every concurrent caller passes in half-open). Instead this wrapper:
+
+- records an attempt's *classified outcome* after the fact: success and failure go through
+  `CircuitBreaker.call` with a trivial function; neutral outcomes (throttling, caller errors,
+  the client leaving) never reach pybreaker at all;
+- owns time: open periods are computed here (doubling on consecutive trips, capped, with
+  jitter, so replicas do not probe in lockstep) against the injected clock, and pybreaker is
+  moved to half-open when the period has elapsed;
+- hands out exactly one probe slot in half-open (fleet-wide coordination is the store's job).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import random
 from dataclasses import dataclass
+from typing import Any
+
+import pybreaker
 
 from health.settings import BreakerSettings
 from health.window import WindowCounts
@@ -23,6 +37,13 @@ class BreakerState(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+_FROM_PYBREAKER = {
+    pybreaker.STATE_CLOSED: BreakerState.CLOSED,
+    pybreaker.STATE_OPEN: BreakerState.OPEN,
+    pybreaker.STATE_HALF_OPEN: BreakerState.HALF_OPEN,
+}
 
 
 class Admission(enum.Enum):
@@ -40,39 +61,70 @@ class Transition:
     reason: str
 
 
-class Breaker:
-    __slots__ = (
-        "_open_until",
-        "_probe_in_flight",
-        "_probe_successes",
-        "_rng",
-        "_settings",
-        "_state",
-        "_trips",
-        "consecutive_failures",
-        "last_transition",
-        "origin",
-    )
+class _ProviderFailure(Exception):
+    """Stands for a classified provider failure inside pybreaker's bookkeeping."""
 
+
+def _ok() -> None:
+    return None
+
+
+def _fail() -> None:
+    raise _ProviderFailure
+
+
+class _Listener(pybreaker.CircuitBreakerListener):
+    def __init__(self, owner: Breaker) -> None:
+        self._owner = owner
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old: Any, new: Any) -> None:
+        self._owner._on_state_change(_FROM_PYBREAKER[new.name])
+
+
+class Breaker:
     def __init__(self, settings: BreakerSettings, rng: random.Random | None = None) -> None:
         self._settings = settings
         self._rng = rng or random.Random()
-        self._state = BreakerState.CLOSED
+        self._cb = pybreaker.CircuitBreaker(
+            fail_max=settings.consecutive_failures,
+            reset_timeout=settings.open_s,  # informational: time is ours (see open_until)
+            success_threshold=settings.half_open_successes,
+            listeners=[_Listener(self)],
+            throw_new_error_on_trip=False,
+        )
+        self._now = 0.0
         self._open_until = 0.0
         self._trips = 0
         self._probe_in_flight = False
-        self._probe_successes = 0
-        self.consecutive_failures = 0
-        self.last_transition: Transition | None = None
+        # What the next transition is about, set just before we make pybreaker move.
+        self._reason = ""
+        self._forced_open_s: float | None = None
+        self._forced_origin = "local"
         self.origin = "local"  # who opened it: "local" (our outcomes) or "fleet" (a peer)
+        self.last_transition: Transition | None = None
+
+    # -- reading -----------------------------------------------------------------------------
 
     def state(self, now_s: float) -> BreakerState:
-        if self._state is BreakerState.OPEN and now_s >= self._open_until:
-            self._move(BreakerState.HALF_OPEN, now_s, "open time elapsed")
-        return self._state
+        self._now = now_s
+        state = _FROM_PYBREAKER[self._cb.current_state]
+        if state is BreakerState.OPEN and now_s >= self._open_until:
+            self._reason = "open time elapsed"
+            self._cb.half_open()
+            state = BreakerState.HALF_OPEN
+        return state
 
     def open_until(self) -> float | None:
-        return self._open_until if self._state is BreakerState.OPEN else None
+        return self._open_until if self._cb.current_state == pybreaker.STATE_OPEN else None
+
+    @property
+    def trips(self) -> int:
+        """Consecutive trips so far (the exponent of the open-time backoff)."""
+        return self._trips
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._cb.fail_counter
 
     def peek(self, now_s: float) -> Admission:
         """What `admit` would answer, without taking the probe slot."""
@@ -84,48 +136,59 @@ class Breaker:
         return Admission.DENY
 
     def admit(self, now_s: float) -> Admission:
-        state = self.state(now_s)
-        if state is BreakerState.CLOSED:
-            return Admission.ALLOW
-        if state is BreakerState.HALF_OPEN and not self._probe_in_flight:
+        verdict = self.peek(now_s)
+        if verdict is Admission.PROBE:
             self._probe_in_flight = True
-            return Admission.PROBE
-        return Admission.DENY
+        return verdict
+
+    # -- outcomes ----------------------------------------------------------------------------
 
     def on_success(self, now_s: float, *, probe: bool) -> None:
-        self.consecutive_failures = 0
+        state = self.state(now_s)
         if probe:
             self._probe_in_flight = False
-        if self.state(now_s) is BreakerState.HALF_OPEN and probe:
-            self._probe_successes += 1
-            if self._probe_successes >= self._settings.half_open_successes:
-                self._trips = 0
-                self._move(BreakerState.CLOSED, now_s, "probes succeeded")
+        if state is BreakerState.CLOSED or (state is BreakerState.HALF_OPEN and probe):
+            self._reason = "probes succeeded"
+            self._cb.call(_ok)  # resets the failure count; in half-open, counts toward closing
+        # A straggler that started before the trip proves nothing about now: ignored.
 
     def on_failure(self, now_s: float, window: WindowCounts, *, probe: bool) -> None:
-        self.consecutive_failures += 1
+        state = self.state(now_s)
         if probe:
             self._probe_in_flight = False
-        state = self.state(now_s)
         s = self._settings
-        if state is BreakerState.HALF_OPEN and probe:
-            self.trip(now_s, "probe failed")
-        elif state is BreakerState.CLOSED:
-            if self.consecutive_failures >= s.consecutive_failures:
-                self.trip(now_s, f"{self.consecutive_failures} consecutive failures")
-            elif window.total >= s.min_calls and window.failure_rate >= s.failure_rate:
+        if state is BreakerState.CLOSED:
+            self._reason = f"{self._cb.fail_counter + 1} consecutive failures"
+            self._record_failure()
+            if (
+                self.state(now_s) is BreakerState.CLOSED
+                and window.total >= s.min_calls
+                and window.failure_rate >= s.failure_rate
+            ):
                 self.trip(
                     now_s, f"failure rate {window.failure_rate:.0%} over {window.total} calls"
                 )
+        elif state is BreakerState.HALF_OPEN and probe:
+            self._reason = "probe failed"
+            self._record_failure()
 
     def on_neutral(self, *, probe: bool) -> None:
+        """Throttled, caller error, client gone: not evidence either way. Frees a probe slot."""
         if probe:
             self._probe_in_flight = False
 
-    @property
-    def trips(self) -> int:
-        """Consecutive trips so far (the exponent of the open-time backoff)."""
-        return self._trips
+    def _record_failure(self) -> None:
+        with contextlib.suppress(_ProviderFailure, pybreaker.CircuitBreakerError):
+            self._cb.call(_fail)
+
+    # -- forcing -----------------------------------------------------------------------------
+
+    def trip(self, now_s: float, reason: str, *, open_s: float | None = None) -> None:
+        """Open the breaker; `open_s` overrides the backoff (e.g. a misconfigured target)."""
+        self._now = now_s
+        self._reason = reason
+        self._forced_open_s = open_s
+        self._cb.open()
 
     def force_open(self, now_s: float, open_s: float, trips: int, reason: str) -> bool:
         """Adopt a peer's trip: open until `now_s + open_s` unless already open longer.
@@ -139,33 +202,39 @@ class Breaker:
                 return False
             self._open_until = until
             return True
-        self._open_until = until
-        self._move(BreakerState.OPEN, now_s, reason)
-        self.origin = "fleet"
+        self._reason = reason
+        self._forced_open_s = open_s
+        self._forced_origin = "fleet"
+        self._cb.open()
         return True
 
     def force_close(self, now_s: float, reason: str) -> bool:
         """Adopt the fleet's verdict that the target recovered. Returns whether it changed."""
         if self.state(now_s) is BreakerState.CLOSED:
             return False
-        self._trips = 0
-        self.consecutive_failures = 0
-        self._move(BreakerState.CLOSED, now_s, reason)
+        self._reason = reason
+        self._cb.close()
         return True
 
-    def trip(self, now_s: float, reason: str, *, open_s: float | None = None) -> None:
-        """Open the breaker; `open_s` overrides the backoff (e.g. a misconfigured target)."""
-        s = self._settings
-        if open_s is None:
-            base = min(s.open_max_s, s.open_s * (2 ** min(self._trips, 30)))
-            open_s = base * (1.0 + self._rng.uniform(-s.jitter, s.jitter))
-        self._trips += 1
-        self._open_until = now_s + open_s
-        self._move(BreakerState.OPEN, now_s, reason)
-        self.origin = "local"
+    # -- pybreaker's transitions -------------------------------------------------------------
 
-    def _move(self, to: BreakerState, now_s: float, reason: str) -> None:
-        self._state = to
+    def _on_state_change(self, to: BreakerState) -> None:
+        now = self._now
         self._probe_in_flight = False
-        self._probe_successes = 0
-        self.last_transition = Transition(to, now_s, reason)
+        if to is BreakerState.OPEN:
+            if self._forced_open_s is not None:
+                open_s = self._forced_open_s
+            else:
+                s = self._settings
+                base = min(s.open_max_s, s.open_s * (2 ** min(self._trips, 30)))
+                open_s = base * (1.0 + self._rng.uniform(-s.jitter, s.jitter))
+            if self._forced_origin == "local":
+                self._trips += 1
+            self._open_until = now + open_s
+            self.origin = self._forced_origin
+            self._forced_open_s = None
+            self._forced_origin = "local"
+        elif to is BreakerState.CLOSED:
+            self._trips = 0
+        self.last_transition = Transition(to, now, self._reason or to.value)
+        self._reason = ""
