@@ -9,12 +9,13 @@ rest (`gateway.relay`) or, on failure, tries the next candidate.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
-from gateway.config.model import ProviderConfig, TargetConfig
+from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.sse import Kind, SseSplitter, inspect
 from gateway.upstream import transport_outcome
 from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status, provider_failure
@@ -32,6 +33,8 @@ class AttemptSpec:
     body: bytes
     headers: dict[str, str]
     stream: bool
+    timeouts: Timeouts  # the provider's, with the route's overrides
+    deadline: float | None = None  # the whole request's (loop time), if it has one
 
     @property
     def url(self) -> str:
@@ -79,16 +82,17 @@ def _fail(reason: FailureReason, detail: str = "") -> AttemptResult:
 async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> AttemptResult:
     """Send the request and read it up to the commit point. Never raises for upstream faults."""
     loop = asyncio.get_running_loop()
-    t = spec.provider.timeouts
+    t = spec.timeouts
     started = loop.time()
-    deadline = started + t.total_s
+    request_deadline = math.inf if spec.deadline is None else spec.deadline
+    deadline = min(started + t.total_s, request_deadline)
     # A non-streaming answer's headers arrive only after the whole generation.
     headers_wait = t.headers_s if spec.stream else max(t.headers_s, t.first_token_s)
     try:
-        async with asyncio.timeout(min(headers_wait, t.total_s)):
+        async with asyncio.timeout_at(min(started + headers_wait, deadline)):
             resp = await session.post(spec.url, data=spec.body, headers=spec.headers)
     except TimeoutError:
-        return _fail(FailureReason.HEADERS_TIMEOUT)
+        return _blame(_fail(FailureReason.HEADERS_TIMEOUT), request_deadline)
     except aiohttp.ClientError as exc:
         return AttemptResult(transport_outcome(exc))
     except OSError as exc:
@@ -105,6 +109,23 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
         raise
     if result.stream is None:
         resp.release()
+    return _blame(result, request_deadline)
+
+
+_TIMEOUTS = frozenset(
+    {
+        FailureReason.HEADERS_TIMEOUT,
+        FailureReason.FIRST_TOKEN_TIMEOUT,
+        FailureReason.IDLE_TIMEOUT,
+        FailureReason.TOTAL_TIMEOUT,
+    }
+)
+
+
+def _blame(result: AttemptResult, request_deadline: float) -> AttemptResult:
+    """A timer that fired because the *caller's* deadline ran out is not the provider's fault."""
+    if result.outcome.reason in _TIMEOUTS and asyncio.get_running_loop().time() >= request_deadline:
+        return AttemptResult(Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE))
     return result
 
 

@@ -10,6 +10,7 @@
     ├── Unauthorized            401   authentication_error (admin endpoints, when protected)
     ├── AllCandidatesFailed     502   upstream_error, with a short per-attempt summary
     ├── NoCandidateAvailable    503   service_unavailable, with Retry-After
+    ├── GatewayTimeout          504   timeout_error: the request's deadline ran out
     └── ShuttingDown            503   service_unavailable
 
 Messages never contain credentials: they are built from our own vocabulary, target ids and
@@ -117,9 +118,17 @@ class NoCandidateAvailable(GatewayError):
     type = "service_unavailable"
     code = "no_candidate_available"
 
-    def __init__(self, message: str, retry_after_s: float) -> None:
+    def __init__(
+        self, message: str, retry_after_s: float, headers: Mapping[str, str] | None = None
+    ) -> None:
         seconds = max(1, math.ceil(retry_after_s))
-        super().__init__(message, headers={"Retry-After": str(seconds)})
+        super().__init__(message, headers={**(headers or {}), "Retry-After": str(seconds)})
+
+
+class GatewayTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "deadline_exceeded"
 
 
 class ShuttingDown(GatewayError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config.model import Config
 from gateway.upstream import UpstreamPool
 from health.fleet import FleetSettings, FleetStore
@@ -15,6 +16,11 @@ from health.memory import MemoryStore
 from health.store import HealthStore
 from policies.registry import make_policy
 from policies.types import Policy
+
+
+def _budget_settings(config: Config) -> BudgetSettings:
+    r = config.resilience
+    return BudgetSettings(r.budget_ratio, r.budget_min_retries, r.budget_window_s)
 
 
 def make_store(config: Config) -> HealthStore:
@@ -38,6 +44,8 @@ class Runtime:
         self.store: HealthStore = store or make_store(config)
         self.store.track(config.targets)
         self.pool = UpstreamPool()
+        self.budget = RetryBudget(_budget_settings(config))
+        self.panicking: set[str] = set()  # targets with a panic attempt in flight
         self.draining = False
         self.started_wall_s = time.time()
         self.config = config
@@ -51,6 +59,7 @@ class Runtime:
         """Use `config` from the next request on; requests in flight keep the one they read."""
         policies = self._policies(config)
         self.store.track(config.targets)
+        self.budget.settings = _budget_settings(config)
         self.config, self.policies = config, policies
 
     async def start(self) -> None:

@@ -118,6 +118,9 @@ class FleetStore:
             self._tokens.discard(target_id)
         return permit
 
+    def force_acquire(self, target_id: str) -> Permit:
+        return self.local.force_acquire(target_id)
+
     def release(self, permit: Permit, outcome: Outcome) -> None:
         tid = permit.target_id
         sig = self.local.signals(tid)

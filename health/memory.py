@@ -67,6 +67,12 @@ class MemoryStore:
         sig.in_flight += 1
         return Permit(target_id, verdict is Admission.PROBE, now)
 
+    def force_acquire(self, target_id: str) -> Permit:
+        """A permit regardless of the breaker: the panic attempt when every candidate is out."""
+        sig = self.signals(target_id)
+        sig.in_flight += 1
+        return Permit(target_id, False, self._clock.now())
+
     def release(self, permit: Permit, outcome: Outcome) -> None:
         sig = self.signals(permit.target_id)
         sig.in_flight = max(0, sig.in_flight - 1)

@@ -55,6 +55,8 @@ class FailureReason(enum.Enum):
     MALFORMED = "malformed"
     UPSTREAM_ERROR_EVENT = "upstream_error_event"
     CLIENT_GONE = "client_gone"
+    DEADLINE = "deadline"  # the caller's deadline ran out: neutral for health
+    HEDGE_LOST = "hedge_lost"  # another hedged attempt answered first: cancelled, neutral
 
 
 @dataclass(frozen=True, slots=True)

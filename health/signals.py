@@ -30,6 +30,7 @@ class TargetHealth:
     open_for_s: float
     misconfigured: bool
     last_transition: Transition | None
+    ttft_ms_p95: float | None = None  # only in detailed views
     fleet_error_rate: float | None = None  # None: no fleet view (memory store, or Redis down)
     fleet_window_calls: int = 0
 
@@ -152,6 +153,7 @@ class TargetSignals:
             open_for_s=max(0.0, open_until - now_s) if open_until is not None else 0.0,
             misconfigured=self.misconfigured,
             last_transition=self.breaker.last_transition,
+            ttft_ms_p95=_ms(self.ttft_samples.percentile(0.95)) if detailed else None,
             fleet_error_rate=None if fleet is None else fleet.failure_rate,
             fleet_window_calls=0 if fleet is None else fleet.total,
         )

@@ -47,6 +47,10 @@ class HealthStore(Protocol):
         """A permit to send one attempt now, or None when the breaker says no."""
         ...
 
+    def force_acquire(self, target_id: str) -> Permit:
+        """A permit regardless of the breaker (the panic attempt); still counted in flight."""
+        ...
+
     def admission(self, target_id: str) -> Admission:
         """What `acquire` would answer, without taking a probe slot."""
         ...

@@ -63,7 +63,8 @@ BROKEN_ISSUES = [
     "routes[1].candidates[2]: unknown target 'x'",
     "routes[2].alias: duplicate alias 'one'",
     "routes[2].candidates: required: a non-empty list of target ids",
-    "routes[2].colour: unknown key (known keys: alias, candidates, max_attempts, policy)",
+    "routes[2].colour: unknown key (known keys: alias, candidates, deadline_s, hedge, "
+    "max_attempts, policy, timeouts)",
 ]
 
 

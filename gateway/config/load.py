@@ -18,13 +18,12 @@ from gateway.config.model import (
     Config,
     HealthConfig,
     ProviderConfig,
-    RouteConfig,
     ServerConfig,
     TargetConfig,
     Timeouts,
 )
+from gateway.config.routes import decode_resilience, decode_routes, decode_timeouts
 from health.settings import BreakerSettings, HealthSettings, ThrottleSettings
-from policies.registry import BUILTIN
 from policies.types import Candidate, Price
 
 FORMATS = ("openai",)
@@ -85,7 +84,8 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     health = _health(root.sub("health"), env.get("SWITCHYARD_REDIS_URL", ""))
     providers = _providers(root.sub("providers"))
     targets = _targets(root.sub("targets"), providers)
-    routes = _routes(root.raw("routes"), providers, targets, issues)
+    resilience = decode_resilience(root.sub("resilience"))
+    routes = decode_routes(root.raw("routes"), providers, targets, issues, resilience)
     root.done()
     if root.ok and not root.data.get("providers"):
         issues.add("providers", "at least one provider is required")
@@ -94,7 +94,13 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     if issues.items:
         raise ConfigError(issues.items, source)
     return Config(
-        server, health, MappingProxyType(providers), MappingProxyType(targets), routes, source
+        server,
+        health,
+        MappingProxyType(providers),
+        MappingProxyType(targets),
+        routes,
+        source,
+        resilience,
     )
 
 
@@ -184,18 +190,6 @@ def _health(s: Section, env_redis_url: str) -> HealthConfig:
     return health
 
 
-def _timeouts(s: Section, base: Timeouts) -> Timeouts:
-    t = Timeouts(
-        connect_s=s.positive("connect_s", float, base.connect_s),
-        headers_s=s.positive("headers_s", float, base.headers_s),
-        first_token_s=s.positive("first_token_s", float, base.first_token_s),
-        idle_s=s.positive("idle_s", float, base.idle_s),
-        total_s=s.positive("total_s", float, base.total_s),
-    )
-    s.done()
-    return t
-
-
 def _providers(s: Section) -> dict[str, ProviderConfig]:
     out: dict[str, ProviderConfig] = {}
     for name in list(s.data):
@@ -226,7 +220,7 @@ def _providers(s: Section) -> dict[str, ProviderConfig]:
             api_key=p.get("api_key", str, ""),
             format=fmt,
             headers=MappingProxyType(headers),
-            timeouts=_timeouts(p.sub("timeouts"), Timeouts()),
+            timeouts=Timeouts(**decode_timeouts(p.sub("timeouts"))),
             max_connections=p.positive("max_connections", int, 100),
         )
         p.done()
@@ -292,74 +286,3 @@ def _targets(s: Section, providers: Mapping[str, ProviderConfig]) -> dict[str, T
         out[str(tid)] = TargetConfig(str(tid), provider, model, profile)
         t.done()
     return out
-
-
-def _routes(
-    data: object,
-    providers: Mapping[str, ProviderConfig],
-    targets: dict[str, TargetConfig],
-    issues: Issues,
-) -> tuple[RouteConfig, ...]:
-    if data is None:
-        return ()
-    if not isinstance(data, list):
-        issues.add("routes", f"expected a list, got {type(data).__name__}")
-        return ()
-    out: list[RouteConfig] = []
-    seen: set[str] = set()
-    for i, item in enumerate(data):
-        r = Section(item, join("routes", i), issues)
-        if not r.ok:
-            continue
-        alias = r.get("alias", str, "")
-        if not alias:
-            issues.add(join(r.path, "alias"), "required")
-        elif alias in seen:
-            issues.add(join(r.path, "alias"), f"duplicate alias {alias!r}")
-        seen.add(alias)
-        policy = r.get("policy", str, "priority")
-        if policy not in BUILTIN:
-            issues.add(
-                join(r.path, "policy"),
-                f"unknown policy {policy!r} (known: {', '.join(sorted(BUILTIN))})",
-            )
-        candidates = _candidates(r, providers, targets)
-        out.append(
-            RouteConfig(
-                alias=alias,
-                candidates=candidates,
-                policy=policy,
-                max_attempts=r.positive("max_attempts", int, 3),
-            )
-        )
-        r.done()
-    return tuple(out)
-
-
-def _candidates(
-    r: Section, providers: Mapping[str, ProviderConfig], targets: dict[str, TargetConfig]
-) -> tuple[str, ...]:
-    raw = r.raw("candidates")
-    path = join(r.path, "candidates")
-    if not isinstance(raw, list) or not raw:
-        r.issues.add(path, "required: a non-empty list of target ids")
-        return ()
-    out: list[str] = []
-    for j, ref in enumerate(raw):
-        cpath = join(path, j)
-        if not isinstance(ref, str) or not ref:
-            r.issues.add(cpath, f"expected a target id, got {ref!r}")
-            continue
-        if ref not in targets:
-            model, at, provider = ref.rpartition("@")
-            if at and model and provider in providers:
-                # `model@provider` names a target without a profile of its own.
-                targets[ref] = TargetConfig(ref, provider, model, Candidate(ref, provider, model))
-            else:
-                r.issues.add(cpath, f"unknown target {ref!r}")
-                continue
-        if ref in out:
-            r.issues.add(cpath, f"target {ref!r} listed twice")
-            continue
-        out.append(ref)
-    return tuple(out)

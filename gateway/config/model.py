@@ -44,11 +44,38 @@ class TargetConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Hedge:
+    """Start the next candidate if the first token is this late: a fixed delay, or the
+    target's observed p95 time to first token (`after_s` is then the floor)."""
+
+    after_s: float = 2.0
+    use_p95: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     alias: str
     candidates: tuple[str, ...]
     policy: str = "priority"
+    max_attempts: int = 3  # default: resilience.max_attempts
+    timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides the provider's
+    deadline_s: float | None = None  # default: resilience.deadline_s; None: no deadline
+    hedge: Hedge | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    """The attempt loop's knobs (RELIABILITY.md defaults)."""
+
     max_attempts: int = 3
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 1.0
+    budget_ratio: float = 0.2
+    budget_min_retries: int = 10
+    budget_window_s: float = 10.0
+    deadline_s: float | None = None  # None: bounded only by each attempt's total_s
+    deadline_header: str = "x-switchyard-deadline-ms"
+    panic: bool = True  # all candidates open: one attempt on the least-bad one
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +105,7 @@ class Config:
     targets: Mapping[str, TargetConfig]
     routes: tuple[RouteConfig, ...]
     source: str = "<memory>"
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     _by_alias: Mapping[str, RouteConfig] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

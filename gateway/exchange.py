@@ -1,0 +1,337 @@
+"""One request's attempt loop: tenacity drives it, the plan decides, the store admits.
+
+step:   next admitted candidate (or, when every candidate is out, one panic attempt on
+        the least-bad) -> one attempt, or a hedged pair -> classified outcome
+retry:  tenacity asks the plan (`PlanStop`, `PlanWait`): stop on success, a caller error,
+        max attempts, the deadline, no candidate left, or an empty retry budget; otherwise
+        wait a full-jitter backoff and step again
+finish: relay a committed stream, return a reply, or the one error that says what happened
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import orjson
+import tenacity
+from aiohttp import web
+
+from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
+from gateway.config.model import Config, RouteConfig
+from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable
+from gateway.headers import client_headers, upstream_headers
+from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
+from gateway.relay import relay_stream
+from gateway.runtime import Runtime
+from health.outcome import FailureReason, Outcome, OutcomeKind
+from health.store import Permit
+from policies.types import Ranked
+
+log = logging.getLogger("switchyard.exchange")
+
+CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
+HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
+_CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    permit: Permit
+    result: AttemptResult
+    panic: bool = False
+    hedge: bool = False
+
+
+def is_context_error(reply: Reply | None) -> bool:
+    """A provider's 'prompt too long for this model': another, larger model may take it."""
+    if reply is None or reply.status not in (400, 413, 422):
+        return False
+    body = reply.body.lower()
+    return any(m in body for m in _CONTEXT_MARKERS)
+
+
+class PlanStop(tenacity.stop.stop_base):
+    def __init__(self, ex: Exchange) -> None:
+        self._ex = ex
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        ex = self._ex
+        return ex.plan.decide(ex.loop.time(), ex.rt.budget.try_spend) is not None
+
+
+class PlanWait(tenacity.wait.wait_base):
+    def __init__(self, ex: Exchange) -> None:
+        self._ex = ex
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return self._ex.plan.backoff_s(retry_state.attempt_number, self._ex.loop.time())
+
+
+class Exchange:
+    def __init__(
+        self,
+        request: web.Request,
+        rt: Runtime,
+        config: Config,
+        route: RouteConfig,
+        ranked: list[Ranked],
+        payload: dict[str, Any],
+        upstream_path: str,
+        request_id: str,
+        deadline: float | None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.request = request
+        self.rt = rt
+        self.config = config
+        self.route = route
+        self.payload = payload
+        self.upstream_path = upstream_path
+        self.request_id = request_id
+        self.stream = payload.get("stream") is True
+        self.loop = asyncio.get_running_loop()
+        res = config.resilience
+        limits = Limits(
+            max_attempts=route.max_attempts,
+            backoff_base_s=res.backoff_base_s,
+            backoff_cap_s=res.backoff_cap_s,
+            deadline=deadline,
+        )
+        self.plan = AttemptPlan([r.candidate for r in ranked], limits)
+        self._sleep = sleep
+
+    async def run(self) -> web.StreamResponse:
+        self.rt.budget.on_request()
+        retrying = tenacity.AsyncRetrying(
+            stop=PlanStop(self),
+            wait=PlanWait(self),
+            retry=tenacity.retry_if_result(plan_retry),
+            sleep=self._sleep,
+            reraise=True,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        step: StepResult = await retrying(self._step)
+        return await self._finish(step.payload)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def _step(self) -> StepResult:
+        store = self.rt.store
+        permit = self.plan.next_target(store.acquire)
+        if permit is None:
+            tid = self.plan.panic_target() if self.config.resilience.panic else None
+            if tid is None or tid in self.rt.panicking:
+                # One panic attempt per target at a time: a burst during an outage gets 503s.
+                self.plan.stop = Stop.EXHAUSTED
+                return StepResult(False)
+            permit = store.force_acquire(tid)
+            self.rt.panicking.add(tid)
+            try:
+                return self._judge(await self._attempt(permit, panic=True))
+            finally:
+                self.rt.panicking.discard(tid)
+        if self.route.hedge is not None and self.plan.remaining():
+            return await self._hedged(permit)
+        return self._judge(await self._attempt(permit))
+
+    def _spec(self, target_id: str) -> AttemptSpec:
+        target = self.config.targets[target_id]
+        provider = self.config.providers[target.provider]
+        self.payload["model"] = target.model
+        return AttemptSpec(
+            target=target,
+            provider=provider,
+            path=self.upstream_path,
+            body=orjson.dumps(self.payload),
+            headers=upstream_headers(self.request.headers, provider, self.request_id),
+            stream=self.stream,
+            timeouts=dataclasses.replace(provider.timeouts, **self.route.timeouts),
+            deadline=self.plan.limits.deadline,
+        )
+
+    async def _attempt(
+        self, permit: Permit, *, panic: bool = False, hedge: bool = False
+    ) -> Attempted:
+        spec = self._spec(permit.target_id)
+        result: AttemptResult | None = None
+        try:
+            result = await run_attempt(spec, self.rt.pool.session(spec.provider))
+        except asyncio.CancelledError:
+            # The client went away, or this hedge lost: neutral for health either way.
+            self.rt.store.release(permit, HEDGE_LOST if hedge else CLIENT_GONE)
+            raise
+        return Attempted(permit, result, panic, hedge)
+
+    def _judge(self, att: Attempted) -> StepResult:
+        """Record an attempt's outcome; say whether the loop may go on to another target."""
+        outcome = att.result.outcome
+        tid = att.permit.target_id
+        context = outcome.kind is OutcomeKind.CALLER_ERROR and is_context_error(att.result.reply)
+        self.plan.record(
+            AttemptRecord(tid, outcome, att.panic, att.hedge), context_exceeded=context
+        )
+        if att.result.stream is not None:
+            return StepResult(False, att)  # committed: released after the relay
+        self.rt.store.release(att.permit, outcome)
+        if outcome.kind is OutcomeKind.SUCCESS or (
+            outcome.kind is OutcomeKind.CALLER_ERROR and not context
+        ):
+            return StepResult(False, att)
+        log.info(
+            "attempt %d on %s failed: %s (request %s)",
+            len(self.plan.history),
+            tid,
+            outcome.summary,
+            self.request_id,
+        )
+        return StepResult(outcome.kind.fails_over or context, att)
+
+    async def _hedged(self, first: Permit) -> StepResult:
+        """Race a second candidate if the first has no first token after the hedge delay."""
+        hedge = self.route.hedge
+        assert hedge is not None
+        delay = hedge.after_s
+        if hedge.use_p95:
+            h = self.rt.store.snapshot([first.target_id], detailed=True)[first.target_id]
+            if h.ttft_ms_p95 is not None:
+                delay = max(delay, h.ttft_ms_p95 / 1000.0)
+        tasks = {asyncio.create_task(self._attempt(first))}
+        done, _ = await asyncio.wait(tasks, timeout=delay)
+        if done:
+            return self._judge(tasks.pop().result())
+        self.plan.skipped.add(first.target_id)  # in flight: not a candidate for the hedge
+        second = (
+            self.plan.next_target(self.rt.store.acquire) if self.rt.budget.try_spend() else None
+        )
+        self.plan.skipped.discard(first.target_id)
+        if second is None:
+            return self._judge(await tasks.pop())
+        log.info(
+            "hedging %s with %s (request %s)", first.target_id, second.target_id, self.request_id
+        )
+        tasks.add(asyncio.create_task(self._attempt(second, hedge=True)))
+        last = StepResult(True)
+        try:
+            while tasks:
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    att = t.result()
+                    kind = att.result.outcome.kind
+                    if kind is OutcomeKind.SUCCESS or kind is OutcomeKind.CALLER_ERROR:
+                        for other in done - {t}:
+                            self._discard(other.result())
+                        return self._judge(att)
+                    last = self._judge(att)
+            return last
+        finally:
+            for t in tasks:  # the loser: cancel it (its connection is closed) and account for it
+                t.cancel()
+                for p in (first, second):
+                    if p.target_id not in self.plan.tried:
+                        self.plan.record(AttemptRecord(p.target_id, HEDGE_LOST, hedge=True))
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _discard(self, att: Attempted) -> None:
+        """A second winner in the same instant: close it, neutral."""
+        if att.result.stream is not None:
+            att.result.stream.close()
+        self.rt.store.release(att.permit, HEDGE_LOST)
+        self.plan.record(AttemptRecord(att.permit.target_id, HEDGE_LOST, hedge=True))
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    def _headers(self, target_id: str) -> dict[str, str]:
+        return {
+            "x-switchyard-target": target_id,
+            "x-switchyard-attempts": str(len(self.plan.history)),
+            "x-request-id": self.request_id,
+        }
+
+    async def _finish(self, att: Attempted | None) -> web.StreamResponse:
+        if att is not None:
+            outcome = att.result.outcome
+            if att.result.stream is not None:
+                return await self._relay(att)
+            reply = att.result.reply
+            if reply is not None and outcome.kind in (
+                OutcomeKind.SUCCESS,
+                OutcomeKind.CALLER_ERROR,
+            ):
+                out = client_headers(reply.headers)
+                out.update(self._headers(att.permit.target_id))
+                out["Content-Type"] = reply.content_type
+                return web.Response(status=reply.status, body=reply.body, headers=out)
+        self._fail()
+
+    def _fail(self) -> NoReturn:
+        history, stop = self.plan.history, self.plan.stop
+        attempts = {"x-switchyard-attempts": str(len(history))}
+        if not history or all(r.panic for r in history):
+            snapshot = self.rt.store.snapshot(c.target_id for c in self.plan.ranked)
+            waits = [max(h.open_for_s, h.throttled_for_s) for h in snapshot.values()]
+            tried = " (a last-resort attempt failed too)" if history else ""
+            raise NoCandidateAvailable(
+                "No candidate target is available right now (all are open or throttled)"
+                f"{tried}; retry later.",
+                retry_after_s=min(waits, default=1.0),
+                headers=attempts,
+            )
+        summary = "; ".join(f"{r.target_id}: {r.outcome.summary}" for r in history)
+        if stop is Stop.DEADLINE:
+            raise GatewayTimeout(
+                f"The request deadline ran out after {len(history)} attempts: {summary}.",
+                headers=attempts,
+            )
+        why = " (retry budget exhausted)" if stop is Stop.BUDGET else ""
+        raise AllCandidatesFailed(
+            f"All {len(history)} upstream attempts failed{why}: {summary}.", headers=attempts
+        )
+
+    async def _relay(self, att: Attempted) -> web.StreamResponse:
+        stream = att.result.stream
+        assert stream is not None
+        tid = att.permit.target_id
+        spec_timeouts = dataclasses.replace(
+            self.config.providers[self.config.targets[tid].provider].timeouts,
+            **self.route.timeouts,
+        )
+        deadline = stream.started_s + spec_timeouts.total_s
+        if self.plan.limits.deadline is not None:
+            deadline = min(deadline, self.plan.limits.deadline)
+        response = web.StreamResponse(
+            status=stream.response.status,
+            headers={
+                **client_headers(stream.headers),
+                **self._headers(tid),
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            },
+        )
+        final = CLIENT_GONE
+        try:
+            await response.prepare(self.request)
+            final = await relay_stream(
+                stream, response, idle_s=spec_timeouts.idle_s, deadline=deadline
+            )
+            if final.kind is not OutcomeKind.NEUTRAL:
+                await response.write_eof()
+        except ConnectionError:
+            final = CLIENT_GONE
+        finally:
+            stream.close()
+            self.rt.store.release(att.permit, final)
+            if final.kind is OutcomeKind.PROVIDER_FAILURE:
+                log.warning(
+                    "stream from %s failed after the first byte: %s (request %s)",
+                    tid,
+                    final.summary,
+                    self.request_id,
+                )
+        return response

@@ -1,0 +1,142 @@
+"""The attempt planner: which target each attempt goes to, how long to wait, when to stop.
+
+Pure decisions on explicit inputs (time, admission, budget), so the whole retry policy is
+tested without sockets or sleeping. The exchange drives it through tenacity: `PlanStop`,
+`PlanWait` and `PlanRetry` are tenacity strategies that only ask the plan.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from health.outcome import FailureReason, Outcome, OutcomeKind
+from health.store import Permit
+from policies.types import Candidate
+
+
+class Stop(enum.Enum):
+    SUCCESS = "success"
+    PASS_THROUGH = "pass_through"  # a caller error: the provider's answer goes back as is
+    EXHAUSTED = "exhausted"  # no candidate left that health admits
+    MAX_ATTEMPTS = "max_attempts"
+    DEADLINE = "deadline"
+    BUDGET = "budget"  # the retry budget is spent: do not multiply an outage
+    CLIENT_GONE = "client_gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_attempts: int = 3
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 1.0
+    deadline: float | None = None  # loop time
+    min_attempt_s: float = 0.05  # an attempt with less time than this is not started
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    target_id: str
+    outcome: Outcome
+    panic: bool = False
+    hedge: bool = False
+
+
+@dataclass
+class AttemptPlan:
+    ranked: Sequence[Candidate]
+    limits: Limits
+    rng: random.Random = field(default_factory=random.Random)
+    history: list[AttemptRecord] = field(default_factory=list)
+    skipped: set[str] = field(default_factory=set)  # denied by health this request
+    min_context: int | None = None  # after a context-length error: need a larger window
+    stop: Stop | None = None
+
+    @property
+    def tried(self) -> set[str]:
+        return {r.target_id for r in self.history}
+
+    def _eligible(self, c: Candidate) -> bool:
+        if c.target_id in self.tried or c.target_id in self.skipped:
+            return False
+        if self.min_context is not None:
+            return c.context_window is not None and c.context_window > self.min_context
+        return True
+
+    def remaining(self) -> list[Candidate]:
+        """Candidates still worth trying, in rank order (health not consulted)."""
+        return [c for c in self.ranked if self._eligible(c)]
+
+    def next_target(self, acquire: Callable[[str], Permit | None]) -> Permit | None:
+        """The next candidate health admits; denied ones are skipped for this request."""
+        for c in self.remaining():
+            permit = acquire(c.target_id)
+            if permit is not None:
+                return permit
+            self.skipped.add(c.target_id)
+        return None
+
+    def panic_target(self) -> str | None:
+        """All candidates are out: the least-bad one (the policy ranks benched ones by how soon
+        they may recover), for a single attempt. Only before any other attempt."""
+        if self.history or not self.ranked:
+            return None
+        return self.ranked[0].target_id
+
+    def record(self, record: AttemptRecord, *, context_exceeded: bool = False) -> None:
+        self.history.append(record)
+        if context_exceeded:
+            window = next(
+                (c.context_window for c in self.ranked if c.target_id == record.target_id), None
+            )
+            self.min_context = window or 0
+
+    def decide(self, now: float, budget_ok: Callable[[], bool]) -> Stop | None:
+        """After an attempt: stop (and why), or None to go on. Spends budget only to go on."""
+        if self.stop is not None:
+            return self.stop
+        last = self.history[-1] if self.history else None
+        stop: Stop | None = None
+        if last is not None and last.outcome.kind is OutcomeKind.SUCCESS:
+            stop = Stop.SUCCESS
+        elif last is not None and last.outcome.reason is FailureReason.CLIENT_GONE:
+            stop = Stop.CLIENT_GONE
+        elif last is not None and not last.outcome.kind.fails_over and self.min_context is None:
+            stop = Stop.PASS_THROUGH
+        elif last is not None and last.outcome.reason is FailureReason.DEADLINE:
+            stop = Stop.DEADLINE
+        elif len(self.history) >= self.limits.max_attempts:
+            stop = Stop.MAX_ATTEMPTS
+        elif self.time_left(now) < self.limits.min_attempt_s:
+            stop = Stop.DEADLINE
+        elif not self.remaining():
+            stop = Stop.EXHAUSTED
+        elif not budget_ok():
+            stop = Stop.BUDGET
+        self.stop = stop
+        return stop
+
+    def time_left(self, now: float) -> float:
+        return float("inf") if self.limits.deadline is None else self.limits.deadline - now
+
+    def backoff_s(self, attempt_number: int, now: float) -> float:
+        """Full jitter (AWS): uniform in [0, min(cap, base * 2^(n-1))], within the deadline."""
+        lim = self.limits
+        ceiling = min(lim.backoff_cap_s, lim.backoff_base_s * (2 ** max(0, attempt_number - 1)))
+        wait = self.rng.uniform(0.0, ceiling)
+        return max(0.0, min(wait, self.time_left(now) - lim.min_attempt_s))
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one step of the loop produced, for tenacity's retry predicate."""
+
+    go_on: bool
+    payload: Any = None
+
+
+def plan_retry(result: StepResult) -> bool:
+    return result.go_on
