@@ -28,6 +28,7 @@ from gateway.headers import client_headers, upstream_headers
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
 from gateway.relay import relay_stream
 from gateway.runtime import Runtime
+from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
 from policies.types import Ranked
@@ -61,7 +62,12 @@ class PlanStop(tenacity.stop.stop_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         ex = self._ex
-        return ex.plan.decide(ex.loop.time(), ex.rt.budget.try_spend) is not None
+        store = ex.rt.store
+
+        def available(tid: str) -> bool:
+            return store.admission(tid) is not Admission.DENY
+
+        return ex.plan.decide(ex.loop.time(), ex.rt.budget.try_spend, available) is not None
 
 
 class PlanWait(tenacity.wait.wait_base):
@@ -104,6 +110,7 @@ class Exchange:
         )
         self.plan = AttemptPlan([r.candidate for r in ranked], limits)
         self._sleep = sleep
+        self._context_error: Attempted | None = None
 
     async def run(self) -> web.StreamResponse:
         self.rt.budget.on_request()
@@ -128,7 +135,7 @@ class Exchange:
             if tid is None or tid in self.rt.panicking:
                 # One panic attempt per target at a time: a burst during an outage gets 503s.
                 self.plan.stop = Stop.EXHAUSTED
-                return StepResult(False)
+                return StepResult(False, self._context_error)
             permit = store.force_acquire(tid)
             self.rt.panicking.add(tid)
             try:
@@ -178,6 +185,11 @@ class Exchange:
         if att.result.stream is not None:
             return StepResult(False, att)  # committed: released after the relay
         self.rt.store.release(att.permit, outcome)
+        if context:
+            self._context_error = att  # passed through if no larger candidate can take it
+        if outcome.reason is FailureReason.DEADLINE:
+            self.plan.stop = Stop.DEADLINE
+            return StepResult(False, att)
         if outcome.kind is OutcomeKind.SUCCESS or (
             outcome.kind is OutcomeKind.CALLER_ERROR and not context
         ):

@@ -53,6 +53,7 @@ class AttemptPlan:
     history: list[AttemptRecord] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)  # denied by health this request
     min_context: int | None = None  # after a context-length error: need a larger window
+    last_was_context: bool = False
     stop: Stop | None = None
 
     @property
@@ -88,14 +89,21 @@ class AttemptPlan:
 
     def record(self, record: AttemptRecord, *, context_exceeded: bool = False) -> None:
         self.history.append(record)
+        self.last_was_context = context_exceeded
         if context_exceeded:
             window = next(
                 (c.context_window for c in self.ranked if c.target_id == record.target_id), None
             )
             self.min_context = window or 0
 
-    def decide(self, now: float, budget_ok: Callable[[], bool]) -> Stop | None:
-        """After an attempt: stop (and why), or None to go on. Spends budget only to go on."""
+    def decide(
+        self,
+        now: float,
+        budget_ok: Callable[[], bool],
+        available: Callable[[str], bool] = lambda _tid: True,
+    ) -> Stop | None:
+        """After an attempt: stop (and why), or None to go on. Spends budget only to go on;
+        `available` (health, without side effects) keeps it from paying for a dead end."""
         if self.stop is not None:
             return self.stop
         last = self.history[-1] if self.history else None
@@ -104,15 +112,15 @@ class AttemptPlan:
             stop = Stop.SUCCESS
         elif last is not None and last.outcome.reason is FailureReason.CLIENT_GONE:
             stop = Stop.CLIENT_GONE
-        elif last is not None and not last.outcome.kind.fails_over and self.min_context is None:
-            stop = Stop.PASS_THROUGH
         elif last is not None and last.outcome.reason is FailureReason.DEADLINE:
             stop = Stop.DEADLINE
+        elif last is not None and not last.outcome.kind.fails_over and not self.last_was_context:
+            stop = Stop.PASS_THROUGH
         elif len(self.history) >= self.limits.max_attempts:
             stop = Stop.MAX_ATTEMPTS
         elif self.time_left(now) < self.limits.min_attempt_s:
             stop = Stop.DEADLINE
-        elif not self.remaining():
+        elif not any(available(c.target_id) for c in self.remaining()):
             stop = Stop.EXHAUSTED
         elif not budget_ok():
             stop = Stop.BUDGET
