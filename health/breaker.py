@@ -94,6 +94,7 @@ class Breaker:
         )
         self._now = 0.0
         self._open_until = 0.0
+        self._closed_at: float | None = None
         self._trips = 0
         self._probe_in_flight = False
         # What the next transition is about, set just before we make pybreaker move.
@@ -222,6 +223,8 @@ class Breaker:
         now = self._now
         self._probe_in_flight = False
         if to is BreakerState.OPEN:
+            if self._closed_at is not None and now - self._closed_at >= self._settings.open_max_s:
+                self._trips = 0  # it stayed healthy long enough: forget the old trips
             if self._forced_open_s is not None:
                 open_s = self._forced_open_s
             else:
@@ -235,6 +238,8 @@ class Breaker:
             self._forced_open_s = None
             self._forced_origin = "local"
         elif to is BreakerState.CLOSED:
-            self._trips = 0
+            # Not a reset: a target that fails again soon after recovering (flapping) is
+            # opened for longer; the count is forgotten once it has stayed closed a while.
+            self._closed_at = now
         self.last_transition = Transition(to, now, self._reason or to.value)
         self._reason = ""

@@ -79,6 +79,7 @@ class FleetStore:
         self._claimed_at: dict[str, float] = {}  # target -> last probe-lock attempt
         self._dirty: dict[str, float] = {}  # target -> last local event (skip stale readings)
         self._wake = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._client: Any = None
         self._sub_client: Any = None
@@ -174,6 +175,11 @@ class FleetStore:
         self._tasks.append(asyncio.create_task(self._sync_loop(), name="fleet-sync"))
         if pubsub:
             self._tasks.append(asyncio.create_task(self._subscribe_loop(), name="fleet-sub"))
+            if not self._degraded:
+                # Ready means subscribed: a peer's trip right after start is not missed.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await self._subscribed.wait()
 
     async def close(self) -> None:
         self._closing = True
@@ -371,6 +377,7 @@ class FleetStore:
             try:
                 async with asyncio.timeout(self.fleet.timeout_s * 2):
                     await pubsub.subscribe(self.keys.channel)
+                self._subscribed.set()
                 last = self._clock.now()
                 backoff = self.fleet.sync_period_s
                 while True:

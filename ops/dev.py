@@ -31,7 +31,7 @@ def _run(*cmd: str | Path) -> None:
 
 
 def ensure_venv(extra: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script must explain, not crash
         sys.exit(f"Switchyard needs Python 3.11+, this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating virtualenv {VENV}", flush=True)

@@ -139,7 +139,7 @@ def test_peer_trip_reopens_a_half_open_breaker() -> None:
     assert b.peek(clock.now()) is Admission.PROBE  # the slot is free again
 
 
-def test_peer_close_closes_an_open_breaker_and_resets_the_backoff() -> None:
+def test_peer_close_closes_an_open_breaker_and_backoff_decays_once_healthy() -> None:
     clock = ManualClock()
     sig = make_sig()
     b = sig.breaker
@@ -153,12 +153,13 @@ def test_peer_close_closes_an_open_breaker_and_resets_the_backoff() -> None:
     assert b.open_until() == clock.now() + 40.0
     apply_event(sig, FleetEvent(EventKind.CLOSE, TID, reason="probes succeeded"), clock.now())
     assert b.state(clock.now()) is BreakerState.CLOSED
-    assert b.trips == 0
+    assert b.trips == 3  # remembered: a flapping target is opened for longer
     assert b.consecutive_failures == 0
     assert b.open_until() is None
     assert sig.peek(clock.now()) is Admission.ALLOW
     assert b.last_transition is not None
     assert b.last_transition.reason == "closed by a peer"
+    clock.advance(120.0)  # healthy for open_max_s: the old trips are forgotten
     b.trip(clock.now(), "again")  # the next trip starts from the base open time
     assert b.open_until() == clock.now() + 10.0
 
@@ -174,7 +175,7 @@ def test_peer_close_closes_a_half_open_breaker_with_a_probe_in_flight() -> None:
     assert b.state(clock.now()) is BreakerState.HALF_OPEN
     apply_event(sig, FleetEvent(EventKind.CLOSE, TID), clock.now())
     assert b.state(clock.now()) is BreakerState.CLOSED
-    assert b.trips == 0
+    assert b.trips > 0  # remembered until it has stayed closed for open_max_s
     assert sig.admit(clock.now()) is Admission.ALLOW
 
 
@@ -294,7 +295,7 @@ def test_reconcile_no_keys_closes_a_breaker_a_peer_opened() -> None:
     assert sync(sig, reading(), clock.now(), resync=False) == []
     b = sig.breaker
     assert b.state(clock.now()) is BreakerState.CLOSED
-    assert b.trips == 0
+    assert b.trips > 0  # remembered until it has stayed closed for open_max_s
     assert b.last_transition is not None
     assert b.last_transition.reason == "closed by the fleet"
 
@@ -388,7 +389,7 @@ def test_without_resync_a_local_open_with_no_fleet_keys_closes() -> None:
     clock.advance(1.0)
     assert sync(sig, reading(), clock.now(), resync=False) == []
     assert b.state(clock.now()) is BreakerState.CLOSED  # the fleet closed it
-    assert b.trips == 0
+    assert b.trips > 0  # remembered until it has stayed closed for open_max_s
     assert sig.peek(clock.now()) is Admission.ALLOW
 
 
