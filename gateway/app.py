@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -27,7 +27,7 @@ def _request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id")
     if given and _SAFE_ID.match(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def _error_response(err: GatewayError, request_id: str) -> web.Response:

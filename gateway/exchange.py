@@ -111,9 +111,17 @@ class Exchange:
         self.plan = AttemptPlan([r.candidate for r in ranked], limits)
         self._sleep = sleep
         self._context_error: Attempted | None = None
+        self._replay: StepResult | None = None
 
     async def run(self) -> web.StreamResponse:
         self.rt.budget.on_request()
+        first = await self._step()
+        if not first.go_on:
+            return await self._finish(first.payload)
+        # A retry is wanted: from here on tenacity drives. It sees the first step as its
+        # attempt 1 (replayed, not re-run), then asks the plan whether and when to go on.
+        # Most requests succeed at once and never pay for building the controller.
+        self._replay = first
         retrying = tenacity.AsyncRetrying(
             stop=PlanStop(self),
             wait=PlanWait(self),
@@ -122,8 +130,12 @@ class Exchange:
             reraise=True,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-        step: StepResult = await retrying(self._step)
+        step: StepResult = await retrying(self._replay_then_step)
         return await self._finish(step.payload)
+
+    async def _replay_then_step(self) -> StepResult:
+        replay, self._replay = self._replay, None
+        return replay if replay is not None else await self._step()
 
     # -- steps -------------------------------------------------------------------------------
 
