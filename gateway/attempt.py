@@ -156,6 +156,9 @@ async def _error_reply(
 
 async def _read_all(resp: aiohttp.ClientResponse, deadline: float, idle_s: float) -> bytes:
     """The whole body; TimeoutError after `idle_s` of silence or at `deadline`."""
+    content = resp.content
+    if content.is_eof():  # the usual case: a small body already arrived with the headers
+        return content.read_nowait(-1)
     loop = asyncio.get_running_loop()
     chunks: list[bytes] = []
     async with asyncio.timeout(None) as cm:
