@@ -22,7 +22,7 @@ import tenacity
 from aiohttp import web
 
 from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
-from gateway.config.model import Config, RouteConfig
+from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable
 from gateway.headers import client_headers, upstream_headers
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
@@ -158,6 +158,11 @@ class Exchange:
             return await self._hedged(permit)
         return self._judge(await self._attempt(permit))
 
+    def _timeouts(self, provider: Timeouts) -> Timeouts:
+        """The provider's phase timeouts with the route's overrides."""
+        overrides = self.route.timeouts
+        return dataclasses.replace(provider, **overrides) if overrides else provider
+
     def _spec(self, target_id: str) -> AttemptSpec:
         target = self.config.targets[target_id]
         provider = self.config.providers[target.provider]
@@ -169,7 +174,7 @@ class Exchange:
             body=orjson.dumps(self.payload),
             headers=upstream_headers(self.request.headers, provider, self.request_id),
             stream=self.stream,
-            timeouts=dataclasses.replace(provider.timeouts, **self.route.timeouts),
+            timeouts=self._timeouts(provider.timeouts),
             deadline=self.plan.limits.deadline,
         )
 
@@ -321,9 +326,8 @@ class Exchange:
         stream = att.result.stream
         assert stream is not None
         tid = att.permit.target_id
-        spec_timeouts = dataclasses.replace(
-            self.config.providers[self.config.targets[tid].provider].timeouts,
-            **self.route.timeouts,
+        spec_timeouts = self._timeouts(
+            self.config.providers[self.config.targets[tid].provider].timeouts
         )
         deadline = stream.started_s + spec_timeouts.total_s
         if self.plan.limits.deadline is not None:

@@ -148,9 +148,12 @@ class Breaker:
         state = self.state(now_s)
         if probe:
             self._probe_in_flight = False
-        if state is BreakerState.CLOSED or (state is BreakerState.HALF_OPEN and probe):
+        if state is BreakerState.CLOSED:
+            if self._cb.fail_counter:  # the hot path: nothing to reset, skip pybreaker's call
+                self._cb.call(_ok)
+        elif state is BreakerState.HALF_OPEN and probe:
             self._reason = "probes succeeded"
-            self._cb.call(_ok)  # resets the failure count; in half-open, counts toward closing
+            self._cb.call(_ok)  # counts toward closing
         # A straggler that started before the trip proves nothing about now: ignored.
 
     def on_failure(self, now_s: float, window: WindowCounts, *, probe: bool) -> None:
