@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 
 import orjson
@@ -16,7 +18,7 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return _json({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -26,6 +28,11 @@ async def readyz(request: web.Request) -> web.Response:
         "status": "draining" if rt.draining else "ready",
         "health_store": {"backend": st.backend, "degraded": st.degraded, "detail": st.detail},
         "config": rt.config.source,
+        "reloads": {
+            "ok": rt.reloads_ok,
+            "failed": rt.reloads_failed,
+            "last_error": rt.last_reload_error or None,
+        },
     }
     return _json(body, 503 if rt.draining else 200)
 
@@ -86,3 +93,21 @@ async def targets(request: web.Request) -> web.Response:
         for tid, t in config.targets.items()
     ]
     return _json({"object": "list", "store": st.backend, "degraded": st.degraded, "data": data})
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """POST /admin/reload: re-read the config file; keep the old config if it is invalid."""
+    from gateway.reload import is_reloadable, reload
+
+    rt = request.app[RUNTIME]
+    if not await asyncio.to_thread(is_reloadable, rt.config.source):
+        return _json(
+            {"status": "not_reloadable", "detail": f"config {rt.config.source} is not a file"},
+            409,
+        )
+    result = await reload(rt)
+    if not result.ok:
+        return _json({"status": "rejected", "problems": list(result.problems)}, 422)
+    return _json(
+        {"status": "reloaded", "changed": result.changed, "routes": list(rt.config.aliases)}
+    )

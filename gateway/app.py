@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -12,8 +13,9 @@ from aiohttp import web
 from gateway import admin, proxy
 from gateway.config.model import Config
 from gateway.context import REQUEST_ID, RUNTIME
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_body
-from gateway.runtime import Runtime
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, ShuttingDown, error_body
+from gateway.reload import ConfigWatcher, is_reloadable
+from gateway.runtime import SHUTDOWN, Runtime
 from health.store import HealthStore
 
 log = logging.getLogger("switchyard.app")
@@ -42,8 +44,19 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
     """Request id on every response; every error in OpenAI's shape."""
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
+    rt = request.app[RUNTIME]
+    task = asyncio.current_task()
+    if task is not None:
+        rt.active.add(task)
     try:
         response = await handler(request)
+    except asyncio.CancelledError as exc:
+        if not (exc.args and exc.args[0] == SHUTDOWN and task is not None):
+            raise
+        task.uncancel()  # our own drain ended it: answer, rather than drop the connection
+        return _error_response(
+            ShuttingDown("The gateway is shutting down; retry the request."), request_id
+        )
     except GatewayError as err:
         return _error_response(err, request_id)
     except web.HTTPMethodNotAllowed as exc:
@@ -72,8 +85,13 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
             content_type="application/json",
             headers={"x-request-id": request_id},
         )
+    finally:
+        if task is not None:
+            rt.active.discard(task)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
+        if rt.draining:
+            response.force_close()  # let the client reconnect to a replica that stays
     return response
 
 
@@ -87,10 +105,18 @@ def build_app(config: Config, store: HealthStore | None = None) -> web.Applicati
     app.router.add_get("/healthz", admin.healthz)
     app.router.add_get("/readyz", admin.readyz)
     app.router.add_get("/admin/targets", admin.targets)
+    app.router.add_post("/admin/reload", admin.reload_config)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
+        watcher = None
+        poll_s = config.server.config_poll_s
+        if poll_s > 0 and await asyncio.to_thread(is_reloadable, config.source):
+            watcher = ConfigWatcher(runtime, config.source, poll_s)
+            watcher.start()
         yield
+        if watcher is not None:
+            await watcher.stop()
         await runtime.close()
 
     app.cleanup_ctx.append(lifecycle)

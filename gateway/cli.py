@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway.config import Config, ConfigError, load_file
 
@@ -49,13 +50,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load_or_exit(path)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
-    if args.workers != 1:
-        print("--workers > 1 is not implemented yet; serving with one worker", file=sys.stderr)
+    if args.workers > 1:
+        from gateway.workers import supervise
+
+        if port == 0:
+            print("--workers needs a fixed --port (workers share it)", file=sys.stderr)
+            return 2
+        worker = ["serve", "-c", path, "--host", host, "--port", str(port), "--reuse-port"]
+        return supervise(
+            ["--log-level", args.log_level, *worker], args.workers, config.server.grace_s
+        )
 
     async def main() -> None:
-        server = Server(build_app(config), host, port)
+        app = build_app(config)
+        server = Server(app, host, port, grace_s=config.server.grace_s, reuse_port=args.reuse_port)
         await server.start()
-        logging.getLogger("switchyard").info("serving %s on %s/v1", path, server.url)
+        _reload_on_sighup(app)
         print(f"switchyard serving {Path(path).name} on {server.url}/v1", flush=True)
         try:
             await wait_for_signal()
@@ -64,6 +74,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     run(main())
     return 0
+
+
+def _reload_on_sighup(app: Any) -> None:
+    import asyncio
+    import signal
+
+    from gateway.context import RUNTIME
+    from gateway.reload import reload
+
+    loop = asyncio.get_running_loop()
+    rt = app[RUNTIME]
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(reload(rt))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -98,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (overrides server.host)")
     serve.add_argument("--port", type=int, help="port to bind (overrides server.port)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config file; print every error")

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from gateway.attempt import OpenStream
+from gateway.runtime import SHUTDOWN
 from gateway.sse import Kind, inspect
 from gateway.upstream import transport_outcome
 from health.outcome import FailureReason, Outcome, OutcomeKind, provider_failure
@@ -113,6 +114,19 @@ async def relay_stream(
         return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
     except (aiohttp.ClientError, OSError) as exc:
         batch.failure = transport_outcome(exc)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if not (exc.args and exc.args[0] == SHUTDOWN and task is not None):
+            raise
+        task.uncancel()  # the drain's grace is over: end the stream honestly, not silently
+        with contextlib.suppress(ClientGone):
+            await _write(
+                response,
+                error_event(
+                    "The gateway is shutting down; the answer is incomplete.", "shutting_down"
+                ),
+            )
+        return Outcome(OutcomeKind.NEUTRAL, FailureReason.SHUTDOWN)
     failure = batch.failure
     if failure is None:
         # The upstream closed the stream without [DONE].

@@ -5,8 +5,10 @@ Config is swapped in one assignment (`swap`); health is keyed by target id and o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config.model import Config
@@ -16,6 +18,8 @@ from health.memory import MemoryStore
 from health.store import HealthStore
 from policies.registry import make_policy
 from policies.types import Policy
+
+SHUTDOWN = "switchyard-shutdown"  # the cancel message that ends requests after the grace period
 
 
 def _budget_settings(config: Config) -> BudgetSettings:
@@ -47,6 +51,10 @@ class Runtime:
         self.budget = RetryBudget(_budget_settings(config))
         self.panicking: set[str] = set()  # targets with a panic attempt in flight
         self.draining = False
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.last_reload_error = ""
+        self.active: set[asyncio.Task[Any]] = set()  # requests in flight (for the drain)
         self.started_wall_s = time.time()
         self.config = config
         self.policies = self._policies(config)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import RUNTIME
+from gateway.runtime import SHUTDOWN
 
 log = logging.getLogger("switchyard.server")
 
@@ -31,12 +32,19 @@ class Server:
     """An app on a TCP port. `start()` returns once listening; `stop()` drains and closes."""
 
     def __init__(
-        self, app: web.Application, host: str, port: int, *, grace_s: float = 10.0
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        grace_s: float = 10.0,
+        reuse_port: bool = False,
     ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.grace_s = grace_s
+        self.reuse_port = reuse_port  # several worker processes on one port
         self._runner: web.AppRunner | None = None
 
     @property
@@ -49,10 +57,17 @@ class Server:
             self.app,
             handler_cancellation=True,  # a client going away cancels its upstream attempt
             access_log=None,
-            shutdown_timeout=self.grace_s,
+            shutdown_timeout=1.0,  # our own drain (below) has already waited for the work
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            self.host,
+            self.port,
+            backlog=1024,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
+        )
         try:
             await site.start()
         except BaseException:
@@ -62,10 +77,26 @@ class Server:
         self.port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
+        """Drain, then close: /readyz turns 503 at once, no new connections are accepted,
+        requests in flight get `grace_s` to finish; then streams still running end with an
+        in-band error event and requests still waiting for an upstream get 503."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        self.app[RUNTIME].draining = True
+        rt = self.app[RUNTIME]
+        rt.draining = True
+        for site in list(runner.sites):
+            await site.stop()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.grace_s
+        while rt.active and (remaining := until - loop.time()) > 0:
+            await asyncio.wait(list(rt.active), timeout=remaining)
+        left = list(rt.active)
+        if left:
+            log.warning("grace period over: ending %d requests still in flight", len(left))
+            for task in left:
+                task.cancel(SHUTDOWN)
+            await asyncio.wait(left, timeout=2.0)
         await runner.cleanup()
 
 

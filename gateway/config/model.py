@@ -83,6 +83,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    config_poll_s: float = 1.0  # watch the config file and reload on change; 0 = off
+    grace_s: float = 10.0  # on SIGTERM: how long requests in flight may take to finish
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,99 @@
+"""Live config reload: `POST /admin/reload`, SIGHUP, or the file changing on disk.
+
+A reload builds the new config beside the old one and swaps it in one assignment; if the
+file does not parse or validate, the old config keeps serving and every problem is reported.
+Requests in flight keep the config they started with; health is keyed by target id and
+survives. Watching works with Kubernetes ConfigMap volumes, which replace the file by swapping
+a symlink: the fingerprint follows the symlinks to the real file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+
+from gateway.config import ConfigError, load_file
+from gateway.runtime import Runtime
+
+log = logging.getLogger("switchyard.reload")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    ok: bool
+    changed: bool
+    problems: tuple[str, ...] = ()
+
+
+def fingerprint(path: str) -> tuple[str, int, int, int] | None:
+    """Where the path really points, and that file's identity; None if it is missing."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return (real, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def is_reloadable(source: str) -> bool:
+    return os.path.isfile(source)
+
+
+async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
+    """Read and validate off the event loop; swap on it."""
+    path = path or rt.config.source
+    try:
+        new = await asyncio.to_thread(load_file, path)
+    except ConfigError as err:
+        rt.reloads_failed += 1
+        problems = tuple(str(i) for i in err.issues)
+        rt.last_reload_error = "; ".join(problems)
+        log.error("config reload rejected, still serving the previous config: %s", err)
+        return ReloadResult(False, False, problems)
+    old = rt.config
+    for what, before, after in (
+        ("server", old.server, new.server),
+        ("health", old.health, new.health),
+    ):
+        if before != after:
+            log.warning(
+                "config reload: the %s section changed; it applies at the next restart", what
+            )
+    changed = new != old
+    rt.swap(new)
+    rt.reloads_ok += 1
+    rt.last_reload_error = ""
+    log.info("config reloaded from %s (%d routes)", path, len(new.routes))
+    return ReloadResult(True, changed)
+
+
+class ConfigWatcher:
+    """Polls the config file's fingerprint and reloads when it changes."""
+
+    def __init__(self, rt: Runtime, path: str, period_s: float = 1.0) -> None:
+        self._rt = rt
+        self._path = path
+        self._period_s = period_s
+        self._last = fingerprint(path)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="config-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._period_s)
+            current = await asyncio.to_thread(fingerprint, self._path)
+            if current is None or current == self._last:
+                continue  # a missing file mid-swap is not a change: wait for the new one
+            self._last = current
+            await reload(self._rt, self._path)
