@@ -111,3 +111,12 @@ async def reload_config(request: web.Request) -> web.Response:
     return _json(
         {"status": "reloaded", "changed": result.changed, "routes": list(rt.config.aliases)}
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the gateway's OpenTelemetry metrics."""
+    rt = request.app[RUNTIME]
+    body = rt.telemetry.metrics.prometheus_text()  # on the loop: gauges read live health
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )

@@ -6,16 +6,18 @@ import asyncio
 import logging
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from gateway import admin, proxy
 from gateway.config.model import Config
-from gateway.context import REQUEST_ID, RUNTIME
+from gateway.context import REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, ShuttingDown, error_body
 from gateway.reload import ConfigWatcher, is_reloadable
 from gateway.runtime import SHUTDOWN, Runtime
+from gateway.telemetry.hub import Telemetry
 from health.store import HealthStore
 
 log = logging.getLogger("switchyard.app")
@@ -41,7 +43,18 @@ def _error_response(err: GatewayError, request_id: str) -> web.Response:
 
 @web.middleware
 async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id on every response; every error in OpenAI's shape."""
+    """Request id on every response; every error in OpenAI's shape; request metrics."""
+    started = time.perf_counter()
+    response = await _answer(request, handler)
+    if request.path in proxy.OPERATIONS:
+        labels = {"route": request.get(ROUTE, "-"), "status": str(response.status)}
+        m = request.app[RUNTIME].telemetry.metrics
+        m.requests.add(1, labels)
+        m.request_duration.record(time.perf_counter() - started, labels)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
     rt = request.app[RUNTIME]
@@ -95,9 +108,12 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
-def build_app(config: Config, store: HealthStore | None = None) -> web.Application:
+def build_app(
+    config: Config, store: HealthStore | None = None, telemetry: Telemetry | None = None
+) -> web.Application:
     app = web.Application(middlewares=[envelope], client_max_size=config.server.max_body_bytes + 1)
-    runtime = Runtime(config, store)
+    runtime = Runtime(config, store, telemetry)
+    runtime.register_gauges()
     app[RUNTIME] = runtime
     for path in proxy.OPERATIONS:
         app.router.add_post(path, proxy.handle)
@@ -106,6 +122,7 @@ def build_app(config: Config, store: HealthStore | None = None) -> web.Applicati
     app.router.add_get("/readyz", admin.readyz)
     app.router.add_get("/admin/targets", admin.targets)
     app.router.add_post("/admin/reload", admin.reload_config)
+    app.router.add_get("/metrics", admin.metrics)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()

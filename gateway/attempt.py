@@ -17,6 +17,7 @@ import orjson
 
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.sse import Kind, SseSplitter, inspect
+from gateway.telemetry.hub import Usage
 from gateway.upstream import transport_outcome
 from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status, provider_failure
 
@@ -63,6 +64,7 @@ class OpenStream:
     started_s: float
     ttft_s: float
     headers: dict[str, str]
+    usage: Usage | None = None  # filled by the relay from the events it passes on
 
     def close(self) -> None:
         self.response.close()
@@ -73,6 +75,7 @@ class AttemptResult:
     outcome: Outcome
     reply: Reply | None = None  # success (non-stream) or a caller error to pass through
     stream: OpenStream | None = None  # success (stream), to be relayed
+    usage: Usage | None = None
 
 
 def _fail(reason: FailureReason, detail: str = "") -> AttemptResult:
@@ -190,7 +193,8 @@ async def _read_json(
     elapsed = loop.time() - started
     outcome = Outcome(OutcomeKind.SUCCESS, status=resp.status, latency_s=elapsed, ttft_s=elapsed)
     ctype = resp.headers.get("Content-Type", "application/json")
-    return AttemptResult(outcome, reply=Reply(resp.status, body, ctype, dict(resp.headers)))
+    reply = Reply(resp.status, body, ctype, dict(resp.headers))
+    return AttemptResult(outcome, reply=reply, usage=Usage.of(parsed))
 
 
 async def _open_stream(

@@ -13,3 +13,4 @@ RUNTIME = web.AppKey("runtime", Runtime)
 # aiohttp >= 3.14 wants typed request keys; older releases take a plain string.
 _request_key: Any = getattr(web, "RequestKey", None)
 REQUEST_ID: Any = _request_key("request_id", str) if _request_key else "switchyard.request_id"
+ROUTE: Any = _request_key("route", str) if _request_key else "switchyard.route"

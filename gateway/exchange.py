@@ -37,6 +37,7 @@ log = logging.getLogger("switchyard.exchange")
 
 CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
 HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
+_NO_RESULT = AttemptResult(CLIENT_GONE)
 _CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window")
 
 
@@ -46,6 +47,7 @@ class Attempted:
     result: AttemptResult
     panic: bool = False
     hedge: bool = False
+    span: Any = None  # the attempt's CLIENT span, ended when its outcome is settled
 
 
 def is_context_error(reply: Reply | None) -> bool:
@@ -88,6 +90,7 @@ class Exchange:
         ranked: list[Ranked],
         payload: dict[str, Any],
         upstream_path: str,
+        operation: str,
         request_id: str,
         deadline: float | None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -100,6 +103,7 @@ class Exchange:
         self.upstream_path = upstream_path
         self.request_id = request_id
         self.stream = payload.get("stream") is True
+        self.operation = operation
         self.loop = asyncio.get_running_loop()
         res = config.resilience
         limits = Limits(
@@ -182,14 +186,44 @@ class Exchange:
         self, permit: Permit, *, panic: bool = False, hedge: bool = False
     ) -> Attempted:
         spec = self._spec(permit.target_id)
+        span = self.rt.telemetry.attempt_span(
+            self.operation,
+            spec.target.id,
+            spec.provider.name,
+            spec.target.model,
+            spec.provider.base_url,
+            {
+                "switchyard.attempt": len(self.plan.history) + 1,
+                "switchyard.probe": permit.probe,
+                "switchyard.hedge": hedge,
+                "switchyard.panic": panic,
+                "switchyard.retry_budget_left": round(self.rt.budget.left(), 1),
+                "switchyard.deadline_left_ms": -1
+                if self.plan.limits.deadline is None
+                else round((self.plan.limits.deadline - self.loop.time()) * 1000),
+            },
+        )
+        if span.is_recording():
+            self.rt.telemetry.tracing.inject(spec.headers, span)
         result: AttemptResult | None = None
         try:
             result = await run_attempt(spec, self.rt.pool.session(spec.provider))
         except asyncio.CancelledError:
             # The client went away, or this hedge lost: neutral for health either way.
-            self.rt.store.release(permit, HEDGE_LOST if hedge else CLIENT_GONE)
+            self._settle(
+                Attempted(permit, _NO_RESULT, span=span), HEDGE_LOST if hedge else CLIENT_GONE
+            )
             raise
-        return Attempted(permit, result, panic, hedge)
+        return Attempted(permit, result, panic, hedge, span)
+
+    def _settle(self, att: Attempted, outcome: Outcome) -> None:
+        """An attempt is over: health learns its outcome, its span ends, metrics count it."""
+        self.rt.store.release(att.permit, outcome)
+        usage = att.result.usage
+        if att.result.stream is not None:
+            usage = att.result.stream.usage
+        duration = self.loop.time() - att.permit.started_s
+        self.rt.telemetry.end_attempt(att.span, att.permit.target_id, outcome, duration, usage)
 
     def _judge(self, att: Attempted) -> StepResult:
         """Record an attempt's outcome; say whether the loop may go on to another target."""
@@ -201,7 +235,7 @@ class Exchange:
         )
         if att.result.stream is not None:
             return StepResult(False, att)  # committed: released after the relay
-        self.rt.store.release(att.permit, outcome)
+        self._settle(att, outcome)
         if context:
             self._context_error = att  # passed through if no larger candidate can take it
         if outcome.reason is FailureReason.DEADLINE:
@@ -218,6 +252,7 @@ class Exchange:
             outcome.summary,
             self.request_id,
         )
+        self.rt.telemetry.failover(tid, outcome, len(self.plan.history))
         return StepResult(outcome.kind.fails_over or context, att)
 
     async def _hedged(self, first: Permit) -> StepResult:
@@ -270,7 +305,7 @@ class Exchange:
         """A second winner in the same instant: close it, neutral."""
         if att.result.stream is not None:
             att.result.stream.close()
-        self.rt.store.release(att.permit, HEDGE_LOST)
+        self._settle(att, HEDGE_LOST)
         self.plan.record(AttemptRecord(att.permit.target_id, HEDGE_LOST, hedge=True))
 
     # -- finishing ---------------------------------------------------------------------------
@@ -317,7 +352,10 @@ class Exchange:
                 f"The request deadline ran out after {len(history)} attempts: {summary}.",
                 headers=attempts,
             )
-        why = " (retry budget exhausted)" if stop is Stop.BUDGET else ""
+        why = ""
+        if stop is Stop.BUDGET:
+            why = " (retry budget exhausted)"
+            self.rt.telemetry.metrics.budget_exhausted.add(1, {"route": self.route.alias})
         raise AllCandidatesFailed(
             f"All {len(history)} upstream attempts failed{why}: {summary}.", headers=attempts
         )
@@ -354,7 +392,7 @@ class Exchange:
             final = CLIENT_GONE
         finally:
             stream.close()
-            self.rt.store.release(att.permit, final)
+            self._settle(att, final)
             if final.kind is OutcomeKind.PROVIDER_FAILURE:
                 log.warning(
                     "stream from %s failed after the first byte: %s (request %s)",

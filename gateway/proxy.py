@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 
 from gateway.accept import parse_payload, read_body
-from gateway.context import REQUEST_ID, RUNTIME
+from gateway.context import REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.exchange import Exchange
 from policies.features import extract
@@ -41,12 +42,34 @@ def client_deadline_s(request: web.Request, header: str) -> float | None:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    """One SERVER span per request, inside the caller's trace when it sent a traceparent."""
+    rt = request.app[RUNTIME]
+    tel = rt.telemetry
+    if not tel.tracing.recording:
+        return await _handle(request)
+    with tel.tracer.start_as_current_span(
+        f"POST {request.path}",
+        context=tel.tracing.extract(request.headers),
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": "POST",
+            "url.path": request.path,
+            "switchyard.request_id": request[REQUEST_ID],
+        },
+    ) as span:
+        response = await _handle(request)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     config = rt.config  # one config for the whole request, even across a reload
     operation, upstream_path = OPERATIONS[request.path]
     body = await read_body(request, config.server.max_body_bytes)
     payload = parse_payload(body, operation)
     alias = payload["model"]
+    request[ROUTE] = alias
     route = config.route(alias)
     if route is None:
         raise UnknownModel(alias, config.aliases)
@@ -57,8 +80,21 @@ async def handle(request: web.Request) -> web.StreamResponse:
     deadline = None if budget_s is None else asyncio.get_running_loop().time() + budget_s
     features = extract(operation, payload, len(body))
     candidates = [config.targets[t].profile for t in route.candidates]
-    ranked = rt.policies[alias].rank(features, candidates, rt.store.snapshot(route.candidates))
+    policy = rt.policies[alias]
+    ranked = policy.rank(features, candidates, rt.store.snapshot(route.candidates))
+    rt.telemetry.ranked(
+        alias, policy.name, [(r.candidate.target_id, r.score, r.note) for r in ranked]
+    )
     exchange = Exchange(
-        request, rt, config, route, ranked, payload, upstream_path, request[REQUEST_ID], deadline
+        request,
+        rt,
+        config,
+        route,
+        ranked,
+        payload,
+        upstream_path,
+        operation,
+        request[REQUEST_ID],
+        deadline,
     )
     return await exchange.run()

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.attempt import OpenStream
 from gateway.runtime import SHUTDOWN
 from gateway.sse import Kind, inspect
+from gateway.telemetry.hub import Usage
 from gateway.upstream import transport_outcome
 from health.outcome import FailureReason, Outcome, OutcomeKind, provider_failure
 
@@ -43,9 +44,10 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
 class _Batch:
     """What a batch of upstream events amounts to: bytes to send, and how the stream stands."""
 
-    __slots__ = ("done", "failure", "finished", "out")
+    __slots__ = ("done", "failure", "finished", "out", "stream")
 
-    def __init__(self, finished: bool) -> None:
+    def __init__(self, finished: bool, stream: OpenStream) -> None:
+        self.stream = stream
         self.out: list[bytes] = []
         self.done = False
         self.failure: Outcome | None = None
@@ -66,6 +68,9 @@ class _Batch:
                 return
             if info.kind is Kind.DATA:
                 self.finished = self.finished or info.finished
+                payload = info.payload
+                if self.stream.usage is None or payload.get("usage"):
+                    self.stream.usage = Usage.of(payload) or self.stream.usage
                 self.out.append(raw + b"\n\n")
 
     def take(self) -> bytes:
@@ -82,7 +87,7 @@ async def relay_stream(
 ) -> Outcome:
     """Relay the rest of `stream`; return the attempt's final outcome (the client may be gone)."""
     loop = asyncio.get_running_loop()
-    batch = _Batch(stream.finished)
+    batch = _Batch(stream.finished, stream)
     batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
     batch.consume(stream.pending)  # events that came in the same read as the first token
     try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config.model import Config
+from gateway.telemetry.hub import Telemetry
 from gateway.upstream import UpstreamPool
 from health.fleet import FleetSettings, FleetStore
 from health.memory import MemoryStore
@@ -44,8 +45,14 @@ def make_store(config: Config) -> HealthStore:
 
 
 class Runtime:
-    def __init__(self, config: Config, store: HealthStore | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: HealthStore | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.store: HealthStore = store or make_store(config)
+        self.telemetry = telemetry or Telemetry(config.telemetry.traces)
         self.store.track(config.targets)
         self.pool = UpstreamPool()
         self.budget = RetryBudget(_budget_settings(config))
@@ -76,3 +83,41 @@ class Runtime:
     async def close(self) -> None:
         await self.pool.close()
         await self.store.close()
+        await asyncio.to_thread(self.telemetry.shutdown)  # bounded: flush timeouts are short
+
+    def register_gauges(self) -> None:
+        """Scrape-time gauges: breaker state, throttling, in flight, Redis degraded."""
+        states = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+        def per_target() -> list[tuple[str, dict[str, str], Any]]:
+            snap = self.store.snapshot(self.config.targets)
+            return [(tid, {"target": tid}, h) for tid, h in snap.items()]
+
+        m = self.telemetry.metrics
+        m.gauge(
+            "switchyard.breaker.state",
+            "0 closed, 1 half-open, 2 open",
+            lambda: [(states[h.state.value], labels) for _, labels, h in per_target()],
+        )
+        m.gauge(
+            "switchyard.target.throttled",
+            "1 while a target is throttled (Retry-After)",
+            lambda: [
+                (1.0 if h.throttled_for_s > 0 else 0.0, labels) for _, labels, h in per_target()
+            ],
+        )
+        m.gauge(
+            "switchyard.target.in_flight",
+            "Upstream attempts in flight",
+            lambda: [(float(h.in_flight), labels) for _, labels, h in per_target()],
+        )
+        m.gauge(
+            "switchyard.redis.degraded",
+            "1 while the fleet store runs on local health only",
+            lambda: [
+                (
+                    1.0 if self.store.status().degraded else 0.0,
+                    {"backend": self.store.status().backend},
+                )
+            ],
+        )

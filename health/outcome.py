@@ -56,6 +56,7 @@ class FailureReason(enum.Enum):
     UPSTREAM_ERROR_EVENT = "upstream_error_event"
     CLIENT_GONE = "client_gone"
     DEADLINE = "deadline"  # the caller's deadline ran out: neutral for health
+    SHUTDOWN = "shutdown"  # our own drain ended it: neutral
     HEDGE_LOST = "hedge_lost"  # another hedged attempt answered first: cancelled, neutral
 
 

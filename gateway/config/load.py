@@ -20,9 +20,11 @@ from gateway.config.model import (
     ProviderConfig,
     ServerConfig,
     TargetConfig,
+    TelemetryConfig,
     Timeouts,
 )
 from gateway.config.routes import decode_resilience, decode_routes, decode_timeouts
+from gateway.telemetry.tracing import EXPORTERS, TraceSettings
 from health.settings import BreakerSettings, HealthSettings, ThrottleSettings
 from policies.types import Candidate, Price
 
@@ -85,6 +87,7 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     providers = _providers(root.sub("providers"))
     targets = _targets(root.sub("targets"), providers)
     resilience = decode_resilience(root.sub("resilience"))
+    telemetry = _telemetry(root.sub("telemetry"))
     routes = decode_routes(root.raw("routes"), providers, targets, issues, resilience)
     root.done()
     if root.ok and not root.data.get("providers"):
@@ -101,6 +104,7 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
         routes,
         source,
         resilience,
+        telemetry,
     )
 
 
@@ -132,6 +136,28 @@ def _server(s: Section) -> ServerConfig:
     )
     s.done()
     return cfg
+
+
+def _telemetry(s: Section) -> TelemetryConfig:
+    d = TraceSettings()
+    exporter = s.get("traces_exporter", str, d.exporter).lower()
+    if exporter not in EXPORTERS:
+        s.issues.add(join(s.path, "traces_exporter"), f"must be one of {', '.join(EXPORTERS)}")
+    ratio = s.get("sample_ratio", float, d.sample_ratio)
+    if not 0.0 <= ratio <= 1.0:
+        s.issues.add(join(s.path, "sample_ratio"), "must be between 0 and 1")
+    log_format = s.get("log_format", str, "text")
+    if log_format not in ("text", "json"):
+        s.issues.add(join(s.path, "log_format"), "must be text or json")
+    traces = TraceSettings(
+        service_name=s.get("service_name", str, d.service_name),
+        exporter=exporter,
+        otlp_endpoint=s.get("otlp_endpoint", str, d.otlp_endpoint),
+        sample_ratio=ratio,
+        record_content=s.get("record_content", bool, d.record_content),
+    )
+    s.done()
+    return TelemetryConfig(traces, log_format)
 
 
 def _health(s: Section, env_redis_url: str) -> HealthConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.telemetry.tracing import TraceSettings
 from health.settings import HealthSettings
 from policies.types import Candidate
 
@@ -100,6 +101,12 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    traces: TraceSettings = field(default_factory=TraceSettings)
+    log_format: str = "text"  # text | json (one line per notable event, with ids)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig
     health: HealthConfig
@@ -108,6 +115,7 @@ class Config:
     routes: tuple[RouteConfig, ...]
     source: str = "<memory>"
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     _by_alias: Mapping[str, RouteConfig] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

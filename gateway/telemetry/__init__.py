@@ -1,0 +1,1 @@
+"""Observability: OpenTelemetry traces and metrics, and the Prometheus text at /metrics."""

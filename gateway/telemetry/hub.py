@@ -1,0 +1,156 @@
+"""One place that turns what the gateway does into spans and metrics.
+
+SERVER span per request (inside the caller's trace), CLIENT span per upstream attempt with
+the OpenTelemetry GenAI attributes plus `switchyard.*` for the decisions: route, policy,
+ranked candidates, attempt number, probe/hedge/panic, failover reason, retry budget left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import TraceSettings, Tracing
+from health.outcome import Outcome, OutcomeKind
+
+GENAI_OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    response_model: str | None = None
+
+    @staticmethod
+    def of(payload: Any) -> Usage | None:
+        """Read `usage` and `model` from an OpenAI-style response object, if present."""
+        if not isinstance(payload, Mapping):
+            return None
+        usage = payload.get("usage")
+        model = payload.get("model")
+        model = model if isinstance(model, str) else None
+        if not isinstance(usage, Mapping):
+            return Usage(response_model=model) if model else None
+        inp, out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return Usage(
+            inp if isinstance(inp, int) else None,
+            out if isinstance(out, int) else None,
+            model,
+        )
+
+
+@dataclass
+class Telemetry:
+    traces: TraceSettings = field(default_factory=TraceSettings)
+    span_processors: Iterable[SpanProcessor] = ()
+    metric_readers: Iterable[MetricReader] = ()
+
+    def __post_init__(self) -> None:
+        self.tracing = Tracing(self.traces, self.span_processors)
+        self.metrics = Metrics(self.metric_readers)
+        self.tracer = self.tracing.tracer
+
+    # -- spans ---------------------------------------------------------------------------------
+
+    def attempt_span(
+        self,
+        operation: str,
+        target_id: str,
+        provider: str,
+        model: str,
+        base_url: str,
+        attrs: Mapping[str, Any],
+    ) -> trace.Span:
+        op = GENAI_OPERATION.get(operation, operation)
+        url = urlsplit(base_url)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": op,
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+            "server.address": url.hostname or "",
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+            "switchyard.target": target_id,
+            **attrs,
+        }
+        return self.tracer.start_span(f"{op} {model}", kind=SpanKind.CLIENT, attributes=attributes)
+
+    def end_attempt(
+        self,
+        span: trace.Span,
+        target_id: str,
+        outcome: Outcome,
+        duration_s: float,
+        usage: Usage | None = None,
+    ) -> None:
+        """Close an attempt's span and count it."""
+        kind = outcome.kind.value
+        labels = {"target": target_id, "outcome": kind}
+        m = self.metrics
+        m.attempts.add(1, labels)
+        m.duration.record(duration_s, {"target": target_id, "outcome": kind})
+        if outcome.ttft_s is not None and outcome.kind is OutcomeKind.SUCCESS:
+            m.ttft.record(outcome.ttft_s, {"target": target_id})
+        if usage is not None:
+            if usage.input_tokens is not None:
+                m.tokens.add(
+                    usage.input_tokens, {"target": target_id, "gen_ai.token.type": "input"}
+                )
+            if usage.output_tokens is not None:
+                m.tokens.add(
+                    usage.output_tokens, {"target": target_id, "gen_ai.token.type": "output"}
+                )
+        if not span.is_recording():
+            span.end()
+            return
+        span.set_attribute("switchyard.outcome", kind)
+        if outcome.status is not None:
+            span.set_attribute("http.response.status_code", outcome.status)
+        if outcome.ttft_s is not None:
+            span.set_attribute("switchyard.ttft_ms", round(outcome.ttft_s * 1000, 3))
+        if usage is not None:
+            if usage.response_model:
+                span.set_attribute("gen_ai.response.model", usage.response_model)
+            if usage.input_tokens is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            if usage.output_tokens is not None:
+                span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+        if outcome.kind not in (OutcomeKind.SUCCESS, OutcomeKind.NEUTRAL):
+            span.set_attribute("error.type", outcome.summary)
+            span.set_status(Status(StatusCode.ERROR, outcome.summary))
+        elif outcome.kind is OutcomeKind.NEUTRAL:
+            span.set_attribute("switchyard.neutral_reason", outcome.reason.value)
+        span.end()
+
+    def failover(self, target_id: str, outcome: Outcome, attempt: int) -> None:
+        self.metrics.failovers.add(1, {"target": target_id, "reason": outcome.summary})
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "switchyard.failover",
+                {
+                    "switchyard.target": target_id,
+                    "switchyard.reason": outcome.summary,
+                    "switchyard.attempt": attempt,
+                },
+            )
+
+    def ranked(self, route: str, policy: str, candidates: Sequence[tuple[str, float, str]]) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("switchyard.route", route)
+            span.set_attribute("switchyard.policy", policy)
+            span.set_attribute("switchyard.candidates", [c[0] for c in candidates])
+            span.set_attribute("switchyard.scores", [round(c[1], 4) for c in candidates])
+
+    def shutdown(self) -> None:
+        self.tracing.shutdown()
+        self.metrics.shutdown()
