@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from gateway.context import RUNTIME
+from gateway.errors import InvalidRequest, NotFound
 from health.signals import TargetHealth
 
 
@@ -120,3 +121,33 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(
         body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """POST /v1/feedback {"request_id": ..., "score": 0..1}: the caller's verdict on an
+    answer, for routes whose policy learns (adaptive). Other policies ignore it."""
+    from policies.compose import observe
+    from policies.types import Observation
+
+    rt = request.app[RUNTIME]
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    request_id, score = body.get("request_id"), body.get("score")
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidRequest(
+            "'request_id' is required (the x-request-id of the answer).", param="request_id"
+        )
+    if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
+        raise InvalidRequest("'score' must be a number between 0 and 1.", param="score")
+    served = rt.served.get(request_id)
+    if served is None:
+        raise NotFound(f"No recent answer with request id '{request_id}'.", param="request_id")
+    route, target = served
+    policy = rt.policies.get(route)
+    if policy is not None:
+        observe(policy, Observation(target, None, feedback=float(score)))
+    return _json({"status": "recorded", "route": route, "target": target})

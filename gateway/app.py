@@ -123,6 +123,7 @@ def build_app(
     app.router.add_get("/admin/targets", admin.targets)
     app.router.add_post("/admin/reload", admin.reload_config)
     app.router.add_get("/metrics", admin.metrics)
+    app.router.add_post("/v1/feedback", admin.feedback)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()

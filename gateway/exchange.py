@@ -31,7 +31,8 @@ from gateway.runtime import Runtime
 from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
-from policies.types import Ranked
+from policies.compose import observe
+from policies.types import Observation, Policy, Ranked
 
 log = logging.getLogger("switchyard.exchange")
 
@@ -94,7 +95,9 @@ class Exchange:
         request_id: str,
         deadline: float | None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        policy: Policy | None = None,
     ) -> None:
+        self.policy = policy  # told what happened, if it learns (adaptive)
         self.request = request
         self.rt = rt
         self.config = config
@@ -224,6 +227,10 @@ class Exchange:
             usage = att.result.stream.usage
         duration = self.loop.time() - att.permit.started_s
         self.rt.telemetry.end_attempt(att.span, att.permit.target_id, outcome, duration, usage)
+        if self.policy is not None and outcome.kind is not OutcomeKind.NEUTRAL:
+            success = outcome.kind is OutcomeKind.SUCCESS
+            if success or outcome.kind.fails_over:  # a caller error says nothing of the target
+                observe(self.policy, Observation(att.permit.target_id, success, duration))
 
     def _judge(self, att: Attempted) -> StepResult:
         """Record an attempt's outcome; say whether the loop may go on to another target."""
@@ -320,6 +327,8 @@ class Exchange:
     async def _finish(self, att: Attempted | None) -> web.StreamResponse:
         if att is not None:
             outcome = att.result.outcome
+            if outcome.kind is OutcomeKind.SUCCESS:
+                self.rt.remember(self.request_id, self.route.alias, att.permit.target_id)
             if att.result.stream is not None:
                 return await self._relay(att)
             reply = att.result.reply

@@ -15,7 +15,8 @@ from gateway.accept import parse_payload, read_body
 from gateway.context import REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.exchange import Exchange
-from policies.features import extract
+from policies.compose import decide
+from policies.features import InvalidFeature, extract
 
 # path on the gateway -> (operation, path under the provider's base URL)
 OPERATIONS = {
@@ -78,13 +79,28 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if client_s is not None:
         budget_s = client_s if budget_s is None else min(budget_s, client_s)
     deadline = None if budget_s is None else asyncio.get_running_loop().time() + budget_s
-    features = extract(operation, payload, len(body))
+    try:
+        features = extract(
+            operation, payload, len(body), rules=config.tasks, headers=request.headers
+        )
+    except InvalidFeature as exc:
+        raise InvalidRequest(str(exc), param=exc.param) from None
     candidates = [config.targets[t].profile for t in route.candidates]
     policy = rt.policies[alias]
-    ranked = policy.rank(features, candidates, rt.store.snapshot(route.candidates))
+    explain = rt.telemetry.tracing.recording
+    decision = decide(
+        policy, features, candidates, rt.store.snapshot(route.candidates), explain=explain
+    )
+    ranked = list(decision.ranked)
     rt.telemetry.ranked(
         alias, policy.name, [(r.candidate.target_id, r.score, r.note) for r in ranked]
     )
+    if not ranked:
+        raise InvalidRequest(
+            f"Route '{alias}': {decision.summary()}.",
+            param="model",
+            code="no_capable_target",
+        )
     exchange = Exchange(
         request,
         rt,
@@ -96,5 +112,6 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         operation,
         request[REQUEST_ID],
         deadline,
+        policy=policy,
     )
     return await exchange.run()

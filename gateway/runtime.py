@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.upstream import UpstreamPool
 from health.fleet import FleetSettings, FleetStore
 from health.memory import MemoryStore
 from health.store import HealthStore
+from policies.loading import build_policy
 from policies.registry import make_policy
 from policies.types import Policy
 
@@ -58,6 +60,9 @@ class Runtime:
         self.budget = RetryBudget(_budget_settings(config))
         self.panicking: set[str] = set()  # targets with a panic attempt in flight
         self.draining = False
+        self.served: OrderedDict[str, tuple[str, str]] = (
+            OrderedDict()
+        )  # request id -> route, target
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_reload_error = ""
@@ -68,7 +73,17 @@ class Runtime:
 
     @staticmethod
     def _policies(config: Config) -> Mapping[str, Policy]:
-        return {r.alias: make_policy(r.policy) for r in config.routes}
+        out: dict[str, Policy] = {}
+        for i, r in enumerate(config.routes):
+            policy, _problems = build_policy(r.policy_spec, f"routes[{i}].policy")
+            out[r.alias] = policy if policy is not None else make_policy("priority")
+        return out  # policies hold state (counters, what they learned): one set per config
+
+    def remember(self, request_id: str, route: str, target_id: str) -> None:
+        """Which target answered a request, for `POST /v1/feedback` (the last 10k)."""
+        self.served[request_id] = (route, target_id)
+        if len(self.served) > 10_000:
+            self.served.popitem(last=False)
 
     def swap(self, config: Config) -> None:
         """Use `config` from the next request on; requests in flight keep the one they read."""

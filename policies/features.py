@@ -1,58 +1,163 @@
-"""Request features, extracted once per request from the parsed body. Cheap: no tokenizer."""
+"""Request features, extracted once per request from the parsed body. Cheap: no tokenizer.
+
+One pass over the messages counts characters (÷ 4 ≈ tokens), notes images, and keeps the last
+user turn and the system prompt for the task rules. Per-request routing overrides come from
+headers (`x-switchyard-task`, `x-switchyard-max-cost`, `x-switchyard-quality-floor`) or, when
+no header is set, from the body's `metadata` (`task`, `max_cost`, `quality_floor`).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from policies.types import RequestFeatures
+from policies.tasks import DEFAULT_TASK_RULES, TASK_NAME, TaskRules
+from policies.types import NO_METADATA, RequestFeatures
 
 CHARS_PER_TOKEN = 4
+MAX_METADATA = 16  # OpenAI's own limit on `metadata` pairs
+HEADERS = {
+    "task": "x-switchyard-task",
+    "max_cost": "x-switchyard-max-cost",
+    "quality_floor": "x-switchyard-quality-floor",
+}
 
 
-def _text_chars(content: Any) -> tuple[int, bool]:
-    """Characters of text in a message's content, and whether it holds an image."""
+class InvalidFeature(ValueError):
+    """A per-request routing override is malformed; the gateway answers 400 naming `param`."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _text(content: Any) -> tuple[str, bool]:
+    """The text of a message's content, and whether it holds an image."""
     if isinstance(content, str):
-        return len(content), False
-    chars, image = 0, False
+        return content, False
+    parts: list[str] = []
+    image = False
     if isinstance(content, list):
         for part in content:
             if isinstance(part, Mapping):
                 text = part.get("text")
                 if isinstance(text, str):
-                    chars += len(text)
+                    parts.append(text)
                 if part.get("type") in ("image_url", "input_image"):
                     image = True
-    return chars, image
+    return "\n".join(parts), image
 
 
-def extract(operation: str, body: Mapping[str, Any], body_bytes: int) -> RequestFeatures:
+def _metadata(body: Mapping[str, Any]) -> Mapping[str, str]:
+    raw = body.get("metadata")
+    if not isinstance(raw, Mapping) or not raw:
+        return NO_METADATA
+    out = {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+    return MappingProxyType(dict(list(out.items())[:MAX_METADATA]))
+
+
+def _override(
+    key: str, headers: Mapping[str, str] | None, metadata: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """(where it came from, value) of a routing override, the header winning."""
+    header = HEADERS[key]
+    if headers is not None:
+        value = headers.get(header)
+        if value is not None:
+            return header, value
+    value = metadata.get(key)
+    return None if value is None else (f"metadata.{key}", value)
+
+
+def _number(
+    key: str, lo: float, hi: float, headers: Mapping[str, str] | None, meta: Mapping[str, str]
+) -> float | None:
+    found = _override(key, headers, meta)
+    if found is None:
+        return None
+    where, raw = found
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not lo <= value <= hi:  # also NaN
+        raise InvalidFeature(where, f"{where} must be a number from {lo:g} to {hi:g}.")
+    return value
+
+
+def _task(
+    rules: TaskRules,
+    user: str,
+    system: str,
+    headers: Mapping[str, str] | None,
+    meta: Mapping[str, str],
+) -> str:
+    found = _override("task", headers, meta)
+    if found is None:
+        return rules.classify(user, system)
+    where, raw = found
+    task = raw.strip().lower()
+    if not TASK_NAME.fullmatch(task):
+        raise InvalidFeature(where, f"{where} must be a task name such as 'code'.")
+    return task
+
+
+def extract(
+    operation: str,
+    body: Mapping[str, Any],
+    body_bytes: int,
+    *,
+    rules: TaskRules = DEFAULT_TASK_RULES,
+    headers: Mapping[str, str] | None = None,
+) -> RequestFeatures:
+    """The features of one request. Raises InvalidFeature for a malformed routing override.
+
+    `headers` must look names up case-insensitively (aiohttp's do) or hold lowercase names.
+    """
     chars, images = 0, False
+    user, system = "", ""
     if operation == "chat":
         messages = body.get("messages")
         if isinstance(messages, list):
             for m in messages:
                 if isinstance(m, Mapping):
-                    c, img = _text_chars(m.get("content"))
-                    chars += c
+                    text, img = _text(m.get("content"))
+                    chars += len(text)
                     images = images or img
+                    role = m.get("role")
+                    if role == "user":
+                        user = text
+                    elif role in ("system", "developer") and not system:
+                        system = text
     elif operation == "completions":
         prompt = body.get("prompt")
         if isinstance(prompt, str):
-            chars = len(prompt)
+            user = prompt
         elif isinstance(prompt, list):
-            chars = sum(len(p) for p in prompt if isinstance(p, str))
+            user = "\n".join(p for p in prompt if isinstance(p, str))
+        chars = len(user)
     else:
         chars = body_bytes
+    meta = _metadata(body)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     fmt = body.get("response_format")
     json_output = isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema")
     return RequestFeatures(
         operation=operation,
         estimated_input_tokens=chars // CHARS_PER_TOKEN + 1,
-        max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        max_tokens=max_tokens
+        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0
+        else None,
         stream=body.get("stream") is True,
         tools=bool(body.get("tools") or body.get("functions")),
         images=images,
         json_output=json_output,
+        task=_task(rules, user, system, headers, meta)
+        if operation != "embeddings"
+        else rules.default,
+        max_cost=_number("max_cost", 0.0, 1e6, headers, meta),
+        quality_floor=_number("quality_floor", 0.0, 1.0, headers, meta),
+        metadata=meta,
     )

@@ -1,17 +1,32 @@
-"""The values every policy speaks: request features, candidate profiles, and the Policy protocol."""
+"""The values every policy speaks: request features, candidate profiles, scores, decisions, and
+the three plugin protocols (`Policy`, `Filter`, `Scorer`).
+
+A `Policy` ranks candidates for one request. The built-ins are composites: `Filter`s drop
+candidates, `Scorer`s give each survivor a score in [0, 1], the weighted mean orders them.
+Everything here is pure and synchronous: policies do no I/O and never parse request bodies.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
 
+from health.signals import TargetHealth
 from health.store import HealthSnapshot
+
+DEFAULT_TASK = "chat"
+NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class RequestFeatures:
-    """What a policy may know about one request; extracted once, policies never parse bodies."""
+    """What a policy may know about one request; extracted once, policies never parse bodies.
+
+    `max_cost` (US dollars for this request) and `quality_floor` (0..1) are per-request
+    overrides of a route's defaults, from a header or the body's `metadata`.
+    """
 
     operation: str  # "chat", "completions", "embeddings"
     estimated_input_tokens: int = 0
@@ -20,6 +35,10 @@ class RequestFeatures:
     tools: bool = False
     images: bool = False
     json_output: bool = False
+    task: str = DEFAULT_TASK
+    max_cost: float | None = None
+    quality_floor: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=lambda: NO_METADATA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +65,88 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
-    """A candidate in the order the policy wants them tried, with the score that put it there."""
+    """A candidate in the order the policy wants them tried, with the score that put it there
+    and a short note for traces."""
 
     candidate: Candidate
     score: float
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    """A candidate a filter removed for this request, and why (one line)."""
+
+    candidate: Candidate
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One routing decision: the order to try, and what was left out and why.
+
+    `ranked` empty means no candidate may serve this request (a hard requirement such as tool
+    support or `max_cost` excluded them all): the gateway answers 400 with `summary()`.
+    """
+
+    policy: str
+    task: str
+    ranked: tuple[Ranked, ...]
+    excluded: tuple[Excluded, ...] = ()
+
+    def summary(self) -> str:
+        """Why nothing qualified, for the caller's error message."""
+        reasons = "; ".join(f"{e.candidate.target_id}: {e.reason}" for e in self.excluded)
+        return f"no candidate can serve this request ({reasons or 'no candidates'})"
+
+    def explain(self) -> str:
+        """One ASCII line for a trace attribute or the `x-switchyard-route` header."""
+        parts = [f"policy={self.policy}", f"task={self.task}"]
+        parts.append(
+            "ranked=" + ",".join(f"{r.candidate.target_id}:{r.score:.3f}" for r in self.ranked)
+        )
+        if self.excluded:
+            parts.append(
+                "excluded="
+                + ",".join(f"{e.candidate.target_id}({e.by}: {e.reason})" for e in self.excluded)
+            )
+        line = " ".join(parts)
+        return line.encode("ascii", "replace").decode("ascii").replace("\n", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One scorer's verdict on one candidate: a value in [0, 1] (higher is better)."""
+
+    value: float
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What happened on one target, for policies that learn (`Learner`).
+
+    After an attempt: `success` (a provider failure or throttling is False; a caller error is
+    not reported), its latency and estimated cost. A client's later feedback comes alone:
+    `success` None and `feedback` in [0, 1].
+    """
+
+    target_id: str
+    success: bool | None
+    latency_s: float | None = None
+    cost_usd: float | None = None
+    feedback: float | None = None
+
+
 class Policy(Protocol):
-    """Ranks candidate targets for one request. Pure and synchronous: no I/O, no awaiting."""
+    """Ranks candidate targets for one request. Pure and synchronous: no I/O, no awaiting.
+
+    Returns the candidates to try, best first; candidates it leaves out are not tried. An
+    empty list means none may serve the request. Targets that are open or throttled should
+    come last, the one that may recover soonest first: the gateway's panic attempt takes the
+    first of the list when every candidate is out.
+    """
 
     @property
     def name(self) -> str: ...
@@ -65,3 +157,48 @@ class Policy(Protocol):
         candidates: Sequence[Candidate],
         health: HealthSnapshot,
     ) -> list[Ranked]: ...
+
+
+class Filter(Protocol):
+    """Says whether one candidate may serve a request: None, or the reason it may not.
+
+    A `hard` filter is a requirement (tools, context window, budget): if it rejects every
+    candidate, the request gets none. A soft one (health) never empties the list: if it would
+    reject every candidate, all are kept (panic).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def hard(self) -> bool: ...
+
+    def reject(
+        self, request: RequestFeatures, candidate: Candidate, health: TargetHealth
+    ) -> str | None: ...
+
+
+class Scorer(Protocol):
+    """Scores every candidate for a request, each in [0, 1]; `health[i]` is `candidates[i]`'s."""
+
+    @property
+    def name(self) -> str: ...
+
+    def score(
+        self,
+        request: RequestFeatures,
+        candidates: Sequence[Candidate],
+        health: Sequence[TargetHealth],
+    ) -> list[Score]: ...
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """A policy or part that learns from what happened (e.g. `adaptive`)."""
+
+    def observe(self, observation: Observation) -> None: ...
+
+
+def health_of(snapshot: HealthSnapshot, target_id: str) -> TargetHealth:
+    """A target's view in the snapshot; a target with no view yet reads as healthy and idle."""
+    return snapshot.get(target_id) or TargetHealth.unknown(target_id)

@@ -272,7 +272,8 @@ async def test_workers_share_a_port_and_a_killed_one_is_restarted(
 
         async def victim_dead() -> bool:  # gone, or a zombie its supervisor has yet to reap
             try:
-                state = Path(f"/proc/{victim}/stat").read_text().split(") ", 1)[1][0]
+                stat = await asyncio.to_thread(Path(f"/proc/{victim}/stat").read_text)
+                state = stat.split(") ", 1)[1][0]
             except (FileNotFoundError, IndexError):
                 return True
             return state in "ZX"
@@ -282,9 +283,11 @@ async def test_workers_share_a_port_and_a_killed_one_is_restarted(
         ok = reset = 0
         for _ in range(20):  # the other worker keeps serving, on new connections
             try:
-                async with aiohttp.ClientSession() as s:
-                    async with s.post(url + CHAT, json=chat("chat")) as r:
-                        ok += r.status == 200
+                async with (
+                    aiohttp.ClientSession() as s,
+                    s.post(url + CHAT, json=chat("chat")) as r,
+                ):
+                    ok += r.status == 200
             except aiohttp.ClientConnectionError:
                 # Linux resets connections still queued on a SO_REUSEPORT socket that closes;
                 # one may land there in the instant the victim dies.

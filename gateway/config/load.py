@@ -26,6 +26,8 @@ from gateway.config.model import (
 from gateway.config.routes import decode_resilience, decode_routes, decode_timeouts
 from gateway.telemetry.tracing import EXPORTERS, TraceSettings
 from health.settings import BreakerSettings, HealthSettings, ThrottleSettings
+from policies.loading import build_task_rules
+from policies.tasks import DEFAULT_TASK_RULES
 from policies.types import Candidate, Price
 
 FORMATS = ("openai",)
@@ -88,6 +90,9 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     targets = _targets(root.sub("targets"), providers)
     resilience = decode_resilience(root.sub("resilience"))
     telemetry = _telemetry(root.sub("telemetry"))
+    tasks, task_problems = build_task_rules(root.raw("tasks"), "tasks")
+    for tpath, message in task_problems:
+        issues.add(tpath, message)
     routes = decode_routes(root.raw("routes"), providers, targets, issues, resilience)
     root.done()
     if root.ok and not root.data.get("providers"):
@@ -105,6 +110,7 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
         source,
         resilience,
         telemetry,
+        tasks or DEFAULT_TASK_RULES,
     )
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.telemetry.tracing import TraceSettings
 from health.settings import HealthSettings
+from policies.tasks import DEFAULT_TASK_RULES, TaskRules
 from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -57,7 +59,8 @@ class Hedge:
 class RouteConfig:
     alias: str
     candidates: tuple[str, ...]
-    policy: str = "priority"
+    policy: str = "priority"  # its name, for headers, logs and traces
+    policy_spec: Any = field(default=None, compare=False)  # the YAML, built per runtime
     max_attempts: int = 3  # default: resilience.max_attempts
     timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides the provider's
     deadline_s: float | None = None  # default: resilience.deadline_s; None: no deadline
@@ -116,6 +119,7 @@ class Config:
     source: str = "<memory>"
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    tasks: TaskRules = field(default_factory=lambda: DEFAULT_TASK_RULES)
     _by_alias: Mapping[str, RouteConfig] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

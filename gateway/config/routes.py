@@ -14,7 +14,7 @@ from gateway.config.model import (
     TargetConfig,
     Timeouts,
 )
-from policies.registry import BUILTIN
+from policies.loading import build_policy
 from policies.types import Candidate
 
 TIMEOUT_KEYS = ("connect_s", "headers_s", "first_token_s", "idle_s", "total_s")
@@ -95,12 +95,11 @@ def decode_routes(
         elif alias in seen:
             issues.add(join(r.path, "alias"), f"duplicate alias {alias!r}")
         seen.add(alias)
-        policy = r.get("policy", str, "priority")
-        if policy not in BUILTIN:
-            issues.add(
-                join(r.path, "policy"),
-                f"unknown policy {policy!r} (known: {', '.join(sorted(BUILTIN))})",
-            )
+        policy_raw = r.raw("policy")
+        built, problems = build_policy(policy_raw, join(r.path, "policy"))
+        for ppath, message in problems:
+            issues.add(ppath, message)
+        policy = built.name if built is not None else str(policy_raw)
         candidates = _candidates(r, providers, targets)
         deadline = r.raw("deadline_s")
         r.raw("hedge")  # a known key, even when absent
@@ -109,6 +108,7 @@ def decode_routes(
                 alias=alias,
                 candidates=candidates,
                 policy=policy,
+                policy_spec=policy_raw,
                 max_attempts=r.positive("max_attempts", int, defaults.max_attempts),
                 timeouts=MappingProxyType(decode_timeouts(r.sub("timeouts"))),
                 deadline_s=defaults.deadline_s
