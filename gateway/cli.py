@@ -48,6 +48,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     path = _config_path(args.config)
     config = _load_or_exit(path)
+    if os.environ.get("SWITCHYARD_LOG_FORMAT", config.telemetry.log_format) == "json":
+        from gateway.telemetry.logs import use_json_logs
+
+        use_json_logs()
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if args.workers > 1:

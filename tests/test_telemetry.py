@@ -197,3 +197,23 @@ async def test_a_down_collector_never_slows_requests_or_shutdown(sim_factory: Si
         await server.stop()
         assert time.perf_counter() - t < 5.0  # flushing to a dead collector is bounded
     await asyncio.sleep(0)
+
+
+def test_json_logs_carry_the_trace_id() -> None:
+    import logging
+
+    import orjson
+
+    from gateway.telemetry.logs import JsonFormatter
+
+    exporter = InMemorySpanExporter()
+    tel = Telemetry(TraceSettings(), [SimpleSpanProcessor(exporter)])
+    record = logging.LogRecord(
+        "switchyard.x", logging.WARNING, __file__, 1, "failed %s", ("m@a",), None
+    )
+    with tel.tracer.start_as_current_span("POST /v1/chat/completions") as span:
+        line = orjson.loads(JsonFormatter().format(record))
+    assert line["msg"] == "failed m@a" and line["level"] == "warning"
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    outside = orjson.loads(JsonFormatter().format(record))
+    assert "trace_id" not in outside
