@@ -52,8 +52,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from gateway.telemetry.logs import use_json_logs
 
         use_json_logs()
-    host = args.host or config.server.host
-    port = config.server.port if args.port is None else args.port
+    host = args.host or os.environ.get("SWITCHYARD_HOST") or config.server.host
+    env_port = os.environ.get("SWITCHYARD_PORT")
+    port = args.port if args.port is not None else int(env_port) if env_port else config.server.port
     if args.workers > 1:
         from gateway.workers import supervise
 
@@ -128,8 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "-c", "--config", help=f"config file (default ${{SWITCHYARD_CONFIG}} or {DEFAULT_CONFIG})"
     )
-    serve.add_argument("--host", help="address to bind (overrides server.host)")
-    serve.add_argument("--port", type=int, help="port to bind (overrides server.port)")
+    serve.add_argument(
+        "--host", help="address to bind (default $SWITCHYARD_HOST, else server.host)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="port to bind (default $SWITCHYARD_PORT, else server.port)"
+    )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
