@@ -23,12 +23,12 @@ from aiohttp import web
 
 from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
+from gateway.driving import PlanStop, PlanWait
 from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable
 from gateway.headers import client_headers, upstream_headers
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
 from gateway.relay import relay_stream
 from gateway.runtime import Runtime
-from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
 from policies.compose import observe
@@ -57,28 +57,6 @@ def is_context_error(reply: Reply | None) -> bool:
         return False
     body = reply.body.lower()
     return any(m in body for m in _CONTEXT_MARKERS)
-
-
-class PlanStop(tenacity.stop.stop_base):
-    def __init__(self, ex: Exchange) -> None:
-        self._ex = ex
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        ex = self._ex
-        store = ex.rt.store
-
-        def available(tid: str) -> bool:
-            return store.admission(tid) is not Admission.DENY
-
-        return ex.plan.decide(ex.loop.time(), ex.rt.budget.try_spend, available) is not None
-
-
-class PlanWait(tenacity.wait.wait_base):
-    def __init__(self, ex: Exchange) -> None:
-        self._ex = ex
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return self._ex.plan.backoff_s(retry_state.attempt_number, self._ex.loop.time())
 
 
 class Exchange:

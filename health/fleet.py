@@ -28,6 +28,7 @@ from typing import Any
 from health.breaker import Admission, BreakerState
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
+from health.fleet_pubsub import subscribe_forever
 from health.fleet_view import FleetReading, apply_event, reconcile
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
@@ -371,32 +372,16 @@ class FleetStore:
                 self._tokens.add(tid)
 
     async def _subscribe_loop(self) -> None:
-        backoff = self.fleet.sync_period_s
-        while True:
-            pubsub = self._sub_client.pubsub()
-            try:
-                async with asyncio.timeout(self.fleet.timeout_s * 2):
-                    await pubsub.subscribe(self.keys.channel)
-                self._subscribed.set()
-                last = self._clock.now()
-                backoff = self.fleet.sync_period_s
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
-                    now = self._clock.now()
-                    if msg is not None and msg.get("type") == "message":
-                        last = now
-                        self._on_message(msg["data"])
-                    elif now - last > 3 * self.fleet.heartbeat_s:
-                        raise TimeoutError("no pub/sub message (not even a heartbeat) for 3 s")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("fleet subscription lost: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(2.0, backoff * 2)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        await subscribe_forever(
+            self._sub_client,
+            self.keys.channel,
+            self._on_message,
+            subscribed=self._subscribed,
+            clock=self._clock,
+            timeout_s=self.fleet.timeout_s,
+            retry_s=self.fleet.sync_period_s,
+            silent_after_s=3 * self.fleet.heartbeat_s,
+        )
 
     def _on_message(self, data: bytes | str) -> None:
         event = FleetEvent.decode(data)

@@ -15,7 +15,7 @@ import pytest
 import tenacity
 
 from gateway.budget import BudgetSettings, RetryBudget
-from gateway.exchange import PlanStop, PlanWait
+from gateway.driving import PlanStop, PlanWait
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
 from health.breaker import Admission
 from health.clock import ManualClock
