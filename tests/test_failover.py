@@ -26,6 +26,7 @@ from gateway.server import Server
 from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text, answer_words
 from tests.conftest import GatewayFactory, SimFactory, closed_port, make_config
+from tests.sse import sse_events
 
 PROMPT = "where is the switch"
 N_WORDS = 6
@@ -66,24 +67,6 @@ async def post(
     async with http.post(gw.url + "/v1" + path, json=body) as resp:
         data = await resp.read()
         return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, data)
-
-
-def sse_events(body: bytes) -> list[tuple[str | None, str]]:
-    """(event name, data) for every event of an SSE body."""
-    out: list[tuple[str | None, str]] = []
-    for block in body.decode().replace("\r\n", "\n").split("\n\n"):
-        if not block.strip():
-            continue
-        name: str | None = None
-        data: list[str] = []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(" ") else value)
-        out.append((name, "\n".join(data)))
-    return out
 
 
 def stream_text(body: bytes) -> str:

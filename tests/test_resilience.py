@@ -26,6 +26,7 @@ from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text
 from gateway.sim.endpoints import error_reply
 from tests.conftest import GatewayFactory, SimFactory
+from tests.sse import sse_events
 
 CHAT = "/v1/chat/completions"
 PROMPT = "how do breakers work"
@@ -118,24 +119,6 @@ async def post(
             started,
             time.monotonic() - started,
         )
-
-
-def sse_events(body: bytes) -> list[tuple[str | None, str]]:
-    """(event name, data) for every event of an SSE body."""
-    out: list[tuple[str | None, str]] = []
-    for block in body.decode().replace("\r\n", "\n").split("\n\n"):
-        if not block.strip():
-            continue
-        name: str | None = None
-        data: list[str] = []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(" ") else value)
-        out.append((name, "\n".join(data)))
-    return out
 
 
 def stream_text(body: bytes) -> str:

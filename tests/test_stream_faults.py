@@ -22,6 +22,7 @@ from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text, answer_words
 from gateway.sim.delivery import reset_connection
 from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.sse import sse_events
 
 PROMPT = "stream me a story"
 N_WORDS = 12
@@ -45,24 +46,6 @@ def chat(stream: bool = True) -> dict[str, Any]:
 
 def words(sim: str = "sim-a", n_words: int = N_WORDS) -> list[str]:
     return answer_words(sim, "m1", PROMPT, n_words)
-
-
-def sse_events(body: bytes) -> list[tuple[str | None, str]]:
-    """(event name, data) for every event of an SSE body."""
-    out: list[tuple[str | None, str]] = []
-    for block in body.decode().replace("\r\n", "\n").split("\n\n"):
-        if not block.strip():
-            continue
-        name: str | None = None
-        data: list[str] = []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(" ") else value)
-        out.append((name, "\n".join(data)))
-    return out
 
 
 def content_of(events: list[tuple[str | None, str]]) -> str:
