@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import orjson
 import tenacity
 from aiohttp import web
+from opentelemetry import trace
 
 from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
@@ -167,7 +168,24 @@ class Exchange:
         self, permit: Permit, *, panic: bool = False, hedge: bool = False
     ) -> Attempted:
         spec = self._spec(permit.target_id)
-        span = self.rt.telemetry.attempt_span(
+        tel = self.rt.telemetry
+        span = trace.INVALID_SPAN  # not tracing: no attributes to build, nothing to end
+        if tel.tracing.recording:
+            span = self._attempt_span(spec, permit, panic, hedge)
+            tel.tracing.inject(spec.headers, span)
+        result: AttemptResult | None = None
+        try:
+            result = await run_attempt(spec, self.rt.pool.session(spec.provider))
+        except asyncio.CancelledError:
+            # The client went away, or this hedge lost: neutral for health either way.
+            self._settle(
+                Attempted(permit, _NO_RESULT, span=span), HEDGE_LOST if hedge else CLIENT_GONE
+            )
+            raise
+        return Attempted(permit, result, panic, hedge, span)
+
+    def _attempt_span(self, spec: AttemptSpec, permit: Permit, panic: bool, hedge: bool) -> Any:
+        return self.rt.telemetry.attempt_span(
             self.operation,
             spec.target.id,
             spec.provider.name,
@@ -184,18 +202,6 @@ class Exchange:
                 else round((self.plan.limits.deadline - self.loop.time()) * 1000),
             },
         )
-        if span.is_recording():
-            self.rt.telemetry.tracing.inject(spec.headers, span)
-        result: AttemptResult | None = None
-        try:
-            result = await run_attempt(spec, self.rt.pool.session(spec.provider))
-        except asyncio.CancelledError:
-            # The client went away, or this hedge lost: neutral for health either way.
-            self._settle(
-                Attempted(permit, _NO_RESULT, span=span), HEDGE_LOST if hedge else CLIENT_GONE
-            )
-            raise
-        return Attempted(permit, result, panic, hedge, span)
 
     def _settle(self, att: Attempted, outcome: Outcome) -> None:
         """An attempt is over: health learns its outcome, its span ends, metrics count it."""
