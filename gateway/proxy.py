@@ -70,10 +70,10 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, config.server.max_body_bytes)
     payload = parse_payload(body, operation)
     alias = payload["model"]
-    request[ROUTE] = alias
     route = config.route(alias)
     if route is None:
         raise UnknownModel(alias, config.aliases)
+    request[ROUTE] = alias  # only configured aliases become metric labels
     budget_s = route.deadline_s
     client_s = client_deadline_s(request, config.resilience.deadline_header)
     if client_s is not None:

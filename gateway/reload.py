@@ -49,6 +49,7 @@ async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
         new = await asyncio.to_thread(load_file, path)
     except ConfigError as err:
         rt.reloads_failed += 1
+        rt.telemetry.metrics.reloads.add(1, {"result": "rejected"})
         problems = tuple(str(i) for i in err.issues)
         rt.last_reload_error = "; ".join(problems)
         log.error("config reload rejected, still serving the previous config: %s", err)
@@ -65,6 +66,7 @@ async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
     changed = new != old
     rt.swap(new)
     rt.reloads_ok += 1
+    rt.telemetry.metrics.reloads.add(1, {"result": "ok"})
     rt.last_reload_error = ""
     log.info("config reloaded from %s (%d routes)", path, len(new.routes))
     return ReloadResult(True, changed)

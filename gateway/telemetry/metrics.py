@@ -45,7 +45,9 @@ class Metrics:
             "switchyard.attempts", description="Upstream attempts, by target and outcome"
         )
         self.failovers = m.create_counter(
-            "switchyard.failovers", description="Attempts that moved on, by target and reason"
+            "switchyard.failovers",
+            description="Attempts that failed on the provider's side (the loop moves on if it "
+            "can), by target and reason",
         )
         self.budget_exhausted = m.create_counter(
             "switchyard.retry_budget.exhausted", description="Requests that found no retry budget"
