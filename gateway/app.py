@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import admin, proxy
+from gateway import admin, dashboard, proxy
 from gateway.config.model import Config
 from gateway.context import REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, ShuttingDown, error_body
@@ -124,6 +124,7 @@ def build_app(
     app.router.add_post("/admin/reload", admin.reload_config)
     app.router.add_get("/metrics", admin.metrics)
     app.router.add_post("/v1/feedback", admin.feedback)
+    dashboard.add_routes(app.router)  # /ui, /ui/{asset}, /admin/traces, /admin/events
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()

@@ -58,6 +58,7 @@ def demo_config(sim_urls: dict[str, str], port: int) -> Config:
             {"alias": "demo", "candidates": ["small@sim-a", "small@sim-b", "large@sim-c"]},
             {"alias": "smart", "candidates": ["large@sim-c", "small@sim-a"]},
         ],
+        "telemetry": {"recent_traces": 200},  # so /ui shows every request's trace
     }
     return load_data(data, source="<embedded demo>", env={})
 

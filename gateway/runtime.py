@@ -54,7 +54,9 @@ class Runtime:
         telemetry: Telemetry | None = None,
     ) -> None:
         self.store: HealthStore = store or make_store(config)
-        self.telemetry = telemetry or Telemetry(config.telemetry.traces)
+        self.telemetry = telemetry or Telemetry(
+            config.telemetry.traces, recent_traces=config.telemetry.recent_traces
+        )
         self.store.track(config.targets)
         self.pool = UpstreamPool()
         self.budget = RetryBudget(_budget_settings(config))

@@ -155,6 +155,9 @@ def _telemetry(s: Section) -> TelemetryConfig:
     log_format = s.get("log_format", str, "text")
     if log_format not in ("text", "json"):
         s.issues.add(join(s.path, "log_format"), "must be text or json")
+    recent = s.get("recent_traces", int, 0)
+    if recent < 0:
+        s.issues.add(join(s.path, "recent_traces"), "must be 0 or more")
     traces = TraceSettings(
         service_name=s.get("service_name", str, d.service_name),
         exporter=exporter,
@@ -163,7 +166,7 @@ def _telemetry(s: Section) -> TelemetryConfig:
         record_content=s.get("record_content", bool, d.record_content),
     )
     s.done()
-    return TelemetryConfig(traces, log_format)
+    return TelemetryConfig(traces, log_format, max(0, recent))
 
 
 def _health(s: Section, env_redis_url: str) -> HealthConfig:

@@ -107,6 +107,8 @@ class HealthConfig:
 class TelemetryConfig:
     traces: TraceSettings = field(default_factory=TraceSettings)
     log_format: str = "text"  # text | json (one line per notable event, with ids)
+    recent_traces: int = 0  # traces kept for the /ui dashboard (the demo keeps 200); 0 =
+    #                         none, and then no span is recorded unless an exporter is set
 
 
 @dataclass(frozen=True, slots=True)

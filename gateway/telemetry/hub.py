@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.recent import RecentTraces
 from gateway.telemetry.tracing import TraceSettings, Tracing
 from health.outcome import Outcome, OutcomeKind
 
@@ -53,9 +54,12 @@ class Telemetry:
     traces: TraceSettings = field(default_factory=TraceSettings)
     span_processors: Iterable[SpanProcessor] = ()
     metric_readers: Iterable[MetricReader] = ()
+    recent_traces: int = 200  # kept for the dashboard (/ui); 0: none, spans only for export
 
     def __post_init__(self) -> None:
-        self.tracing = Tracing(self.traces, self.span_processors)
+        self.recent = RecentTraces(max(1, self.recent_traces))
+        recent = [self.recent] if self.recent_traces > 0 else []
+        self.tracing = Tracing(self.traces, [*recent, *self.span_processors])
         self.metrics = Metrics(self.metric_readers)
         self.tracer = self.tracing.tracer
 

@@ -1,0 +1,136 @@
+"""The live dashboard: `/ui` (a static page, no build step) and the JSON feeds it polls.
+
+    GET /ui                    the page; /ui/dashboard.js and /ui/dashboard.css beside it
+    GET /admin/traces          recent traces, newest first (?limit=N, default 50)
+    GET /admin/traces/{id}     one trace by its 32-hex-digit id
+    GET /admin/events          breaker transitions and failovers, newest first (?limit, ?since)
+
+The targets table reads the existing `/admin/targets`. Breaker transitions are noted when
+`/admin/events` is read: the store's last transition per target is compared with the one
+already recorded, so a transition shows once, with the time it happened.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from gateway.context import RUNTIME
+from gateway.errors import InvalidRequest, NotFound
+from gateway.runtime import Runtime
+
+STATIC = Path(__file__).parent / "static"
+ASSETS = {
+    "dashboard.html": "text/html",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
+# Everything the page loads comes from the gateway itself: no CDN, works offline.
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+}
+
+
+@functools.cache
+def _asset(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
+
+
+def _serve(name: str) -> web.Response:
+    return web.Response(
+        body=_asset(name), content_type=ASSETS[name], charset="utf-8", headers=_PAGE_HEADERS
+    )
+
+
+def _json(data: object) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}.", param=name)
+    return value
+
+
+async def page(request: web.Request) -> web.Response:
+    return _serve("dashboard.html")
+
+
+async def page_slash(request: web.Request) -> web.Response:
+    return web.Response(status=302, headers={"Location": "../ui"})
+
+
+async def asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in ASSETS:
+        raise NotFound(f"Unknown path {request.path}.")
+    return _serve(name)
+
+
+async def traces(request: web.Request) -> web.Response:
+    recent = request.app[RUNTIME].telemetry.recent
+    limit = _int_param(request, "limit", 50, 1, 10_000)
+    held, pending = recent.counts()
+    return _json(
+        {
+            "object": "list",
+            "capacity": recent.max_traces,
+            "held": held,
+            "in_progress": pending,
+            "data": recent.snapshot(limit),
+        }
+    )
+
+
+async def trace(request: web.Request) -> web.Response:
+    trace_id = request.match_info["trace_id"]
+    found = request.app[RUNTIME].telemetry.recent.get(trace_id)
+    if found is None:
+        raise NotFound(f"No recent trace with id '{trace_id}'.", param="trace_id")
+    return _json(found)
+
+
+def note_transitions(rt: Runtime) -> None:
+    """File each target's latest breaker transition in the timeline, once."""
+    timeline = rt.telemetry.recent.timeline
+    snap = rt.store.snapshot(rt.config.targets)
+    now_wall, now_mono = time.time(), time.monotonic()
+    for tid, h in snap.items():
+        t = h.last_transition
+        if t is not None:
+            at = now_wall - (now_mono - t.at_s)
+            timeline.note_transition(tid, (t.at_s, t.to), t.to.value, t.reason, at)
+
+
+async def events(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    limit = _int_param(request, "limit", 100, 1, 10_000)
+    since = _int_param(request, "since", 0, 0, 2**62)
+    note_transitions(rt)
+    return _json({"object": "list", "data": rt.telemetry.recent.timeline.snapshot(limit, since)})
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/ui", page)
+    router.add_get("/ui/", page_slash)
+    router.add_get("/ui/{name}", asset)
+    router.add_get("/admin/traces", traces)
+    router.add_get("/admin/traces/{trace_id}", trace)
+    router.add_get("/admin/events", events)
