@@ -19,8 +19,21 @@ from collections.abc import Sequence
 log = logging.getLogger("switchyard.workers")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies (Linux), so a killed
+    supervisor never leaves orphan workers holding the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gateway", *argv])
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.Popen([sys.executable, "-m", "gateway", *argv], preexec_fn=preexec)
 
 
 def supervise(worker_argv: Sequence[str], workers: int, grace_s: float) -> int:

@@ -186,12 +186,15 @@ class FleetStore:
         self._closing = True
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Everything here is bounded: a stop must never wait on a Redis that misbehaves.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks.clear()
         for c in (self._client, self._sub_client):
             if c is not None:
                 with contextlib.suppress(Exception):
-                    await c.aclose()
+                    async with asyncio.timeout(1.0):
+                        await c.aclose()
 
     # -- background ------------------------------------------------------------------------------
 

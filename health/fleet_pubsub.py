@@ -55,5 +55,7 @@ async def subscribe_forever(
             await asyncio.sleep(backoff)
             backoff = min(2.0, backoff * 2)
         finally:
+            # Bounded: closing a subscription whose socket died can wait on its lock forever.
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                async with asyncio.timeout(timeout_s * 2):
+                    await pubsub.aclose()

@@ -4,6 +4,7 @@ swap), and supervised multi-worker serving. Real processes and sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,8 +54,16 @@ def start_serve(config: Path, port: int, *extra: str) -> subprocess.Popen[bytes]
         [sys.executable, "-m", "gateway", "serve", "-c", str(config), "--port", str(port), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # so a failed test can kill the supervisor and its workers
     )
     return proc
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 async def wait_healthy(port: int, timeout_s: float = 10.0) -> None:
@@ -130,9 +139,7 @@ async def test_sigterm_drains_streams_flips_readyz_and_exits_zero(
         assert code == 0
         assert elapsed < 2.0 + 2.5  # grace + a small margin
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_group(proc)
 
 
 # -- live reload --------------------------------------------------------------------------------
@@ -302,6 +309,4 @@ async def test_workers_share_a_port_and_a_killed_one_is_restarted(
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_group(proc)
