@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import re
@@ -14,7 +15,14 @@ from aiohttp import web
 from gateway import admin, dashboard, proxy
 from gateway.config.model import Config
 from gateway.context import REQUEST_ID, ROUTE, RUNTIME
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound, ShuttingDown, error_body
+from gateway.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    ShuttingDown,
+    Unauthorized,
+    error_body,
+)
 from gateway.reload import ConfigWatcher, is_reloadable
 from gateway.runtime import SHUTDOWN, Runtime
 from gateway.telemetry.hub import Telemetry
@@ -54,8 +62,25 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
+def _admin_allowed(request: web.Request) -> bool:
+    """With server.admin_token set, /admin/* (health, traces, events, reload) needs
+    `Authorization: Bearer <token>`. The /ui page and its script hold no data; the page reads
+    `?token=` from its own URL and sends it with every feed request."""
+    token = request.app[RUNTIME].config.server.admin_token
+    if not token or not request.path.startswith("/admin/"):
+        return True
+    given = request.headers.get("Authorization", "")
+    supplied = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
+    return hmac.compare_digest(supplied.encode(), token.encode())
+
+
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = _request_id(request)
+    if not _admin_allowed(request):
+        return _error_response(
+            Unauthorized("This endpoint needs the admin token (Authorization: Bearer ...)."),
+            request_id,
+        )
     request[REQUEST_ID] = request_id
     rt = request.app[RUNTIME]
     task = asyncio.current_task()

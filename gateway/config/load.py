@@ -139,6 +139,7 @@ def _server(s: Section) -> ServerConfig:
         max_body_bytes=s.positive("max_body_bytes", int, DEFAULT_MAX_BODY_BYTES),
         config_poll_s=max(0.0, s.get("config_poll_s", float, d.config_poll_s)),
         grace_s=s.positive("grace_s", float, d.grace_s),
+        admin_token=s.get("admin_token", str, ""),
     )
     s.done()
     return cfg

@@ -89,6 +89,7 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     config_poll_s: float = 1.0  # watch the config file and reload on change; 0 = off
     grace_s: float = 10.0  # on SIGTERM: how long requests in flight may take to finish
+    admin_token: str = field(default="", repr=False)  # protects /admin/* and /ui when set
 
 
 @dataclass(frozen=True, slots=True)

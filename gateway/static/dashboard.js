@@ -1,5 +1,8 @@
 // Switchyard live dashboard: polls the gateway's JSON feeds once a second. Plain DOM.
 "use strict";
+// server.admin_token, when set, is given once as /ui?token=...; kept for this tab only.
+const ADMIN_TOKEN = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("switchyard-token") || "";
+if (ADMIN_TOKEN) sessionStorage.setItem("switchyard-token", ADMIN_TOKEN);
 
 (function () {
   const POLL_MS = 1000;
@@ -49,7 +52,9 @@
   }
 
   async function getJson(url) {
-    const r = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    if (ADMIN_TOKEN) headers.Authorization = "Bearer " + ADMIN_TOKEN;
+    const r = await fetch(url, { cache: "no-store", headers });
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
     return r.json();
   }
