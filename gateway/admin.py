@@ -150,4 +150,4 @@ async def feedback(request: web.Request) -> web.Response:
     policy = rt.policies.get(route)
     if policy is not None:
         observe(policy, Observation(target, None, feedback=float(score)))
-    return _json({"status": "recorded", "route": route, "target": target})
+    return _json({"status": "recorded", "route": route.split("#", 1)[0], "target": target})

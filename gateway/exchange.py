@@ -312,7 +312,7 @@ class Exchange:
         if att is not None:
             outcome = att.result.outcome
             if outcome.kind is OutcomeKind.SUCCESS:
-                self.rt.remember(self.request_id, self.route.alias, att.permit.target_id)
+                self.rt.remember(self.request_id, self.route.key, att.permit.target_id)
             if att.result.stream is not None:
                 return await self._relay(att)
             reply = att.result.reply

@@ -70,8 +70,15 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, config.server.max_body_bytes)
     payload = parse_payload(body, operation)
     alias = payload["model"]
-    route = config.route(alias)
+    route = config.route(alias, request.headers, payload)
     if route is None:
+        if alias in config.aliases:
+            raise InvalidRequest(
+                f"No route for model '{alias}' matches this request's metadata "
+                "(see the routes' `match` conditions).",
+                param="model",
+                code="no_matching_route",
+            )
         raise UnknownModel(alias, config.aliases)
     request[ROUTE] = alias  # only configured aliases become metric labels
     budget_s = route.deadline_s
@@ -86,7 +93,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     except InvalidFeature as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
     candidates = [config.targets[t].profile for t in route.candidates]
-    policy = rt.policies[alias]
+    policy = rt.policies[route.key]
     explain = rt.telemetry.tracing.recording
     decision = decide(
         policy, features, candidates, rt.store.snapshot(route.candidates), explain=explain

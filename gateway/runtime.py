@@ -78,7 +78,7 @@ class Runtime:
         out: dict[str, Policy] = {}
         for i, r in enumerate(config.routes):
             policy, _problems = build_policy(r.policy_spec, f"routes[{i}].policy")
-            out[r.alias] = policy if policy is not None else make_policy("priority")
+            out[r.key] = policy if policy is not None else make_policy("priority")
         return out  # policies hold state (counters, what they learned): one set per config
 
     def remember(self, request_id: str, route: str, target_id: str) -> None:

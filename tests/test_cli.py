@@ -61,10 +61,11 @@ BROKEN_ISSUES = [
     "providers.a.timeouts.connect_s: expected a number, got a string",
     "routes[1].candidates[1]: unknown target 'nope'",
     "routes[1].candidates[2]: unknown target 'x'",
-    "routes[2].alias: duplicate alias 'one'",
+    "routes[2].alias: duplicate alias 'one': an earlier route for it has no `match`, "
+    "so this one could never be chosen",
     "routes[2].candidates: required: a non-empty list of target ids",
     "routes[2].colour: unknown key (known keys: alias, candidates, deadline_s, hedge, "
-    "max_attempts, policy, timeouts)",
+    "match, max_attempts, policy, timeouts)",
 ]
 
 

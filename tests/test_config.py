@@ -429,7 +429,8 @@ routes:
         "providers.b.base_url: must be an http(s) URL, got 'localhost:8080'",
         "targets.t1.provider: unknown provider 'nowhere'",
         "routes[1].candidates[2]: unknown target 'x'",
-        "routes[2].alias: duplicate alias 'one'",
+        "routes[2].alias: duplicate alias 'one': an earlier route for it has no `match`, "
+        "so this one could never be chosen",
         "routes[2].candidates: required: a non-empty list of target ids",
         "routes[2].max_attempts: expected an integer, got a boolean",
     ]
@@ -612,7 +613,10 @@ def test_integer_accepted_where_a_number_is_expected() -> None:
 def test_duplicate_alias() -> None:
     data = minimal()
     data["routes"].append({"alias": "r", "candidates": ["m@a"]})
-    assert only_issue(data) == "routes[1].alias: duplicate alias 'r'"
+    assert only_issue(data) == (
+        "routes[1].alias: duplicate alias 'r': an earlier route for it has no `match`, "
+        "so this one could never be chosen"
+    )
 
 
 @pytest.mark.parametrize("candidates", [[], None, "m@a"], ids=["empty", "missing", "string"])

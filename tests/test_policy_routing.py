@@ -148,3 +148,55 @@ async def test_feedback_reaches_the_route_and_names_the_target(
         assert r.status == 404 and (await r.json())["error"]["param"] == "request_id"
     async with http.post(gw.url + "/v1/feedback", json={"request_id": rid, "score": 7}) as r:
         assert r.status == 400 and (await r.json())["error"]["param"] == "score"
+
+
+async def test_agent_roles_pick_their_own_route_by_metadata(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """A multi-agent system sends every agent to model "r"; the planner (by header), the
+    coder (by body metadata) and everyone else (no match) each get their own candidates."""
+    a, b, c = await sim_factory("sim-a"), await sim_factory("sim-b"), await sim_factory("sim-c")
+    cfg = config(
+        {"a": a, "b": b, "c": c},
+        {},
+        [
+            {
+                "alias": "r",
+                "match": {"headers": {"X-Agent-Role": "planner"}},
+                "candidates": ["m@a"],
+            },
+            {"alias": "r", "match": {"metadata": {"role": "coder"}}, "candidates": ["m@b"]},
+            {"alias": "r", "candidates": ["m@c"]},
+        ],
+    )
+    gw = await gateway_factory(cfg)
+    _, h, _ = await post(http, gw.url, ask(), headers={"x-agent-role": "planner"})
+    assert h["x-switchyard-target"] == "m@a"
+    _, h, _ = await post(http, gw.url, ask(metadata={"role": "coder"}))
+    assert h["x-switchyard-target"] == "m@b"
+    _, h, _ = await post(http, gw.url, ask(metadata={"role": "critic"}))
+    assert h["x-switchyard-target"] == "m@c"
+    async with http.get(gw.url + "/v1/models") as r:
+        assert [m["id"] for m in (await r.json())["data"]] == ["r"]
+
+
+def test_a_route_shadowed_by_an_earlier_catch_all_is_rejected() -> None:
+    import pytest
+
+    from gateway.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_data(
+            {
+                "providers": {"a": {"base_url": "http://127.0.0.1:1/v1"}},
+                "routes": [
+                    {"alias": "r", "candidates": ["m@a"]},
+                    {"alias": "r", "match": {"user": "u1"}, "candidates": ["m@a"]},
+                ],
+            },
+            env={},
+        )
+    assert [str(i) for i in info.value.issues] == [
+        "routes[1].alias: duplicate alias 'r': an earlier route for it has no `match`, "
+        "so this one could never be chosen"
+    ]

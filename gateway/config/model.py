@@ -56,6 +56,36 @@ class Hedge:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """Conditions on request metadata, all of which must hold (none: always matches).
+
+    Several routes may share an alias with different conditions, so the agents of a
+    multi-agent system (sending e.g. `x-agent-role: planner` or body `metadata.role`) each
+    get their own candidates and policy; the first route whose conditions hold is used."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    metadata: Mapping[str, str] = field(default_factory=dict)  # the body's `metadata` object
+    user: str | None = None  # the body's `user`
+
+    @property
+    def conditions(self) -> bool:
+        return bool(self.headers or self.metadata or self.user)
+
+    def holds(self, headers: Mapping[str, str], payload: Mapping[str, Any]) -> bool:
+        for name, value in self.headers.items():
+            if headers.get(name) != value:
+                return False
+        if self.metadata:
+            meta = payload.get("metadata")
+            if not isinstance(meta, Mapping):
+                return False
+            for key, value in self.metadata.items():
+                if meta.get(key) != value:
+                    return False
+        return self.user is None or payload.get("user") == self.user
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     alias: str
     candidates: tuple[str, ...]
@@ -65,6 +95,8 @@ class RouteConfig:
     timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides the provider's
     deadline_s: float | None = None  # default: resilience.deadline_s; None: no deadline
     hedge: Hedge | None = None
+    match: RouteMatch = field(default_factory=RouteMatch)
+    key: str = ""  # unique per route: alias#n (several routes may share an alias)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +155,26 @@ class Config:
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tasks: TaskRules = field(default_factory=lambda: DEFAULT_TASK_RULES)
-    _by_alias: Mapping[str, RouteConfig] = field(init=False, repr=False, compare=False)
+    _by_alias: Mapping[str, tuple[RouteConfig, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_alias", {r.alias: r for r in self.routes})
+        by_alias: dict[str, list[RouteConfig]] = {}
+        for r in self.routes:
+            by_alias.setdefault(r.alias, []).append(r)
+        object.__setattr__(self, "_by_alias", {a: tuple(rs) for a, rs in by_alias.items()})
 
-    def route(self, alias: str) -> RouteConfig | None:
-        return self._by_alias.get(alias)
+    def route(
+        self,
+        alias: str,
+        headers: Mapping[str, str] | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> RouteConfig | None:
+        """The first route for `alias` whose `match` holds for this request."""
+        for r in self._by_alias.get(alias, ()):
+            if not r.match.conditions or r.match.holds(headers or {}, payload or {}):
+                return r
+        return None
 
     @property
     def aliases(self) -> tuple[str, ...]:
-        return tuple(r.alias for r in self.routes)
+        return tuple(self._by_alias)

@@ -11,6 +11,7 @@ from gateway.config.model import (
     ProviderConfig,
     ResilienceConfig,
     RouteConfig,
+    RouteMatch,
     TargetConfig,
     Timeouts,
 )
@@ -56,6 +57,23 @@ def decode_resilience(s: Section) -> ResilienceConfig:
     return cfg
 
 
+def _strings(s: Section) -> dict[str, str]:
+    out = {}
+    for k in list(s.data):
+        out[str(k)] = s.coerce(s.raw(k), str, join(s.path, str(k)), "")
+    s.done()
+    return out
+
+
+def _match(s: Section) -> RouteMatch:
+    """`match:` picks this route among those sharing an alias, by request metadata."""
+    headers = {k.lower(): v for k, v in _strings(s.sub("headers")).items()}
+    metadata = _strings(s.sub("metadata"))
+    user = s.get("user", str, "")
+    s.done()
+    return RouteMatch(MappingProxyType(headers), MappingProxyType(metadata), user or None)
+
+
 def _hedge(s: Section) -> Hedge | None:
     after = s.raw("after")
     floor = s.get("min_s", float, 0.0)
@@ -84,17 +102,23 @@ def decode_routes(
         issues.add("routes", f"expected a list, got {type(data).__name__}")
         return ()
     out: list[RouteConfig] = []
-    seen: set[str] = set()
+    catch_all: set[str] = set()  # aliases that already have a route without `match`
     for i, item in enumerate(data):
         r = Section(item, join("routes", i), issues)
         if not r.ok:
             continue
         alias = r.get("alias", str, "")
+        match = _match(r.sub("match"))
         if not alias:
             issues.add(join(r.path, "alias"), "required")
-        elif alias in seen:
-            issues.add(join(r.path, "alias"), f"duplicate alias {alias!r}")
-        seen.add(alias)
+        elif alias in catch_all:
+            issues.add(
+                join(r.path, "alias"),
+                f"duplicate alias {alias!r}: an earlier route for it has no `match`, "
+                "so this one could never be chosen",
+            )
+        if not match.conditions:
+            catch_all.add(alias)
         policy_raw = r.raw("policy")
         built, problems = build_policy(policy_raw, join(r.path, "policy"))
         for ppath, message in problems:
@@ -109,6 +133,8 @@ def decode_routes(
                 candidates=candidates,
                 policy=policy,
                 policy_spec=policy_raw,
+                match=match,
+                key=f"{alias}#{sum(1 for o in out if o.alias == alias)}",
                 max_attempts=r.positive("max_attempts", int, defaults.max_attempts),
                 timeouts=MappingProxyType(decode_timeouts(r.sub("timeouts"))),
                 deadline_s=defaults.deadline_s
