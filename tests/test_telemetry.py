@@ -217,3 +217,24 @@ def test_json_logs_carry_the_trace_id() -> None:
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
     outside = orjson.loads(JsonFormatter().format(record))
     assert "trace_id" not in outside
+
+
+async def test_metrics_can_also_be_pushed_by_otlp(sim_factory: SimFactory) -> None:
+    """metrics_otlp adds a periodic OTLP reader beside /metrics; a down collector costs
+    nothing on the request path and shutdown stays bounded."""
+    sim = await sim_factory("sim-a")
+    config = make_config({"a": sim.base_url}, {"chat": ["m@a"]})
+    down = f"http://127.0.0.1:{closed_port()}"
+    tel = Telemetry(TraceSettings(otlp_endpoint=down, metrics_otlp=True))
+    server = Server(build_app(config, telemetry=tel), "127.0.0.1", 0, grace_s=1.0)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(server.url + CHAT, json=body()) as r:
+                assert r.status == 200
+            async with s.get(server.url + "/metrics") as r:
+                assert b"switchyard_requests_total" in await r.read()
+    finally:
+        t = time.perf_counter()
+        await server.stop()
+        assert time.perf_counter() - t < 6.0

@@ -165,6 +165,8 @@ def _telemetry(s: Section) -> TelemetryConfig:
         otlp_endpoint=s.get("otlp_endpoint", str, d.otlp_endpoint),
         sample_ratio=ratio,
         record_content=s.get("record_content", bool, d.record_content),
+        otlp_protocol=s.get("otlp_protocol", str, d.otlp_protocol).lower(),
+        metrics_otlp=s.get("metrics_otlp", bool, d.metrics_otlp),
     )
     s.done()
     return TelemetryConfig(traces, log_format, max(0, recent))

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recent import RecentTraces
-from gateway.telemetry.tracing import TraceSettings, Tracing
+from gateway.telemetry.tracing import TraceSettings, Tracing, otlp_protocol
 from health.outcome import Outcome, OutcomeKind
 
 GENAI_OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
@@ -60,7 +60,10 @@ class Telemetry:
         self.recent = RecentTraces(max(1, self.recent_traces))
         recent = [self.recent] if self.recent_traces > 0 else []
         self.tracing = Tracing(self.traces, [*recent, *self.span_processors])
-        self.metrics = Metrics(self.metric_readers)
+        readers = list(self.metric_readers)
+        if self.traces.metrics_otlp:
+            readers.append(otlp_metric_reader(self.traces))
+        self.metrics = Metrics(readers)
         self.tracer = self.tracing.tracer
 
     # -- spans ---------------------------------------------------------------------------------
@@ -158,3 +161,28 @@ class Telemetry:
     def shutdown(self) -> None:
         self.tracing.shutdown()
         self.metrics.shutdown()
+
+
+def otlp_metric_reader(settings: TraceSettings) -> MetricReader:
+    """Push metrics by OTLP every 15 s (same endpoint and protocol as traces)."""
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    endpoint = settings.otlp_endpoint or None
+    if otlp_protocol(settings) == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                OTLPMetricExporter as GrpcMetricExporter,
+            )
+
+            return PeriodicExportingMetricReader(
+                GrpcMetricExporter(endpoint=endpoint, timeout=2), export_interval_millis=15000
+            )
+        except ImportError:
+            pass
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    if endpoint and not endpoint.rstrip("/").endswith("/v1/metrics"):
+        endpoint = endpoint.rstrip("/") + "/v1/metrics"
+    return PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=endpoint, timeout=2), export_interval_millis=15000
+    )

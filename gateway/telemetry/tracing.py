@@ -8,6 +8,7 @@ request and never holds shutdown for long. With nothing to export to, no span is
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -21,6 +22,19 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRat
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 EXPORTERS = ("none", "console", "otlp")
+log = logging.getLogger("switchyard.telemetry")
+
+
+def otlp_protocol(settings: TraceSettings) -> str:
+    return (
+        (
+            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or settings.otlp_protocol
+        )
+        .strip()
+        .lower()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +44,8 @@ class TraceSettings:
     otlp_endpoint: str = ""  # empty: the exporter's own default / OTEL_EXPORTER_OTLP_* vars
     sample_ratio: float = 1.0
     record_content: bool = False  # prompts and completions stay out of spans unless opted in
+    otlp_protocol: str = "http/protobuf"  # or "grpc" (needs opentelemetry-exporter-otlp-proto-grpc)
+    metrics_otlp: bool = False  # also push metrics by OTLP (Prometheus /metrics stays)
 
 
 def _exporter(settings: TraceSettings) -> SpanExporter | None:
@@ -37,6 +53,18 @@ def _exporter(settings: TraceSettings) -> SpanExporter | None:
     if kind == "console":
         return ConsoleSpanExporter()
     if kind == "otlp":
+        if otlp_protocol(settings) == "grpc":
+            try:
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                    OTLPSpanExporter as GrpcSpanExporter,
+                )
+            except ImportError:
+                log.warning("OTLP over gRPC asked for but its package is missing: using HTTP")
+            else:
+                grpc: SpanExporter = GrpcSpanExporter(
+                    endpoint=settings.otlp_endpoint or None, timeout=2
+                )
+                return grpc
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         endpoint = settings.otlp_endpoint or None
