@@ -87,6 +87,7 @@ Switchyard demo — gateway {api}  (routes: demo, smart; in-memory health, no Re
     curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "status", "status": 503}}'
   heal it:        curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "ok"}}'
   target health:  curl -s {gateway_url}/admin/targets
+  dashboard:      {gateway_url}/ui   (watch a failover happen and open its trace)
 
 switchyard demo ready: {api}
 """
