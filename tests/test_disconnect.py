@@ -21,6 +21,7 @@ from gateway.server import Server
 from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text
 from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.waiting import eventually as _eventually
 
 PROMPT = "a long story please"
 # 200 words at 50 ms apart: the stream would take ~10 s if nobody hung up.
@@ -36,16 +37,7 @@ def chat(stream: bool) -> dict[str, Any]:
 
 
 async def eventually(check: Callable[[], Awaitable[None]], timeout_s: float = 3.0) -> None:
-    """Wait until `await check()` stops raising AssertionError (re-raises it on timeout)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.02)
+    await _eventually(check, timeout_s)
 
 
 async def target(http: aiohttp.ClientSession, gw: Server, target_id: str) -> dict[str, Any]:

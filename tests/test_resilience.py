@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateway.sim.answers import answer_text
 from gateway.sim.endpoints import error_reply
 from tests.conftest import GatewayFactory, SimFactory
 from tests.sse import sse_events
+from tests.waiting import eventually
 
 CHAT = "/v1/chat/completions"
 PROMPT = "how do breakers work"
@@ -168,19 +169,6 @@ def open_duration(t: dict[str, Any]) -> float:
     assert t["state"] == "open", t
     assert t["last_transition"]["to"] == "open", t
     return float(t["open_until"] - t["last_transition"]["at"])
-
-
-async def eventually(check: Callable[[], Awaitable[None]], timeout_s: float = 2.0) -> None:
-    """Wait until `await check()` stops raising AssertionError (re-raises it on timeout)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.02)
 
 
 def set_fault(sim: SimServer, spec: dict[str, Any]) -> None:

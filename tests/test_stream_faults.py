@@ -23,6 +23,7 @@ from gateway.sim.answers import answer_text, answer_words
 from gateway.sim.delivery import reset_connection
 from tests.conftest import GatewayFactory, SimFactory, make_config
 from tests.sse import sse_events
+from tests.waiting import eventually
 
 PROMPT = "stream me a story"
 N_WORDS = 12
@@ -83,19 +84,6 @@ async def targets(http: aiohttp.ClientSession, gw: Server) -> dict[str, dict[str
         assert resp.status == 200
         data = await resp.json()
     return {t["id"]: t for t in data["data"]}
-
-
-async def eventually(check: Callable[[], Awaitable[None]], timeout_s: float = 2.0) -> None:
-    """Wait until `await check()` stops raising AssertionError (re-raises it on timeout)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.02)
 
 
 async def assert_health(
