@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import admin, dashboard, proxy
+from gateway import admin, admin_routing, dashboard, proxy
 from gateway.config.model import Config
-from gateway.context import REQUEST_ID, ROUTE, RUNTIME
+from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -24,6 +24,7 @@ from gateway.errors import (
     error_body,
 )
 from gateway.reload import ConfigWatcher, is_reloadable
+from gateway.routing import ROUTE_HEADER
 from gateway.runtime import SHUTDOWN, Runtime
 from gateway.telemetry.hub import Telemetry
 from health.store import HealthStore
@@ -96,7 +97,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             ShuttingDown("The gateway is shutting down; retry the request."), request_id
         )
     except GatewayError as err:
-        return _error_response(err, request_id)
+        response = _error_response(err, request_id)
+        explanation = request.get(EXPLANATION)
+        if explanation:  # debug: why the route could not serve (no capable target, all failed)
+            response.headers[ROUTE_HEADER] = explanation
+        return response
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         denied = MethodNotAllowed(
@@ -147,6 +152,8 @@ def build_app(
     app.router.add_get("/readyz", admin.readyz)
     app.router.add_get("/admin/targets", admin.targets)
     app.router.add_post("/admin/reload", admin.reload_config)
+    app.router.add_get("/admin/config", admin_routing.show_config)
+    app.router.add_post("/admin/route", admin_routing.dry_run)
     app.router.add_get("/metrics", admin.metrics)
     app.router.add_post("/v1/feedback", admin.feedback)
     dashboard.add_routes(app.router)  # /ui, /ui/{asset}, /admin/traces, /admin/events

@@ -14,3 +14,5 @@ RUNTIME = web.AppKey("runtime", Runtime)
 _request_key: Any = getattr(web, "RequestKey", None)
 REQUEST_ID: Any = _request_key("request_id", str) if _request_key else "switchyard.request_id"
 ROUTE: Any = _request_key("route", str) if _request_key else "switchyard.route"
+# the routing decision in one line, when the route or the request asked for it (debug)
+EXPLANATION: Any = _request_key("explanation", str) if _request_key else "switchyard.explanation"

@@ -24,11 +24,13 @@ from opentelemetry import trace
 
 from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
+from gateway.context import EXPLANATION
 from gateway.driving import PlanStop, PlanWait
 from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable
 from gateway.headers import client_headers, upstream_headers
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
 from gateway.relay import relay_stream
+from gateway.routing import ROUTE_HEADER
 from gateway.runtime import Runtime
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
@@ -302,11 +304,15 @@ class Exchange:
     # -- finishing ---------------------------------------------------------------------------
 
     def _headers(self, target_id: str) -> dict[str, str]:
-        return {
+        out = {
             "x-switchyard-target": target_id,
             "x-switchyard-attempts": str(len(self.plan.history)),
             "x-request-id": self.request_id,
         }
+        explanation = self.request.get(EXPLANATION)
+        if explanation:
+            out[ROUTE_HEADER] = explanation
+        return out
 
     async def _finish(self, att: Attempted | None) -> web.StreamResponse:
         if att is not None:

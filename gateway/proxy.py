@@ -12,11 +12,10 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 
 from gateway.accept import parse_payload, read_body
-from gateway.context import REQUEST_ID, ROUTE, RUNTIME
-from gateway.errors import InvalidRequest, UnknownModel
+from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.errors import InvalidRequest
 from gateway.exchange import Exchange
-from policies.compose import decide
-from policies.features import InvalidFeature, extract
+from gateway.routing import find_route, header_value, no_capable_target, route_request, wants_debug
 
 # path on the gateway -> (operation, path under the provider's base URL)
 OPERATIONS = {
@@ -65,49 +64,37 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 async def _handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    config = rt.config  # one config for the whole request, even across a reload
+    live = rt.live  # one config and its policies for the whole request, even across a reload
+    config = live.config
     operation, upstream_path = OPERATIONS[request.path]
     body = await read_body(request, config.server.max_body_bytes)
     payload = parse_payload(body, operation)
-    alias = payload["model"]
-    route = config.route(alias, request.headers, payload)
-    if route is None:
-        if alias in config.aliases:
-            raise InvalidRequest(
-                f"No route for model '{alias}' matches this request's metadata "
-                "(see the routes' `match` conditions).",
-                param="model",
-                code="no_matching_route",
-            )
-        raise UnknownModel(alias, config.aliases)
-    request[ROUTE] = alias  # only configured aliases become metric labels
+    route = find_route(config, payload, request.headers)
+    request[ROUTE] = route.alias  # only configured aliases become metric labels
     budget_s = route.deadline_s
     client_s = client_deadline_s(request, config.resilience.deadline_header)
     if client_s is not None:
         budget_s = client_s if budget_s is None else min(budget_s, client_s)
     deadline = None if budget_s is None else asyncio.get_running_loop().time() + budget_s
-    try:
-        features = extract(
-            operation, payload, len(body), rules=config.tasks, headers=request.headers
-        )
-    except InvalidFeature as exc:
-        raise InvalidRequest(str(exc), param=exc.param) from None
-    candidates = [config.targets[t].profile for t in route.candidates]
-    policy = rt.policies[route.key]
-    explain = rt.telemetry.tracing.recording
-    decision = decide(
-        policy, features, candidates, rt.store.snapshot(route.candidates), explain=explain
+    debug = route.debug or wants_debug(request.headers)
+    tel = rt.telemetry
+    routed = route_request(
+        live,
+        rt.store,
+        route,
+        operation,
+        payload,
+        len(body),
+        request.headers,
+        explain=debug or tel.tracing.recording,
     )
+    decision = routed.decision
     ranked = list(decision.ranked)
-    rt.telemetry.ranked(
-        alias, policy.name, [(r.candidate.target_id, r.score, r.note) for r in ranked]
-    )
+    tel.ranked(route.alias, decision, routed.explanation)
+    if debug:
+        request[EXPLANATION] = header_value(routed.explanation)
     if not ranked:
-        raise InvalidRequest(
-            f"Route '{alias}': {decision.summary()}.",
-            param="model",
-            code="no_capable_target",
-        )
+        raise no_capable_target(route, decision)
     exchange = Exchange(
         request,
         rt,
@@ -119,6 +106,6 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         operation,
         request[REQUEST_ID],
         deadline,
-        policy=policy,
+        policy=routed.policy,
     )
     return await exchange.run()

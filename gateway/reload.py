@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from gateway.config import ConfigError, load_file
-from gateway.runtime import Runtime
+from gateway.runtime import ReloadReport, Runtime
 
 log = logging.getLogger("switchyard.reload")
 
@@ -50,10 +51,17 @@ async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
     except ConfigError as err:
         rt.reloads_failed += 1
         rt.telemetry.metrics.reloads.add(1, {"result": "rejected"})
-        problems = tuple(str(i) for i in err.issues)
-        rt.last_reload_error = "; ".join(problems)
-        log.error("config reload rejected, still serving the previous config: %s", err)
-        return ReloadResult(False, False, problems)
+        issues = tuple(err.issues)
+        last = rt.last_reload
+        repeated = last is not None and not last.ok and last.problems == issues
+        rt.last_reload = ReloadReport(time.time(), False, str(path), issues)
+        # Logged once: the same broken file reloaded again (SIGHUP, a touch) is not news.
+        log.log(
+            logging.DEBUG if repeated else logging.ERROR,
+            "config reload rejected, still serving the previous config: %s",
+            err,
+        )
+        return ReloadResult(False, False, tuple(str(i) for i in issues))
     old = rt.config
     for what, before, after in (
         ("server", old.server, new.server),
@@ -67,7 +75,7 @@ async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
     rt.swap(new)
     rt.reloads_ok += 1
     rt.telemetry.metrics.reloads.add(1, {"result": "ok"})
-    rt.last_reload_error = ""
+    rt.last_reload = ReloadReport(time.time(), True, str(path))
     log.info("config reloaded from %s (%d routes)", path, len(new.routes))
     return ReloadResult(True, changed)
 

@@ -9,9 +9,11 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.budget import BudgetSettings, RetryBudget
+from gateway.config.decode import ConfigIssue
 from gateway.config.model import Config
 from gateway.telemetry.hub import Telemetry
 from gateway.upstream import UpstreamPool
@@ -46,6 +48,25 @@ def make_store(config: Config) -> HealthStore:
     return MemoryStore(h.settings)
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadReport:
+    """The last reload attempt, for `GET /admin/config` and `/readyz`."""
+
+    at_wall_s: float
+    ok: bool
+    source: str
+    problems: tuple[ConfigIssue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A config and the policies built from it, swapped together: a request that read one
+    config always finds its routes' policies (even if a reload lands while it reads the body)."""
+
+    config: Config
+    policies: Mapping[str, Policy]
+
+
 class Runtime:
     def __init__(
         self,
@@ -67,11 +88,24 @@ class Runtime:
         )  # request id -> route, target
         self.reloads_ok = 0
         self.reloads_failed = 0
-        self.last_reload_error = ""
+        self.last_reload: ReloadReport | None = None
+        self.loaded_wall_s = time.time()  # when the config in use was loaded
         self.active: set[asyncio.Task[Any]] = set()  # requests in flight (for the drain)
         self.started_wall_s = time.time()
-        self.config = config
-        self.policies = self._policies(config)
+        self.live = Live(config, self._policies(config))
+
+    @property
+    def config(self) -> Config:
+        return self.live.config
+
+    @property
+    def last_reload_error(self) -> str:
+        last = self.last_reload
+        return "" if last is None or last.ok else "; ".join(str(p) for p in last.problems)
+
+    @property
+    def policies(self) -> Mapping[str, Policy]:
+        return self.live.policies
 
     @staticmethod
     def _policies(config: Config) -> Mapping[str, Policy]:
@@ -92,7 +126,8 @@ class Runtime:
         policies = self._policies(config)
         self.store.track(config.targets)
         self.budget.settings = _budget_settings(config)
-        self.config, self.policies = config, policies
+        self.live = Live(config, policies)
+        self.loaded_wall_s = time.time()
 
     async def start(self) -> None:
         await self.store.start()

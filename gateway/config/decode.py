@@ -13,6 +13,8 @@ T = TypeVar("T")
 class ConfigIssue:
     path: str
     message: str
+    line: int | None = None  # 1-based, for YAML syntax errors
+    column: int | None = None
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message

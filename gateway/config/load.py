@@ -74,9 +74,9 @@ def load_text(
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            [ConfigIssue("", f"YAML syntax error: {where}{problem}")], source
-        ) from None
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        issue = ConfigIssue("", f"YAML syntax error: {where}{problem}", line, column)
+        raise ConfigError([issue], source) from None
     return load_data(data, source=source, env=os.environ if env is None else env)
 
 
@@ -242,8 +242,15 @@ def _providers(s: Section) -> dict[str, ProviderConfig]:
             p.issues.add(path, "required")
         else:
             parts = urlsplit(base_url)
+            shown = "a URL with credentials" if "@" in parts.netloc else repr(base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                p.issues.add(path, f"must be an http(s) URL, got {base_url!r}")
+                p.issues.add(path, f"must be an http(s) URL, got {shown}")
+            elif "@" in parts.netloc and p.raw("api_key"):
+                p.issues.add(
+                    path,
+                    "carries credentials (user:password@) and api_key is set: both would be "
+                    "sent as Authorization; keep one",
+                )
         fmt = p.get("format", str, "openai")
         if fmt not in FORMATS:
             p.issues.add(

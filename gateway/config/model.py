@@ -96,6 +96,7 @@ class RouteConfig:
     deadline_s: float | None = None  # default: resilience.deadline_s; None: no deadline
     hedge: Hedge | None = None
     match: RouteMatch = field(default_factory=RouteMatch)
+    debug: bool = False  # explain every decision in an `x-switchyard-route` response header
     key: str = ""  # unique per route: alias#n (several routes may share an alias)
 
 

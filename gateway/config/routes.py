@@ -141,6 +141,7 @@ def decode_routes(
                 if deadline is None
                 else r.positive("deadline_s", float, 1.0),
                 hedge=_hedge(r.sub("hedge")) if r.has("hedge") else None,
+                debug=r.get("debug", bool, False),
             )
         )
         r.done()

@@ -7,7 +7,7 @@ ranked candidates, attempt number, probe/hedge/panic, failover reason, retry bud
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recent import RecentTraces
 from gateway.telemetry.tracing import TraceSettings, Tracing, otlp_protocol
 from health.outcome import Outcome, OutcomeKind
+from policies.types import Decision
 
 GENAI_OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
@@ -150,13 +151,24 @@ class Telemetry:
                 },
             )
 
-    def ranked(self, route: str, policy: str, candidates: Sequence[tuple[str, float, str]]) -> None:
+    def ranked(self, route: str, decision: Decision, explanation: str) -> None:
+        """The routing decision on the request's span: order, scores, why each was left out."""
         span = trace.get_current_span()
         if span.is_recording():
+            ranked = decision.ranked
             span.set_attribute("switchyard.route", route)
-            span.set_attribute("switchyard.policy", policy)
-            span.set_attribute("switchyard.candidates", [c[0] for c in candidates])
-            span.set_attribute("switchyard.scores", [round(c[1], 4) for c in candidates])
+            span.set_attribute("switchyard.policy", decision.policy)
+            span.set_attribute("switchyard.task", decision.task)
+            span.set_attribute("switchyard.candidates", [r.candidate.target_id for r in ranked])
+            span.set_attribute("switchyard.scores", [round(r.score, 4) for r in ranked])
+            span.set_attribute("switchyard.notes", [r.note for r in ranked])
+            if decision.excluded:
+                span.set_attribute(
+                    "switchyard.excluded",
+                    [f"{e.candidate.target_id}: {e.by}: {e.reason}" for e in decision.excluded],
+                )
+            if explanation:
+                span.set_attribute("switchyard.decision", explanation)
 
     def shutdown(self) -> None:
         self.tracing.shutdown()

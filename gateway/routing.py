@@ -1,0 +1,99 @@
+"""From a parsed request to a routing decision: which route, which features, which order.
+
+Shared by the proxied endpoints (which then send) and `POST /admin/route` (which only shows).
+No I/O here: the health snapshot is read from the store's local view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config.model import Config, RouteConfig
+from gateway.errors import InvalidRequest, UnknownModel
+from gateway.runtime import Live
+from health.store import HealthSnapshot, HealthStore
+from policies.compose import decide
+from policies.features import InvalidFeature, extract
+from policies.types import Decision, Policy, RequestFeatures
+
+DEBUG_HEADER = "x-switchyard-debug"  # request: "route" (or 1/true) asks for the explanation
+ROUTE_HEADER = "x-switchyard-route"  # response: the decision in one line
+_MAX_HEADER_CHARS = 4096  # a route with many candidates and reasons: cut, never refused
+_DEBUG_VALUES = frozenset({"route", "1", "true", "yes"})
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """One request's route, features and decision; `explanation` is the one-line form, empty
+    when nobody asked for it (no trace recording, no debug)."""
+
+    route: RouteConfig
+    features: RequestFeatures
+    policy: Policy
+    decision: Decision
+    health: HealthSnapshot  # what the policy saw
+    explanation: str = ""
+
+
+def wants_debug(headers: Mapping[str, str]) -> bool:
+    value = headers.get(DEBUG_HEADER)
+    return value is not None and value.strip().lower() in _DEBUG_VALUES
+
+
+def header_value(explanation: str) -> str:
+    if len(explanation) <= _MAX_HEADER_CHARS:
+        return explanation
+    return explanation[: _MAX_HEADER_CHARS - 3] + "..."
+
+
+def find_route(
+    config: Config, payload: Mapping[str, Any], headers: Mapping[str, str]
+) -> RouteConfig:
+    """The route for the request's `model` and metadata; 400/404-style errors otherwise."""
+    alias = payload["model"]
+    route = config.route(alias, headers, payload)
+    if route is not None:
+        return route
+    if alias in config.aliases:
+        raise InvalidRequest(
+            f"No route for model '{alias}' matches this request's metadata "
+            "(see the routes' `match` conditions).",
+            param="model",
+            code="no_matching_route",
+        )
+    raise UnknownModel(alias, config.aliases)
+
+
+def route_request(
+    live: Live,
+    store: HealthStore,
+    route: RouteConfig,
+    operation: str,
+    payload: Mapping[str, Any],
+    body_bytes: int,
+    headers: Mapping[str, str],
+    *,
+    explain: bool,
+) -> Routed:
+    """Extract the features once and ask the route's policy; `explain` fills in the notes."""
+    config = live.config
+    try:
+        features = extract(operation, payload, body_bytes, rules=config.tasks, headers=headers)
+    except InvalidFeature as exc:
+        raise InvalidRequest(str(exc), param=exc.param) from None
+    candidates = [config.targets[t].profile for t in route.candidates]
+    policy = live.policies[route.key]
+    snapshot = store.snapshot(route.candidates)
+    decision = decide(policy, features, candidates, snapshot, explain=explain)
+    explanation = decision.explain() if explain else ""
+    return Routed(route, features, policy, decision, snapshot, explanation)
+
+
+def no_capable_target(route: RouteConfig, decision: Decision) -> InvalidRequest:
+    return InvalidRequest(
+        f"Route '{route.alias}': {decision.summary()}.",
+        param="model",
+        code="no_capable_target",
+    )
