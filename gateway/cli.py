@@ -1,4 +1,4 @@
-"""The `switchyard` command line (also `python -m gateway`): serve, check, sim, demo."""
+"""The `switchyard` command line (also `python -m gateway`): serve, check, schema, sim, demo."""
 
 from __future__ import annotations
 
@@ -39,6 +39,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{path}: ok — {len(config.providers)} providers, {len(config.targets)} targets, "
         f"{len(config.routes)} routes ({', '.join(config.aliases)})"
     )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.config.schema import config_schema
+
+    text = json.dumps(config_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{args.output}: JSON Schema of the config file written")
+        return 0
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))  # JSON is UTF-8, whatever the locale
+        sys.stdout.flush()
+    except BrokenPipeError:  # `switchyard schema | head`: no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -142,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file; print every error")
     check.add_argument("-c", "--config", help=f"config file (default {DEFAULT_CONFIG})")
     check.set_defaults(func=cmd_check)
+
+    schema = sub.add_parser(
+        "schema", help="print the config file's JSON Schema (for editors' completion)"
+    )
+    schema.add_argument("-o", "--output", help="write it to this file instead of stdout")
+    schema.set_defaults(func=cmd_schema)
 
     sim = sub.add_parser("sim", help="run a simulated OpenAI-compatible provider")
     add_sim_arguments(sim)
