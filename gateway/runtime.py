@@ -20,6 +20,7 @@ from gateway.upstream import UpstreamPool
 from health.fleet import FleetSettings, FleetStore
 from health.memory import MemoryStore
 from health.store import HealthStore
+from policies.compose import learns, share
 from policies.loading import build_policy
 from policies.registry import make_policy
 from policies.types import Policy
@@ -107,13 +108,18 @@ class Runtime:
     def policies(self) -> Mapping[str, Policy]:
         return self.live.policies
 
-    @staticmethod
-    def _policies(config: Config) -> Mapping[str, Policy]:
+    def _policies(self, config: Config) -> Mapping[str, Policy]:
+        """One policy per route, built from the YAML (policies hold state: a round-robin
+        turn...). What learning policies learn lives in the health store, one space per route
+        key: it survives reloads and, with Redis, is shared by the fleet."""
         out: dict[str, Policy] = {}
         for i, r in enumerate(config.routes):
             policy, _problems = build_policy(r.policy_spec, f"routes[{i}].policy")
-            out[r.key] = policy if policy is not None else make_policy("priority")
-        return out  # policies hold state (counters, what they learned): one set per config
+            policy = policy if policy is not None else make_policy("priority")
+            if learns(policy):
+                share(policy, self.store.learned(r.key))
+            out[r.key] = policy
+        return out
 
     def remember(self, request_id: str, route: str, target_id: str) -> None:
         """Which target answered a request, for `POST /v1/feedback` (the last 10k)."""

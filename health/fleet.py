@@ -25,11 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from health import fleet_learned
 from health.breaker import Admission, BreakerState
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
 from health.fleet_pubsub import subscribe_forever
 from health.fleet_view import FleetReading, apply_event, reconcile
+from health.learned import Space
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
 from health.redis_conn import connect, describe
@@ -69,7 +71,7 @@ class FleetStore:
         self.fleet = fleet
         self.settings = settings or HealthSettings()
         self._clock = clock or MonotonicClock()
-        self.local = MemoryStore(self.settings, clock=self._clock)
+        self.local = MemoryStore(self.settings, clock=self._clock, shared_learning=True)
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self.keys = Keys(fleet.prefix)
         self._outbox: list[FleetEvent] = []
@@ -155,6 +157,9 @@ class FleetStore:
     def _coordinated(self) -> bool:
         """Probes need the fleet lock only while Redis works; otherwise we probe locally."""
         return not self._degraded
+
+    def learned(self, space: str) -> Space:
+        return self.local.learned(space)  # shared at each reconciliation (health.fleet_learned)
 
     def status(self) -> StoreStatus:
         return StoreStatus("redis", self._degraded, self._detail)
@@ -297,6 +302,10 @@ class FleetStore:
                     pipe.incrby(key, count)
                     pipe.expire(key, ttl_s)
                     n += 2
+        learned = self.local.book.drain()
+        learned_at = n
+        spaces = fleet_learned.queue(pipe, k, learned, fleet_learned.DEFAULT_TTL_S)
+        n += len(spaces)
         # Redis's "epoch": set once by whichever replica sees it missing. When it changes, Redis
         # restarted empty, and every replica re-publishes what it knows (resync).
         alive_at = n
@@ -319,7 +328,9 @@ class FleetStore:
             result = await self._round_trip(pipe)
         except BaseException:
             self._merge_back(deltas)
+            self.local.book.unsend(learned)
             raise
+        fleet_learned.settle(self.local.book, spaces, result[learned_at : learned_at + len(spaces)])
         tail = result[reads_at:]
         epoch = result[alive_at]
         if epoch is None:

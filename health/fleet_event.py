@@ -98,3 +98,7 @@ class Keys:
 
     def bucket(self, target_id: str, epoch: int, field: str) -> str:
         return f"{self.prefix}:{{{target_id}}}:w:{epoch}:{field}"
+
+    def learned(self, space: str) -> str:
+        """One hash per learning route: `{target}|s` and `{target}|f` fields."""
+        return f"{self.prefix}:learned:{{{space}}}"

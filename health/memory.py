@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from health.breaker import Admission
 from health.clock import Clock, MonotonicClock
+from health.learned import Book, Space
 from health.outcome import Outcome
 from health.settings import HealthSettings
 from health.signals import TargetHealth, TargetSignals
@@ -22,11 +23,13 @@ class MemoryStore:
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        shared_learning: bool = False,
     ) -> None:
         self._settings = settings or HealthSettings()
         self._clock = clock or MonotonicClock()
         self._rng = rng or random.Random()
         self._targets: dict[str, TargetSignals] = {}
+        self.book = Book(shared=shared_learning)  # what learning policies learned, per route
 
     def signals(self, target_id: str) -> TargetSignals:
         sig = self._targets.get(target_id)
@@ -77,6 +80,9 @@ class MemoryStore:
         sig = self.signals(permit.target_id)
         sig.in_flight = max(0, sig.in_flight - 1)
         sig.record(outcome, self._clock.now(), probe=permit.probe)
+
+    def learned(self, space: str) -> Space:
+        return self.book.space(space)
 
     def status(self) -> StoreStatus:
         return StoreStatus(backend="memory", degraded=False)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from health.breaker import Admission
+from health.learned import Space
 from health.outcome import Outcome
 from health.signals import TargetHealth
 
@@ -57,6 +58,11 @@ class HealthStore(Protocol):
 
     def release(self, permit: Permit, outcome: Outcome) -> None:
         """Record the attempt's outcome and free its in-flight slot. Call exactly once."""
+        ...
+
+    def learned(self, space: str) -> Space:
+        """What learning policies learned for one route (`space`: its key), per target. Read
+        and written in memory; a fleet store shares it with every replica in the background."""
         ...
 
     def status(self) -> StoreStatus: ...

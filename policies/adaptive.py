@@ -2,14 +2,16 @@
 
 Thompson sampling over a Beta posterior per target: each request draws theta ~ Beta(a, b) for
 every candidate, and theta is the score. After each attempt the gateway reports an
-`Observation`; its reward r in [0, 1] updates that target: a <- g*a + r, b <- g*b + (1 - r).
-The decay g caps how sure the bandit gets (a + b stays below about 1 / (1 - g)), so a target
-that degrades loses its lead within a few dozen requests and the others get tried again.
+`Observation`; its reward r in [0, 1] updates that target's evidence: S <- g*S + r,
+F <- g*F + (1 - r), and a = prior_successes + S, b = prior_failures + F. The decay g caps how
+sure the bandit gets (S + F stays below 1 / (1 - g)), so a target that degrades loses its lead
+within a few dozen requests and the others get tried again.
 
 Reward: 0 for a failed attempt; for a success, 1 - latency_weight*min(1, latency / latency_ref)
 - cost_weight*min(1, cost / cost_ref), blended with the client's feedback score when one comes
-(`feedback_weight`). State lives in the policy object (per gateway process); a reload starts
-from the prior.
+(`feedback_weight`). The evidence lives in a `LearnedMemory`: by default the policy's own; in
+the gateway, the health store's space for the route (`share`), so it survives reloads and,
+with the Redis fleet store, every replica learns from every replica's traffic.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from health.learned import Space
 from health.signals import TargetHealth
 from policies.params import Issue, in_range
-from policies.types import Candidate, Observation, RequestFeatures, Score
+from policies.types import Candidate, LearnedMemory, Observation, RequestFeatures, Score
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class AdaptiveParams:
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Posterior:
     successes: float
     failures: float
@@ -64,14 +67,16 @@ class Adaptive:
     rng: random.Random
     params: AdaptiveParams = field(default_factory=AdaptiveParams)
     name: str = "adaptive"
-    posteriors: dict[str, Posterior] = field(default_factory=dict)
+    memory: LearnedMemory = field(default_factory=Space)
+
+    def share(self, memory: LearnedMemory) -> None:
+        """Learn into (and from) `memory` from now on, e.g. the fleet's for this route."""
+        self.memory = memory
 
     def posterior(self, target_id: str) -> Posterior:
-        post = self.posteriors.get(target_id)
-        if post is None:
-            p = self.params
-            post = self.posteriors[target_id] = Posterior(p.prior_successes, p.prior_failures)
-        return post
+        e = self.memory.evidence(target_id)
+        p = self.params
+        return Posterior(p.prior_successes + e.successes, p.prior_failures + e.failures)
 
     def reward(self, obs: Observation) -> float:
         p = self.params
@@ -93,11 +98,7 @@ class Adaptive:
         obs = observation
         if obs.success is None and obs.feedback is None:
             return
-        r = self.reward(obs)
-        post = self.posterior(obs.target_id)
-        g = self.params.decay
-        post.successes = g * post.successes + r
-        post.failures = g * post.failures + (1.0 - r)
+        self.memory.add(obs.target_id, self.reward(obs), self.params.decay)
 
     def score(
         self,

@@ -27,12 +27,14 @@ from policies.types import (
     Decision,
     Excluded,
     Filter,
+    LearnedMemory,
     Learner,
     Observation,
     Policy,
     Ranked,
     RequestFeatures,
     Scorer,
+    SharesLearning,
     health_of,
 )
 
@@ -80,6 +82,12 @@ class Composite:
         """Hand what happened to every part that learns."""
         for learner in self.learners:
             learner.observe(observation)
+
+    def share(self, memory: LearnedMemory) -> None:
+        """Give every part that learns the route's memory."""
+        for learner in self.learners:
+            if isinstance(learner, SharesLearning):
+                learner.share(memory)
 
     def _filter(
         self,
@@ -203,6 +211,19 @@ def decide(
         if c.target_id not in chosen
     )
     return Decision(policy.name, request.task, tuple(ranked), excluded)
+
+
+def learns(policy: Policy) -> bool:
+    """Whether `policy` (or a part of it) keeps learned state the gateway should provide."""
+    if isinstance(policy, Composite):
+        return any(isinstance(p, SharesLearning) for p in policy.learners)
+    return isinstance(policy, SharesLearning)
+
+
+def share(policy: Policy, memory: LearnedMemory) -> None:
+    """Hand the route's learned memory to `policy` if it (or a part of it) learns."""
+    if isinstance(policy, SharesLearning):
+        policy.share(memory)
 
 
 def observe(policy: Policy, observation: Observation) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
+from health.learned import Evidence
 from health.signals import TargetHealth
 from health.store import HealthSnapshot
 
@@ -197,6 +198,23 @@ class Learner(Protocol):
     """A policy or part that learns from what happened (e.g. `adaptive`)."""
 
     def observe(self, observation: Observation) -> None: ...
+
+
+class LearnedMemory(Protocol):
+    """Where a learner keeps its evidence per target (`health.learned.Space` is one): the
+    gateway hands each route's learners the health store's space for that route."""
+
+    def evidence(self, target_id: str) -> Evidence: ...
+
+    def add(self, target_id: str, reward: float, decay: float) -> None: ...
+
+
+@runtime_checkable
+class SharesLearning(Protocol):
+    """A learner whose memory the gateway provides (so the fleet shares it, and it outlives
+    reloads). Without `share`, a learner keeps its state to itself."""
+
+    def share(self, memory: LearnedMemory) -> None: ...
 
 
 def health_of(snapshot: HealthSnapshot, target_id: str) -> TargetHealth:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from policies.adaptive import Adaptive, AdaptiveParams
+from policies.adaptive import Adaptive, AdaptiveParams, Posterior
 from policies.compose import Composite, observe
 from policies.loading import build_policy
 from policies.registry import make_policy
@@ -69,11 +69,12 @@ def test_reward_and_feedback() -> None:
     assert learner.reward(Observation("a", None, feedback=0.9)) == pytest.approx(0.9)
     assert learner.reward(Observation("a", True, feedback=0.0)) == pytest.approx(0.5)
     learner.observe(Observation("a", None))  # nothing to learn from: ignored
-    assert learner.posteriors == {}
+    assert learner.posterior("a") == Posterior(1.0, 1.0)  # the prior
     for _ in range(200):
         learner.observe(Observation("a", True))
     post = learner.posterior("a")
-    assert post.successes + post.failures < 1 / (1 - learner.params.decay) + 1  # capped
+    assert post.successes + post.failures < 1 / (1 - learner.params.decay) + 2  # capped
+    assert post.successes > 40 * post.failures  # and sure of itself
 
 
 @pytest.mark.parametrize(
