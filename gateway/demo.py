@@ -26,6 +26,13 @@ CHAOS = (
 )
 
 
+# capability per task (0..1) against cost_quality's default floors (chat 0.6, code 0.8...)
+SMALL = {"chat": 0.8, "summarization": 0.8, "extraction": 0.7, "code": 0.5, "math": 0.4,
+         "reasoning": 0.5}  # fmt: skip
+LARGE = {"chat": 0.9, "summarization": 0.9, "extraction": 0.9, "code": 0.95, "math": 0.9,
+         "reasoning": 0.9}  # fmt: skip
+
+
 def demo_config(sim_urls: dict[str, str], port: int) -> Config:
     """The embedded default: three sims behind two routes, short timeouts so failover shows."""
     timeouts = {"connect_s": 1, "headers_s": 2, "first_token_s": 3, "idle_s": 5}
@@ -40,23 +47,32 @@ def demo_config(sim_urls: dict[str, str], port: int) -> Config:
                 "model": "sim-small",
                 "context_window": 8192,
                 "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+                "capabilities": SMALL,
             },
             "small@sim-b": {
                 "provider": "sim-b",
                 "model": "sim-small",
                 "context_window": 8192,
                 "price": {"input_per_mtok": 0.2, "output_per_mtok": 0.8},
+                "capabilities": SMALL,
             },
             "large@sim-c": {
                 "provider": "sim-c",
                 "model": "sim-large",
                 "context_window": 128000,
                 "price": {"input_per_mtok": 2.5, "output_per_mtok": 10.0},
+                "supports": ["tools", "json"],
+                "capabilities": LARGE,
             },
         },
         "routes": [
             {"alias": "demo", "candidates": ["small@sim-a", "small@sim-b", "large@sim-c"]},
-            {"alias": "smart", "candidates": ["large@sim-c", "small@sim-a"]},
+            # the cheapest model good enough for the task: chat -> small, code or math -> large
+            {
+                "alias": "smart",
+                "candidates": ["small@sim-a", "small@sim-b", "large@sim-c"],
+                "policy": "cost_quality",
+            },
         ],
         "telemetry": {"recent_traces": 200},  # so /ui shows every request's trace
     }
@@ -86,6 +102,10 @@ Switchyard demo — gateway {api}  (routes: demo, smart; in-memory health, no Re
   break sim-a, then ask again (the answer comes from sim-b):
     curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "status", "status": 503}}'
   heal it:        curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "ok"}}'
+  task-aware routing, explained (x-switchyard-route; a dry run: POST /admin/route):
+    curl -si {api}/chat/completions -H 'Content-Type: application/json' \\
+      -H 'x-switchyard-debug: route' \\
+      -d '{{"model": "smart", "messages": [{{"role": "user", "content": "Write Python code"}}]}}'
   target health:  curl -s {gateway_url}/admin/targets
   dashboard:      {gateway_url}/ui   (watch a failover happen and open its trace)
 

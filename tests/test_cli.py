@@ -275,6 +275,20 @@ def test_demo_serves_fails_over_and_stops_cleanly(
         streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert streamed == text
 
+        # `smart` (cost_quality): the cheap model for chat, the strong one for code, and the
+        # banner's debug header says why
+        for prompt, want in (
+            ("Hello", "small@sim-a"),
+            ("Write a Python function that merges two lists", "large@sim-c"),
+        ):
+            raw = client.chat.completions.with_raw_response.create(
+                model="smart",
+                messages=[{"role": "user", "content": prompt}],
+                extra_headers={"x-switchyard-debug": "route"},
+            )
+            assert raw.headers["x-switchyard-target"] == want
+            assert raw.headers["x-switchyard-route"].startswith("policy=cost_quality task=")
+
         assert put_fault(demo.sims["sim-a"], {"mode": "status", "status": 503})["mode"] == "status"
         text, target, attempts = ask(client)
         assert text.strip()
