@@ -141,6 +141,7 @@ class Runtime:
     async def close(self) -> None:
         await self.pool.close()
         await self.store.close()
+        self.telemetry.metrics.flush()  # on the loop that adds: the shutdown runs in a thread
         await asyncio.to_thread(self.telemetry.shutdown)  # bounded: flush timeouts are short
 
     def register_gauges(self) -> None:

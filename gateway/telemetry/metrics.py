@@ -2,14 +2,22 @@
 
 GenAI semantic-convention names where they exist (`gen_ai.client.operation.duration`,
 `gen_ai.client.token.usage`, `gen_ai.server.time_to_first_token`), `switchyard.*` otherwise.
+
+The SDK's `Counter.add` costs ~10-20 µs here (attribute cleaning and hashing on every call);
+the per-request counters go through a `Tally` that sums in a dict and hands the SDK one add
+per label set when flushed: before every `/metrics` scrape, at shutdown, and within `FLUSH_S`
+of any add (so an OTLP push is at most that late). Exemplars are off: nothing reads them, and
+the default filter looks up the current span on every measurement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from prometheus_client import CollectorRegistry, generate_latest
@@ -32,17 +40,58 @@ DURATION_BUCKETS_S = (
 )
 
 
+FLUSH_S = 1.0
+
+try:  # opentelemetry-sdk >= 1.28
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+
+    _NO_EXEMPLARS: dict[str, Any] = {"exemplar_filter": AlwaysOffExemplarFilter()}
+except ImportError:  # older SDKs record no exemplars anyway
+    _NO_EXEMPLARS = {}
+
+
+class Tally:
+    """An OTel counter's front for the request path: `add` sums per label set (~1 µs)."""
+
+    __slots__ = ("_counter", "_owner", "_sums")
+
+    def __init__(self, counter: Counter, owner: Metrics) -> None:
+        self._counter = counter
+        self._owner = owner
+        self._sums: dict[tuple[tuple[str, str], ...], float] = {}
+
+    def add(self, amount: float, attributes: Mapping[str, str]) -> None:
+        sums = self._sums
+        was_empty = not sums
+        key = tuple(attributes.items())
+        sums[key] = sums.get(key, 0) + amount
+        if was_empty:
+            self._owner.flush_soon()
+
+    def flush(self) -> None:
+        sums, self._sums = self._sums, {}
+        for key, amount in sums.items():
+            self._counter.add(amount, dict(key))
+
+
 class Metrics:
     def __init__(self, extra_readers: Iterable[MetricReader] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(disable_target_info=True, registry=self.registry)
-        self.provider = MeterProvider(metric_readers=[reader, *extra_readers])
+        self.provider = MeterProvider(metric_readers=[reader, *extra_readers], **_NO_EXEMPLARS)
         m = self.provider.get_meter("switchyard")
-        self.requests = m.create_counter(
-            "switchyard.requests", description="Requests answered, by route and status"
+        self._timer: asyncio.TimerHandle | None = None
+        self.requests = Tally(
+            m.create_counter(
+                "switchyard.requests", description="Requests answered, by route and status"
+            ),
+            self,
         )
-        self.attempts = m.create_counter(
-            "switchyard.attempts", description="Upstream attempts, by target and outcome"
+        self.attempts = Tally(
+            m.create_counter(
+                "switchyard.attempts", description="Upstream attempts, by target and outcome"
+            ),
+            self,
         )
         self.failovers = m.create_counter(
             "switchyard.failovers",
@@ -73,9 +122,15 @@ class Metrics:
             description="Whole request, as the client saw it",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
         )
-        self.tokens = m.create_counter(
-            "gen_ai.client.token.usage", unit="{token}", description="Tokens, by type and target"
+        self.tokens = Tally(
+            m.create_counter(
+                "gen_ai.client.token.usage",
+                unit="{token}",
+                description="Tokens, by type and target",
+            ),
+            self,
         )
+        self._tallies = (self.requests, self.attempts, self.tokens)
         self._gauges: list[Callable[[], Iterable[tuple[float, dict[str, str]]]]] = []
         self._meter = m
 
@@ -92,8 +147,29 @@ class Metrics:
 
         self._meter.create_observable_gauge(name, callbacks=[callback], description=description)
 
+    def flush_soon(self) -> None:
+        """Flush within FLUSH_S (on the running loop; at once when there is none)."""
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._timer = loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Hand every tally to the SDK. Call on the loop that adds (or when it is idle)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for tally in self._tallies:
+            tally.flush()
+
     def prometheus_text(self) -> bytes:
+        self.flush()
         return generate_latest(self.registry)
 
     def shutdown(self) -> None:
+        self.flush()
         self.provider.shutdown(timeout_millis=1000)
