@@ -113,12 +113,15 @@ class Runtime:
         turn...). What learning policies learn lives in the health store, one space per route
         key: it survives reloads and, with Redis, is shared by the fleet."""
         out: dict[str, Policy] = {}
+        learning: list[str] = []
         for i, r in enumerate(config.routes):
             policy, _problems = build_policy(r.policy_spec, f"routes[{i}].policy")
             policy = policy if policy is not None else make_policy("priority")
             if learns(policy):
                 share(policy, self.store.learned(r.key))
+                learning.append(r.key)
             out[r.key] = policy
+        self.store.retain_learned(learning)  # a route that left (or stopped learning): forget
         return out
 
     def remember(self, request_id: str, route: str, target_id: str) -> None:

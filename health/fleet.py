@@ -161,6 +161,9 @@ class FleetStore:
     def learned(self, space: str) -> Space:
         return self.local.learned(space)  # shared at each reconciliation (health.fleet_learned)
 
+    def retain_learned(self, spaces: Iterable[str]) -> None:
+        self.local.retain_learned(spaces)
+
     def status(self) -> StoreStatus:
         return StoreStatus("redis", self._degraded, self._detail)
 

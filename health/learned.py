@@ -17,7 +17,7 @@ the book alone is the memory: it outlives config reloads, so a reload keeps what
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -112,6 +112,13 @@ class Book:
 
     def names(self) -> list[str]:
         return list(self._spaces)
+
+    def retain(self, names: Iterable[str]) -> None:
+        """Forget the spaces not named (their routes are gone or no longer learn): they are
+        no longer synced, and the fleet's copy expires once no replica refreshes it."""
+        keep = set(names)
+        for name in [n for n in self._spaces if n not in keep]:
+            del self._spaces[name]
 
     def drain(self) -> dict[str, dict[str, tuple[Batch, Evidence]]]:
         """What to send to the fleet: per space, per known target, the batch not yet shared

@@ -84,6 +84,9 @@ class MemoryStore:
     def learned(self, space: str) -> Space:
         return self.book.space(space)
 
+    def retain_learned(self, spaces: Iterable[str]) -> None:
+        self.book.retain(spaces)
+
     def status(self) -> StoreStatus:
         return StoreStatus(backend="memory", degraded=False)
 

@@ -172,3 +172,12 @@ def test_only_policies_that_learn_ask_for_a_memory() -> None:
         policy, issues = build_policy(spec, "p", rng=random.Random(0))
         assert issues == [] and policy is not None
         assert learns(policy) is expected, spec
+
+
+def test_retain_forgets_the_spaces_of_routes_that_left() -> None:
+    book = Book(shared=True)
+    book.space("r#0").add("x", 1.0, 1.0)
+    book.space("gone#0").add("x", 1.0, 1.0)
+    book.retain(["r#0"])
+    assert book.names() == ["r#0"]
+    assert set(book.drain()) == {"r#0"}  # the forgotten space is no longer synced
