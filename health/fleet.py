@@ -30,7 +30,7 @@ from health.breaker import Admission, BreakerState
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
 from health.fleet_pubsub import subscribe_forever
-from health.fleet_view import FleetReading, apply_event, reconcile
+from health.fleet_view import FleetReading, apply_event, reconcile, trips_of
 from health.learned import Space
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
@@ -259,9 +259,11 @@ class FleetStore:
             ms = max(1, int(ev.duration_s * 1000))
             if ev.kind is EventKind.TRIP:
                 pipe.set(k.open(ev.target_id), ev.trips, px=ms)
-                pipe.set(
-                    k.half_open(ev.target_id), 1, px=ms + int(self.fleet.half_open_grace_s * 1000)
-                )
+                grace_ms = int(self.fleet.half_open_grace_s * 1000)
+                # the half-open marker outlives the open key and carries the trip count, so a
+                # replica that missed the event keeps the backoff exponent (read with GET:
+                # no extra command per tick)
+                pipe.set(k.half_open(ev.target_id), ev.trips, px=ms + grace_ms)
             elif ev.kind is EventKind.CLOSE:
                 pipe.delete(k.open(ev.target_id), k.half_open(ev.target_id), k.probe(ev.target_id))
             elif ev.kind is EventKind.THROTTLE:
@@ -323,7 +325,7 @@ class FleetStore:
         reads_at = n
         for tid in targets:
             pipe.pttl(k.open(tid))
-            pipe.exists(k.half_open(tid))
+            pipe.get(k.half_open(tid))
             pipe.pttl(k.throttle(tid))
             pipe.mget([k.bucket(tid, e, f) for e in epochs for f in ("s", "f")])
         started = self._clock.now()
@@ -352,14 +354,15 @@ class FleetStore:
         for i, tid in enumerate(targets):
             if self._dirty.get(tid, 0.0) >= started - self.fleet.sync_period_s:
                 continue  # our own news is in flight: this reading may predate it
-            open_ms, half_open, throttle_ms, counts = tail[4 * i : 4 * i + 4]
+            open_ms, marker, throttle_ms, counts = tail[4 * i : 4 * i + 4]
             values = [int(v) if v is not None else 0 for v in counts]
             reading = FleetReading(
                 tid,
                 open_ms if open_ms is not None and open_ms > 0 else None,
-                bool(half_open),
+                marker is not None,
                 throttle_ms if throttle_ms is not None and throttle_ms > 0 else None,
                 WindowCounts(sum(values[0::2]), sum(values[1::2])),
+                trips_of(marker),
             )
             sig = self.local.signals(tid)
             republish.extend(reconcile(sig, reading, now, self.settings.breaker, resync=resync))

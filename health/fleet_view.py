@@ -24,6 +24,17 @@ class FleetReading:
     half_open: bool  # the fleet's half-open marker exists
     throttle_ms: int | None  # remaining throttle time, None when not throttled
     window: WindowCounts  # the fleet's counts over the window
+    trips: int = 0  # consecutive trips so far (the open-time backoff exponent), from the marker
+
+
+def trips_of(marker: object) -> int:
+    """The trip count the half-open marker holds (bytes from Redis; junk or absent: 0)."""
+    if not isinstance(marker, bytes | str | int):
+        return 0
+    try:
+        return max(0, int(marker))
+    except ValueError:
+        return 0
 
 
 def reconcile(
@@ -40,11 +51,11 @@ def reconcile(
     state = b.state(now_s)
     tid = reading.target_id
     if reading.open_ms is not None and reading.open_ms > 0:
-        b.force_open(now_s, reading.open_ms / 1000.0, 0, "opened by a peer")
+        b.force_open(now_s, reading.open_ms / 1000.0, reading.trips, "opened by a peer")
     elif reading.half_open:
         if state is BreakerState.CLOSED:
             # The fleet is probing this target: wait for its verdict, probe only with the lock.
-            b.force_open(now_s, 0.0, 0, "half-open in the fleet")
+            b.force_open(now_s, 0.0, reading.trips, "half-open in the fleet")
     elif state is not BreakerState.CLOSED:
         if not resync:
             b.force_close(now_s, "closed by the fleet")

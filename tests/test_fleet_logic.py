@@ -13,7 +13,7 @@ import pytest
 from health.breaker import Admission, BreakerState
 from health.clock import ManualClock
 from health.fleet_event import EventKind, FleetEvent, Keys
-from health.fleet_view import FleetReading, apply_event, reconcile
+from health.fleet_view import FleetReading, apply_event, reconcile, trips_of
 from health.outcome import classify_status
 from health.settings import BreakerSettings, HealthSettings
 from health.signals import TargetSignals
@@ -36,8 +36,9 @@ def reading(
     throttle_ms: int | None = None,
     window: WindowCounts = EMPTY,
     target_id: str = TID,
+    trips: int = 0,
 ) -> FleetReading:
-    return FleetReading(target_id, open_ms, half_open, throttle_ms, window)
+    return FleetReading(target_id, open_ms, half_open, throttle_ms, window, trips)
 
 
 def sync(sig: TargetSignals, r: FleetReading, now: float, *, resync: bool) -> list[FleetEvent]:
@@ -232,6 +233,26 @@ def test_reconcile_open_key_opens_the_local_breaker_for_its_pttl() -> None:
     assert b.origin == "fleet"
     clock.advance(2.5)
     assert b.state(clock.now()) is BreakerState.HALF_OPEN
+
+
+def test_reconcile_adopts_the_trip_count_so_a_missed_event_keeps_the_backoff() -> None:
+    """A replica that missed a peer's TRIP (pub/sub is lossy) reads the open key and the
+    half-open marker's trip count: its own next trip then opens for as long as the peer's."""
+    clock = ManualClock()
+    sig = make_sig()
+    b = sig.breaker
+    sync(sig, reading(open_ms=10_000, half_open=True, trips=3), clock.now(), resync=False)
+    assert b.trips == 3
+    clock.advance(10.0)
+    sync(sig, reading(half_open=True, trips=3), clock.now(), resync=False)
+    assert b.admit(clock.now()) is Admission.PROBE
+    b.on_failure(clock.now(), WindowCounts(0, 1), probe=True)  # failed probe: 10 s * 2**3
+    assert b.open_until() == clock.now() + 80.0
+
+
+@pytest.mark.parametrize(("marker", "trips"), [(b"4", 4), (b"1", 1), (None, 0), (b"x", 0)])
+def test_trip_count_from_the_half_open_marker(marker: bytes | None, trips: int) -> None:
+    assert trips_of(marker) == trips
 
 
 def test_reconcile_open_key_never_shortens_a_longer_local_open_but_extends_a_shorter() -> None:
