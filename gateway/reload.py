@@ -21,6 +21,8 @@ from gateway.runtime import ReloadReport, Runtime
 
 log = logging.getLogger("switchyard.reload")
 
+SETTLE_S = 0.1  # a changed file must keep its fingerprint this long before it is reloaded
+
 
 @dataclass(frozen=True, slots=True)
 class ReloadResult:
@@ -105,5 +107,10 @@ class ConfigWatcher:
             current = await asyncio.to_thread(fingerprint, self._path)
             if current is None or current == self._last:
                 continue  # a missing file mid-swap is not a change: wait for the new one
+            # An editor or `cat >` may still be writing (truncate, then write): reload only a
+            # file that stayed the same for a moment, not a half-written one.
+            await asyncio.sleep(SETTLE_S)
+            if await asyncio.to_thread(fingerprint, self._path) != current:
+                continue  # still changing: look again next period
             self._last = current
             await reload(self._rt, self._path)

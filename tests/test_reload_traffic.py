@@ -117,7 +117,11 @@ async def test_reload_by_sighup_file_and_api_under_traffic_never_fails_a_request
             async def rejected() -> bool:
                 nonlocal view
                 view = await config_view()
-                return bool(view["status"] == "rejected")
+                problems = (view.get("last_reload") or {}).get("problems") or [{}]
+                return bool(
+                    view["status"] == "rejected"
+                    and "YAML syntax error" in problems[0].get("message", "")
+                )
 
             await settle(rejected)
             (problem,) = view["last_reload"]["problems"]
