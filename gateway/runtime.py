@@ -10,6 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from gateway.budget import BudgetSettings, RetryBudget
@@ -18,9 +19,10 @@ from gateway.config.model import Config
 from gateway.telemetry.hub import Telemetry
 from gateway.upstream import UpstreamPool
 from health.fleet import FleetSettings, FleetStore
+from health.learned import Space
 from health.memory import MemoryStore
 from health.store import HealthStore
-from policies.compose import learns, share
+from policies.compose import share
 from policies.loading import build_policy
 from policies.registry import make_policy
 from policies.types import Policy
@@ -47,6 +49,10 @@ def make_store(config: Config) -> HealthStore:
         )
         return FleetStore(fleet, h.settings)
     return MemoryStore(h.settings)
+
+
+def _space(store: HealthStore, route_key: str, suffix: str) -> Space:
+    return store.learned(route_key + suffix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +123,8 @@ class Runtime:
         for i, r in enumerate(config.routes):
             policy, _problems = build_policy(r.policy_spec, f"routes[{i}].policy")
             policy = policy if policy is not None else make_policy("priority")
-            if learns(policy):
-                share(policy, self.store.learned(r.key))
-                learning.append(r.key)
+            for suffix in share(policy, partial(_space, self.store, r.key)):
+                learning.append(r.key + suffix)
             out[r.key] = policy
         self.store.retain_learned(learning)  # a route that left (or stopped learning): forget
         return out

@@ -15,7 +15,7 @@ than failing it: a plugin bug must not take a route down.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -82,12 +82,6 @@ class Composite:
         """Hand what happened to every part that learns."""
         for learner in self.learners:
             learner.observe(observation)
-
-    def share(self, memory: LearnedMemory) -> None:
-        """Give every part that learns the route's memory."""
-        for learner in self.learners:
-            if isinstance(learner, SharesLearning):
-                learner.share(memory)
 
     def _filter(
         self,
@@ -213,17 +207,23 @@ def decide(
     return Decision(policy.name, request.task, tuple(ranked), excluded)
 
 
-def learns(policy: Policy) -> bool:
-    """Whether `policy` (or a part of it) keeps learned state the gateway should provide."""
+def learning_parts(policy: Policy) -> list[SharesLearning]:
+    """The parts of `policy` (or the policy itself) whose learned state the gateway keeps."""
     if isinstance(policy, Composite):
-        return any(isinstance(p, SharesLearning) for p in policy.learners)
-    return isinstance(policy, SharesLearning)
+        return [p for p in policy.learners if isinstance(p, SharesLearning)]
+    return [policy] if isinstance(policy, SharesLearning) else []
 
 
-def share(policy: Policy, memory: LearnedMemory) -> None:
-    """Hand the route's learned memory to `policy` if it (or a part of it) learns."""
-    if isinstance(policy, SharesLearning):
-        policy.share(memory)
+def share(policy: Policy, memory_for: Callable[[str], LearnedMemory]) -> list[str]:
+    """Give each learning part of `policy` a memory of its own, `memory_for(suffix)`: the
+    first part's suffix is "", the next ones "/2", "/3"... (two parts sharing one memory
+    would count every outcome twice). Returns the suffixes used."""
+    suffixes = []
+    for i, part in enumerate(learning_parts(policy)):
+        suffix = "" if i == 0 else f"/{i + 1}"
+        part.share(memory_for(suffix))
+        suffixes.append(suffix)
+    return suffixes
 
 
 def observe(policy: Policy, observation: Observation) -> None:

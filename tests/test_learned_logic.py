@@ -138,7 +138,7 @@ def test_replicas_sharing_a_memory_learn_from_each_others_traffic() -> None:
     for i, book in enumerate((book1, book2)):
         policy, issues = build_policy("adaptive", "p", rng=random.Random(i))
         assert issues == [] and policy is not None
-        share(policy, book.space("r#0"))
+        assert share(policy, lambda suffix, book=book: book.space("r#0" + suffix)) == [""]
         policies.append(policy)
     p1, p2 = policies
     for _ in range(60):
@@ -160,18 +160,30 @@ def test_feedback_alone_moves_the_shared_memory() -> None:
     assert e.successes == 0.0 and e.failures > 15
 
 
-def test_only_policies_that_learn_ask_for_a_memory() -> None:
-    from policies.compose import learns
-
+def test_only_parts_that_learn_get_a_memory_and_each_its_own() -> None:
     for spec, expected in [
-        ("adaptive", True),
-        ({"scorers": ["priority", {"name": "adaptive", "weight": 2}]}, True),
-        ("priority", False),
-        ({"filters": ["health"], "scorers": ["least_latency"]}, False),
+        ("adaptive", [""]),
+        ({"scorers": ["priority", {"name": "adaptive", "weight": 2}]}, [""]),
+        ("priority", []),
+        ({"filters": ["health"], "scorers": ["least_latency"]}, []),
+        ({"scorers": ["adaptive", {"name": "adaptive", "params": {"decay": 0.9}}]}, ["", "/2"]),
     ]:
         policy, issues = build_policy(spec, "p", rng=random.Random(0))
         assert issues == [] and policy is not None
-        assert learns(policy) is expected, spec
+        book = Book()
+        assert share(policy, lambda suffix, book=book: book.space("r#0" + suffix)) == expected
+        assert sorted(book.names()) == sorted("r#0" + s for s in expected), spec
+
+
+def test_two_learners_in_one_route_count_each_outcome_once_each() -> None:
+    spec = {"scorers": ["adaptive", {"name": "adaptive", "params": {"decay": 0.5}}]}
+    policy, _ = build_policy(spec, "p", rng=random.Random(0))
+    assert policy is not None
+    book = Book()
+    share(policy, lambda suffix: book.space("r#0" + suffix))
+    observe(policy, Observation("x", True))
+    assert book.space("r#0").evidence("x").successes == pytest.approx(1.0)
+    assert book.space("r#0/2").evidence("x").successes == pytest.approx(1.0)
 
 
 def test_retain_forgets_the_spaces_of_routes_that_left() -> None:
