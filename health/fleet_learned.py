@@ -10,6 +10,7 @@ becomes every replica's base. The hash expires after `ttl_s` with no replica usi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,16 +21,22 @@ from health.learned import Batch, Book, Evidence
 # replica's estimate of S and F (used only where the hash has no sums for the target).
 FOLD = """
 local key = KEYS[1]
+local function sum(field)
+  -- a field that is missing, not a number, negative or not finite reads as missing (a
+  -- foreign write must not make the script fail: the whole round trip would be re-sent)
+  local v = tonumber(redis.call('HGET', key, field))
+  if v == nil or v ~= v or v < 0 or v == math.huge then return nil end
+  return v
+end
 for i = 2, #ARGV, 6 do
   local t = ARGV[i]
   local factor, ds, df = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local s = redis.call('HGET', key, t .. '|s')
-  local f = redis.call('HGET', key, t .. '|f')
-  if not s or not f then
+  local s, f = sum(t .. '|s'), sum(t .. '|f')
+  if s == nil or f == nil then
     s, f = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
   elseif factor ~= 1 or ds ~= 0 or df ~= 0 then
-    s = factor * tonumber(s) + ds
-    f = factor * tonumber(f) + df
+    s = factor * s + ds
+    f = factor * f + df
   else
     s = nil
   end
@@ -74,7 +81,7 @@ def parse(reply: Sequence[Any]) -> dict[str, Evidence]:
             value = float(raw_value)
         except (TypeError, ValueError):
             continue
-        if value != value or value < 0:  # NaN or negative: not ours
+        if not math.isfinite(value) or value < 0:  # not ours; inf would hang betavariate
             continue
         sums.setdefault(tid, [0.0, 0.0])[0 if which == "s" else 1] = value
     return {tid: Evidence(s, f) for tid, (s, f) in sums.items()}

@@ -138,9 +138,12 @@ class Book:
         return out
 
     def unsend(self, drained: Mapping[str, Mapping[str, tuple[Batch, Evidence]]]) -> None:
-        """The fleet did not get `drained`: keep it for the next sync (it stays counted here)."""
+        """The fleet did not get `drained`: keep it for the next sync (it stays counted here).
+        A space forgotten meanwhile (a reload during the round trip) stays forgotten."""
         for name, shares in drained.items():
-            s = self.space(name)
+            s = self._spaces.get(name)
+            if s is None:
+                continue
             for tid, (b, _) in shares.items():
                 if b.count:
                     s.unsent[tid] = b.then(s.unsent[tid]) if tid in s.unsent else b
@@ -148,4 +151,6 @@ class Book:
     def settle(self, space: str, fleet: Mapping[str, Evidence]) -> None:
         """The fleet's sums after our drained batches were folded in: they become the base;
         what was learned since the drain stays pending on top."""
-        self.space(space).base = dict(fleet)
+        s = self._spaces.get(space)
+        if s is not None:  # else forgotten during the round trip: stays forgotten
+            s.base = dict(fleet)

@@ -73,6 +73,42 @@ async def test_two_stores_converge_on_everything_either_learned(
         await b.close()
 
 
+async def test_junk_in_the_shared_hash_is_reseeded_not_fatal(redis_server: RedisProcess) -> None:
+    """A foreign write (a typo in redis-cli) must not make the fold script fail: the whole
+    round trip would then be re-sent every period and the store stay degraded."""
+    import redis.asyncio as aioredis
+
+    settings = FleetSettings(redis_server.url, sync_period_s=0.05)
+    store = FleetStore(settings)
+    await store.start()
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        space = store.learned("r#0")
+        space.add("x", 1.0, 1.0)
+        space.add("y", 0.0, 1.0)
+        key = store.keys.learned("r#0")
+
+        async def synced() -> bool:
+            return bool(await client.hget(key, "x|s") == b"1")
+
+        await eventually(synced)
+        await client.hset(key, mapping={"x|s": "junk", "y|f": "inf", "z|s": "-3"})
+        space.add("x", 1.0, 1.0)
+
+        async def repaired() -> bool:
+            fields = await client.hgetall(key)
+            return fields.get(b"x|s") == b"2" and fields.get(b"y|f") == b"1"
+
+        await eventually(repaired)
+        assert not store.status().degraded
+        assert space.evidence("x") == Evidence(2.0, 0.0)
+        assert space.evidence("y") == Evidence(0.0, 1.0)
+        assert space.evidence("z") == Evidence(0.0, 0.0)  # a negative sum is not ours
+    finally:
+        await client.aclose()
+        await store.close()
+
+
 def adaptive_config(sims: dict[str, SimServer], health: dict[str, Any]) -> dict[str, Any]:
     return {
         "server": {"host": "127.0.0.1", "port": 0, "config_poll_s": 0},
