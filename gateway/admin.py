@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from gateway.context import RUNTIME
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import Conflict, InvalidRequest, NotFound
 from health.signals import TargetHealth
 
 
@@ -143,7 +143,12 @@ async def feedback(request: web.Request) -> web.Response:
         )
     if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
         raise InvalidRequest("'score' must be a number between 0 and 1.", param="score")
-    served = rt.served.get(request_id)
+    served = rt.judge(request_id)
+    if served is None and request_id in rt.judged:
+        raise Conflict(
+            f"Feedback for the answer '{request_id}' was already recorded (one per answer).",
+            param="request_id",
+        )
     if served is None:
         raise NotFound(f"No recent answer with request id '{request_id}'.", param="request_id")
     route, target = served

@@ -5,6 +5,7 @@
     ├── UnsupportedMediaType    415   invalid_request_error
     ├── NotFound                404   invalid_request_error (no such path)
     │   └── UnknownModel        404   code model_not_found, param model, names the aliases
+    ├── Conflict                409   invalid_request_error (e.g. feedback already recorded)
     ├── MethodNotAllowed        405   invalid_request_error
     ├── PayloadTooLarge         413   invalid_request_error, names the limit
     ├── Unauthorized            401   authentication_error (admin endpoints, when protected)
@@ -70,6 +71,12 @@ class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class UnknownModel(NotFound):

@@ -93,6 +93,7 @@ class Runtime:
         self.served: OrderedDict[str, tuple[str, str]] = (
             OrderedDict()
         )  # request id -> route, target
+        self.judged: OrderedDict[str, None] = OrderedDict()  # ids whose feedback was recorded
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_reload: ReloadReport | None = None
@@ -128,6 +129,16 @@ class Runtime:
             out[r.key] = policy
         self.store.retain_learned(learning)  # a route that left (or stopped learning): forget
         return out
+
+    def judge(self, request_id: str) -> tuple[str, str] | None:
+        """Take the answer `request_id` for its one verdict: (route, target), or None if it is
+        unknown or already judged (one verdict per answer: replays must not skew learning)."""
+        served = self.served.pop(request_id, None)
+        if served is not None:
+            self.judged[request_id] = None
+            if len(self.judged) > 10_000:
+                self.judged.popitem(last=False)
+        return served
 
     def remember(self, request_id: str, route: str, target_id: str) -> None:
         """Which target answered a request, for `POST /v1/feedback` (the last 10k)."""

@@ -144,6 +144,9 @@ async def test_feedback_reaches_the_route_and_names_the_target(
     async with http.post(gw.url + "/v1/feedback", json={"request_id": rid, "score": 0.9}) as r:
         assert r.status == 200
         assert await r.json() == {"status": "recorded", "route": "r", "target": "m@a"}
+    async with http.post(gw.url + "/v1/feedback", json={"request_id": rid, "score": 0.0}) as r:
+        assert r.status == 409  # one verdict per answer: a replay must not skew the learning
+        assert (await r.json())["error"]["param"] == "request_id"
     async with http.post(gw.url + "/v1/feedback", json={"request_id": "nope", "score": 1}) as r:
         assert r.status == 404 and (await r.json())["error"]["param"] == "request_id"
     async with http.post(gw.url + "/v1/feedback", json={"request_id": rid, "score": 7}) as r:
