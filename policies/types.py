@@ -8,6 +8,7 @@ Everything here is pure and synchronous: policies do no I/O and never parse requ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,6 +19,7 @@ from health.signals import TargetHealth
 from health.store import HealthSnapshot
 
 DEFAULT_TASK = "chat"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
@@ -112,8 +114,8 @@ class Decision:
                 "excluded="
                 + ",".join(f"{e.candidate.target_id}({e.by}: {e.reason})" for e in self.excluded)
             )
-        line = " ".join(parts)
-        return line.encode("ascii", "replace").decode("ascii").replace("\n", " ")
+        line = " ".join(parts).encode("ascii", "replace").decode("ascii")
+        return _CONTROL.sub(" ", line)  # CR, LF, tabs...: never let a plugin break a header
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,3 +244,18 @@ def test_notes_only_when_explaining() -> None:
     assert [r.score for r in full.ranked] == [r.score for r in quiet.ranked]
     assert all(r.note for r in full.ranked) and not any(r.note for r in quiet.ranked)
     assert decide(p, REQ, ABC, {}, explain=False) == quiet
+
+
+def test_the_explanation_is_one_header_safe_line_whatever_a_plugin_says() -> None:
+    from policies.types import Candidate, Decision, Excluded, Ranked
+
+    odd = Candidate("t\r1", "p", "m")
+    d = Decision(
+        "mine",
+        "chat",
+        (Ranked(Candidate("ok", "p", "m"), 1.0),),
+        (Excluded(odd, "plugin\t", "no\r\nway \x00 é"),),
+    )
+    line = d.explain()
+    assert line.isascii() and line.isprintable()
+    assert line == "policy=mine task=chat ranked=ok:1.000 excluded=t 1(plugin : no  way   ?)"
