@@ -124,12 +124,15 @@ def _operation(request: web.Request, payload: object) -> str:
     return "chat"
 
 
-def decision_view(routed: Routed) -> dict[str, object]:
+def decision_view(routed: Routed, *, panic: bool) -> dict[str, object]:
     d, f = routed.decision, routed.features
     ranked = []
+    available: list[str] = []
     for i, r in enumerate(d.ranked):
         c = r.candidate
         why_not = unavailable(health_of(routed.health, c.target_id))
+        if why_not is None:
+            available.append(c.target_id)
         ranked.append(
             {
                 "rank": i + 1,
@@ -161,7 +164,10 @@ def decision_view(routed: Routed) -> dict[str, object]:
         "excluded": [
             {"target": e.candidate.target_id, "by": e.by, "reason": e.reason} for e in d.excluded
         ],
-        "would_try": [r.candidate.target_id for r in d.ranked[: routed.route.max_attempts]],
+        # the attempt loop's order if every attempt failed: the targets that may take traffic
+        # now; with none, one panic attempt on the first (RELIABILITY.md)
+        "would_try": available[: routed.route.max_attempts]
+        or ([d.ranked[0].candidate.target_id] if d.ranked and panic else []),
         "explanation": routed.explanation,
         "error": None
         if d.ranked
@@ -188,6 +194,6 @@ async def dry_run(request: web.Request) -> web.Response:
     routed = route_request(
         live, rt.store, route, operation, payload, len(body), request.headers, explain=True
     )
-    answer = decision_view(routed)
+    answer = decision_view(routed, panic=live.config.resilience.panic)
     answer["endpoint"] = _ENDPOINTS[operation]
     return _json(answer)

@@ -167,6 +167,14 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
     ((excluded),) = d["excluded"]
     assert excluded["target"] == "cheap" and excluded["by"] == "health"
     assert excluded["reason"].startswith("breaker open")
+    assert d["would_try"] == ["strong"]
+
+    # A route without the health filter ranks the open target last, and the dry run does not
+    # count it among the targets that would be tried.
+    async with http.post(gw.url + "/admin/route", json=ask("planner")) as r:
+        d = await r.json()
+    assert [(c["target"], c["available"]) for c in d["ranked"]] == [("cheap", False)]
+    assert d["would_try"] == ["cheap"]  # every candidate out: one panic attempt
     assert attempts(a) == 1 and attempts(b) == 1  # only the real request was sent
 
 
