@@ -198,6 +198,13 @@ class FleetStore:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks.clear()
+        if not self._degraded and self._client is not None:
+            # hand over the last period's news and learning (a rolling restart loses nothing)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.fleet.timeout_s * 3):
+                    if self._outbox or self._unlocks:
+                        await self._flush()
+                    await self._tick()
         for c in (self._client, self._sub_client):
             if c is not None:
                 with contextlib.suppress(Exception):

@@ -73,6 +73,27 @@ async def test_two_stores_converge_on_everything_either_learned(
         await b.close()
 
 
+async def test_a_closing_replica_hands_over_what_it_learned_since_the_last_sync(
+    redis_server: RedisProcess,
+) -> None:
+    slow = FleetStore(FleetSettings(redis_server.url, sync_period_s=30.0))  # no tick before close
+    peer = FleetStore(FleetSettings(redis_server.url, sync_period_s=0.05))
+    await slow.start()
+    await peer.start()
+    try:
+        peer_space = peer.learned("r#0")
+        for _ in range(4):
+            slow.learned("r#0").add("x", 1.0, 1.0)
+        await slow.close()  # a rolling restart: the last period's learning is not lost
+
+        async def handed_over() -> bool:
+            return peer_space.evidence("x") == Evidence(4.0, 0.0)
+
+        await eventually(handed_over)
+    finally:
+        await peer.close()
+
+
 async def test_junk_in_the_shared_hash_is_reseeded_not_fatal(redis_server: RedisProcess) -> None:
     """A foreign write (a typo in redis-cli) must not make the fold script fail: the whole
     round trip would then be re-sent every period and the store stay degraded."""

@@ -61,7 +61,7 @@ def test_without_an_event_loop_adds_go_straight_through() -> None:
     m.shutdown()
 
 
-async def test_shutdown_flushes_what_is_pending() -> None:
+async def test_a_flush_before_shutdown_hands_over_what_is_pending() -> None:
     reader = InMemoryMetricReader()
     m = Metrics([reader])
     m.attempts.add(2, {"target": "t", "outcome": "success"})

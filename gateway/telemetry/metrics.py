@@ -171,5 +171,5 @@ class Metrics:
         return generate_latest(self.registry)
 
     def shutdown(self) -> None:
-        self.flush()
+        """Shut the SDK down (may run in a thread): `flush()` first, on the loop that adds."""
         self.provider.shutdown(timeout_millis=1000)
