@@ -76,7 +76,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if client_s is not None:
         budget_s = client_s if budget_s is None else min(budget_s, client_s)
     deadline = None if budget_s is None else asyncio.get_running_loop().time() + budget_s
-    debug = route.debug or wants_debug(request.headers)
+    debug = route.debug or (config.server.debug_header and wants_debug(request.headers))
     tel = rt.telemetry
     routed = route_request(
         live,

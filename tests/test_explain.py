@@ -96,6 +96,23 @@ async def test_debug_header_explains_the_decision_only_when_asked(
     assert "excluded=cheap(capability: no tool support)" in line
 
 
+async def test_the_operator_can_refuse_callers_debug_but_keep_route_debug(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    a, b = await sim_factory("a"), await sim_factory("b")
+    data = config_data({"a": a, "b": b})
+    data["server"]["debug_header"] = False
+    data["routes"][1]["debug"] = True  # the planner route explains itself anyway
+    gw = await gateway_factory(load_data(data, env={}))
+    debug = {"x-switchyard-debug": "route"}
+    async with http.post(gw.url + CHAT, json=ask(), headers=debug) as r:
+        assert r.status == 200 and "x-switchyard-route" not in r.headers
+    async with http.post(
+        gw.url + CHAT, json=ask("planner"), headers={"x-agent-role": "planner"}
+    ) as r:
+        assert r.status == 200 and r.headers["x-switchyard-route"].startswith("policy=")
+
+
 async def test_route_debug_explains_every_answer_streams_and_refusals_too(
     sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:

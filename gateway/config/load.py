@@ -140,6 +140,7 @@ def _server(s: Section) -> ServerConfig:
         config_poll_s=max(0.0, s.get("config_poll_s", float, d.config_poll_s)),
         grace_s=s.positive("grace_s", float, d.grace_s),
         admin_token=s.get("admin_token", str, ""),
+        debug_header=s.get("debug_header", bool, d.debug_header),
     )
     s.done()
     return cfg

@@ -123,6 +123,7 @@ class ServerConfig:
     config_poll_s: float = 1.0  # watch the config file and reload on change; 0 = off
     grace_s: float = 10.0  # on SIGTERM: how long requests in flight may take to finish
     admin_token: str = field(default="", repr=False)  # protects /admin/* and /ui when set
+    debug_header: bool = True  # honour callers' x-switchyard-debug (routing explained to them)
 
 
 @dataclass(frozen=True, slots=True)

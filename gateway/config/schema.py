@@ -74,6 +74,12 @@ def _server() -> Schema:
                 "when set, /admin/* and /ui need `Authorization: Bearer <token>` "
                 "(e.g. ${SWITCHYARD_ADMIN_TOKEN})"
             ),
+            "debug_header": boolean(
+                "honour a caller's `x-switchyard-debug: route` (the answer then explains the "
+                "routing decision: target ids, scores, exclusions); false: only routes with "
+                "`debug: true` explain",
+                d.debug_header,
+            ),
             "config_poll_s": number(
                 "how often the config file is checked for changes (reload); 0 turns it off",
                 d.config_poll_s,
