@@ -32,11 +32,13 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 
 def public_url(url: str) -> str:
-    """The URL without credentials (`https://user:pw@host/v1` -> `https://host/v1`)."""
+    """The URL without credentials or query (`https://user:pw@host/v1?key=k` ->
+    `https://host/v1`): either may hold a secret."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not parts.query and not parts.fragment:
         return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
 
 
 def _issue(i: ConfigIssue) -> dict[str, object]:

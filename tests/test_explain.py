@@ -231,6 +231,7 @@ async def test_admin_config_shows_what_is_loaded_without_secrets_and_reload_prob
     data["providers"]["a"] = {  # basic auth in the URL (e.g. a vLLM behind a proxy)
         "base_url": a.base_url.replace("http://", "http://user:pw-secret@")
     }
+    data["providers"]["b"]["base_url"] = b.base_url + "?key=q-secret"  # a key in the query
     path = tmp_path / "c.yaml"
     gw = await gateway_factory(load_file(write(path, data)))
 
