@@ -22,7 +22,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from health import fleet_learned
@@ -35,9 +34,11 @@ from health.learned import Space
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
 from health.redis_conn import connect, describe
-from health.settings import HealthSettings
+from health.settings import FleetSettings, HealthSettings
 from health.store import HealthSnapshot, Permit, StoreStatus
 from health.window import WindowCounts
+
+__all__ = ["FleetSettings", "FleetStore"]
 
 log = logging.getLogger("switchyard.health.fleet")
 
@@ -45,18 +46,6 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-@dataclass(frozen=True, slots=True)
-class FleetSettings:
-    url: str
-    prefix: str = "switchyard"
-    sync_period_s: float = 0.25
-    timeout_s: float = 0.2
-    probe_lock_s: float = 30.0
-    half_open_grace_s: float = 600.0  # how long the fleet remembers a target is being probed
-    heartbeat_s: float = 1.0
-    pubsub: bool = True  # False: reconciliation alone (also forced for Redis Cluster)
 
 
 class FleetStore:

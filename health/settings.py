@@ -34,3 +34,17 @@ class HealthSettings:
     ewma_tau_s: float = 10.0
     breaker: BreakerSettings = BreakerSettings()
     throttle: ThrottleSettings = ThrottleSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """The Redis fleet store (`health.fleet.FleetStore`)."""
+
+    url: str
+    prefix: str = "switchyard"
+    sync_period_s: float = 0.25
+    timeout_s: float = 0.2
+    probe_lock_s: float = 30.0
+    half_open_grace_s: float = 600.0  # how long the fleet remembers a target is being probed
+    heartbeat_s: float = 1.0
+    pubsub: bool = True  # False: reconciliation alone (also forced for Redis Cluster)
