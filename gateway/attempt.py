@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -39,7 +40,9 @@ class AttemptSpec:
 
     @property
     def url(self) -> str:
-        return self.provider.base_url + self.path
+        query = self.provider.query
+        url = self.provider.base_url + self.path
+        return url + "?" + urlencode(query) if query else url
 
 
 @dataclass(frozen=True, slots=True)

@@ -673,6 +673,11 @@ def test_target_requires_provider_and_model() -> None:
         ("localhost:8080", "must be an http(s) URL, got 'localhost:8080'"),
         ("http://", "must be an http(s) URL, got 'http://'"),
         ("api.openai.com/v1", "must be an http(s) URL, got 'api.openai.com/v1'"),
+        (
+            "https://x.openai.azure.com/openai/deployments/d?api-version=1",
+            "must not carry a query or fragment (the endpoint path is appended to it): put "
+            "query parameters in `query:`",
+        ),
         ("", "required"),
         (None, "required"),
     ],
@@ -693,6 +698,7 @@ def test_provider_repr_never_shows_api_key() -> None:
     data = minimal()
     data["providers"]["a"]["api_key"] = "sk-very-secret-value"
     data["providers"]["a"]["headers"] = {"X-Api-Key": "hdr-very-secret-value"}
+    data["providers"]["a"]["query"] = {"key": "query-very-secret-value"}
     data["health"] = {"store": "redis", "redis_url": "redis://:pw-very-secret@redis:6379/0"}
     config = load_data(data, env={})
     provider = config.providers["a"]

@@ -231,14 +231,14 @@ async def test_admin_config_shows_what_is_loaded_without_secrets_and_reload_prob
     data["providers"]["a"] = {  # basic auth in the URL (e.g. a vLLM behind a proxy)
         "base_url": a.base_url.replace("http://", "http://user:pw-secret@")
     }
-    data["providers"]["b"]["base_url"] = b.base_url + "?key=q-secret"  # a key in the query
+    data["providers"]["b"]["query"] = {"key": "q-secret"}  # a key as a query parameter
     path = tmp_path / "c.yaml"
     gw = await gateway_factory(load_file(write(path, data)))
 
     async with http.get(gw.url + "/admin/config") as r:
         assert r.status == 200
         text = await r.text()
-    assert "secret" not in text  # keys and URL credentials stay out
+    assert "secret" not in text  # keys, URL credentials and query parameters stay out
     view = json.loads(text)
     assert view["status"] == "ok" and view["last_reload"] is None
     assert view["source"] == str(path) and view["reloadable"] is True

@@ -24,3 +24,36 @@ async def test_chat_through_gateway(
     log = sim.state.attempts()
     assert len(log) == 1
     assert log[0]["headers"]["authorization"] == "Bearer key-a"
+
+
+async def test_a_provider_may_need_query_parameters_and_its_own_key_header(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """Azure OpenAI style: the key in an `api-key` header, the API version as a query."""
+    from gateway.config import load_data
+
+    sim = await sim_factory("sim-a")
+    cfg = load_data(
+        {
+            "server": {"host": "127.0.0.1", "port": 0, "config_poll_s": 0},
+            "providers": {
+                "az": {
+                    "base_url": sim.base_url,
+                    "headers": {"api-key": "az-key"},
+                    "query": {"api-version": "2024-10-21"},
+                }
+            },
+            "routes": [{"alias": "chat", "candidates": ["m1@az"]}],
+        },
+        env={},
+    )
+    gw = await gateway_factory(cfg)
+    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with http.post(gw.url + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200
+        assert (await resp.read()).rstrip().endswith(b"[DONE]")
+    (attempt,) = sim.state.attempts()
+    assert attempt["path"] == "/v1/chat/completions"
+    assert attempt["query"] == "api-version=2024-10-21"
+    assert attempt["headers"]["api-key"] == "az-key"
+    assert "authorization" not in attempt["headers"]  # no api_key: no Bearer header

@@ -246,6 +246,12 @@ def _providers(s: Section) -> dict[str, ProviderConfig]:
             shown = "a URL with credentials" if "@" in parts.netloc else repr(base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 p.issues.add(path, f"must be an http(s) URL, got {shown}")
+            elif parts.query or parts.fragment:
+                p.issues.add(
+                    path,
+                    "must not carry a query or fragment (the endpoint path is appended to "
+                    "it): put query parameters in `query:`",
+                )
             elif "@" in parts.netloc and p.raw("api_key"):
                 p.issues.add(
                     path,
@@ -262,12 +268,18 @@ def _providers(s: Section) -> dict[str, ProviderConfig]:
             str(k): headers_s.coerce(v, str, join(headers_s.path, str(k)), "")
             for k, v in headers_s.data.items()
         }
+        query_s = p.sub("query")
+        query = {
+            str(k): query_s.coerce(v, str, join(query_s.path, str(k)), "")
+            for k, v in query_s.data.items()
+        }
         out[str(name)] = ProviderConfig(
             name=str(name),
             base_url=base_url.rstrip("/"),
             api_key=p.get("api_key", str, ""),
             format=fmt,
             headers=MappingProxyType(headers),
+            query=MappingProxyType(query),
             timeouts=Timeouts(**decode_timeouts(p.sub("timeouts"))),
             max_connections=p.positive("max_connections", int, 100),
         )

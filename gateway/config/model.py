@@ -32,6 +32,7 @@ class ProviderConfig:
     api_key: str = field(default="", repr=False)  # never printed
     format: str = "openai"
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    query: Mapping[str, str] = field(default_factory=dict, repr=False)  # e.g. Azure api-version
     timeouts: Timeouts = Timeouts()
     max_connections: int = 100
 

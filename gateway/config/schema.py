@@ -199,6 +199,10 @@ def _provider() -> Schema:
             "api_key": string("sent as `Authorization: Bearer ...`; empty sends none"),
             "format": choice("wire format (only openai today)", d.format, FORMATS),
             "headers": strings("extra headers for every request (e.g. Azure's api-key)"),
+            "query": strings(
+                "query parameters for every request (e.g. Azure's api-version); never shown "
+                "in /admin/config, spans or logs"
+            ),
             "max_connections": integer(
                 "connection pool size to this provider", d.max_connections, minimum=1
             ),

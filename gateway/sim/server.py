@@ -73,6 +73,7 @@ def _openai(endpoint: endpoints.Endpoint) -> Handler:
         fault = state.take_fault()
         attempt = state.begin(
             path=request.path,
+            query=request.query_string,
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
             fault=fault.mode,

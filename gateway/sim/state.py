@@ -15,7 +15,7 @@ from gateway.sim.faults import Fault
 DEFAULT_MODELS: tuple[str, ...] = ("sim-small", "sim-large")
 LOG_LIMIT = 10_000
 # Request headers the log keeps (plus every header starting with "x-").
-_LOGGED_HEADERS = frozenset({"authorization", "traceparent", "tracestate", "user-agent"})
+_LOGGED_HEADERS = frozenset({"authorization", "api-key", "traceparent", "tracestate", "user-agent"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class Attempt:
     t_end: float | None = None
     status: int | None = None
     outcome: str = "running"
+    query: str = ""  # the request's query string, if any
     client_disconnected: bool = False
 
     def finish(self, outcome: str | None = None) -> None:
@@ -77,6 +78,7 @@ class Attempt:
             "t_start": self.t_start,
             "t_end": self.t_end,
             "path": self.path,
+            "query": self.query,
             "model": self.model,
             "stream": self.stream,
             "fault": self.fault,
@@ -131,6 +133,7 @@ class SimState:
         fault: str,
         headers: Mapping[str, str],
         request_body: Any,
+        query: str = "",
     ) -> Attempt:
         attempt = Attempt(
             seq=next(self._seq),
@@ -141,6 +144,7 @@ class SimState:
             fault=fault,
             headers=logged_headers(headers),
             request_body=request_body,
+            query=query,
         )
         self.log.append(attempt)
         return attempt
