@@ -10,10 +10,9 @@ Every test drives real sims over loopback sockets and checks three views: what t
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,9 @@ from gateway.server import Server
 from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text, answer_words
 from tests.conftest import GatewayFactory, SimFactory, closed_port, make_config
+from tests.replies import Reply, admin_targets, answer_of, post
 from tests.sse import sse_events
+from tests.waiting import eventually
 
 PROMPT = "where is the switch"
 N_WORDS = 6
@@ -49,68 +50,6 @@ def chat(stream: bool = False, prompt: str = PROMPT) -> dict[str, Any]:
 
 def expected(sim: str, model: str = "m1", prompt: str = PROMPT) -> str:
     return answer_text(sim, model, prompt, N_WORDS)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-async def post(
-    http: aiohttp.ClientSession, gw: Server, body: dict[str, Any], path: str = "/chat/completions"
-) -> Reply:
-    async with http.post(gw.url + "/v1" + path, json=body) as resp:
-        data = await resp.read()
-        return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, data)
-
-
-def stream_text(body: bytes) -> str:
-    """The text of a complete chat stream; asserts it is well formed and ends with [DONE]."""
-    events = sse_events(body)
-    assert events, "empty stream"
-    assert events[-1] == (None, "[DONE]"), events[-1]
-    text = []
-    for name, data in events[:-1]:
-        assert name is None, (name, data)
-        chunk = orjson.loads(data)
-        for choice in chunk["choices"]:
-            text.append(choice["delta"].get("content") or "")
-    return "".join(text)
-
-
-def answer_of(reply: Reply, stream: bool) -> str:
-    assert reply.status == 200, reply.body
-    if stream:
-        assert reply.headers["content-type"].startswith("text/event-stream")
-        return stream_text(reply.body)
-    return str(reply.json()["choices"][0]["message"]["content"])
-
-
-async def targets(http: aiohttp.ClientSession, gw: Server) -> dict[str, dict[str, Any]]:
-    async with http.get(gw.url + "/admin/targets") as resp:
-        assert resp.status == 200
-        data = await resp.json()
-    return {t["id"]: t for t in data["data"]}
-
-
-async def eventually(check: Callable[[], Any], timeout_s: float = 2.0) -> None:
-    """Wait until `check()` stops raising AssertionError (re-raises the last one on timeout)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                await result
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.02)
 
 
 def set_fault(sim: SimServer, spec: dict[str, Any]) -> None:
@@ -227,7 +166,7 @@ async def test_provider_failure_before_first_byte_fails_over(
     await eventually(a_done)
     b_log = pair.b.state.attempts()
     assert [(x["outcome"], x["stream"]) for x in b_log] == [("completed", stream)]
-    health = await targets(http, pair.gw)
+    health = await admin_targets(http, pair.gw)
     assert health["m1@a"]["consecutive_failures"] == 1
     assert health["m1@a"]["window_calls"] == 1
     assert health["m1@a"]["error_rate"] == 1.0
@@ -251,7 +190,7 @@ async def test_connection_refused_fails_over(
     assert_served_by_b(reply, stream)
     assert p.a.state.attempts() == []  # sim-a is not even the address used
     assert len(p.b.state.attempts()) == 1
-    health = await targets(http, p.gw)
+    health = await admin_targets(http, p.gw)
     assert health["m1@a"]["consecutive_failures"] == 1
     assert health["m1@a"]["error_rate"] == 1.0
 
@@ -303,7 +242,7 @@ async def test_error_event_before_first_content_fails_over(
     assert b"overloaded" not in reply.body
     assert seen == ["/v1/chat/completions"]
     assert len(p.b.state.attempts()) == 1
-    health = await targets(http, p.gw)
+    health = await admin_targets(http, p.gw)
     assert health["m1@a"]["consecutive_failures"] == 1
 
 
@@ -356,7 +295,7 @@ async def test_caller_error_passes_through_unretried(
     assert error["code"] == fault.get("code")
     assert len(pair.a.state.attempts()) == 1
     assert pair.b.state.attempts() == []
-    health = await targets(http, pair.gw)
+    health = await admin_targets(http, pair.gw)
     a = health["m1@a"]
     assert (a["state"], a["consecutive_failures"], a["window_calls"]) == ("closed", 0, 0)
     assert a["misconfigured"] is False and a["throttled_until"] is None
@@ -392,7 +331,7 @@ async def test_429_fails_over_and_throttles_the_target(
     a_log = pair.a.state.attempts()
     assert [x["status"] for x in a_log] == [429]
 
-    health = await targets(http, pair.gw)
+    health = await admin_targets(http, pair.gw)
     a = health["m1@a"]
     assert a["throttled_until"] is not None
     # An HTTP-date has one-second resolution.
@@ -437,7 +376,7 @@ async def test_credential_error_fails_over_and_marks_target_misconfigured(
     reply = await post(http, pair.gw, chat())
     assert_served_by_b(reply, stream=False)
     assert [x["status"] for x in pair.a.state.attempts()] == [status]
-    a = (await targets(http, pair.gw))["m1@a"]
+    a = (await admin_targets(http, pair.gw))["m1@a"]
     assert a["misconfigured"] is True
     assert a["state"] == "open"
     # misconfigured_open_s defaults to 300 s, no jitter
@@ -511,11 +450,11 @@ async def test_breaker_opens_after_five_consecutive_failures(
     for i in range(5):
         reply = await post(http, pair.gw, chat())
         assert_served_by_b(reply, stream=False)
-        a = (await targets(http, pair.gw))["m1@a"]
+        a = (await admin_targets(http, pair.gw))["m1@a"]
         assert a["consecutive_failures"] == i + 1
         assert a["state"] == ("open" if i == 4 else "closed")
     assert len(pair.a.state.attempts()) == 5
-    a = (await targets(http, pair.gw))["m1@a"]
+    a = (await admin_targets(http, pair.gw))["m1@a"]
     assert a["last_transition"]["to"] == "open"
     assert a["last_transition"]["reason"] == "5 consecutive failures"
     assert a["open_until"] is not None
@@ -541,7 +480,7 @@ async def open_both(pair: Pair, http: aiohttp.ClientSession) -> dict[str, dict[s
         reply = await post(http, pair.gw, chat())
         assert reply.status == 502
         assert reply.headers["x-switchyard-attempts"] == "2"
-    health = await targets(http, pair.gw)
+    health = await admin_targets(http, pair.gw)
     assert health["m1@a"]["state"] == health["m1@b"]["state"] == "open"
     assert [len(pair.a.state.attempts()), len(pair.b.state.attempts())] == [5, 5]
     return health
@@ -614,7 +553,7 @@ async def test_context_length_error_goes_to_a_larger_context_candidate(
     assert answer_of(reply, stream=False) == expected("sim-b")
     assert [x["status"] for x in a.state.attempts()] == [400]
     assert len(b.state.attempts()) == 1
-    small = (await targets(http, gw))["small"]
+    small = (await admin_targets(http, gw))["small"]
     assert (small["state"], small["consecutive_failures"], small["window_calls"]) == (
         "closed",
         0,

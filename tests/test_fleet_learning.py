@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,10 @@ from health.fleet import FleetSettings, FleetStore
 from health.learned import Evidence
 from tests.conftest import GatewayFactory, SimFactory
 from tests.redisproc import RedisProcess
+from tests.waiting import until
 
 CHAT = "/v1/chat/completions"
 ASK = {"model": "r", "messages": [{"role": "user", "content": "hi"}]}
-
-
-async def eventually(cond: Any, timeout_s: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 async def test_two_stores_converge_on_everything_either_learned(
@@ -51,7 +43,7 @@ async def test_two_stores_converge_on_everything_either_learned(
             want = {"x": Evidence(30.0, 20.0), "y": Evidence(20.0, 0.0)}
             return all(s.evidence(t) == e for s in (sa, sb) for t, e in want.items())
 
-        await eventually(converged)
+        await until(converged)
 
         # Redis restarts empty while A goes on learning: nothing is lost, nothing doubled.
         redis_server.kill()
@@ -66,7 +58,7 @@ async def test_two_stores_converge_on_everything_either_learned(
                 20.0, 0.0
             )
 
-        await eventually(recovered, timeout_s=5.0)
+        await until(recovered, timeout_s=5.0)
         assert sa.evidence("x") == Evidence(35.0, 20.0)
     finally:
         await a.close()
@@ -89,7 +81,7 @@ async def test_a_closing_replica_hands_over_what_it_learned_since_the_last_sync(
         async def handed_over() -> bool:
             return peer_space.evidence("x") == Evidence(4.0, 0.0)
 
-        await eventually(handed_over)
+        await until(handed_over)
     finally:
         await peer.close()
 
@@ -112,7 +104,7 @@ async def test_junk_in_the_shared_hash_is_reseeded_not_fatal(redis_server: Redis
         async def synced() -> bool:
             return bool(await client.hget(key, "x|s") == b"1")
 
-        await eventually(synced)
+        await until(synced)
         await client.hset(key, mapping={"x|s": "junk", "y|f": "inf", "z|s": "-3"})
         space.add("x", 1.0, 1.0)
 
@@ -120,7 +112,7 @@ async def test_junk_in_the_shared_hash_is_reseeded_not_fatal(redis_server: Redis
             fields = await client.hgetall(key)
             return fields.get(b"x|s") == b"2" and fields.get(b"y|f") == b"1"
 
-        await eventually(repaired)
+        await until(repaired)
         assert not store.status().degraded
         assert space.evidence("x") == Evidence(2.0, 0.0)
         assert space.evidence("y") == Evidence(0.0, 1.0)
@@ -202,7 +194,7 @@ async def test_a_replica_routes_by_what_another_replica_learned(
         m2 = await means(http, two)
         return m2 == await means(http, one) and m2["tb"] > 0.8
 
-    await eventually(two_knows_what_one_learned)
+    await until(two_knows_what_one_learned)
     picks = await first_choices(http, two, 40)
     assert picks.count("tb") >= 34, picks
     # two sent nothing itself: every attempt the sims saw came from one's 60 requests.

@@ -22,6 +22,7 @@ from gateway.config import load_file
 from gateway.server import Server
 from tests.conftest import SimFactory
 from tests.redisproc import free_port
+from tests.waiting import until
 
 CHAT = "/v1/chat/completions"
 
@@ -37,13 +38,6 @@ def write_config(path: Path, sim_url: str, routes: dict[str, list[str]], **serve
 
 def chat(model: str, stream: bool = False) -> dict[str, Any]:
     return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-
-
-async def wait_until(cond: Any, timeout_s: float) -> None:
-    end = time.monotonic() + timeout_s
-    while not await cond():
-        assert time.monotonic() < end, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 # -- graceful SIGTERM -------------------------------------------------------------------------
@@ -208,7 +202,7 @@ async def test_configmap_symlink_swap_triggers_a_reload(
             write_config(volume / "..v2" / "config.yaml", sim.base_url, {"fresh": ["m9@a"]})
             (volume / "..data_tmp").symlink_to("..v2")
             os.replace(volume / "..data_tmp", volume / "..data")  # the atomic swap
-            await wait_until(lambda: route_exists("fresh"), 3.0)
+            await until(lambda: route_exists("fresh"), 3.0)
             assert not await route_exists("chat")  # the old route is gone
     finally:
         await server.stop()
@@ -286,7 +280,7 @@ async def test_workers_share_a_port_and_a_killed_one_is_restarted(
             return state in "ZX"
 
         # Connections that reached the victim before it died are the only ones it takes down.
-        await wait_until(victim_dead, 5.0)
+        await until(victim_dead, 5.0)
         ok = reset = 0
         for _ in range(20):  # the other worker keeps serving, on new connections
             try:
@@ -305,7 +299,7 @@ async def test_workers_share_a_port_and_a_killed_one_is_restarted(
             now = await pids(20)
             return len(now) == 2 and victim not in now
 
-        await wait_until(restarted, 10.0)
+        await until(restarted, 10.0)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 10) == 0
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,10 +25,10 @@ from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text
 from gateway.sim.endpoints import error_reply
 from tests.conftest import GatewayFactory, SimFactory
+from tests.replies import Reply, admin_targets, answer_of, post
 from tests.sse import sse_events
 from tests.waiting import eventually
 
-CHAT = "/v1/chat/completions"
 PROMPT = "how do breakers work"
 N_WORDS = 6
 DEADLINE_HEADER = "x-switchyard-deadline-ms"
@@ -84,64 +83,6 @@ def chat(stream: bool = False, model: str = "chat", prompt: str = PROMPT) -> dic
     return body
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    started: float  # monotonic, just before the request was sent
-    elapsed: float
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-    @property
-    def target(self) -> str | None:
-        return self.headers.get("x-switchyard-target")
-
-    @property
-    def attempts(self) -> str | None:
-        return self.headers.get("x-switchyard-attempts")
-
-
-async def post(
-    http: aiohttp.ClientSession,
-    gw: Server,
-    body: dict[str, Any],
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    started = time.monotonic()
-    async with http.post(gw.url + CHAT, json=body, headers=headers or {}) as resp:
-        data = await resp.read()
-        return Reply(
-            resp.status,
-            {k.lower(): v for k, v in resp.headers.items()},
-            data,
-            started,
-            time.monotonic() - started,
-        )
-
-
-def stream_text(body: bytes) -> str:
-    """The text of a complete chat stream; asserts it is well formed and ends with [DONE]."""
-    events = sse_events(body)
-    assert events and events[-1] == (None, "[DONE]"), events[-1:]
-    text = []
-    for name, data in events[:-1]:
-        assert name is None, (name, data)
-        for choice in orjson.loads(data)["choices"]:
-            text.append(choice["delta"].get("content") or "")
-    return "".join(text)
-
-
-def answer_of(reply: Reply, stream: bool) -> str:
-    assert reply.status == 200, reply.body
-    if stream:
-        assert reply.headers["content-type"].startswith("text/event-stream")
-        return stream_text(reply.body)
-    return str(reply.json()["choices"][0]["message"]["content"])
-
-
 def expected(sim: str, model: str = "m") -> str:
     return answer_text(sim, model, PROMPT, N_WORDS)
 
@@ -155,13 +96,6 @@ def error_of(reply: Reply, status: int, code: str | None) -> dict[str, Any]:
     assert error["code"] == code, error
     assert isinstance(error["message"], str) and error["message"]
     return dict(error)
-
-
-async def admin_targets(http: aiohttp.ClientSession, gw: Server) -> dict[str, dict[str, Any]]:
-    async with http.get(gw.url + "/admin/targets") as resp:
-        assert resp.status == 200
-        data = await resp.json()
-    return {t["id"]: t for t in data["data"]}
 
 
 def open_duration(t: dict[str, Any]) -> float:

@@ -22,6 +22,7 @@ from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text, answer_words
 from gateway.sim.delivery import reset_connection
 from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.replies import admin_targets
 from tests.sse import sse_events
 from tests.waiting import eventually
 
@@ -79,18 +80,11 @@ def assert_ends_with_error(body: bytes, code: str | None = None) -> tuple[str, d
     return content_of(events[:-1]), error
 
 
-async def targets(http: aiohttp.ClientSession, gw: Server) -> dict[str, dict[str, Any]]:
-    async with http.get(gw.url + "/admin/targets") as resp:
-        assert resp.status == 200
-        data = await resp.json()
-    return {t["id"]: t for t in data["data"]}
-
-
 async def assert_health(
     http: aiohttp.ClientSession, gw: Server, target: str, *, failures: int, calls: int
 ) -> None:
     async def check() -> None:
-        t = (await targets(http, gw))[target]
+        t = (await admin_targets(http, gw))[target]
         assert t["in_flight"] == 0
         assert t["window_calls"] == calls
         assert t["consecutive_failures"] == failures
@@ -413,5 +407,5 @@ async def test_burst_stream_is_relayed_whole(
         events = sse_events(body)
         assert events[-1] == (None, "[DONE]"), events[-1]
         assert content_of(events) == answer_text("sim-fast", "m1", PROMPT, 40)
-    health = (await targets(http, gw))["m1@a"]
+    health = (await admin_targets(http, gw))["m1@a"]
     assert health["consecutive_failures"] == 0

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 
 
-async def eventually(check: Callable[[], Awaitable[None]], timeout_s: float = 2.0) -> None:
-    """Wait until `await check()` stops raising AssertionError (re-raises it on timeout)."""
+async def eventually(check: Callable[[], Awaitable[None] | None], timeout_s: float = 2.0) -> None:
+    """Wait until `check()` (awaited if async) stops raising AssertionError (re-raises it on
+    timeout)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            await check()
+            result = check()
+            if inspect.isawaitable(result):
+                await result
             return
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
+        await asyncio.sleep(0.02)
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 3.0) -> None:
+    """Wait until `await predicate()` is true (AssertionError on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_s} s")
         await asyncio.sleep(0.02)
