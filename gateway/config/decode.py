@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from policies.params import describe
+
 T = TypeVar("T")
 
 
@@ -57,16 +59,6 @@ class Issues:
         self.items.append(ConfigIssue(path, message))
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
 class Section:
     """Reads the keys of one mapping; `done()` reports keys nobody asked for."""
 
@@ -113,7 +105,7 @@ class Section:
             self.issues.add(path, f"expected {want}, got a boolean")
             return default
         if not isinstance(value, kind):
-            self.issues.add(path, f"expected {want}, got {_describe(value)}")
+            self.issues.add(path, f"expected {want}, got {describe(value)}")
             return default
         return value
 
