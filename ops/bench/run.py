@@ -12,21 +12,15 @@ Every child process is killed on exit, Ctrl-C, error or the overall time limit.
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import datetime as dt
-import io
 import json
 import os
 import platform
 import re
-import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter, defaultdict
@@ -34,11 +28,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-LOOPBACK = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVER_CORE, CLIENT_CORE = 0, 1
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import (
+    CLIENT_CORE,
+    HERE,
+    LOOPBACK,
+    REPO,
+    SERVER_CORE,
+    Children,
+    CpuWindow,
+    Quiet,
+    free_port,
+    pick_python,
+    set_affinity,
+    supervised,
+    wait_listening,
+)
+from profiling import (
+    find_py_spy,
+    profile_cprofile,
+    profile_py_spy,
+    profile_report,
+)
 
 CHAT = {
     "model": "bench",
@@ -53,252 +64,6 @@ STREAM_SIM = ("--latency-ms", "50", "--chunk-interval-ms", "10", "--words", "16"
 STREAM_EVENTS = 20
 
 TARGETS = {"rps_ratio": 0.66, "cpu_ms": 0.3, "ttft_p50_ms": 1.0, "ttft_p99_ms": 3.0}
-
-
-# ---- child processes -------------------------------------------------------------------------
-
-
-class Children:
-    """Every process this script starts, so that all of them are ended on any exit."""
-
-    def __init__(self, logdir: Path, pin: bool, nice: int = 0) -> None:
-        self.logdir = logdir
-        self.pin = pin
-        self.nice = nice
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.others: list[subprocess.Popen[bytes]] = []
-
-    def argv(self, argv: list[str], core: int | None) -> list[str]:
-        if self.nice and core is not None:  # not for helpers such as the profiler
-            argv = ["nice", "-n", str(self.nice), *argv]
-        if self.pin and core is not None:
-            argv = ["taskset", "-c", str(core), *argv]
-        return argv
-
-    def start(self, name: str, argv: list[str], core: int | None) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            self.argv(argv, core),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # Ctrl-C reaches us only; we end the children ourselves
-        )
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def run(
-        self, argv: list[str], core: int | None, timeout: float, env: dict[str, str] | None = None
-    ) -> tuple[int, str, str]:
-        """Run a bounded helper (load tool, profiler) to completion; return (rc, out, err)."""
-        proc = subprocess.Popen(
-            self.argv(argv, core),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        self.others.append(proc)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
-        finally:
-            if proc.poll() is None:  # timed out, interrupted or aborted: end it now
-                _end(proc, 1.0)
-            self.others.remove(proc)
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-    def spawn(self, argv: list[str], core: int | None, out: Path) -> subprocess.Popen[bytes]:
-        """Start a bounded helper in the background (ended by `stop_all` if still running)."""
-        f = open(out, "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            self.argv(argv, core),
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        f.close()
-        self.others.append(proc)
-        return proc
-
-    def pids(self) -> set[int]:
-        return {p.pid for p in [*self.procs.values(), *self.others]}
-
-    def log_tail(self, name: str, lines: int = 15) -> str:
-        path = self.logdir / f"{name}.log"
-        try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, name: str, grace_s: float = 5.0) -> int | None:
-        proc = self.procs.pop(name)
-        _end(proc, grace_s)
-        return proc.returncode
-
-    def stop_all(self) -> None:
-        procs = [*self.others, *reversed(self.procs.values())]
-        self.others, self.procs = [], {}
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(OSError):
-                    p.terminate()  # by pid: these are processes we started
-        deadline = time.monotonic() + 5
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=max(0.05, deadline - time.monotonic()))
-            if p.poll() is None:
-                with contextlib.suppress(OSError):
-                    p.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.wait(timeout=2)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if this script dies, even by SIGKILL (Linux)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _end(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(children: Children, name: str, port: int, timeout_s: float = 20.0) -> None:
-    proc = children.procs[name]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{children.log_tail(name)}")
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{name} did not listen on port {port} within {timeout_s:.0f} s")
-
-
-# ---- CPU accounting from /proc ---------------------------------------------------------------
-
-
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(command name, utime + stime in clock ticks) of a process, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return comm, int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-
-
-def cpu_s(pid: int) -> float:
-    st = proc_stat(pid)
-    if st is None:
-        raise RuntimeError(f"process {pid} is gone")
-    return st[1] / CLK_TCK
-
-
-def all_procs() -> dict[int, tuple[str, int]]:
-    out: dict[int, tuple[str, int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = proc_stat(int(entry))
-            if st is not None:
-                out[int(entry)] = st
-    return out
-
-
-class Quiet:
-    """Waits (within a total budget) for other processes to stop using the CPU before a
-    measured run: this machine may be shared, and a busy neighbour slows every path."""
-
-    def __init__(self, budget_s: float, threshold: float = 0.10) -> None:
-        self.budget_s = budget_s
-        self.threshold = threshold  # share of one core used by processes not ours
-        self.waited_s = 0.0
-
-    def wait(self, ours: set[int]) -> None:
-        ours = ours | {os.getpid()}
-        while True:
-            t0, a = time.monotonic(), all_procs()
-            time.sleep(0.5)
-            b, wall = all_procs(), time.monotonic() - t0
-            busy = sum(
-                ticks - (a[pid][1] if pid in a and a[pid][0] == comm else 0)
-                for pid, (comm, ticks) in b.items()
-                if pid not in ours
-            )
-            if busy / CLK_TCK / wall <= self.threshold or self.waited_s >= self.budget_s:
-                return
-            self.waited_s += wall
-
-
-@dataclass
-class CpuWindow:
-    """CPU used by chosen processes, by finished children (the load tool) and by everything
-    else on the machine, between `start()` and `stop()`."""
-
-    watch: dict[str, int]
-    t0: float = 0.0
-    wall_s: float = 0.0
-    before: dict[str, float] = field(default_factory=dict)
-    used: dict[str, float] = field(default_factory=dict)
-    _children0: float = 0.0
-    _all0: dict[int, tuple[str, int]] = field(default_factory=dict)
-    foreign_s: float = 0.0
-    foreign_top: list[tuple[str, float]] = field(default_factory=list)
-    loadgen_s: float = 0.0
-
-    def start(self) -> CpuWindow:
-        self._all0 = all_procs()
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self._children0 = ru.ru_utime + ru.ru_stime
-        self.before = {k: cpu_s(pid) for k, pid in self.watch.items()}
-        self.t0 = time.monotonic()
-        return self
-
-    def stop(self, ours: set[int]) -> CpuWindow:
-        self.wall_s = time.monotonic() - self.t0
-        self.used = {k: cpu_s(pid) - self.before[k] for k, pid in self.watch.items()}
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.loadgen_s = ru.ru_utime + ru.ru_stime - self._children0
-        ours = ours | {os.getpid()}
-        by_name: dict[str, float] = defaultdict(float)
-        for pid, (comm, ticks) in all_procs().items():
-            if pid in ours:
-                continue
-            start = self._all0.get(pid)
-            delta = ticks - (start[1] if start is not None and start[0] == comm else 0)
-            if delta > 0:
-                by_name[comm] += delta / CLK_TCK
-        self.foreign_s = sum(by_name.values())
-        top = sorted(by_name.items(), key=lambda kv: -kv[1])[:3]
-        self.foreign_top = [(k, round(v, 2)) for k, v in top]
-        return self
 
 
 # ---- non-streaming load ---------------------------------------------------------------------
@@ -561,168 +326,6 @@ def measure_stream(
     return result
 
 
-# ---- profiling -------------------------------------------------------------------------------
-
-
-def find_py_spy(python: str) -> str | None:
-    found = shutil.which("py-spy")
-    if found:
-        return found
-    candidate = Path(python).parent / "py-spy"
-    return str(candidate) if candidate.exists() else None
-
-
-def profile_py_spy(
-    children: Children, tool: LoadTool, py_spy: str, pid: int, url: str, seconds: int, out: Path
-) -> Counter[tuple[str, ...]] | str:
-    """Sample `pid` with py-spy while the load tool drives `url`; the collapsed stacks are
-    kept in `out`. Returns the stacks, or an error message."""
-    spy_log = out.with_suffix(".log")
-    argv = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw"]
-    argv += ["--duration", str(max(1, seconds - 1)), "--output", str(out)]
-    spy = children.spawn(argv, None, spy_log)
-    time.sleep(0.5)
-    tool.run(url, seconds)
-    try:
-        spy.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        _end(spy, 2)
-    if spy.returncode != 0 or not out.exists():
-        return f"py-spy failed (rc {spy.returncode}):\n{spy_log.read_text(errors='replace')}"
-    spy_log.unlink(missing_ok=True)
-    stacks: Counter[tuple[str, ...]] = Counter()
-    for line in out.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit() and not IDLE.search(stack.rsplit(";", 1)[-1]):
-            stacks[tuple(_frame(f) for f in stack.split(";"))] += int(count)
-    return stacks
-
-
-# py-spy counts a thread pool worker blocked on its empty queue as busy (its wait is a Python
-# frame): ~40 % of the samples under load here. It uses no CPU: leave it out of the shares.
-IDLE = re.compile(r"_worker \(concurrent/futures/thread\.py:8[01]\)")
-
-
-OURS = re.compile(r"\((gateway|health|policies)/")
-CATEGORIES = (
-    # (label, pattern on the innermost frame); first match wins
-    ("Switchyard's own code", r"\((gateway|health|policies)/|\(<string>\)|\(uuid\.py\)"),
-    ("tenacity, pybreaker (+ inspect)", r"\((tenacity|pybreaker)/|\(inspect\.py\)"),
-    ("aiohttp (+ multidict, yarl)", r"\((aiohttp|multidict|yarl|propcache|aiohappyeyeballs)/"),
-    ("event loop, native (uvloop, syscalls)", r"^Runner\.run "),
-    ("asyncio (Python part)", r"\(asyncio/"),
-    ("pass-through handler", r"\(.*passthrough\.py\)"),
-)
-
-
-def categorize(stacks: Counter[tuple[str, ...]]) -> Counter[str]:
-    """Samples by where the innermost frame is. Native code (orjson, llhttp, uvloop) counts
-    for the Python frame that called it; frozen dataclass __init__s (<string>) and uuid are
-    counted as Switchyard's own, since the pass-through has none. "other" is the rest of the
-    standard library (random, dataclasses, weakref, ...)."""
-    out: Counter[str] = Counter()
-    for frames, n in stacks.items():
-        leaf = frames[-1] if frames else ""
-        label = next((lab for lab, pat in CATEGORIES if re.search(pat, leaf)), "other")
-        out[label] += n
-    return out
-
-
-def profile_report(
-    profiles: dict[str, Counter[tuple[str, ...]]], cpu_ms: dict[str, float | None], top: int = 15
-) -> str:
-    lines = ["Where the CPU goes (share of samples; µs/req = share x measured CPU ms/req):"]
-    cats = {name: categorize(st) for name, st in profiles.items()}
-    totals = {name: sum(st.values()) for name, st in profiles.items()}
-    labels = [lab for lab, _ in CATEGORIES if any(c[lab] for c in cats.values())] + ["other"]
-    head = f"  {'':40}" + "".join(f" {name:>24}" for name in profiles)
-    lines.append(head)
-    for lab in labels:
-        row = f"  {lab:40}"
-        for name in profiles:
-            share = cats[name][lab] / totals[name] if totals[name] else 0.0
-            ms = cpu_ms.get(name)
-            us = f"{share * ms * 1000:5.0f} µs" if ms else ""
-            row += f" {100 * share:8.1f}% {us:>14}"
-        lines.append(row)
-    lines.append("  " + ", ".join(f"{n}: {t} samples" for n, t in totals.items()))
-    sy = profiles.get("switchyard")
-    if sy:
-        total = totals["switchyard"]
-        self_n: Counter[str] = Counter()
-        incl_n: Counter[str] = Counter()
-        for frames, n in sy.items():
-            if frames:
-                self_n[frames[-1]] += n
-            for f in set(frames):
-                incl_n[f] += n
-        lines.append("Switchyard, hottest functions by self time (native callees included):")
-        for f, n in self_n.most_common(top):
-            lines.append(f"  {100 * n / total:6.1f}%  {f}")
-        lines.append("Switchyard code by inclusive time (with everything it calls):")
-        ours = [(f, n) for f, n in incl_n.most_common() if OURS.search(f)]
-        skip = re.compile(r"^(main|run|cmd_serve|<module>) ")
-        for f, n in [(f, n) for f, n in ours if not skip.match(f)][:top]:
-            lines.append(f"  {100 * n / total:6.1f}%  {f}")
-    return "\n".join(lines)
-
-
-def _frame(frame: str) -> str:
-    """'handle (gateway/proxy.py:52)' -> 'handle (gateway/proxy.py)', paths shortened."""
-    m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
-    if not m:
-        return frame
-    func, path = m.groups()
-    for marker in ("/site-packages/", "/lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    if str(REPO) in path:
-        path = os.path.relpath(path, REPO)
-    return f"{func} ({path})"
-
-
-CPROFILE_SERVE = """
-import cProfile, sys
-from gateway.cli import main
-out = sys.argv.pop(1)
-prof = cProfile.Profile()
-prof.enable()
-try:
-    main(sys.argv[1:])
-finally:
-    prof.disable()
-    prof.dump_stats(out)
-"""
-
-
-def profile_cprofile(
-    children: Children,
-    tool: LoadTool,
-    python: str,
-    config: Path,
-    seconds: int,
-    out: Path,
-) -> str:
-    """Without py-spy: run a second gateway under cProfile (slower, but shows the shape)."""
-    import pstats
-
-    port = free_port()
-    argv = [python, "-c", CPROFILE_SERVE, str(out), "serve", "-c", str(config)]
-    argv += ["--host", LOOPBACK, "--port", str(port)]
-    children.start("switchyard-cprofile", argv, SERVER_CORE)
-    wait_listening(children, "switchyard-cprofile", port)
-    tool.run(f"http://{LOOPBACK}:{port}/v1/chat/completions", seconds)
-    children.stop("switchyard-cprofile", grace_s=15)
-    if not out.exists():
-        return "cProfile produced no output"
-    stream = io.StringIO()
-    stats = pstats.Stats(str(out), stream=stream)
-    stats.sort_stats("tottime").print_stats(18)
-    stats.sort_stats("cumulative").print_stats(r"(gateway|health|policies)/", 18)
-    return stream.getvalue()
-
-
 # ---- reporting -------------------------------------------------------------------------------
 
 
@@ -889,17 +492,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def pick_python() -> str:
-    """An interpreter that can import the gateway: this one, else the repo's venv."""
-    code = "import gateway, aiohttp, uvloop, orjson"
-    for python in (sys.executable, str(REPO / ".venv" / "bin" / "python")):
-        if Path(python).exists():
-            ok = subprocess.run([python, "-c", code], capture_output=True, timeout=60)
-            if ok.returncode == 0:
-                return python
-    raise SystemExit("cannot import gateway: run with the project's venv python")
-
-
 def write_config(path: Path, port: int, upstream_port: int, *, tracing: bool = False) -> None:
     # The default config records no span (no exporter, no /ui trace buffer); tracing on keeps
     # 200 traces for /ui, which records every request's spans with the OTel SDK.
@@ -920,41 +512,18 @@ routes:
     )
 
 
-class Abort(Exception):
-    pass
-
-
-def _raise_abort(signum: int, _frame: object) -> None:
-    raise Abort(f"stopped by {signal.Signals(signum).name}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     python = pick_python()
     started = time.monotonic()
-    affinity = os.sched_getaffinity(0)
-    pin = not args.no_pin and shutil.which("taskset") is not None and {0, 1} <= affinity
-    tmp = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
-    children = Children(tmp, pin, args.nice)
-    atexit.register(children.stop_all)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, _raise_abort)
-    signal.alarm(args.time_limit)
-    try:
-        return run(args, python, children, tmp, pin, started)
-    except (Abort, KeyboardInterrupt) as exc:
-        print(f"\naborted: {str(exc) or 'interrupted'}", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        signal.alarm(0)
-        children.stop_all()
-        if args.keep_logs:
-            print(f"logs kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return supervised(
+        lambda children, tmp, pin: run(args, python, children, tmp, pin, started),
+        what="bench",
+        no_pin=args.no_pin,
+        time_limit_s=args.time_limit,
+        keep_logs=args.keep_logs,
+        nice=args.nice,
+    )
 
 
 def run(
@@ -1058,7 +627,7 @@ def run(
             # For direct runs the upstream *is* the server under test; pin it to core 0
             # like the proxies (it is moved back to core 1 afterwards).
             if direct and pin:
-                _set_affinity(server_pid, SERVER_CORE)
+                set_affinity(server_pid, SERVER_CORE)
             try:
                 r = measure_load(
                     tool,
@@ -1074,7 +643,7 @@ def run(
                 )
             finally:
                 if direct and pin:
-                    _set_affinity(server_pid, CLIENT_CORE)
+                    set_affinity(server_pid, CLIENT_CORE)
             results[name].append(r)
             print("\n".join(load_table([r], show_round=True)[1:]), flush=True)
 
@@ -1274,11 +843,6 @@ def run_profile(
         f"(collapsed stacks: {files['switchyard']}, {files['passthrough']}):\n"
         + profile_report(profiles, cpu)
     )
-
-
-def _set_affinity(pid: int, core: int) -> None:
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(pid, {core})
 
 
 if __name__ == "__main__":

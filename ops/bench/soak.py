@@ -30,18 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import http.client
 import json
 import os
 import resource
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -52,7 +48,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-import run as bench  # noqa: E402 - ops/bench/run.py: process handling shared with the benchmark
+import procs as bench  # noqa: E402 - ops/bench/procs.py: process handling shared with run.py
 
 LOOPBACK = bench.LOOPBACK
 SERVER_CORE, CLIENT_CORE = bench.SERVER_CORE, bench.CLIENT_CORE
@@ -399,43 +395,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-class Abort(Exception):
-    pass
-
-
-def _raise_abort(signum: int, _frame: object) -> None:
-    raise Abort(f"stopped by {signal.Signals(signum).name}")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["client"]:
         return client_main(argv[1:])
     args = parse_args(argv)
     python = bench.pick_python()
-    affinity = os.sched_getaffinity(0)
-    pin = not args.no_pin and shutil.which("taskset") is not None and {0, 1} <= affinity
-    tmp = Path(tempfile.mkdtemp(prefix="switchyard-soak-"))
-    children = bench.Children(tmp, pin)
-    atexit.register(children.stop_all)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, _raise_abort)
-    signal.alarm(int(args.max_seconds + args.cold_starts * 25 + args.settle_seconds + 180))
-    try:
-        return soak(args, python, children, tmp, pin)
-    except (Abort, KeyboardInterrupt) as exc:
-        print(f"\naborted: {str(exc) or 'interrupted'}", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"\nsoak failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        signal.alarm(0)
-        children.stop_all()
-        if args.keep_logs:
-            print(f"logs kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return bench.supervised(
+        lambda children, tmp, pin: soak(args, python, children, tmp, pin),
+        what="soak",
+        no_pin=args.no_pin,
+        time_limit_s=int(args.max_seconds + args.cold_starts * 25 + args.settle_seconds + 180),
+        keep_logs=args.keep_logs,
+    )
 
 
 def soak(
@@ -545,7 +517,7 @@ def soak(
             stdin=subprocess.DEVNULL,
             cwd=REPO,
             start_new_session=True,
-            preexec_fn=bench._die_with_parent,  # ends with us even if we are killed
+            preexec_fn=bench.die_with_parent,  # ends with us even if we are killed
         )
     children.others.append(client)
     t_start = time.monotonic()
