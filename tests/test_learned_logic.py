@@ -196,11 +196,10 @@ def test_retain_forgets_the_spaces_of_routes_that_left() -> None:
 
 
 def test_a_space_forgotten_during_a_round_trip_stays_forgotten() -> None:
-    fleet, a, _ = replicas()
+    _, a, _ = replicas()
     a.space("r").add("x", 1.0, 1.0)
     drained = a.drain()
     a.retain([])  # a reload dropped the route while the sync was in flight
     a.settle("r", {"x": Evidence(1.0, 0.0)})
     a.unsend(drained)
     assert a.names() == []
-    del fleet
