@@ -373,6 +373,8 @@ class FleetStore:
             counts[1] += f
 
     async def _claim_probes(self) -> None:
+        if self._closing:
+            return  # a lock taken now would keep the fleet from probing until it expires
         now = self._clock.now()
         wanted = self._claimable()
         self._demand = {t: at for t, at in self._demand.items() if now - at < 2.0}
