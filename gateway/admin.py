@@ -14,12 +14,17 @@ from gateway.errors import Conflict, InvalidRequest, NotFound
 from health.signals import TargetHealth
 
 
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+def json_response(
+    data: object, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON answer (orjson) for the operational endpoints."""
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok", "pid": os.getpid()})
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -35,7 +40,7 @@ async def readyz(request: web.Request) -> web.Response:
             "last_error": rt.last_reload_error or None,
         },
     }
-    return _json(body, 503 if rt.draining else 200)
+    return json_response(body, 503 if rt.draining else 200)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -45,7 +50,7 @@ async def models(request: web.Request) -> web.Response:
         {"id": alias, "object": "model", "created": created, "owned_by": "switchyard"}
         for alias in rt.config.aliases
     ]
-    return _json({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})
 
 
 def _wall(seconds_from_now: float, now_wall: float) -> float | None:
@@ -93,7 +98,9 @@ async def targets(request: web.Request) -> web.Response:
         target_view(snap[tid], t.provider, t.model, now_wall, now_mono, view)
         for tid, t in config.targets.items()
     ]
-    return _json({"object": "list", "store": st.backend, "degraded": st.degraded, "data": data})
+    return json_response(
+        {"object": "list", "store": st.backend, "degraded": st.degraded, "data": data}
+    )
 
 
 async def reload_config(request: web.Request) -> web.Response:
@@ -102,14 +109,14 @@ async def reload_config(request: web.Request) -> web.Response:
 
     rt = request.app[RUNTIME]
     if not await asyncio.to_thread(is_reloadable, rt.config.source):
-        return _json(
+        return json_response(
             {"status": "not_reloadable", "detail": f"config {rt.config.source} is not a file"},
             409,
         )
     result = await reload(rt)
     if not result.ok:
-        return _json({"status": "rejected", "problems": list(result.problems)}, 422)
-    return _json(
+        return json_response({"status": "rejected", "problems": list(result.problems)}, 422)
+    return json_response(
         {"status": "reloaded", "changed": result.changed, "routes": list(rt.config.aliases)}
     )
 
@@ -155,4 +162,4 @@ async def feedback(request: web.Request) -> web.Response:
     policy = rt.policies.get(route)
     if policy is not None:
         observe(policy, Observation(target, None, feedback=float(score)))
-    return _json({"status": "recorded", "route": route.split("#", 1)[0], "target": target})
+    return json_response({"status": "recorded", "route": route.split("#", 1)[0], "target": target})

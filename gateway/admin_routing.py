@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from gateway.accept import parse_payload, read_body
+from gateway.admin import json_response
 from gateway.config.decode import ConfigIssue
 from gateway.config.model import Config, RouteConfig
 from gateway.context import RUNTIME
@@ -25,10 +26,6 @@ from policies.healthy import unavailable
 from policies.types import health_of
 
 _ENDPOINTS = {op: path for path, (op, _) in OPERATIONS.items()}  # "chat" -> /v1/chat/...
-
-
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def public_url(url: str) -> str:
@@ -95,7 +92,7 @@ async def show_config(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     config = rt.config
     last = rt.last_reload
-    return _json(
+    return json_response(
         {
             "source": config.source,
             "loaded_at": round(rt.loaded_wall_s, 3),
@@ -198,4 +195,4 @@ async def dry_run(request: web.Request) -> web.Response:
     )
     answer = decision_view(routed, panic=live.config.resilience.panic)
     answer["endpoint"] = _ENDPOINTS[operation]
-    return _json(answer)
+    return json_response(answer)

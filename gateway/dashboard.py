@@ -16,9 +16,9 @@ import functools
 import time
 from pathlib import Path
 
-import orjson
 from aiohttp import web
 
+from gateway.admin import json_response
 from gateway.context import RUNTIME
 from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime import Runtime
@@ -49,11 +49,7 @@ def _serve(name: str) -> web.Response:
 
 
 def _json(data: object) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data),
-        content_type="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
+    return json_response(data, headers={"Cache-Control": "no-store"})
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
