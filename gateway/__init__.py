@@ -1,1 +1,1 @@
-"""Switchyard gateway: the aiohttp server, request pipeline, upstream client, config, CLI."""
+"""Turnout gateway: the aiohttp server, request pipeline, upstream client, config, CLI."""

@@ -1,4 +1,4 @@
-"""`python -m gateway` is the `switchyard` command."""
+"""`python -m gateway` is the `turnout` command."""
 
 from gateway.cli import main
 

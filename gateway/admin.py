@@ -47,7 +47,7 @@ async def models(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     created = int(rt.started_wall_s)
     data = [
-        {"id": alias, "object": "model", "created": created, "owned_by": "switchyard"}
+        {"id": alias, "object": "model", "created": created, "owned_by": "turnout"}
         for alias in rt.config.aliases
     ]
     return json_response({"object": "list", "data": data})

@@ -29,7 +29,7 @@ from gateway.runtime import SHUTDOWN, Runtime
 from gateway.telemetry.hub import Telemetry
 from health.store import HealthStore
 
-log = logging.getLogger("switchyard.app")
+log = logging.getLogger("turnout.app")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 

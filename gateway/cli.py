@@ -1,4 +1,4 @@
-"""The `switchyard` command line (also `python -m gateway`): serve, check, schema, sim, demo."""
+"""The `turnout` command line (also `python -m gateway`): serve, check, schema, sim, demo."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DEFAULT_CONFIG = "config.yaml"
 
 
 def _config_path(arg: str | None) -> str:
-    return arg or os.environ.get("SWITCHYARD_CONFIG") or DEFAULT_CONFIG
+    return arg or os.environ.get("TURNOUT_CONFIG") or DEFAULT_CONFIG
 
 
 def _load_or_exit(path: str) -> Config:
@@ -56,7 +56,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         sys.stdout.buffer.write(text.encode("utf-8"))  # JSON is UTF-8, whatever the locale
         sys.stdout.flush()
-    except BrokenPipeError:  # `switchyard schema | head`: no traceback at exit either
+    except BrokenPipeError:  # `turnout schema | head`: no traceback at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
@@ -67,12 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     path = _config_path(args.config)
     config = _load_or_exit(path)
-    if os.environ.get("SWITCHYARD_LOG_FORMAT", config.telemetry.log_format) == "json":
+    if os.environ.get("TURNOUT_LOG_FORMAT", config.telemetry.log_format) == "json":
         from gateway.telemetry.logs import use_json_logs
 
         use_json_logs()
-    host = args.host or os.environ.get("SWITCHYARD_HOST") or config.server.host
-    env_port = os.environ.get("SWITCHYARD_PORT")
+    host = args.host or os.environ.get("TURNOUT_HOST") or config.server.host
+    env_port = os.environ.get("TURNOUT_PORT")
     port = args.port if args.port is not None else int(env_port) if env_port else config.server.port
     if args.workers > 1:
         from gateway.workers import supervise
@@ -90,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = Server(app, host, port, grace_s=config.server.grace_s, reuse_port=args.reuse_port)
         await server.start()
         _reload_on_sighup(app)
-        print(f"switchyard serving {Path(path).name} on {server.url}/v1", flush=True)
+        print(f"turnout serving {Path(path).name} on {server.url}/v1", flush=True)
         try:
             await wait_for_signal()
         finally:
@@ -139,20 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.sim.cli import add_sim_arguments
 
     parser = argparse.ArgumentParser(
-        prog="switchyard", description="An OpenAI-compatible, failover LLM gateway."
+        prog="turnout", description="An OpenAI-compatible, failover LLM gateway."
     )
-    parser.add_argument("--log-level", default=os.environ.get("SWITCHYARD_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=os.environ.get("TURNOUT_LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument(
-        "-c", "--config", help=f"config file (default ${{SWITCHYARD_CONFIG}} or {DEFAULT_CONFIG})"
+        "-c", "--config", help=f"config file (default ${{TURNOUT_CONFIG}} or {DEFAULT_CONFIG})"
     )
+    serve.add_argument("--host", help="address to bind (default $TURNOUT_HOST, else server.host)")
     serve.add_argument(
-        "--host", help="address to bind (default $SWITCHYARD_HOST, else server.host)"
-    )
-    serve.add_argument(
-        "--port", type=int, help="port to bind (default $SWITCHYARD_PORT, else server.port)"
+        "--port", type=int, help="port to bind (default $TURNOUT_PORT, else server.port)"
     )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)

@@ -12,7 +12,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 # aiohttp >= 3.14 wants typed request keys; older releases take a plain string.
 _request_key: Any = getattr(web, "RequestKey", None)
-REQUEST_ID: Any = _request_key("request_id", str) if _request_key else "switchyard.request_id"
-ROUTE: Any = _request_key("route", str) if _request_key else "switchyard.route"
+REQUEST_ID: Any = _request_key("request_id", str) if _request_key else "turnout.request_id"
+ROUTE: Any = _request_key("route", str) if _request_key else "turnout.route"
 # the routing decision in one line, when the route or the request asked for it (debug)
-EXPLANATION: Any = _request_key("explanation", str) if _request_key else "switchyard.explanation"
+EXPLANATION: Any = _request_key("explanation", str) if _request_key else "turnout.explanation"

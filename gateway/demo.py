@@ -1,4 +1,4 @@
-"""`switchyard demo`: a gateway and three simulated providers in one process. No Redis, no keys."""
+"""`turnout demo`: a gateway and three simulated providers in one process. No Redis, no keys."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def banner(gateway_url: str, sims: dict[str, SimServer]) -> str:
     sim_lines = "\n".join(f"    {name}: {s.base_url}" for name, s in sims.items())
     first = next(iter(sims.values()))
     return f"""
-Switchyard demo — gateway {api}  (routes: demo, smart; in-memory health, no Redis, no keys)
+Turnout demo — gateway {api}  (routes: demo, smart; in-memory health, no Redis, no keys)
   simulated providers:
 {sim_lines}
 
@@ -102,14 +102,14 @@ Switchyard demo — gateway {api}  (routes: demo, smart; in-memory health, no Re
   break sim-a, then ask again (the answer comes from sim-b):
     curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "status", "status": 503}}'
   heal it:        curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "ok"}}'
-  task-aware routing, explained (x-switchyard-route; a dry run: POST /admin/route):
+  task-aware routing, explained (x-turnout-route; a dry run: POST /admin/route):
     curl -si {api}/chat/completions -H 'Content-Type: application/json' \\
-      -H 'x-switchyard-debug: route' \\
+      -H 'x-turnout-debug: route' \\
       -d '{{"model": "smart", "messages": [{{"role": "user", "content": "Write Python code"}}]}}'
   target health:  curl -s {gateway_url}/admin/targets
   dashboard:      {gateway_url}/ui   (watch a failover happen and open its trace)
 
-switchyard demo ready: {api}
+turnout demo ready: {api}
 """
 
 
@@ -142,4 +142,4 @@ async def run_demo(port: int = 8080, *, chaos: bool = False, chaos_period_s: flo
         finally:
             for t in tasks:
                 t.cancel()
-            print("switchyard demo stopping", file=sys.stderr, flush=True)
+            print("turnout demo stopping", file=sys.stderr, flush=True)

@@ -37,7 +37,7 @@ from health.store import Permit
 from policies.compose import observe
 from policies.types import Observation, Policy, Ranked
 
-log = logging.getLogger("switchyard.exchange")
+log = logging.getLogger("turnout.exchange")
 
 CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
 HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
@@ -194,12 +194,12 @@ class Exchange:
             spec.target.model,
             spec.provider.base_url,
             {
-                "switchyard.attempt": len(self.plan.history) + 1,
-                "switchyard.probe": permit.probe,
-                "switchyard.hedge": hedge,
-                "switchyard.panic": panic,
-                "switchyard.retry_budget_left": round(self.rt.budget.left(), 1),
-                "switchyard.deadline_left_ms": -1
+                "turnout.attempt": len(self.plan.history) + 1,
+                "turnout.probe": permit.probe,
+                "turnout.hedge": hedge,
+                "turnout.panic": panic,
+                "turnout.retry_budget_left": round(self.rt.budget.left(), 1),
+                "turnout.deadline_left_ms": -1
                 if self.plan.limits.deadline is None
                 else round((self.plan.limits.deadline - self.loop.time()) * 1000),
             },
@@ -305,8 +305,8 @@ class Exchange:
 
     def _headers(self, target_id: str) -> dict[str, str]:
         out = {
-            "x-switchyard-target": target_id,
-            "x-switchyard-attempts": str(len(self.plan.history)),
+            "x-turnout-target": target_id,
+            "x-turnout-attempts": str(len(self.plan.history)),
             "x-request-id": self.request_id,
         }
         explanation = self.request.get(EXPLANATION)
@@ -334,7 +334,7 @@ class Exchange:
 
     def _fail(self) -> NoReturn:
         history, stop = self.plan.history, self.plan.stop
-        attempts = {"x-switchyard-attempts": str(len(history))}
+        attempts = {"x-turnout-attempts": str(len(history))}
         if not history or all(r.panic for r in history):
             snapshot = self.rt.store.snapshot(c.target_id for c in self.plan.ranked)
             waits = [max(h.open_for_s, h.throttled_for_s) for h in snapshot.values()]

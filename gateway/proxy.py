@@ -54,7 +54,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         attributes={
             "http.request.method": "POST",
             "url.path": request.path,
-            "switchyard.request_id": request[REQUEST_ID],
+            "turnout.request_id": request[REQUEST_ID],
         },
     ) as span:
         response = await _handle(request)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from gateway.config import ConfigError, load_file
 from gateway.runtime import ReloadReport, Runtime
 
-log = logging.getLogger("switchyard.reload")
+log = logging.getLogger("turnout.reload")
 
 SETTLE_S = 0.1  # a changed file must keep its fingerprint this long before it is reloaded
 

@@ -18,8 +18,8 @@ from policies.compose import decide
 from policies.features import InvalidFeature, extract
 from policies.types import Decision, Policy, RequestFeatures
 
-DEBUG_HEADER = "x-switchyard-debug"  # request: "route" (or 1/true) asks for the explanation
-ROUTE_HEADER = "x-switchyard-route"  # response: the decision in one line
+DEBUG_HEADER = "x-turnout-debug"  # request: "route" (or 1/true) asks for the explanation
+ROUTE_HEADER = "x-turnout-route"  # response: the decision in one line
 _MAX_HEADER_CHARS = 4096  # a route with many candidates and reasons: cut, never refused
 _DEBUG_VALUES = frozenset({"route", "1", "true", "yes"})
 

@@ -27,7 +27,7 @@ from policies.loading import build_policy
 from policies.registry import make_policy
 from policies.types import Policy
 
-SHUTDOWN = "switchyard-shutdown"  # the cancel message that ends requests after the grace period
+SHUTDOWN = "turnout-shutdown"  # the cancel message that ends requests after the grace period
 
 
 def _budget_settings(config: Config) -> BudgetSettings:
@@ -173,24 +173,24 @@ class Runtime:
 
         m = self.telemetry.metrics
         m.gauge(
-            "switchyard.breaker.state",
+            "turnout.breaker.state",
             "0 closed, 1 half-open, 2 open",
             lambda: [(states[h.state.value], labels) for _, labels, h in per_target()],
         )
         m.gauge(
-            "switchyard.target.throttled",
+            "turnout.target.throttled",
             "1 while a target is throttled (Retry-After)",
             lambda: [
                 (1.0 if h.throttled_for_s > 0 else 0.0, labels) for _, labels, h in per_target()
             ],
         )
         m.gauge(
-            "switchyard.target.in_flight",
+            "turnout.target.in_flight",
             "Upstream attempts in flight",
             lambda: [(float(h.in_flight), labels) for _, labels, h in per_target()],
         )
         m.gauge(
-            "switchyard.redis.degraded",
+            "turnout.redis.degraded",
             "1 while the fleet store runs on local health only",
             lambda: [
                 (

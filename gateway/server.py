@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.context import RUNTIME
 from gateway.runtime import SHUTDOWN
 
-log = logging.getLogger("switchyard.server")
+log = logging.getLogger("turnout.server")
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

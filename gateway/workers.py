@@ -1,4 +1,4 @@
-"""`switchyard serve --workers N`: N worker processes on one port, supervised.
+"""`turnout serve --workers N`: N worker processes on one port, supervised.
 
 Each worker is a full gateway process bound with SO_REUSEPORT, so the kernel spreads new
 connections over them. The supervisor restarts a worker that dies (with a short backoff so a
@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-log = logging.getLogger("switchyard.workers")
+log = logging.getLogger("turnout.workers")
 
 
 def _die_with_parent() -> None:
@@ -37,7 +37,7 @@ def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
 
 
 def supervise(worker_argv: Sequence[str], workers: int, grace_s: float) -> int:
-    """Run `workers` copies of `switchyard <worker_argv>` until SIGTERM/SIGINT; return 0."""
+    """Run `workers` copies of `turnout <worker_argv>` until SIGTERM/SIGINT; return 0."""
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -48,7 +48,7 @@ def supervise(worker_argv: Sequence[str], workers: int, grace_s: float) -> int:
     signal.signal(signal.SIGINT, on_signal)
     procs = [_spawn(worker_argv) for _ in range(workers)]
     restarts: list[float] = []
-    print(f"switchyard supervisor: {workers} workers (pids {[p.pid for p in procs]})", flush=True)
+    print(f"turnout supervisor: {workers} workers (pids {[p.pid for p in procs]})", flush=True)
     while not stopping:
         time.sleep(0.1)
         for i, proc in enumerate(procs):

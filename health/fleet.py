@@ -40,7 +40,7 @@ from health.window import WindowCounts
 
 __all__ = ["FleetSettings", "FleetStore"]
 
-log = logging.getLogger("switchyard.health.fleet")
+log = logging.getLogger("turnout.health.fleet")
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -74,7 +74,7 @@ class FleetEvent:
 class Keys:
     """Key names under a prefix. `{target}` is a hash tag: one target's keys share a Cluster slot."""
 
-    prefix: str = "switchyard"
+    prefix: str = "turnout"
 
     @property
     def channel(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from health.clock import Clock
 
-log = logging.getLogger("switchyard.health.fleet")
+log = logging.getLogger("turnout.health.fleet")
 
 
 async def subscribe_forever(

@@ -41,7 +41,7 @@ class FleetSettings:
     """The Redis fleet store (`health.fleet.FleetStore`)."""
 
     url: str
-    prefix: str = "switchyard"
+    prefix: str = "turnout"
     sync_period_s: float = 0.25
     timeout_s: float = 0.2
     probe_lock_s: float = 30.0

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """One script per developer task, needing nothing but Python 3.11+.
 
-    python3 ops/dev.py demo [args]   # venv + install + `switchyard demo`
+    python3 ops/dev.py demo [args]   # venv + install + `turnout demo`
     python3 ops/dev.py test [args]   # venv + dev install + the whole test suite
     python3 ops/dev.py lint          # ruff + mypy --strict
-    python3 ops/dev.py serve [args]  # venv + install + `switchyard serve`
+    python3 ops/dev.py serve [args]  # venv + install + `turnout serve`
     python3 ops/dev.py bench [args]  # the benchmark in ops/bench/
 
-The virtualenv lives in .venv (override with SWITCHYARD_VENV); it is (re)installed when
+The virtualenv lives in .venv (override with TURNOUT_VENV); it is (re)installed when
 pyproject.toml changes.
 """
 
@@ -21,7 +21,7 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = Path(os.environ.get("SWITCHYARD_VENV", ROOT / ".venv"))
+VENV = Path(os.environ.get("TURNOUT_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
@@ -32,15 +32,15 @@ def _run(*cmd: str | Path) -> None:
 
 def ensure_venv(extra: str) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this script must explain, not crash
-        sys.exit(f"Switchyard needs Python 3.11+, this is {sys.version.split()[0]}")
+        sys.exit(f"Turnout needs Python 3.11+, this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating virtualenv {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    stamp = VENV / f".switchyard-{extra or 'base'}-{digest}"
+    stamp = VENV / f".turnout-{extra or 'base'}-{digest}"
     if stamp.exists():
         return
-    print(f"installing switchyard{f'[{extra}]' if extra else ''} into {VENV}", flush=True)
+    print(f"installing turnout{f'[{extra}]' if extra else ''} into {VENV}", flush=True)
     _run(PY, "-m", "pip", "install", "-q", "--upgrade", "pip")
     _run(PY, "-m", "pip", "install", "-q", "-e", f".[{extra}]" if extra else ".")
     stamp.touch()

@@ -2,7 +2,7 @@
 
 One pass over the messages counts characters (÷ 4 ≈ tokens), notes images, and keeps the last
 user turn and the system prompt for the task rules. Per-request routing overrides come from
-headers (`x-switchyard-task`, `x-switchyard-max-cost`, `x-switchyard-quality-floor`) or, when
+headers (`x-turnout-task`, `x-turnout-max-cost`, `x-turnout-quality-floor`) or, when
 no header is set, from the body's `metadata` (`task`, `max_cost`, `quality_floor`).
 """
 
@@ -19,9 +19,9 @@ from policies.types import NO_METADATA, RequestFeatures
 CHARS_PER_TOKEN = 4
 MAX_METADATA = 16  # OpenAI's own limit on `metadata` pairs
 HEADERS = {
-    "task": "x-switchyard-task",
-    "max_cost": "x-switchyard-max-cost",
-    "quality_floor": "x-switchyard-quality-floor",
+    "task": "x-turnout-task",
+    "max_cost": "x-turnout-max-cost",
+    "quality_floor": "x-turnout-quality-floor",
 }
 
 

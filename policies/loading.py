@@ -3,7 +3,7 @@
 A policy spec is one of
 
 - a name: a built-in shorthand (`priority`, `cost_quality`, ... see `policies.registry`), a
-  plugin `module:Class`, or an entry-point name from the group `switchyard.policies`;
+  plugin `module:Class`, or an entry-point name from the group `turnout.policies`;
 - `{name: ..., params: {...}}`: the same, with typed params;
 - `{filters: [...], scorers: [...], tie_break: priority|random}`: a composite, where a filter
   is a name or `{name, params}` and a scorer a name or `{name, weight, params}`.

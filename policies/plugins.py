@@ -1,5 +1,5 @@
 """Third-party policy parts: `module:Class` in YAML, or a name from the entry-point group
-`switchyard.policies`.
+`turnout.policies`.
 
 A plugin is a class. If it has a `Params` attribute (a dataclass), the YAML `params` decode
 into it (`policies.params`) and the class is called with them; otherwise it is called with
@@ -16,7 +16,7 @@ from typing import Any
 
 from policies.params import Issue, decode_params, join
 
-ENTRY_POINT_GROUP = "switchyard.policies"
+ENTRY_POINT_GROUP = "turnout.policies"
 
 
 def _import(ref: str) -> Any:

@@ -104,7 +104,7 @@ class Decision:
         return f"no candidate can serve this request ({reasons or 'no candidates'})"
 
     def explain(self) -> str:
-        """One ASCII line for a trace attribute or the `x-switchyard-route` header."""
+        """One ASCII line for a trace attribute or the `x-turnout-route` header."""
         parts = [f"policy={self.policy}", f"task={self.task}"]
         parts.append(
             "ranked=" + ",".join(f"{r.candidate.target_id}:{r.score:.3f}" for r in self.ranked)

@@ -28,11 +28,11 @@ class Reply:
 
     @property
     def target(self) -> str | None:
-        return self.headers.get("x-switchyard-target")
+        return self.headers.get("x-turnout-target")
 
     @property
     def attempts(self) -> str | None:
-        return self.headers.get("x-switchyard-attempts")
+        return self.headers.get("x-turnout-attempts")
 
 
 async def post(

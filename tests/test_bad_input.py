@@ -78,7 +78,7 @@ async def assert_still_serving(http: aiohttp.ClientSession, s: Setup) -> None:
     """A good request succeeds, and it is the only thing the sim has ever seen."""
     async with http.post(s.url + CHAT, json=GOOD) as resp:
         assert resp.status == 200, await resp.text()
-        assert resp.headers["x-switchyard-target"] == "m1@a"
+        assert resp.headers["x-turnout-target"] == "m1@a"
         data = await resp.json()
     assert data["choices"][0]["message"]["content"]
     log = s.sim.state.attempts()
@@ -358,7 +358,7 @@ async def test_bad_input_gets_openai_error_and_gateway_stays_up(
     ) as resp:
         assert resp.status == case.status, await resp.text()
         assert GENERATED_ID.match(resp.headers["x-request-id"]), resp.headers
-        assert "x-switchyard-target" not in resp.headers
+        assert "x-turnout-target" not in resp.headers
         err = await error_of(resp)
     assert err["type"] == "invalid_request_error"
     assert err["code"] == case.code
@@ -452,7 +452,7 @@ async def test_chunked_body_under_limit_is_served(
         setup.url + CHAT, data=chunks(), headers={"Content-Type": "application/json"}
     ) as resp:
         assert resp.status == 200, await resp.text()
-        assert resp.headers["x-switchyard-target"] == "m1@a"
+        assert resp.headers["x-turnout-target"] == "m1@a"
 
 
 async def test_declared_oversized_body_is_rejected_without_waiting_for_it(setup: Setup) -> None:
@@ -591,7 +591,7 @@ async def test_provider_keys_never_come_back_in_a_502(
         response_headers = {k.lower(): v for k, v in resp.headers.items()}
     assert err["type"] == "upstream_error"
     assert err["code"] == "all_candidates_failed"
-    assert response_headers["x-switchyard-attempts"] == "3"
+    assert response_headers["x-turnout-attempts"] == "3"
     assert GENERATED_ID.match(response_headers["x-request-id"])
     # the message says what happened on each target...
     for fragment in ("m@a: status 503", "m@b: status 401", "m@c: connect_refused"):

@@ -1,4 +1,4 @@
-"""The command line as users run it: `switchyard check` and `switchyard demo`, as real processes."""
+"""The command line as users run it: `turnout check` and `turnout demo`, as real processes."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ BROKEN_ISSUES = [
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHYARD_", "CLI_TEST_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TURNOUT_", "CLI_TEST_"))}
     env.update(extra)
     return env
 
@@ -89,7 +89,7 @@ def check(
     )
 
 
-# --- switchyard check ----------------------------------------------------------------------
+# --- turnout check ----------------------------------------------------------------------
 
 
 def test_check_broken_config_prints_every_error_and_exits_1(tmp_path: Path) -> None:
@@ -150,10 +150,10 @@ def test_check_missing_file(tmp_path: Path) -> None:
     ]
 
 
-def test_check_uses_switchyard_config_env_var(tmp_path: Path) -> None:
+def test_check_uses_turnout_config_env_var(tmp_path: Path) -> None:
     path = tmp_path / "from-env.yaml"
     path.write_text(VALID, encoding="utf-8")
-    env = clean_env(SWITCHYARD_CONFIG=str(path), CLI_TEST_KEY="k")
+    env = clean_env(TURNOUT_CONFIG=str(path), CLI_TEST_KEY="k")
     result = check(env=env, cwd=tmp_path)
     assert result.returncode == 0, result
     assert result.stdout.splitlines()[-1].startswith(f"{path}: ok — ")
@@ -166,9 +166,9 @@ def test_shipped_config_checks_clean() -> None:
     assert result.stdout.splitlines()[-1].startswith(f"{path}: ok — ")
 
 
-# --- switchyard demo -----------------------------------------------------------------------
+# --- turnout demo -----------------------------------------------------------------------
 
-READY = "switchyard demo ready: "
+READY = "turnout demo ready: "
 SIM_LINE = re.compile(r"^ {4}(sim-[abc]): (http://127\.0\.0\.1:\d+)/v1$")
 START_TIMEOUT_S = 15.0
 
@@ -234,13 +234,13 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 
 def ask(client: openai.OpenAI) -> tuple[str, str, str]:
-    """(answer text, x-switchyard-target, x-switchyard-attempts) of one chat completion."""
+    """(answer text, x-turnout-target, x-turnout-attempts) of one chat completion."""
     raw = client.chat.completions.with_raw_response.create(
         model="demo", messages=[{"role": "user", "content": "Hello"}]
     )
     reply = raw.parse()
     text = reply.choices[0].message.content or ""
-    return text, raw.headers["x-switchyard-target"], raw.headers["x-switchyard-attempts"]
+    return text, raw.headers["x-turnout-target"], raw.headers["x-turnout-attempts"]
 
 
 def put_fault(sim_root: str, fault: dict[str, object]) -> dict[str, object]:
@@ -284,10 +284,10 @@ def test_demo_serves_fails_over_and_stops_cleanly(
             raw = client.chat.completions.with_raw_response.create(
                 model="smart",
                 messages=[{"role": "user", "content": prompt}],
-                extra_headers={"x-switchyard-debug": "route"},
+                extra_headers={"x-turnout-debug": "route"},
             )
-            assert raw.headers["x-switchyard-target"] == want
-            assert raw.headers["x-switchyard-route"].startswith("policy=cost_quality task=")
+            assert raw.headers["x-turnout-target"] == want
+            assert raw.headers["x-turnout-route"].startswith("policy=cost_quality task=")
 
         assert put_fault(demo.sims["sim-a"], {"mode": "status", "status": 503})["mode"] == "status"
         text, target, attempts = ask(client)
@@ -299,4 +299,4 @@ def test_demo_serves_fails_over_and_stops_cleanly(
     demo.proc.send_signal(sig)
     assert demo.proc.wait(timeout=5) == 0
     assert time.monotonic() - started < 5
-    assert "switchyard demo stopping" in (tmp_path / "demo.stderr").read_text()
+    assert "turnout demo stopping" in (tmp_path / "demo.stderr").read_text()

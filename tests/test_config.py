@@ -221,7 +221,7 @@ def test_config_is_immutable() -> None:
 
 
 def test_load_file_reads_yaml(tmp_path: Path) -> None:
-    path = tmp_path / "switchyard.yaml"
+    path = tmp_path / "turnout.yaml"
     path.write_text(VALID_YAML, encoding="utf-8")
     config = load_file(path, env=ENV)
     assert config.source == str(path)
@@ -291,8 +291,8 @@ def test_expansion_in_url_and_lists() -> None:
 
 
 def test_load_text_uses_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWITCHYARD_TEST_KEY", "sk-from-env")
-    text = VALID_YAML.replace("${OPENAI_KEY}", "${SWITCHYARD_TEST_KEY}")
+    monkeypatch.setenv("TURNOUT_TEST_KEY", "sk-from-env")
+    text = VALID_YAML.replace("${OPENAI_KEY}", "${TURNOUT_TEST_KEY}")
     assert load_text(text).providers["openai-east"].api_key == "sk-from-env"
 
 

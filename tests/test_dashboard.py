@@ -52,7 +52,7 @@ def request_trace(tracer: trace.Tracer, route: str = "chat", fail_first: bool = 
     with tracer.start_as_current_span(
         "POST /v1/chat/completions",
         kind=SpanKind.SERVER,
-        attributes={"switchyard.route": route, "switchyard.request_id": "r1"},
+        attributes={"turnout.route": route, "turnout.request_id": "r1"},
     ) as root:
         targets = ["m@a", "m@b"] if fail_first else ["m@b"]
         for n, target in enumerate(targets, 1):
@@ -61,9 +61,9 @@ def request_trace(tracer: trace.Tracer, route: str = "chat", fail_first: bool = 
                 "chat m",
                 kind=SpanKind.CLIENT,
                 attributes={
-                    "switchyard.target": target,
-                    "switchyard.attempt": n,
-                    "switchyard.outcome": "provider_failure" if failed else "success",
+                    "turnout.target": target,
+                    "turnout.attempt": n,
+                    "turnout.outcome": "provider_failure" if failed else "success",
                     "gen_ai.prompt": "secret prompt",
                     "http.request.header.authorization": "Bearer sk-secret",
                 },
@@ -71,11 +71,11 @@ def request_trace(tracer: trace.Tracer, route: str = "chat", fail_first: bool = 
                 pass
             if failed:
                 root.add_event(
-                    "switchyard.failover",
+                    "turnout.failover",
                     {
-                        "switchyard.target": target,
-                        "switchyard.reason": "status 503",
-                        "switchyard.attempt": n,
+                        "turnout.target": target,
+                        "turnout.reason": "status 503",
+                        "turnout.attempt": n,
                     },
                 )
         root.set_attribute("http.response.status_code", 200)
@@ -98,9 +98,9 @@ def test_buffer_groups_spans_by_trace(recorder: tuple[RecentTraces, trace.Tracer
     assert root["start_offset_ms"] == 0 and root["parent_id"] is None
     assert first["parent_id"] == root["span_id"] == second["parent_id"]
     assert 0 <= first["start_offset_ms"] <= second["start_offset_ms"] <= t["duration_ms"]
-    assert first["attributes"]["switchyard.target"] == "m@a"
-    assert [e["name"] for e in root["events"]] == ["switchyard.failover"]
-    assert root["events"][0]["attributes"]["switchyard.reason"] == "status 503"
+    assert first["attributes"]["turnout.target"] == "m@a"
+    assert [e["name"] for e in root["events"]] == ["turnout.failover"]
+    assert root["events"][0]["attributes"]["turnout.reason"] == "status 503"
     # Content and credentials never make it into the feed, whatever a span carries.
     dump = repr(t)
     assert "secret prompt" not in dump and "sk-secret" not in dump
@@ -255,7 +255,7 @@ async def test_feeds_show_failovers_and_the_breaker_opening(
     assert t["attempts"] == 2 and t["failovers"] == 1
     attempts = [s for s in t["spans"] if s["kind"] == "client"]
     assert attempts[0]["attributes"]["error.type"] == "status 503"
-    assert attempts[1]["attributes"]["switchyard.outcome"] == "success"
+    assert attempts[1]["attributes"]["turnout.outcome"] == "success"
     assert "a private prompt" not in repr(feed) and "key-a" not in repr(feed)
     async with http.get(gw.url + f"/admin/traces/{t['trace_id']}") as r:
         assert r.status == 200 and (await r.json())["trace_id"] == t["trace_id"]

@@ -46,7 +46,7 @@ K8S = ROOT / "ops" / "k8s"
 # Oldest: native sidecars (init containers with restartPolicy: Always) are on by default since
 # 1.29 (1.27's schema rejects them). Newest: the latest schema kubernetes-validate ships.
 K8S_VERSIONS = ("1.29.0", "1.37.0")
-IMAGE_CONFIG_DIR = "/etc/switchyard"  # where the image expects the config (SWITCHYARD_CONFIG)
+IMAGE_CONFIG_DIR = "/etc/turnout"  # where the image expects the config (TURNOUT_CONFIG)
 NOBODY = 65534
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|build-essential|make|apt-get|apk|python3?-dev)\b")
 
@@ -175,11 +175,11 @@ def test_dockerfile_builds_a_wheel_and_runs_it_unprivileged(
     assert not gid or (gid.isdigit() and int(gid) > 0)
 
     env = env_of(final)
-    assert env["SWITCHYARD_CONFIG"] == f"{IMAGE_CONFIG_DIR}/config.yaml"
-    assert env["SWITCHYARD_PORT"] == "8080" and "SWITCHYARD_LOG_LEVEL" in env
+    assert env["TURNOUT_CONFIG"] == f"{IMAGE_CONFIG_DIR}/config.yaml"
+    assert env["TURNOUT_PORT"] == "8080" and "TURNOUT_LOG_LEVEL" in env
     assert final.all("EXPOSE") == ["8080"]
     assert final.all("STOPSIGNAL") == ["SIGTERM"]
-    assert exec_form(final.all("ENTRYPOINT")[-1]) == ["switchyard"]
+    assert exec_form(final.all("ENTRYPOINT")[-1]) == ["turnout"]
     cmd = exec_form(final.all("CMD")[-1])
     assert cmd[0] == "serve" and "--host" in cmd and "0.0.0.0" in cmd
     (health,) = final.all("HEALTHCHECK")
@@ -230,7 +230,7 @@ def command_of(service: dict[str, Any]) -> list[str]:
 
 def test_compose_fleet(compose: dict[str, Any]) -> None:
     services: dict[str, dict[str, Any]] = compose["services"]
-    ours = {n: s for n, s in services.items() if s.get("image", "").startswith("switchyard")}
+    ours = {n: s for n, s in services.items() if s.get("image", "").startswith("turnout")}
     gateways = {n: s for n, s in ours.items() if command_of(s)[0] == "serve"}
     sims = {n: s for n, s in ours.items() if command_of(s)[0] == "sim"}
     assert len(gateways) == 2 and len(sims) == 3, (sorted(gateways), sorted(sims))
@@ -251,18 +251,18 @@ def test_compose_fleet(compose: dict[str, Any]) -> None:
         assert f":{sim_ports[name]}/" in " ".join(sim["healthcheck"]["test"]), name
     for name, gw in gateways.items():
         env = gw["environment"]
-        assert urlsplit(env["SWITCHYARD_REDIS_URL"]).hostname in services
+        assert urlsplit(env["TURNOUT_REDIS_URL"]).hostname in services
         # Traces: the gateway's exporter is OTLP over HTTP (4318), to the Jaeger service.
         otlp = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
         assert env["OTEL_TRACES_EXPORTER"] == "otlp" and otlp.port == 4318
         assert "jaeger" in services[str(otlp.hostname)]["image"]
         probe = " ".join(gw["healthcheck"]["test"])
-        assert f"127.0.0.1:{env['SWITCHYARD_PORT']}/readyz" in probe, name
+        assert f"127.0.0.1:{env['TURNOUT_PORT']}/readyz" in probe, name
         deps = gw["depends_on"]
         assert all(deps[s]["condition"] == "service_healthy" for s in [*sims, "redis"]), name
         mounts = [v.split(":") for v in gw["volumes"]]
         assert [(ROOT / "docker" / m[0]).resolve() for m in mounts] == [config_path]
-        assert mounts[0][1] == env["SWITCHYARD_CONFIG"] and mounts[0][2] == "ro"
+        assert mounts[0][1] == env["TURNOUT_CONFIG"] and mounts[0][2] == "ro"
         grace = stop_grace(gw["stop_grace_period"])
         assert grace > gateway_grace_s(config_path.read_text(), env), name
     # The gateways' providers are the sims, on the ports the sims listen on.
@@ -313,9 +313,9 @@ def test_k8s_manifests_validate(version: str) -> None:
 def sidecar_of(deployment: dict[str, Any]) -> dict[str, Any]:
     spec = deployment["spec"]["template"]["spec"]
     found = [
-        c for c in spec.get("initContainers", []) + spec["containers"] if "switchyard" in c["image"]
+        c for c in spec.get("initContainers", []) + spec["containers"] if "turnout" in c["image"]
     ]
-    assert len(found) == 1, "one Switchyard sidecar"
+    assert len(found) == 1, "one Turnout sidecar"
     return found[0]
 
 
@@ -350,8 +350,8 @@ def test_k8s_sidecar(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
     # Provider keys from the Secret, through the environment, never in the ConfigMap.
     env = {e["name"]: e for e in gw["env"]}
     refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "valueFrom" in e}
-    assert refs == {"switchyard-provider-keys"}
-    assert ("Secret", "switchyard-provider-keys") in k8s
+    assert refs == {"turnout-provider-keys"}
+    assert ("Secret", "turnout-provider-keys") in k8s
     assert "api_key: ${OPENAI_API_KEY}" in configmap["data"]["config.yaml"]
 
     # The config as the pod sees it passes the gateway's validation, Redis URL included.
@@ -372,26 +372,26 @@ def test_k8s_sidecar(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
 
 
 def test_k8s_secret_example_holds_no_key(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
-    secret = k8s[("Secret", "switchyard-provider-keys")]
+    secret = k8s[("Secret", "turnout-provider-keys")]
     assert "data" not in secret, "placeholders in stringData only"
     for key, value in secret["stringData"].items():
         assert value == "" or value.startswith("REPLACE-ME"), key
 
 
 def test_k8s_redis_sentinel(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
-    sts = k8s[("StatefulSet", "switchyard-redis")]
-    assert sts["spec"]["replicas"] == 3 and ("PodDisruptionBudget", "switchyard-redis") in k8s
-    script = k8s[("ConfigMap", "switchyard-redis-scripts")]["data"]["init.sh"]
+    sts = k8s[("StatefulSet", "turnout-redis")]
+    assert sts["spec"]["replicas"] == 3 and ("PodDisruptionBudget", "turnout-redis") in k8s
+    script = k8s[("ConfigMap", "turnout-redis-scripts")]["data"]["init.sh"]
     assert run(["sh", "-n"], input=script).returncode == 0, "init.sh is valid sh"
     assert "sentinel monitor $SERVICE $master 6379 2" in script
     # The gateways' URL names the pods of this StatefulSet and its Sentinel service.
     gw = sidecar_of(k8s[("Deployment", "example-app")])
-    url = next(e["value"] for e in gw["env"] if e["name"] == "SWITCHYARD_REDIS_URL")
+    url = next(e["value"] for e in gw["env"] if e["name"] == "TURNOUT_REDIS_URL")
     parts = urlsplit(url)
     hosts = parts.netloc.rsplit("@", 1)[1].split(",")
     service = sts["spec"]["serviceName"]
     assert hosts == [f"{sts['metadata']['name']}-{i}.{service}:26379" for i in range(3)]
-    assert parts.path == "/switchyard/0"
+    assert parts.path == "/turnout/0"
 
 
 # --- the example configs ----------------------------------------------------------------------
@@ -399,7 +399,7 @@ def test_k8s_redis_sentinel(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("redis", [False, True], ids=["memory", "redis"])
 def test_compose_config_passes_check(redis: bool) -> None:
-    env = {"SWITCHYARD_REDIS_URL": "redis://redis:6379/0"} if redis else {}
+    env = {"TURNOUT_REDIS_URL": "redis://redis:6379/0"} if redis else {}
     config = load_text((ROOT / "docker" / "config.yaml").read_text(), env=env)
     assert config.health.store == ("redis" if redis else "memory")
     assert config.server.port == 8080
@@ -467,7 +467,7 @@ def image(dockerfile: tuple[dict[str, str], list[Stage]]) -> Iterator[Image]:
     stages = dockerfile[1]
     final = stages[-1]
     # A world-readable directory (pytest's tmp_path is private to root), removed afterwards.
-    root = Path(tempfile.mkdtemp(prefix="switchyard-image-"))
+    root = Path(tempfile.mkdtemp(prefix="turnout-image-"))
     root.chmod(0o755)
     try:
         # Builder stage: exactly the files its COPY lines take, then `pip wheel`.
@@ -484,7 +484,7 @@ def image(dockerfile: tuple[dict[str, str], list[Stage]]) -> Iterator[Image]:
             [*pip, "wheel", "-q", "--no-deps", "-w", str(root / "wheels"), str(src)], timeout=120
         )
         assert built.returncode == 0, built.stderr[-3000:]
-        (wheel,) = (root / "wheels").glob("switchyard-*.whl")
+        (wheel,) = (root / "wheels").glob("turnout-*.whl")
         # Final stage: a fresh venv with the wheel; the dependencies come from the configured
         # index (the image installs them from the builder's wheels, the same releases).
         venv = root / "venv"
@@ -501,10 +501,10 @@ def image(dockerfile: tuple[dict[str, str], list[Stage]]) -> Iterator[Image]:
         config.chmod(0o644)
         env = env_of(final)
         env.update(
-            PATH=f"{venv / 'bin'}:/usr/bin:/bin",  # the image: PATH=/opt/switchyard/bin:$PATH
+            PATH=f"{venv / 'bin'}:/usr/bin:/bin",  # the image: PATH=/opt/turnout/bin:$PATH
             HOME=str(root),
-            SWITCHYARD_CONFIG=str(config),  # the image: /etc/switchyard/config.yaml
-            SWITCHYARD_PORT=str(free_port()),
+            TURNOUT_CONFIG=str(config),  # the image: /etc/turnout/config.yaml
+            TURNOUT_PORT=str(free_port()),
         )
         cmd = exec_form(final.all("ENTRYPOINT")[-1]) + exec_form(final.all("CMD")[-1])
         # Loopback instead of 0.0.0.0: the test talks to it on loopback only, and a CI host
@@ -561,7 +561,7 @@ def stop(proc: subprocess.Popen[str], timeout_s: float = 15.0) -> tuple[int, str
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_image_check_as_unprivileged_user(image: Image) -> None:
-    # `docker run IMAGE check`: SWITCHYARD_CONFIG points at the mounted config.
+    # `docker run IMAGE check`: TURNOUT_CONFIG points at the mounted config.
     proc = run(image.command(image.cmd[0], "check"), env=image.env, cwd=image.root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok" in proc.stdout
@@ -571,7 +571,7 @@ def test_image_check_as_unprivileged_user(image: Image) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_image_serves_as_unprivileged_user(image: Image) -> None:
-    base = f"http://127.0.0.1:{image.env['SWITCHYARD_PORT']}"
+    base = f"http://127.0.0.1:{image.env['TURNOUT_PORT']}"
     started = time.monotonic()
     proc = subprocess.Popen(
         image.command(*image.cmd),

@@ -80,7 +80,7 @@ async def assert_gateway_still_serves(
     sim.state.set_fault(Fault())
     async with http.post(gw.url + "/v1/chat/completions", json=chat(False)) as resp:
         assert resp.status == 200
-        assert resp.headers["x-switchyard-attempts"] == "1"
+        assert resp.headers["x-turnout-attempts"] == "1"
         data = await resp.json()
     assert data["choices"][0]["message"]["content"] == answer_text(
         "sim-a", "m1", PROMPT, LONG_WORDS
@@ -122,7 +122,7 @@ async def test_client_disconnect_mid_stream_closes_upstream(
 ) -> None:
     async with http.post(gw.url + "/v1/chat/completions", json=chat(True)) as resp:
         assert resp.status == 200
-        assert resp.headers["x-switchyard-target"] == "m1@a"
+        assert resp.headers["x-turnout-target"] == "m1@a"
         contents = await read_content_events(resp, 3)
         assert contents[0] == "[sim-a]"
         resp.close()  # drop the connection mid-stream

@@ -68,8 +68,8 @@ async def test_connect_timeout_fails_over(
     async with http.post(gw.url + CHAT, json=body()) as resp:
         data = await resp.json()
         assert resp.status == 200
-        assert resp.headers["x-switchyard-target"] == "m@b"
-        assert resp.headers["x-switchyard-attempts"] == "2"
+        assert resp.headers["x-turnout-target"] == "m@b"
+        assert resp.headers["x-turnout-attempts"] == "2"
     elapsed = time.monotonic() - started
     assert 0.25 < elapsed < 1.5  # the connect timeout, not the header timeout
     assert data["choices"][0]["message"]["content"] == answer_text("sim-b", "m", "hi", 12)
@@ -92,8 +92,8 @@ async def test_high_but_valid_ttft_is_served_not_failed_over(
         async with http.post(gw.url + CHAT, json=body(stream)) as resp:
             raw = await resp.read()
             assert resp.status == 200
-            assert resp.headers["x-switchyard-target"] == "m@a"
-            assert resp.headers["x-switchyard-attempts"] == "1"
+            assert resp.headers["x-turnout-target"] == "m@a"
+            assert resp.headers["x-turnout-attempts"] == "1"
         if stream:
             assert raw.rstrip().endswith(b"data: [DONE]")
     assert backup.state.attempts() == []

@@ -1,5 +1,5 @@
-"""Explainability through a running gateway: the `x-switchyard-route` header (route `debug`
-or the request's `x-switchyard-debug`), `POST /admin/route` (a dry run: nothing is sent),
+"""Explainability through a running gateway: the `x-turnout-route` header (route `debug`
+or the request's `x-turnout-debug`), `POST /admin/route` (a dry run: nothing is sent),
 `GET /admin/config` (what is loaded, how the last reload went). Real sims and sockets."""
 
 from __future__ import annotations
@@ -83,14 +83,14 @@ async def test_debug_header_explains_the_decision_only_when_asked(
 
     async with http.post(gw.url + CHAT, json=ask()) as r:
         assert r.status == 200
-        assert "x-switchyard-route" not in r.headers  # not asked: nothing extra, no cost
+        assert "x-turnout-route" not in r.headers  # not asked: nothing extra, no cost
 
     async with http.post(
-        gw.url + CHAT, json=ask(tools=TOOLS), headers={"x-switchyard-debug": "route"}
+        gw.url + CHAT, json=ask(tools=TOOLS), headers={"x-turnout-debug": "route"}
     ) as r:
         assert r.status == 200
-        assert r.headers["x-switchyard-target"] == "strong"
-        line = r.headers["x-switchyard-route"]
+        assert r.headers["x-turnout-target"] == "strong"
+        line = r.headers["x-turnout-route"]
     assert "policy=" in line and "task=chat" in line
     assert "ranked=strong:" in line
     assert "excluded=cheap(capability: no tool support)" in line
@@ -104,13 +104,13 @@ async def test_the_operator_can_refuse_callers_debug_but_keep_route_debug(
     data["server"]["debug_header"] = False
     data["routes"][1]["debug"] = True  # the planner route explains itself anyway
     gw = await gateway_factory(load_data(data, env={}))
-    debug = {"x-switchyard-debug": "route"}
+    debug = {"x-turnout-debug": "route"}
     async with http.post(gw.url + CHAT, json=ask(), headers=debug) as r:
-        assert r.status == 200 and "x-switchyard-route" not in r.headers
+        assert r.status == 200 and "x-turnout-route" not in r.headers
     async with http.post(
         gw.url + CHAT, json=ask("planner"), headers={"x-agent-role": "planner"}
     ) as r:
-        assert r.status == 200 and r.headers["x-switchyard-route"].startswith("policy=")
+        assert r.status == 200 and r.headers["x-turnout-route"].startswith("policy=")
 
 
 async def test_route_debug_explains_every_answer_streams_and_refusals_too(
@@ -121,7 +121,7 @@ async def test_route_debug_explains_every_answer_streams_and_refusals_too(
 
     async with http.post(gw.url + CHAT, json=ask(stream=True)) as r:
         assert r.status == 200
-        line = r.headers["x-switchyard-route"]
+        line = r.headers["x-turnout-route"]
         await r.read()
     assert line.startswith("policy=") and "ranked=cheap:" in line and ",strong:" in line
 
@@ -132,7 +132,7 @@ async def test_route_debug_explains_every_answer_streams_and_refusals_too(
     async with http.post(gw.url + CHAT, json=ask(**huge)) as r:
         assert r.status == 400
         body = await r.json()
-        line = r.headers["x-switchyard-route"]
+        line = r.headers["x-turnout-route"]
     assert body["error"]["code"] == "no_capable_target"
     assert "cheap(capability:" in line and "strong(capability:" in line
     assert attempts(a) + attempts(b) == before
@@ -176,7 +176,7 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
     # An open target: the health filter leaves it out, and says why.
     a.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
     async with http.post(gw.url + CHAT, json=ask()) as r:
-        assert r.status == 200 and r.headers["x-switchyard-target"] == "strong"
+        assert r.status == 200 and r.headers["x-turnout-target"] == "strong"
     async with http.post(gw.url + "/admin/route", json=ask()) as r:
         d = await r.json()
     assert [c["target"] for c in d["ranked"]] == ["strong"]
@@ -308,16 +308,16 @@ async def test_the_trace_holds_the_decision_with_every_exclusion_and_its_reason(
             http.post(server.url + CHAT, json=ask(tools=TOOLS)) as r,
         ):
             assert r.status == 200
-            assert "x-switchyard-route" not in r.headers  # traced, but nobody asked for debug
+            assert "x-turnout-route" not in r.headers  # traced, but nobody asked for debug
     finally:
         await server.stop()
     (root,) = [sp for sp in exporter.get_finished_spans() if sp.kind is SpanKind.SERVER]
     attrs = dict(root.attributes or {})
-    assert list(attrs["switchyard.candidates"]) == ["strong"]
-    assert list(attrs["switchyard.excluded"]) == ["cheap: capability: no tool support"]
-    assert attrs["switchyard.task"] == "chat"
-    (note,) = attrs["switchyard.notes"]
+    assert list(attrs["turnout.candidates"]) == ["strong"]
+    assert list(attrs["turnout.excluded"]) == ["cheap: capability: no tool support"]
+    assert attrs["turnout.task"] == "chat"
+    (note,) = attrs["turnout.notes"]
     assert "lowest_cost=" in note
-    assert str(attrs["switchyard.decision"]).startswith(
+    assert str(attrs["turnout.decision"]).startswith(
         "policy=lowest_cost task=chat ranked=strong"
     )

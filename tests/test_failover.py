@@ -87,8 +87,8 @@ async def pair(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> Pair
 
 def assert_served_by_b(reply: Reply, stream: bool) -> None:
     assert reply.status == 200, reply.body
-    assert reply.headers["x-switchyard-target"] == "m1@b"
-    assert reply.headers["x-switchyard-attempts"] == "2"
+    assert reply.headers["x-turnout-target"] == "m1@b"
+    assert reply.headers["x-turnout-attempts"] == "2"
     assert reply.headers["x-request-id"]
     assert answer_of(reply, stream) == expected("sim-b")
 
@@ -288,8 +288,8 @@ async def test_caller_error_passes_through_unretried(
     assert reply.status == fault["status"]
     assert reply.body == direct_body
     assert reply.headers["content-type"].startswith("application/json")
-    assert reply.headers["x-switchyard-target"] == "m1@a"
-    assert reply.headers["x-switchyard-attempts"] == "1"
+    assert reply.headers["x-turnout-target"] == "m1@a"
+    assert reply.headers["x-turnout-attempts"] == "1"
     error = reply.json()["error"]
     assert set(error) == {"message", "type", "code", "param"}
     assert error["code"] == fault.get("code")
@@ -343,8 +343,8 @@ async def test_429_fails_over_and_throttles_the_target(
     for _ in range(3):
         reply = await post(http, pair.gw, chat())
         assert reply.status == 200
-        assert reply.headers["x-switchyard-target"] == "m1@b"
-        assert reply.headers["x-switchyard-attempts"] == "1"
+        assert reply.headers["x-turnout-target"] == "m1@b"
+        assert reply.headers["x-turnout-attempts"] == "1"
     assert len(pair.a.state.attempts()) == 1
     assert len(pair.b.state.attempts()) == 4
 
@@ -354,11 +354,11 @@ async def test_throttled_target_gets_no_traffic_even_when_the_other_fails(
 ) -> None:
     set_fault(pair.a, {"mode": "status", "status": 429, "retry_after": 30})
     reply = await post(http, pair.gw, chat())
-    assert reply.headers["x-switchyard-target"] == "m1@b"
+    assert reply.headers["x-turnout-target"] == "m1@b"
     set_fault(pair.b, {"mode": "status", "status": 500})
     reply = await post(http, pair.gw, chat())
     assert reply.status == 502
-    assert reply.headers["x-switchyard-attempts"] == "1"
+    assert reply.headers["x-turnout-attempts"] == "1"
     assert reply.json()["error"]["message"] == "All 1 upstream attempts failed: m1@b: status 500."
     assert len(pair.a.state.attempts()) == 1, "the throttled target was called"
     assert len(pair.b.state.attempts()) == 2
@@ -386,8 +386,8 @@ async def test_credential_error_fails_over_and_marks_target_misconfigured(
     assert str(status) in a["last_transition"]["reason"]
 
     reply = await post(http, pair.gw, chat())
-    assert reply.headers["x-switchyard-target"] == "m1@b"
-    assert reply.headers["x-switchyard-attempts"] == "1"
+    assert reply.headers["x-turnout-target"] == "m1@b"
+    assert reply.headers["x-turnout-attempts"] == "1"
     assert len(pair.a.state.attempts()) == 1
 
 
@@ -403,7 +403,7 @@ async def test_all_candidates_failing_gives_502_naming_each_attempt(
     reply = await post(http, pair.gw, chat(stream))
     assert reply.status == 502
     assert reply.headers["content-type"].startswith("application/json")
-    assert reply.headers["x-switchyard-attempts"] == "2"
+    assert reply.headers["x-turnout-attempts"] == "2"
     assert reply.headers["x-request-id"]
     error = reply.json()["error"]
     assert set(error) == {"message", "type", "code", "param"}
@@ -433,7 +433,7 @@ async def test_attempts_stop_at_max_attempts(
     gw = await gateway_factory(config)
     reply = await post(http, gw, chat())
     assert reply.status == 502
-    assert reply.headers["x-switchyard-attempts"] == "3"  # route max_attempts defaults to 3
+    assert reply.headers["x-turnout-attempts"] == "3"  # route max_attempts defaults to 3
     assert reply.json()["error"]["message"] == (
         "All 3 upstream attempts failed: m1@p0: status 503; m1@p1: status 503; m1@p2: status 503."
     )
@@ -465,8 +465,8 @@ async def test_breaker_opens_after_five_consecutive_failures(
     for _ in range(3):
         reply = await post(http, pair.gw, chat())
         assert reply.status == 200
-        assert reply.headers["x-switchyard-target"] == "m1@b"
-        assert reply.headers["x-switchyard-attempts"] == "1"
+        assert reply.headers["x-turnout-target"] == "m1@b"
+        assert reply.headers["x-turnout-attempts"] == "1"
         assert answer_of(reply, stream=False) == expected("sim-b")
     assert len(pair.a.state.attempts()) == 5
     assert len(pair.b.state.attempts()) == 8
@@ -479,7 +479,7 @@ async def open_both(pair: Pair, http: aiohttp.ClientSession) -> dict[str, dict[s
     for _ in range(5):
         reply = await post(http, pair.gw, chat())
         assert reply.status == 502
-        assert reply.headers["x-switchyard-attempts"] == "2"
+        assert reply.headers["x-turnout-attempts"] == "2"
     health = await admin_targets(http, pair.gw)
     assert health["m1@a"]["state"] == health["m1@b"]["state"] == "open"
     assert [len(pair.a.state.attempts()), len(pair.b.state.attempts())] == [5, 5]
@@ -506,7 +506,7 @@ async def test_every_candidate_open_gives_503_with_retry_after(
         assert error["type"] == "service_unavailable"
         assert error["code"] == "no_candidate_available"
         # Panic (RELIABILITY.md): one last-resort attempt on the least-bad target, no more.
-        assert reply.headers["x-switchyard-attempts"] == "1"
+        assert reply.headers["x-turnout-attempts"] == "1"
         counts = {"m1@a": len(pair.a.state.attempts()), "m1@b": len(pair.b.state.attempts())}
         assert counts[least_bad] == 5 + i + 1
         assert sum(counts.values()) == 10 + i + 1
@@ -521,8 +521,8 @@ async def test_panic_attempt_on_the_least_bad_target_can_succeed(
     set_fault(pair.b, {"mode": "ok"})
     reply = await post(http, pair.gw, chat())
     assert reply.status == 200
-    assert reply.headers["x-switchyard-target"] == least_bad
-    assert reply.headers["x-switchyard-attempts"] == "1"
+    assert reply.headers["x-turnout-target"] == least_bad
+    assert reply.headers["x-turnout-attempts"] == "1"
     sim = "sim-a" if least_bad == "m1@a" else "sim-b"
     assert answer_of(reply, stream=False) == expected(sim)
     assert len(pair.a.state.attempts()) + len(pair.b.state.attempts()) == 11
@@ -548,8 +548,8 @@ async def test_context_length_error_goes_to_a_larger_context_candidate(
     set_fault(a, {"mode": "status", "status": 400, "code": "context_length_exceeded"})
     reply = await post(http, gw, chat())
     assert reply.status == 200
-    assert reply.headers["x-switchyard-target"] == "large"
-    assert reply.headers["x-switchyard-attempts"] == "2"
+    assert reply.headers["x-turnout-target"] == "large"
+    assert reply.headers["x-turnout-attempts"] == "2"
     assert answer_of(reply, stream=False) == expected("sim-b")
     assert [x["status"] for x in a.state.attempts()] == [400]
     assert len(b.state.attempts()) == 1

@@ -79,11 +79,11 @@ async def _trip_on_a_and_watch_b(
     """
     for i in range(3):  # B has used p and found it healthy
         r = await ask(http, b, f"B-warm-{i}")
-        assert r.headers["x-switchyard-target"] == "m@p"
+        assert r.headers["x-turnout-target"] == "m@p"
     p.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
     for i in range(5):
         r = await ask(http, a, f"A-{i}")
-        assert r.status == 200 and r.headers["x-switchyard-target"] == "m@b"
+        assert r.status == 200 and r.headers["x-turnout-target"] == "m@b"
     assert (await target_state(http, a, "m@p"))["state"] == "open"
     tripped = time.monotonic()
     stop = asyncio.Event()
@@ -217,7 +217,7 @@ async def test_429_throttles_the_target_fleet_wide_without_counting_a_failure(
         Fault.from_json({"mode": "status", "status": 429, "retry_after": retry_after, "count": 1})
     )
     r = await ask(http, a, "A-0")
-    assert r.headers["x-switchyard-target"] == "m@b"
+    assert r.headers["x-turnout-target"] == "m@b"
 
     async def b_throttled() -> bool:
         return (await target_state(http, b, "m@p"))["throttled_until"] is not None
@@ -231,7 +231,7 @@ async def test_429_throttles_the_target_fleet_wide_without_counting_a_failure(
     assert a_state["window_calls"] == 0 and a_state["error_rate"] == 0.0
     for i in range(5):
         r = await ask(http, b, f"B-{i}")
-        assert r.headers["x-switchyard-target"] == "m@b"
+        assert r.headers["x-turnout-target"] == "m@b"
     assert attempts_by(p, "B-") == 0
 
 
@@ -327,7 +327,7 @@ async def test_redis_restarted_empty_converges_by_resync(
     assert (await target_state(http, b, "m@p"))["state"] == "open"
     for i in range(5):
         r = await ask(http, c, f"C-{i}")
-        assert r.headers["x-switchyard-target"] == "m@b"
+        assert r.headers["x-turnout-target"] == "m@b"
     assert attempts_by(p, "C-") == 0
 
 
@@ -347,7 +347,7 @@ async def test_starts_fast_and_serves_when_redis_is_down(
     }
     assert "redis unavailable" in ready["health_store"]["detail"]
     r = await ask(http, gw)
-    assert r.status == 200 and r.headers["x-switchyard-target"] == "m@p"
+    assert r.status == 200 and r.headers["x-turnout-target"] == "m@p"
     # Local breakers still work on their own, and probe locally.
     p.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
     for _ in range(5):

@@ -144,7 +144,7 @@ async def ask_and_judge(http: aiohttp.ClientSession, gw: Server, n: int) -> list
     for _ in range(n):
         async with http.post(gw.url + CHAT, json=ASK) as r:
             assert r.status == 200
-            target, rid = r.headers["x-switchyard-target"], r.headers["x-request-id"]
+            target, rid = r.headers["x-turnout-target"], r.headers["x-request-id"]
             await r.read()
         verdict = {"request_id": rid, "score": 0.0 if target == "ta" else 1.0}
         async with http.post(gw.url + "/v1/feedback", json=verdict) as r:

@@ -628,10 +628,10 @@ def all_keys(keys: Keys, target_id: str) -> list[str]:
 
 
 TARGETS = ["gpt-4o@openai", "claude-3.5:sonnet@anthropic", "m@p", "llama_3-70b@local.vllm"]
-PREFIXES = ["switchyard", "switchyard2", "sy", "sy:a", "sy:a:b", "prod-eu"]
+PREFIXES = ["turnout", "turnout2", "sy", "sy:a", "sy:a:b", "prod-eu"]
 
 
-@pytest.mark.parametrize("prefix", ["switchyard", "sy:a"])
+@pytest.mark.parametrize("prefix", ["turnout", "sy:a"])
 @pytest.mark.parametrize("target_id", TARGETS)
 def test_one_targets_keys_share_its_hash_tag_and_the_prefix(prefix: str, target_id: str) -> None:
     keys = Keys(prefix)
@@ -643,9 +643,9 @@ def test_one_targets_keys_share_its_hash_tag_and_the_prefix(prefix: str, target_
 
 
 def test_default_prefix_and_channel() -> None:
-    assert Keys().prefix == "switchyard"
-    assert Keys().channel == "switchyard:events"
-    assert Keys().open(TID) == "switchyard:{gpt-4o@openai}:open"
+    assert Keys().prefix == "turnout"
+    assert Keys().channel == "turnout:events"
+    assert Keys().open(TID) == "turnout:{gpt-4o@openai}:open"
 
 
 def test_targets_never_share_keys() -> None:

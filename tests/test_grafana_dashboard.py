@@ -1,4 +1,4 @@
-"""ops/grafana/switchyard.json: an importable dashboard whose queries use the real metric names.
+"""ops/grafana/turnout.json: an importable dashboard whose queries use the real metric names.
 
 Two views:
 
@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.sim import Fault
 from tests.conftest import GatewayFactory, SimFactory, make_config
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "ops" / "grafana" / "switchyard.json"
+DASHBOARD = Path(__file__).resolve().parent.parent / "ops" / "grafana" / "turnout.json"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 CHAT = "/v1/chat/completions"
 # Labels that Prometheus adds when it scrapes (absent from the gateway's own text).
@@ -156,24 +156,24 @@ def test_the_promised_panels_are_there() -> None:
     d = load()
     names = {name for _, e in exprs(d) for name, _ in parse(e)[0]}
     assert names >= {
-        "switchyard_requests_total",
-        "switchyard_attempts_total",
-        "switchyard_failovers_total",
-        "switchyard_request_duration_seconds_bucket",
+        "turnout_requests_total",
+        "turnout_attempts_total",
+        "turnout_failovers_total",
+        "turnout_request_duration_seconds_bucket",
         "gen_ai_server_time_to_first_token_seconds_bucket",
         "gen_ai_client_token_usage_total",
-        "switchyard_retry_budget_exhausted_total",
-        "switchyard_breaker_state",
-        "switchyard_target_throttled",
-        "switchyard_target_in_flight",
-        "switchyard_redis_degraded",
+        "turnout_retry_budget_exhausted_total",
+        "turnout_breaker_state",
+        "turnout_target_throttled",
+        "turnout_target_in_flight",
+        "turnout_redis_degraded",
     }
     # Histograms are read as quantiles over their buckets, never as a bare bucket series.
     for title, e in exprs(d):
         if "_bucket" in e:
             assert e.startswith("histogram_quantile(") and "le" in parse(e)[1], title
     for hist in (
-        "switchyard_request_duration_seconds",
+        "turnout_request_duration_seconds",
         "gen_ai_server_time_to_first_token_seconds",
     ):
         quantiles = {
@@ -187,7 +187,7 @@ def test_the_promised_panels_are_there() -> None:
         p
         for p in data_panels(d)
         if p["fieldConfig"]["defaults"].get("mappings")
-        and any("switchyard_breaker_state" in t["expr"] for t in p["targets"])
+        and any("turnout_breaker_state" in t["expr"] for t in p["targets"])
     ]
     assert [p["type"] for p in breaker] == ["state-timeline"]
     mapped = {
@@ -222,7 +222,7 @@ async def test_every_name_in_the_queries_is_exported_by_a_live_gateway(
     async def post(stream: bool = False) -> tuple[int, str | None]:
         async with http.post(gw.url + CHAT, json=chat(stream)) as r:
             await r.read()
-            return r.status, r.headers.get("x-switchyard-target")
+            return r.status, r.headers.get("x-turnout-target")
 
     assert await post() == (200, "m@a")
     assert await post(stream=True) == (200, "m@a")
@@ -239,8 +239,8 @@ async def test_every_name_in_the_queries_is_exported_by_a_live_gateway(
         for sample in family.samples:
             labels.setdefault(sample.name, set()).update(sample.labels)
             family_of[sample.name] = family.name
-    assert "switchyard_failovers_total" in labels
-    assert "switchyard_retry_budget_exhausted_total" in labels
+    assert "turnout_failovers_total" in labels
+    assert "turnout_retry_budget_exhausted_total" in labels
 
     d = load()
     used: set[str] = set()

@@ -160,7 +160,7 @@ async def test_admin_reload_applies_valid_and_rejects_broken_configs(
                 body = await r.json()
                 assert body["status"] == "reloaded" and body["routes"] == ["chat", "chat2"]
             async with s.post(server.url + CHAT, json=chat("chat2")) as r:
-                assert r.status == 200 and r.headers["x-switchyard-target"] == "m2@a"
+                assert r.status == 200 and r.headers["x-turnout-target"] == "m2@a"
             for broken, expect in (
                 ("routes: [\n  - alias: chat\n", "YAML syntax error"),
                 (cfg.read_text().replace("m2@a", "m2@nowhere"), "unknown target 'm2@nowhere'"),

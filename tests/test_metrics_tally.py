@@ -36,10 +36,10 @@ async def test_a_scrape_sees_every_add_and_a_push_within_the_flush_period() -> N
         m.requests.add(1, {"route": "r", "status": "200"})
     m.requests.add(1, {"route": "r", "status": "502"})
     m.tokens.add(120, {"target": "t", "gen_ai.token.type": "input"})
-    assert pushed(reader, "switchyard.requests") == {}  # still in the tally
+    assert pushed(reader, "turnout.requests") == {}  # still in the tally
 
     await asyncio.sleep(FLUSH_S + 0.3)  # no scrape: the timer flushed it
-    assert pushed(reader, "switchyard.requests") == {
+    assert pushed(reader, "turnout.requests") == {
         (("route", "r"), ("status", "200")): 3,
         (("route", "r"), ("status", "502")): 1,
     }
@@ -48,7 +48,7 @@ async def test_a_scrape_sees_every_add_and_a_push_within_the_flush_period() -> N
     }
 
     m.requests.add(1, {"route": "r", "status": "200"})
-    (line,) = [ln for ln in scraped(m, "switchyard_requests_total") if 'status="200"' in ln]
+    (line,) = [ln for ln in scraped(m, "turnout_requests_total") if 'status="200"' in ln]
     assert line.endswith(" 4.0")  # the scrape flushed first: nothing lags
     m.shutdown()
 
@@ -57,7 +57,7 @@ def test_without_an_event_loop_adds_go_straight_through() -> None:
     reader = InMemoryMetricReader()
     m = Metrics([reader])
     m.attempts.add(1, {"target": "t", "outcome": "success"})
-    assert pushed(reader, "switchyard.attempts") == {(("outcome", "success"), ("target", "t")): 1}
+    assert pushed(reader, "turnout.attempts") == {(("outcome", "success"), ("target", "t")): 1}
     m.shutdown()
 
 
@@ -66,5 +66,5 @@ async def test_a_flush_before_shutdown_hands_over_what_is_pending() -> None:
     m = Metrics([reader])
     m.attempts.add(2, {"target": "t", "outcome": "success"})
     m.flush()  # what Runtime.close does on the loop before the threaded shutdown
-    assert pushed(reader, "switchyard.attempts") == {(("outcome", "success"), ("target", "t")): 2}
+    assert pushed(reader, "turnout.attempts") == {(("outcome", "success"), ("target", "t")): 2}
     m.shutdown()

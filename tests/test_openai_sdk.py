@@ -104,8 +104,8 @@ async def test_chat_non_streaming(client: Client, sim: SimServer) -> None:
         ),
     )
     assert raw.status_code == 200
-    assert raw.headers["x-switchyard-target"] == "m1@a"
-    assert raw.headers["x-switchyard-attempts"] == "1"
+    assert raw.headers["x-turnout-target"] == "m1@a"
+    assert raw.headers["x-turnout-attempts"] == "1"
     assert raw.headers["x-request-id"] == "sdk-req-1"
     completion = raw.parse()
     assert completion.object == "chat.completion"
@@ -136,8 +136,8 @@ async def test_chat_streaming(client: Client, sim: SimServer) -> None:
         ),
     )
     assert raw.status_code == 200
-    assert raw.headers["x-switchyard-target"] == "m1@a"
-    assert raw.headers["x-switchyard-attempts"] == "1"
+    assert raw.headers["x-turnout-target"] == "m1@a"
+    assert raw.headers["x-turnout-attempts"] == "1"
     assert re.fullmatch(r"[0-9a-f]{32}", raw.headers["x-request-id"])
     assert raw.headers["content-type"].startswith("text/event-stream")
 
@@ -176,8 +176,8 @@ async def test_legacy_completions(client: Client, sim: SimServer) -> None:
         client,
         lambda: client.completions.with_raw_response.create(model="text", prompt=PROMPT),
     )
-    assert raw.headers["x-switchyard-target"] == "t1@a"
-    assert raw.headers["x-switchyard-attempts"] == "1"
+    assert raw.headers["x-turnout-target"] == "t1@a"
+    assert raw.headers["x-turnout-attempts"] == "1"
     completion = raw.parse()
     assert completion.object == "text_completion"
     assert completion.model == "t1"
@@ -209,8 +209,8 @@ async def test_embeddings_equal_the_sims(
         client,
         lambda: client.embeddings.with_raw_response.create(model="embed", input=inputs, **options),
     )
-    assert raw.headers["x-switchyard-target"] == "e1@a"
-    assert raw.headers["x-switchyard-attempts"] == "1"
+    assert raw.headers["x-turnout-target"] == "e1@a"
+    assert raw.headers["x-turnout-attempts"] == "1"
     via_gateway = raw.parse()
     direct_client = new_client("async", sim.base_url)
     try:
@@ -230,7 +230,7 @@ async def test_embeddings_equal_the_sims(
 async def test_models_list_is_the_route_aliases(client: Client, sim: SimServer) -> None:
     page = await call(client, lambda: client.models.list())
     assert [m.id for m in page.data] == list(ROUTES)
-    assert {m.owned_by for m in page.data} == {"switchyard"}
+    assert {m.owned_by for m in page.data} == {"turnout"}
     assert sim.state.attempts() == []  # answered by the gateway itself
 
 

@@ -97,7 +97,7 @@ def test_overrides_from_metadata_and_headers() -> None:
     f = extract("chat", body, 0)
     assert (f.max_cost, f.quality_floor, f.task) == (0.01, 0.9, "code")
     assert dict(f.metadata) == {"max_cost": "0.01", "quality_floor": "0.9", "task": "code"}
-    headers = {"x-switchyard-max-cost": "0.5", "x-switchyard-task": "Math"}
+    headers = {"x-turnout-max-cost": "0.5", "x-turnout-task": "Math"}
     f = extract("chat", body, 0, headers=headers)
     assert (f.max_cost, f.quality_floor, f.task) == (0.5, 0.9, "math")
     plain = extract("chat", chat("hello"), 0)
@@ -111,8 +111,8 @@ def test_overrides_from_metadata_and_headers() -> None:
         ({"max_cost": "-1"}, None, "metadata.max_cost"),
         ({"quality_floor": "1.5"}, None, "metadata.quality_floor"),
         ({"quality_floor": "nan"}, None, "metadata.quality_floor"),
-        ({}, {"x-switchyard-max-cost": "inf"}, "x-switchyard-max-cost"),
-        ({}, {"x-switchyard-task": "no spaces allowed"}, "x-switchyard-task"),
+        ({}, {"x-turnout-max-cost": "inf"}, "x-turnout-max-cost"),
+        ({}, {"x-turnout-task": "no spaces allowed"}, "x-turnout-task"),
     ],
 )
 def test_invalid_overrides(

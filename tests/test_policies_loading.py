@@ -254,7 +254,7 @@ def test_entry_point_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     eps = [EntryPoint(name="prefer", value=PLUGIN, group=plugins.ENTRY_POINT_GROUP)]
 
     def fake(**kw: Any) -> list[EntryPoint]:
-        assert kw["group"] == "switchyard.policies"
+        assert kw["group"] == "turnout.policies"
         return [e for e in eps if e.name == kw["name"]]
 
     monkeypatch.setattr(plugins, "entry_points", fake)

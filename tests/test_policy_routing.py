@@ -63,10 +63,10 @@ async def test_a_request_with_tools_never_goes_to_a_target_without_tool_support(
     )
     gw = await gateway_factory(cfg)
     status, headers, _ = await post(http, gw.url, ask())
-    assert status == 200 and headers["x-switchyard-target"] == "plain"  # first when no tools
+    assert status == 200 and headers["x-turnout-target"] == "plain"  # first when no tools
     for _ in range(5):
         status, headers, _ = await post(http, gw.url, ask(tools=TOOLS))
-        assert status == 200 and headers["x-switchyard-target"] == "tooled"
+        assert status == 200 and headers["x-turnout-target"] == "tooled"
     assert len(plain.state.attempts()) == 1
     # A prompt longer than every context window goes nowhere: 400, no upstream attempt.
     status, _, body = await post(http, gw.url, ask("word " * 40_000))
@@ -96,7 +96,7 @@ async def test_third_party_policy_loaded_by_module_and_class(
     gw = await gateway_factory(cfg)
     for _ in range(3):
         status, headers, _ = await post(http, gw.url, ask())
-        assert status == 200 and headers["x-switchyard-target"] == "m@b"
+        assert status == 200 and headers["x-turnout-target"] == "m@b"
     assert a.state.attempts() == []
 
 
@@ -126,10 +126,10 @@ async def test_cost_quality_sends_easy_requests_cheap_and_hard_ones_strong(
     )
     gw = await gateway_factory(cfg)
     status, headers, _ = await post(http, gw.url, ask("Say hello to my friend"))
-    assert status == 200 and headers["x-switchyard-target"] == "small"
+    assert status == 200 and headers["x-turnout-target"] == "small"
     hard = "Write a Python function that parses this JSON and fix the bug in my code: def f(x):"
     status, headers, _ = await post(http, gw.url, ask(hard))
-    assert status == 200 and headers["x-switchyard-target"] == "big"
+    assert status == 200 and headers["x-turnout-target"] == "big"
 
 
 async def test_feedback_reaches_the_route_and_names_the_target(
@@ -174,11 +174,11 @@ async def test_agent_roles_pick_their_own_route_by_metadata(
     )
     gw = await gateway_factory(cfg)
     _, h, _ = await post(http, gw.url, ask(), headers={"x-agent-role": "planner"})
-    assert h["x-switchyard-target"] == "m@a"
+    assert h["x-turnout-target"] == "m@a"
     _, h, _ = await post(http, gw.url, ask(metadata={"role": "coder"}))
-    assert h["x-switchyard-target"] == "m@b"
+    assert h["x-turnout-target"] == "m@b"
     _, h, _ = await post(http, gw.url, ask(metadata={"role": "critic"}))
-    assert h["x-switchyard-target"] == "m@c"
+    assert h["x-turnout-target"] == "m@c"
     async with http.get(gw.url + "/v1/models") as r:
         assert [m["id"] for m in (await r.json())["data"]] == ["r"]
 

@@ -1,4 +1,4 @@
-"""Live reload of a running `switchyard serve` process under steady traffic, by each of the
+"""Live reload of a running `turnout serve` process under steady traffic, by each of the
 three triggers (SIGHUP, the file changing on disk, `POST /admin/reload`): a valid change takes
 effect with zero failed requests; a YAML syntax error and a semantic error are rejected, the
 old config goes on serving, and `GET /admin/config` says why. Real process, sims, sockets."""
@@ -54,7 +54,7 @@ class Traffic:
                 async with s.post(self.url + CHAT, json=body) as r:
                     raw = await r.read()
                     full = raw.rstrip().endswith(b"[DONE]") if stream else b'"choices"' in raw
-                    target = r.headers.get("x-switchyard-target", "")
+                    target = r.headers.get("x-turnout-target", "")
                     self.answers.append((sent, r.status, target, full))
 
     def start(self) -> None:

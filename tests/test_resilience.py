@@ -31,7 +31,7 @@ from tests.waiting import eventually
 
 PROMPT = "how do breakers work"
 N_WORDS = 6
-DEADLINE_HEADER = "x-switchyard-deadline-ms"
+DEADLINE_HEADER = "x-turnout-deadline-ms"
 TIMEOUTS = {
     "connect_s": 1.0,
     "headers_s": 1.0,
@@ -162,7 +162,7 @@ async def test_total_outage_at_a_high_rate_makes_no_retry_storm(
             error = error_of(r, 503, "no_candidate_available")
             assert error["type"] == "service_unavailable"
             assert int(r.headers["retry-after"]) >= 1
-        assert 0 <= int(r.headers["x-switchyard-attempts"]) <= 3
+        assert 0 <= int(r.headers["x-turnout-attempts"]) <= 3
     assert set(by_status) <= {502, 503}
     assert by_status.get(503, 0) > n_requests // 2  # once everything is open: fast 503s
 
@@ -172,7 +172,7 @@ async def test_total_outage_at_a_high_rate_makes_no_retry_storm(
     # Every attempt the sims saw belongs to one of our requests, and the header counts agree.
     seen = [a["headers"]["x-request-id"] for s in sims.values() for a in s.state.attempts()]
     assert all(rid.startswith("storm-") for rid in seen)
-    assert len(seen) == sum(int(r.headers["x-switchyard-attempts"]) for r in replies)
+    assert len(seen) == sum(int(r.headers["x-turnout-attempts"]) for r in replies)
 
     health = await admin_targets(http, gw)
     for tid in ("m@a", "m@b", "m@c"):

@@ -1,4 +1,4 @@
-"""`switchyard schema`: the config file's JSON Schema, for editors, kept true to the loader.
+"""`turnout schema`: the config file's JSON Schema, for editors, kept true to the loader.
 
 The schema is checked against the real decoders, not against itself: every shipped config is
 valid for both, a set of edits is judged the same way by both, and each section's keys are
@@ -426,7 +426,7 @@ def test_committed_schema_is_up_to_date() -> None:
     committed = json.loads(COMMITTED.read_text(encoding="utf-8"))
     assert committed == json.loads(json.dumps(config_schema())), (
         "docs/config.schema.json is stale: regenerate it with "
-        "`switchyard schema --output docs/config.schema.json`"
+        "`turnout schema --output docs/config.schema.json`"
     )
 
 

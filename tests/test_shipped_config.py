@@ -1,4 +1,4 @@
-"""The shipped `config.yaml`: it loads, `switchyard check` accepts it, it has an example of
+"""The shipped `config.yaml`: it loads, `turnout check` accepts it, it has an example of
 every built-in policy part, and its example routes do what their comments say on hand-built
 requests, ranked by the real policies built from it (no sockets)."""
 
@@ -115,7 +115,7 @@ def test_matches_the_schema_its_modeline_names() -> None:
 
 
 def test_loads_with_keys_and_urls_from_the_environment() -> None:
-    env = {**KEYS, "LOCAL_LLM_URL": "http://10.0.0.5:8000/v1/", "SWITCHYARD_HOST": "0.0.0.0"}
+    env = {**KEYS, "LOCAL_LLM_URL": "http://10.0.0.5:8000/v1/", "TURNOUT_HOST": "0.0.0.0"}
     config = load_file(CONFIG, env=env)
     assert config.providers["openai"].api_key == "sk-test-openai"
     assert config.providers["together"].api_key == "tg-test-together"
@@ -136,13 +136,13 @@ def test_loads_with_an_empty_environment(cfg: Config) -> None:
 
 
 def check_env(**extra: str) -> dict[str, str]:
-    drop = ("SWITCHYARD_", "OPENAI_", "TOGETHER_", "LOCAL_LLM_")
+    drop = ("TURNOUT_", "OPENAI_", "TOGETHER_", "LOCAL_LLM_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     return {**env, **extra}
 
 
 @pytest.mark.parametrize("env", [check_env(), check_env(**KEYS)], ids=["no-keys", "keys"])
-def test_switchyard_check_accepts_it(cfg: Config, env: dict[str, str]) -> None:
+def test_turnout_check_accepts_it(cfg: Config, env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "check", "-c", str(CONFIG)],
         capture_output=True,
@@ -301,14 +301,14 @@ def test_cost_quality_per_request_floor_and_budget(cfg: Config) -> None:
     easy = chat("Hi! What's a good name for a cat?")
     # a higher floor: gpt-4o-mini (chat 0.8) no longer qualifies; Llama 70B (0.85) is cheapest
     for headers, payload in [
-        ({"x-switchyard-quality-floor": "0.85"}, easy),
+        ({"x-turnout-quality-floor": "0.85"}, easy),
         ({}, {**easy, "metadata": {"quality_floor": "0.85"}}),
     ]:
         assert ranked(ask(cfg, auto, payload, headers=headers))[0] == "llama-70b@together"
     # a budget of $0.001 rules out gpt-4o for a code question: the best remaining one leads
     code = chat("Why does this fail?\nTraceback (most recent call last):\nKeyError: 'id'")
     for headers, payload in [
-        ({"x-switchyard-max-cost": "0.001"}, code),
+        ({"x-turnout-max-cost": "0.001"}, code),
         ({}, {**code, "metadata": {"max_cost": "0.001"}}),
     ]:
         decision = ask(cfg, auto, payload, headers=headers)

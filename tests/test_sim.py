@@ -604,7 +604,7 @@ async def test_run_sim_serves_until_cancelled(
     try:
         await eventually(printed)
         line = out.strip()
-        assert re.fullmatch(r"switchyard sim cli listening on http://127\.0\.0\.1:\d+/v1", line)
+        assert re.fullmatch(r"turnout sim cli listening on http://127\.0\.0\.1:\d+/v1", line)
         url = line.rsplit(" ", 1)[1] + "/chat/completions"
         async with session.post(url, json=CHAT) as r:
             assert r.status == 503

@@ -16,8 +16,8 @@ async def test_chat_through_gateway(
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
     async with http.post(gw.url + "/v1/chat/completions", json=body) as resp:
         assert resp.status == 200
-        assert resp.headers["x-switchyard-target"] == "m1@a"
-        assert resp.headers["x-switchyard-attempts"] == "1"
+        assert resp.headers["x-turnout-target"] == "m1@a"
+        assert resp.headers["x-turnout-attempts"] == "1"
         data = await resp.json()
     assert data["model"] == "m1"
     assert data["choices"][0]["message"]["content"] == answer_text("sim-a", "m1", "hi", 12)

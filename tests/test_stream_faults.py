@@ -212,8 +212,8 @@ async def test_sim_mid_stream_failure_ends_with_error_event(
     started = time.monotonic()
     async with http.post(setup.gw.url + "/v1/chat/completions", json=chat()) as resp:
         assert resp.status == 200
-        assert resp.headers["x-switchyard-target"] == "m1@a"
-        assert resp.headers["x-switchyard-attempts"] == "1"
+        assert resp.headers["x-turnout-target"] == "m1@a"
+        assert resp.headers["x-turnout-attempts"] == "1"
         body = await resp.read()
     elapsed = time.monotonic() - started
     text, _ = assert_ends_with_error(body, code)
@@ -258,7 +258,7 @@ async def test_scripted_mid_stream_failure_ends_with_error_event(
     s = await start(sim_factory, gateway_factory, a_url=url)
     async with http.post(s.gw.url + "/v1/chat/completions", json=chat()) as resp:
         assert resp.status == 200
-        assert resp.headers["x-switchyard-target"] == "m1@a"
+        assert resp.headers["x-turnout-target"] == "m1@a"
         body = await resp.read()
     text, error = assert_ends_with_error(body)
     assert error["code"] in codes
@@ -340,7 +340,7 @@ async def test_stream_without_done_is_completed_by_the_gateway(
     setup.a.state.set_fault(Fault.from_json({"mode": "no_done"}))
     async with http.post(setup.gw.url + "/v1/chat/completions", json=chat()) as resp:
         assert resp.status == 200
-        assert resp.headers["x-switchyard-target"] == "m1@a"
+        assert resp.headers["x-turnout-target"] == "m1@a"
         body = await resp.read()
     events = sse_events(body)
     assert events[-1] == (None, "[DONE]")
@@ -381,7 +381,7 @@ async def test_drip_within_idle_timeout_completes(
     started = time.monotonic()
     async with http.post(s.gw.url + "/v1/chat/completions", json=chat()) as resp:
         assert resp.status == 200
-        assert resp.headers["x-switchyard-target"] == "m1@a"
+        assert resp.headers["x-turnout-target"] == "m1@a"
         body = await resp.read()
     assert time.monotonic() - started >= 7 * 0.15 - 0.05  # it really dripped
     events = sse_events(body)

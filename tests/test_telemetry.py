@@ -82,11 +82,11 @@ async def test_trace_joins_the_callers_trace_and_tells_the_failover(
     assert format(root.context.trace_id, "032x") == TRACE_ID
     assert root.parent is not None and format(root.parent.span_id, "016x") == PARENT
     attrs = dict(root.attributes or {})
-    assert attrs["switchyard.route"] == "chat"
-    assert attrs["switchyard.policy"] == "priority"
-    assert list(attrs["switchyard.candidates"]) == ["m@a", "m@b"]
+    assert attrs["turnout.route"] == "chat"
+    assert attrs["turnout.policy"] == "priority"
+    assert list(attrs["turnout.candidates"]) == ["m@a", "m@b"]
     assert attrs["http.response.status_code"] == 200
-    assert [e.name for e in root.events] == ["switchyard.failover"]
+    assert [e.name for e in root.events] == ["turnout.failover"]
     first, second = clients
     assert first.name == "chat m" and second.name == "chat m"
     for sp, target, attempt in ((first, "m@a", 1), (second, "m@b", 2)):
@@ -95,8 +95,8 @@ async def test_trace_joins_the_callers_trace_and_tells_the_failover(
         assert a["gen_ai.operation.name"] == "chat"
         assert a["gen_ai.request.model"] == "m"
         assert a["server.address"] == "127.0.0.1"
-        assert a["switchyard.target"] == target
-        assert a["switchyard.attempt"] == attempt
+        assert a["turnout.target"] == target
+        assert a["turnout.attempt"] == attempt
     assert dict(first.attributes or {})["error.type"] == "status 503"
     ok = dict(second.attributes or {})
     assert ok["gen_ai.provider.name"] == "b"
@@ -123,8 +123,8 @@ async def test_stream_span_ends_with_usage_and_ttft(traced: Any, sim_factory: Si
     client = [sp for sp in traced.exporter.get_finished_spans() if sp.kind is SpanKind.CLIENT]
     assert len(client) == 1
     a = dict(client[0].attributes or {})
-    assert a["switchyard.outcome"] == "success"
-    assert a["switchyard.ttft_ms"] > 0
+    assert a["turnout.outcome"] == "success"
+    assert a["turnout.ttft_ms"] > 0
     assert a["gen_ai.usage.output_tokens"] > 0
 
 
@@ -163,17 +163,17 @@ async def test_metrics_are_prometheus_text_and_move(traced: Any, sim_factory: Si
                 assert r.status == 200
         after = await metrics()
     assert (
-        value(after, "switchyard_requests_total", route="chat", status="200")
-        - value(before, "switchyard_requests_total", route="chat", status="200")
+        value(after, "turnout_requests_total", route="chat", status="200")
+        - value(before, "turnout_requests_total", route="chat", status="200")
         == 8
     )
-    assert value(after, "switchyard_attempts_total", target="m@a", outcome="provider_failure") == 5
-    assert value(after, "switchyard_failovers_total", target="m@a", reason="status 503") == 5
-    assert value(after, "switchyard_breaker_state", target="m@a") == 2.0  # open
-    assert value(after, "switchyard_breaker_state", target="m@b") == 0.0
+    assert value(after, "turnout_attempts_total", target="m@a", outcome="provider_failure") == 5
+    assert value(after, "turnout_failovers_total", target="m@a", reason="status 503") == 5
+    assert value(after, "turnout_breaker_state", target="m@a") == 2.0  # open
+    assert value(after, "turnout_breaker_state", target="m@b") == 0.0
     assert value(after, "gen_ai_client_operation_duration_seconds_count", target="m@b") == 5
     assert value(after, "gen_ai_client_token_usage_total", target="m@a") > 0
-    assert value(after, "switchyard_redis_degraded", backend="memory") == 0.0
+    assert value(after, "turnout_redis_degraded", backend="memory") == 0.0
 
 
 async def test_a_down_collector_never_slows_requests_or_shutdown(sim_factory: SimFactory) -> None:
@@ -209,7 +209,7 @@ def test_json_logs_carry_the_trace_id() -> None:
     exporter = InMemorySpanExporter()
     tel = Telemetry(TraceSettings(), [SimpleSpanProcessor(exporter)])
     record = logging.LogRecord(
-        "switchyard.x", logging.WARNING, __file__, 1, "failed %s", ("m@a",), None
+        "turnout.x", logging.WARNING, __file__, 1, "failed %s", ("m@a",), None
     )
     with tel.tracer.start_as_current_span("POST /v1/chat/completions") as span:
         line = orjson.loads(JsonFormatter().format(record))
@@ -233,7 +233,7 @@ async def test_metrics_can_also_be_pushed_by_otlp(sim_factory: SimFactory) -> No
             async with s.post(server.url + CHAT, json=body()) as r:
                 assert r.status == 200
             async with s.get(server.url + "/metrics") as r:
-                assert b"switchyard_requests_total" in await r.read()
+                assert b"turnout_requests_total" in await r.read()
     finally:
         t = time.perf_counter()
         await server.stop()

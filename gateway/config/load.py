@@ -85,7 +85,7 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     data = _expand_tree(data, "", env, issues)
     root = Section(data, "", issues)
     server = _server(root.sub("server"))
-    health = _health(root.sub("health"), env.get("SWITCHYARD_REDIS_URL", ""))
+    health = _health(root.sub("health"), env.get("TURNOUT_REDIS_URL", ""))
     providers = _providers(root.sub("providers"))
     targets = _targets(root.sub("targets"), providers)
     resilience = decode_resilience(root.sub("resilience"))
@@ -179,7 +179,7 @@ def _health(s: Section, env_redis_url: str) -> HealthConfig:
         s.issues.add(join(s.path, "store"), f"unknown store {store!r} (known: {', '.join(STORES)})")
     redis_url = s.get("redis_url", str, "")
     if env_redis_url:
-        # SWITCHYARD_REDIS_URL alone turns the fleet store on (a sidecar's usual wiring).
+        # TURNOUT_REDIS_URL alone turns the fleet store on (a sidecar's usual wiring).
         store, redis_url = "redis", env_redis_url
     if store == "redis" and not redis_url:
         s.issues.add(join(s.path, "redis_url"), "required when store is 'redis'")

@@ -97,7 +97,7 @@ class RouteConfig:
     deadline_s: float | None = None  # default: resilience.deadline_s; None: no deadline
     hedge: Hedge | None = None
     match: RouteMatch = field(default_factory=RouteMatch)
-    debug: bool = False  # explain every decision in an `x-switchyard-route` response header
+    debug: bool = False  # explain every decision in an `x-turnout-route` response header
     key: str = ""  # unique per route: alias#n (several routes may share an alias)
 
 
@@ -112,7 +112,7 @@ class ResilienceConfig:
     budget_min_retries: int = 10
     budget_window_s: float = 10.0
     deadline_s: float | None = None  # None: bounded only by each attempt's total_s
-    deadline_header: str = "x-switchyard-deadline-ms"
+    deadline_header: str = "x-turnout-deadline-ms"
     panic: bool = True  # all candidates open: one attempt on the least-bad one
 
 
@@ -124,14 +124,14 @@ class ServerConfig:
     config_poll_s: float = 1.0  # watch the config file and reload on change; 0 = off
     grace_s: float = 10.0  # on SIGTERM: how long requests in flight may take to finish
     admin_token: str = field(default="", repr=False)  # protects /admin/* and /ui when set
-    debug_header: bool = True  # honour callers' x-switchyard-debug (routing explained to them)
+    debug_header: bool = True  # honour callers' x-turnout-debug (routing explained to them)
 
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
     store: str = "memory"
     redis_url: str = field(default="", repr=False)  # may hold a password: never printed
-    key_prefix: str = "switchyard"
+    key_prefix: str = "turnout"
     sync_period_s: float = 0.25
     redis_timeout_s: float = 0.2
     probe_lock_s: float = 30.0

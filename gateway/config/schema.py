@@ -1,4 +1,4 @@
-"""A JSON Schema (draft 2020-12) of the config file, for editors: `switchyard schema`.
+"""A JSON Schema (draft 2020-12) of the config file, for editors: `turnout schema`.
 
 It mirrors the strict decoders (`gateway.config.load`, `.routes`, `policies.loading`,
 `policies.tasks`): the same keys (`additionalProperties: false` wherever an unknown key is an
@@ -10,7 +10,7 @@ the decoders' own "known keys" lists, so a key added to a decoder without the sc
 It describes the file as written, before `${VAR}` expansion: a number may also be a string
 holding a reference (`port: ${PORT:-8080}`), checked only once expanded. What the loader
 checks across sections (a target's provider exists, aliases are unique...) is left to
-`switchyard check`. Deliberately stricter than the loader: numbers written as quoted strings
+`turnout check`. Deliberately stricter than the loader: numbers written as quoted strings
 ("8080"), upper-case enum values, empty scalars (`port:` with no value) and an `otlp_protocol`
 other than http/protobuf or grpc (the loader reads any other as HTTP) are flagged.
 """
@@ -72,10 +72,10 @@ def _server() -> Schema:
             ),
             "admin_token": string(
                 "when set, /admin/* and /ui need `Authorization: Bearer <token>` "
-                "(e.g. ${SWITCHYARD_ADMIN_TOKEN})"
+                "(e.g. ${TURNOUT_ADMIN_TOKEN})"
             ),
             "debug_header": boolean(
-                "honour a caller's `x-switchyard-debug: route` (the answer then explains the "
+                "honour a caller's `x-turnout-debug: route` (the answer then explains the "
                 "routing decision: target ids, scores, exclusions); false: only routes with "
                 "`debug: true` explain",
                 d.debug_header,
@@ -133,7 +133,7 @@ def _health() -> Schema:
             ),
             "redis_url": string(
                 "required when store is redis: redis://[:pw@]host:port/db, rediss://, unix://, "
-                "redis+sentinel://, redis+cluster:// (SWITCHYARD_REDIS_URL, when set, wins)",
+                "redis+sentinel://, redis+cluster:// (TURNOUT_REDIS_URL, when set, wins)",
                 pattern=f"^(?:$|(?:{schemes})://)|{ENV_REF}",
             ),
             "key_prefix": string(
@@ -328,7 +328,7 @@ def _route() -> Schema:
             "hedge": hedge,
             "match": match,
             "debug": boolean(
-                "every response carries an x-switchyard-route header explaining the routing",
+                "every response carries an x-turnout-route header explaining the routing",
                 d.debug,
             ),
         },
@@ -371,7 +371,7 @@ def _telemetry() -> Schema:
             ),
             "log_format": choice(
                 "json: one JSON object per line with trace_id/span_id "
-                "(SWITCHYARD_LOG_FORMAT overrides)",
+                "(TURNOUT_LOG_FORMAT overrides)",
                 dt.log_format,
                 ("text", "json"),
             ),
@@ -383,7 +383,7 @@ def config_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (`docs/config.schema.json` is this, as JSON)."""
     return {
         "$schema": DRAFT,
-        "title": "Switchyard configuration",
+        "title": "Turnout configuration",
         "description": "An LLM gateway's config file; reference: docs/configuration.md. "
         "Any string may use ${VAR} or ${VAR:-default}.",
         "type": "object",

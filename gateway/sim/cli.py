@@ -1,4 +1,4 @@
-"""``switchyard sim``: run one simulated provider until interrupted."""
+"""``turnout sim``: run one simulated provider until interrupted."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _models(text: str) -> list[str]:
 
 
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the sim's options to ``parser`` (the ``switchyard sim`` subcommand)."""
+    """Add the sim's options to ``parser`` (the ``turnout sim`` subcommand)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: a free one)")
     parser.add_argument("--name", default="sim", help="name shown in answers and logs")
@@ -69,7 +69,7 @@ async def run_sim(args: argparse.Namespace) -> None:
     )
     await sim.start(args.host, args.port)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"switchyard sim {args.name} listening on http://{shown_host}:{sim.port}/v1", flush=True)
+    print(f"turnout sim {args.name} listening on http://{shown_host}:{sim.port}/v1", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -86,7 +86,7 @@ async def run_sim(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m gateway.sim``: the same as ``switchyard sim``."""
+    """``python -m gateway.sim``: the same as ``turnout sim``."""
     parser = argparse.ArgumentParser(prog="python -m gateway.sim", description=__doc__)
     add_sim_arguments(parser)
     args = parser.parse_args(argv)

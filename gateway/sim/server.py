@@ -18,7 +18,7 @@ from gateway.sim import delivery, endpoints
 from gateway.sim.faults import Fault
 from gateway.sim.state import DEFAULT_MODELS, Attempt, SimSettings, SimState
 
-STATE_KEY = web.AppKey("switchyard_sim_state", SimState)
+STATE_KEY = web.AppKey("turnout_sim_state", SimState)
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,8 +1,8 @@
-// Switchyard live dashboard: polls the gateway's JSON feeds once a second. Plain DOM.
+// Turnout live dashboard: polls the gateway's JSON feeds once a second. Plain DOM.
 "use strict";
 // server.admin_token, when set, is given once as /ui?token=...; kept for this tab only.
-const ADMIN_TOKEN = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("switchyard-token") || "";
-if (ADMIN_TOKEN) sessionStorage.setItem("switchyard-token", ADMIN_TOKEN);
+const ADMIN_TOKEN = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("turnout-token") || "";
+if (ADMIN_TOKEN) sessionStorage.setItem("turnout-token", ADMIN_TOKEN);
 
 (function () {
   const POLL_MS = 1000;
@@ -181,14 +181,14 @@ if (ADMIN_TOKEN) sessionStorage.setItem("switchyard-token", ADMIN_TOKEN);
 
   function outcomeOf(span) {
     if (span.kind !== "client") return "server";
-    return span.attributes["switchyard.outcome"] || "unknown";
+    return span.attributes["turnout.outcome"] || "unknown";
   }
 
   function failoverReasons(trace) {
     const byAttempt = new Map();
     for (const s of trace.spans) {
       for (const e of s.events) {
-        if (e.name === "switchyard.failover") byAttempt.set(e.attributes["switchyard.attempt"], e);
+        if (e.name === "turnout.failover") byAttempt.set(e.attributes["turnout.attempt"], e);
       }
     }
     return byAttempt;
@@ -213,16 +213,16 @@ if (ADMIN_TOKEN) sessionStorage.setItem("switchyard-token", ADMIN_TOKEN);
       const width = Math.max((s.duration_ms / total) * 100, 0.3);
       const a = s.attributes;
       const isAttempt = s.kind === "client";
-      const failover = isAttempt ? reasons.get(a["switchyard.attempt"]) : null;
-      const flags = ["probe", "hedge", "panic"].filter((f) => a[`switchyard.${f}`]).join(", ");
+      const failover = isAttempt ? reasons.get(a["turnout.attempt"]) : null;
+      const flags = ["probe", "hedge", "panic"].filter((f) => a[`turnout.${f}`]).join(", ");
       const label = isAttempt
-        ? `#${a["switchyard.attempt"] || "?"} ${a["switchyard.target"] || s.name}${flags ? ` (${flags})` : ""}`
+        ? `#${a["turnout.attempt"] || "?"} ${a["turnout.target"] || s.name}${flags ? ` (${flags})` : ""}`
         : s.name;
       let note = `${ms(s.duration_ms)}`;
       if (isAttempt) {
         note += ` · ${outcome}`;
         if (a["error.type"]) note += ` · ${a["error.type"]}`;
-        if (a["switchyard.ttft_ms"] !== undefined) note += ` · TTFT ${ms(a["switchyard.ttft_ms"])}`;
+        if (a["turnout.ttft_ms"] !== undefined) note += ` · TTFT ${ms(a["turnout.ttft_ms"])}`;
       }
       // The label goes after the bar, before it when the bar ends far right, inside when wide.
       let textPos = { left: `calc(${left + width}% + 6px)` };
@@ -237,16 +237,16 @@ if (ADMIN_TOKEN) sessionStorage.setItem("switchyard-token", ADMIN_TOKEN);
         el("div", { class: `bar o-${outcome}`, style: { left: `${left}%`, width: `${width}%` }, title: note }),
         el("span", { class: textClass, style: textPos }, [
           note,
-          failover ? el("span", { class: "failover-note", text: ` → failover: ${failover.attributes["switchyard.reason"]}` }) : null,
+          failover ? el("span", { class: "failover-note", text: ` → failover: ${failover.attributes["turnout.reason"]}` }) : null,
         ]),
-        ...s.events.filter((e) => e.name === "switchyard.failover").map((e) =>
-          el("div", { class: "marker", style: { left: `${(e.offset_ms / total) * 100}%` }, title: `failover: ${e.attributes["switchyard.reason"]}` })),
+        ...s.events.filter((e) => e.name === "turnout.failover").map((e) =>
+          el("div", { class: "marker", style: { left: `${(e.offset_ms / total) * 100}%` }, title: `failover: ${e.attributes["turnout.reason"]}` })),
       ]);
       return el("div", {
         class: `wf-row ${isAttempt ? "attempt" : "root"}${i === state.pickedSpan ? " picked" : ""}`,
         "data-kind": s.kind,
         "data-outcome": outcome,
-        "data-target": a["switchyard.target"],
+        "data-target": a["turnout.target"],
         onclick: () => { state.pickedSpan = i; showTrace(trace); },
       }, [el("div", { class: "wf-label", title: s.name, text: label }), track]);
     });

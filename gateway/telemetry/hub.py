@@ -1,7 +1,7 @@
 """One place that turns what the gateway does into spans and metrics.
 
 SERVER span per request (inside the caller's trace), CLIENT span per upstream attempt with
-the OpenTelemetry GenAI attributes plus `switchyard.*` for the decisions: route, policy,
+the OpenTelemetry GenAI attributes plus `turnout.*` for the decisions: route, policy,
 ranked candidates, attempt number, probe/hedge/panic, failover reason, retry budget left.
 """
 
@@ -86,7 +86,7 @@ class Telemetry:
             "gen_ai.request.model": model,
             "server.address": url.hostname or "",
             "server.port": url.port or (443 if url.scheme == "https" else 80),
-            "switchyard.target": target_id,
+            "turnout.target": target_id,
             **attrs,
         }
         return self.tracer.start_span(f"{op} {model}", kind=SpanKind.CLIENT, attributes=attributes)
@@ -119,11 +119,11 @@ class Telemetry:
         if not span.is_recording():
             span.end()
             return
-        span.set_attribute("switchyard.outcome", kind)
+        span.set_attribute("turnout.outcome", kind)
         if outcome.status is not None:
             span.set_attribute("http.response.status_code", outcome.status)
         if outcome.ttft_s is not None:
-            span.set_attribute("switchyard.ttft_ms", round(outcome.ttft_s * 1000, 3))
+            span.set_attribute("turnout.ttft_ms", round(outcome.ttft_s * 1000, 3))
         if usage is not None:
             if usage.response_model:
                 span.set_attribute("gen_ai.response.model", usage.response_model)
@@ -135,7 +135,7 @@ class Telemetry:
             span.set_attribute("error.type", outcome.summary)
             span.set_status(Status(StatusCode.ERROR, outcome.summary))
         elif outcome.kind is OutcomeKind.NEUTRAL:
-            span.set_attribute("switchyard.neutral_reason", outcome.reason.value)
+            span.set_attribute("turnout.neutral_reason", outcome.reason.value)
         span.end()
 
     def failover(self, target_id: str, outcome: Outcome, attempt: int) -> None:
@@ -143,11 +143,11 @@ class Telemetry:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(
-                "switchyard.failover",
+                "turnout.failover",
                 {
-                    "switchyard.target": target_id,
-                    "switchyard.reason": outcome.summary,
-                    "switchyard.attempt": attempt,
+                    "turnout.target": target_id,
+                    "turnout.reason": outcome.summary,
+                    "turnout.attempt": attempt,
                 },
             )
 
@@ -156,19 +156,19 @@ class Telemetry:
         span = trace.get_current_span()
         if span.is_recording():
             ranked = decision.ranked
-            span.set_attribute("switchyard.route", route)
-            span.set_attribute("switchyard.policy", decision.policy)
-            span.set_attribute("switchyard.task", decision.task)
-            span.set_attribute("switchyard.candidates", [r.candidate.target_id for r in ranked])
-            span.set_attribute("switchyard.scores", [round(r.score, 4) for r in ranked])
-            span.set_attribute("switchyard.notes", [r.note for r in ranked])
+            span.set_attribute("turnout.route", route)
+            span.set_attribute("turnout.policy", decision.policy)
+            span.set_attribute("turnout.task", decision.task)
+            span.set_attribute("turnout.candidates", [r.candidate.target_id for r in ranked])
+            span.set_attribute("turnout.scores", [round(r.score, 4) for r in ranked])
+            span.set_attribute("turnout.notes", [r.note for r in ranked])
             if decision.excluded:
                 span.set_attribute(
-                    "switchyard.excluded",
+                    "turnout.excluded",
                     [f"{e.candidate.target_id}: {e.by}: {e.reason}" for e in decision.excluded],
                 )
             if explanation:
-                span.set_attribute("switchyard.decision", explanation)
+                span.set_attribute("turnout.decision", explanation)
 
     def shutdown(self) -> None:
         self.tracing.shutdown()

@@ -1,7 +1,7 @@
 """Metrics through OpenTelemetry, read out as Prometheus text (a registry per gateway).
 
 GenAI semantic-convention names where they exist (`gen_ai.client.operation.duration`,
-`gen_ai.client.token.usage`, `gen_ai.server.time_to_first_token`), `switchyard.*` otherwise.
+`gen_ai.client.token.usage`, `gen_ai.server.time_to_first_token`), `turnout.*` otherwise.
 
 The SDK's `Counter.add` costs ~10-20 µs here (attribute cleaning and hashing on every call);
 the per-request counters go through a `Tally` that sums in a dict and hands the SDK one add
@@ -79,30 +79,30 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(disable_target_info=True, registry=self.registry)
         self.provider = MeterProvider(metric_readers=[reader, *extra_readers], **_NO_EXEMPLARS)
-        m = self.provider.get_meter("switchyard")
+        m = self.provider.get_meter("turnout")
         self._timer: asyncio.TimerHandle | None = None
         self.requests = Tally(
             m.create_counter(
-                "switchyard.requests", description="Requests answered, by route and status"
+                "turnout.requests", description="Requests answered, by route and status"
             ),
             self,
         )
         self.attempts = Tally(
             m.create_counter(
-                "switchyard.attempts", description="Upstream attempts, by target and outcome"
+                "turnout.attempts", description="Upstream attempts, by target and outcome"
             ),
             self,
         )
         self.failovers = m.create_counter(
-            "switchyard.failovers",
+            "turnout.failovers",
             description="Attempts that failed on the provider's side (the loop moves on if it "
             "can), by target and reason",
         )
         self.budget_exhausted = m.create_counter(
-            "switchyard.retry_budget.exhausted", description="Requests that found no retry budget"
+            "turnout.retry_budget.exhausted", description="Requests that found no retry budget"
         )
         self.reloads = m.create_counter(
-            "switchyard.config.reloads", description="Config reloads, by result"
+            "turnout.config.reloads", description="Config reloads, by result"
         )
         self.duration = m.create_histogram(
             "gen_ai.client.operation.duration",
@@ -117,7 +117,7 @@ class Metrics:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
         )
         self.request_duration = m.create_histogram(
-            "switchyard.request.duration",
+            "turnout.request.duration",
             unit="s",
             description="Whole request, as the client saw it",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,

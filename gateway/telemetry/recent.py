@@ -5,7 +5,7 @@ the finished span under its trace id (a lock, an append): the conversion to plai
 when a feed asks for a snapshot. Memory is bounded by the number of traces, the spans kept per
 trace and the SDK's own per-span limits.
 
-`Timeline` keeps the notable events: failovers (the `switchyard.failover` events of a request's
+`Timeline` keeps the notable events: failovers (the `turnout.failover` events of a request's
 SERVER span, filed when it ends) and breaker transitions (noted by the feed that polls the
 health store; each transition is recorded once, however often it is seen).
 """
@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-FAILOVER_EVENT = "switchyard.failover"
+FAILOVER_EVENT = "turnout.failover"
 # Never shown, whatever a span carries: content (if an operator opted in) and credentials.
 _HIDDEN_PREFIXES = (
     "gen_ai.prompt",
@@ -182,7 +182,7 @@ class RecentTraces(SpanProcessor):
             return len(self._done) + len(self._pending), len(self._pending)
 
     def _file_failovers(self, root: ReadableSpan) -> None:
-        route = (root.attributes or {}).get("switchyard.route")
+        route = (root.attributes or {}).get("turnout.route")
         trace_id = format(root.context.trace_id, "032x") if root.context else None
         for event in root.events:
             if event.name != FAILOVER_EVENT:
@@ -191,9 +191,9 @@ class RecentTraces(SpanProcessor):
             self.timeline.add(
                 "failover",
                 event.timestamp / 1e9,
-                target=a.get("switchyard.target"),
-                reason=a.get("switchyard.reason"),
-                attempt=a.get("switchyard.attempt"),
+                target=a.get("turnout.target"),
+                reason=a.get("turnout.reason"),
+                attempt=a.get("turnout.attempt"),
                 route=route,
                 trace_id=trace_id,
             )
@@ -251,20 +251,20 @@ def trace_view(spans: list[ReadableSpan], dropped: int = 0) -> Json:
         isinstance(http_status, int) and http_status >= 500
     )
     clients = [s for s in ordered if s.kind is SpanKind.CLIENT]
-    served = [s for s in clients if (s.attributes or {}).get("switchyard.outcome") == "success"]
+    served = [s for s in clients if (s.attributes or {}).get("turnout.outcome") == "success"]
     ctx = head.context
     return {
         "trace_id": format(ctx.trace_id, "032x") if ctx else None,
         "name": head.name,
-        "route": attrs.get("switchyard.route"),
-        "request_id": attrs.get("switchyard.request_id"),
+        "route": attrs.get("turnout.route"),
+        "request_id": attrs.get("turnout.request_id"),
         "status": "in_progress" if root is None else ("error" if error else "ok"),
         "http_status": http_status if isinstance(http_status, int) else None,
         "start": round(t0 / 1e9, 6),
         "duration_ms": _ms(t1 - t0),
         "attempts": len(clients),
         "failovers": sum(1 for s in ordered for e in s.events if e.name == FAILOVER_EVENT),
-        "target": (served[-1].attributes or {}).get("switchyard.target") if served else None,
+        "target": (served[-1].attributes or {}).get("turnout.target") if served else None,
         "dropped_spans": dropped,
         "spans": [_span_view(s, t0) for s in ordered],
     }

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRat
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 EXPORTERS = ("none", "console", "otlp")
-log = logging.getLogger("switchyard.telemetry")
+log = logging.getLogger("turnout.telemetry")
 
 
 def otlp_protocol(settings: TraceSettings) -> str:
@@ -39,7 +39,7 @@ def otlp_protocol(settings: TraceSettings) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TraceSettings:
-    service_name: str = "switchyard"
+    service_name: str = "turnout"
     exporter: str = "none"
     otlp_endpoint: str = ""  # empty: the exporter's own default / OTEL_EXPORTER_OTLP_* vars
     sample_ratio: float = 1.0
@@ -95,7 +95,7 @@ class Tracing:
             )
         for p in extra:
             self.provider.add_span_processor(p)
-        self.tracer = self.provider.get_tracer("switchyard")
+        self.tracer = self.provider.get_tracer("turnout")
         self.recording = sampler is not ALWAYS_OFF
         self._propagator = TraceContextTextMapPropagator()
 

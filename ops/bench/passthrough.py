@@ -3,7 +3,7 @@
 aiohttp server + one shared ClientSession on uvloop. Every request is forwarded to one
 upstream base URL unchanged (method, path, query, body and a few end-to-end headers); a JSON
 answer is read whole and sent back, an event stream is relayed chunk by chunk as it arrives.
-No parsing, no routing, no health, no retries: whatever Switchyard costs above this is the
+No parsing, no routing, no health, no retries: whatever Turnout costs above this is the
 price of what it does.
 
     python ops/bench/passthrough.py --port 18010 --upstream http://127.0.0.1:18001

@@ -1,4 +1,4 @@
--- wrk script for the Switchyard benchmark: POST a small chat completion request and print
+-- wrk script for the Turnout benchmark: POST a small chat completion request and print
 -- one JSON line with the numbers run.py needs (wrk's latency histogram is in microseconds).
 -- The body comes from the BENCH_BODY environment variable (run.py sets it). errors.status
 -- counts answers with a status of 400 or more.

@@ -305,7 +305,7 @@ def supervised(
     unless `keep_logs`. Shared by run.py and soak.py."""
     affinity = os.sched_getaffinity(0)
     pin = not no_pin and shutil.which("taskset") is not None and {0, 1} <= affinity
-    tmp = Path(tempfile.mkdtemp(prefix=f"switchyard-{what}-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"turnout-{what}-"))
     children = Children(tmp, pin, nice)
     atexit.register(children.stop_all)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):

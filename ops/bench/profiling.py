@@ -1,4 +1,4 @@
-"""Profiling Switchyard under the benchmark's load: py-spy (collapsed stacks, idle samples out)
+"""Profiling Turnout under the benchmark's load: py-spy (collapsed stacks, idle samples out)
 or cProfile, and the report of where the CPU goes."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ IDLE = re.compile(r"_worker \(concurrent/futures/thread\.py:8[01]\)")
 OURS = re.compile(r"\((gateway|health|policies)/")
 CATEGORIES = (
     # (label, pattern on the innermost frame); first match wins
-    ("Switchyard's own code", r"\((gateway|health|policies)/|\(<string>\)|\(uuid\.py\)"),
+    ("Turnout's own code", r"\((gateway|health|policies)/|\(<string>\)|\(uuid\.py\)"),
     ("tenacity, pybreaker (+ inspect)", r"\((tenacity|pybreaker)/|\(inspect\.py\)"),
     ("aiohttp (+ multidict, yarl)", r"\((aiohttp|multidict|yarl|propcache|aiohappyeyeballs)/"),
     ("event loop, native (uvloop, syscalls)", r"^Runner\.run "),
@@ -75,7 +75,7 @@ CATEGORIES = (
 def categorize(stacks: Counter[tuple[str, ...]]) -> Counter[str]:
     """Samples by where the innermost frame is. Native code (orjson, llhttp, uvloop) counts
     for the Python frame that called it; frozen dataclass __init__s (<string>) and uuid are
-    counted as Switchyard's own, since the pass-through has none. "other" is the rest of the
+    counted as Turnout's own, since the pass-through has none. "other" is the rest of the
     standard library (random, dataclasses, weakref, ...)."""
     out: Counter[str] = Counter()
     for frames, n in stacks.items():
@@ -103,9 +103,9 @@ def profile_report(
             row += f" {100 * share:8.1f}% {us:>14}"
         lines.append(row)
     lines.append("  " + ", ".join(f"{n}: {t} samples" for n, t in totals.items()))
-    sy = profiles.get("switchyard")
+    sy = profiles.get("turnout")
     if sy:
-        total = totals["switchyard"]
+        total = totals["turnout"]
         self_n: Counter[str] = Counter()
         incl_n: Counter[str] = Counter()
         for frames, n in sy.items():
@@ -113,10 +113,10 @@ def profile_report(
                 self_n[frames[-1]] += n
             for f in set(frames):
                 incl_n[f] += n
-        lines.append("Switchyard, hottest functions by self time (native callees included):")
+        lines.append("Turnout, hottest functions by self time (native callees included):")
         for f, n in self_n.most_common(top):
             lines.append(f"  {100 * n / total:6.1f}%  {f}")
-        lines.append("Switchyard code by inclusive time (with everything it calls):")
+        lines.append("Turnout code by inclusive time (with everything it calls):")
         ours = [(f, n) for f, n in incl_n.most_common() if OURS.search(f)]
         skip = re.compile(r"^(main|run|cmd_serve|<module>) ")
         for f, n in [(f, n) for f, n in ours if not skip.match(f)][:top]:
@@ -167,10 +167,10 @@ def profile_cprofile(
     port = free_port()
     argv = [python, "-c", CPROFILE_SERVE, str(out), "serve", "-c", str(config)]
     argv += ["--host", LOOPBACK, "--port", str(port)]
-    children.start("switchyard-cprofile", argv, SERVER_CORE)
-    wait_listening(children, "switchyard-cprofile", port)
+    children.start("turnout-cprofile", argv, SERVER_CORE)
+    wait_listening(children, "turnout-cprofile", port)
     tool.run(f"http://{LOOPBACK}:{port}/v1/chat/completions", seconds)
-    children.stop("switchyard-cprofile", grace_s=15)
+    children.stop("turnout-cprofile", grace_s=15)
     if not out.exists():
         return "cProfile produced no output"
     stream = io.StringIO()

@@ -76,7 +76,7 @@ CHAT = "/v1/chat/completions"
 ROUTES = {"chat-a": ["a1@sim", "a2@sim"], "chat-b": ["b1@flaky", "b2@sim"]}
 FAILING = "b1@flaky"
 TIMEOUTS = {"connect_s": 1.0, "headers_s": 2.0, "first_token_s": 2.0, "idle_s": 2.0, "total_s": 5.0}
-MARK = "switchyard-bench"
+MARK = "turnout-bench"
 TIME_LIMIT_S = 58.0
 STARVED_LAG_MS = 50.0  # gateway loop lag p99 above this: the sync ticks themselves run late
 
@@ -348,8 +348,8 @@ async def open_loop(
                 if resp.status == 200:
                     counts["ok"] += 1
                     latencies.append((time.perf_counter() - t0) * 1000)
-                    answered_by[resp.headers.get("x-switchyard-target", "?")] += 1
-                    if resp.headers.get("x-switchyard-attempts", "1") != "1":
+                    answered_by[resp.headers.get("x-turnout-target", "?")] += 1
+                    if resp.headers.get("x-turnout-attempts", "1") != "1":
                         counts["failovers"] += 1
                 else:
                     failures[f"HTTP {resp.status}"] += 1
@@ -598,7 +598,7 @@ def report(result: dict[str, Any]) -> str:
     phases = result["phases"]
     out: list[str] = []
     w = out.append
-    w("Switchyard fleet store: Redis load vs request rate")
+    w("Turnout fleet store: Redis load vs request rate")
     w(
         f"  redis {result['redis_version']} (private, loopback)   replicas {p['replicas']}   "
         f"targets {p['targets']} on {p['routes']} routes   sync_period_s {p['sync_period_s']}   "
@@ -707,7 +707,7 @@ async def bench(args: argparse.Namespace, redis: RedisProcess) -> dict[str, Any]
     monitor: Monitor | None = None
     traffic = Traffic()
     degraded = Degraded()
-    logging.getLogger("switchyard.health.fleet").addHandler(degraded)
+    logging.getLogger("turnout.health.fleet").addHandler(degraded)
     try:
         await traffic.start()
         version = (await admin.info("server"))["redis_version"]
@@ -783,7 +783,7 @@ async def bench(args: argparse.Namespace, redis: RedisProcess) -> dict[str, Any]
             },
         }
     finally:
-        logging.getLogger("switchyard.health.fleet").removeHandler(degraded)
+        logging.getLogger("turnout.health.fleet").removeHandler(degraded)
         if monitor is not None:
             await monitor.close()
         await traffic.close()
@@ -859,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
     if estimate > TIME_LIMIT_S:
         ap.error(f"this would take about {estimate:.0f} s; the limit is {TIME_LIMIT_S:.0f} s")
     if not args.verbose:  # failovers during the fault phase are expected, not news
-        logging.getLogger("switchyard.proxy").setLevel(logging.ERROR)
+        logging.getLogger("turnout.proxy").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     result: dict[str, Any] = {}
@@ -868,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         async with asyncio.timeout(TIME_LIMIT_S):
             result.update(await bench(args, redis))
 
-    with tempfile.TemporaryDirectory(prefix="switchyard-redis-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="turnout-redis-load-") as tmp:
         redis = RedisProcess(Path(tmp) / "redis")
         try:
             redis.start()

@@ -1,4 +1,4 @@
-"""Switchyard's reproducible benchmark: direct vs a minimal pass-through vs Switchyard.
+"""Turnout's reproducible benchmark: direct vs a minimal pass-through vs Turnout.
 
     .venv/bin/python ops/bench/run.py            # full run, about 3 minutes
     .venv/bin/python ops/bench/run.py --quick    # about 40 seconds
@@ -247,13 +247,13 @@ def post(url: str, body: str, timeout: float = 10.0) -> tuple[int, dict[str, str
         return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
 
 
-def check_json(name: str, url: str, switchyard: bool) -> None:
+def check_json(name: str, url: str, turnout: bool) -> None:
     status, headers, body = post(url, CHAT_BODY)
     content = json.loads(body)["choices"][0]["message"]["content"]
     if status != 200 or not content:
         raise RuntimeError(f"{name}: unexpected answer {status} {body[:200]!r}")
-    if switchyard and "x-switchyard-target" not in headers:
-        raise RuntimeError(f"{name}: no x-switchyard-target header: {headers}")
+    if turnout and "x-turnout-target" not in headers:
+        raise RuntimeError(f"{name}: no x-turnout-target header: {headers}")
 
 
 def check_stream(name: str, url: str) -> None:
@@ -344,10 +344,10 @@ def median_round(results: list[LoadResult]) -> LoadResult:
 
 LABELS = {
     "direct": "(a) direct → bench upstream",
-    "direct-sim": "(a') direct → switchyard sim",
+    "direct-sim": "(a') direct → turnout sim",
     "passthrough": "(b) aiohttp pass-through",
-    "switchyard": "(c) Switchyard",
-    "switchyard-notrace": "(c') Switchyard, traced",
+    "turnout": "(c) Turnout",
+    "turnout-notrace": "(c') Turnout, traced",
 }
 
 
@@ -357,7 +357,7 @@ def load_table(rows: list[LoadResult], show_round: bool) -> list[str]:
     out = [("round " if show_round else "") + head]
     for r in rows:
         label = LABELS.get(r.target, r.target)
-        proxies = ("passthrough", "switchyard", "switchyard-notrace")
+        proxies = ("passthrough", "turnout", "turnout-notrace")
         cpu = r.server_cpu_ms_per_req if r.target in proxies else None
         line = f"{label:30} {r.rps:7.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {fmt(cpu, '.3f'):>10}"
         line += f" {pctf(r.server_busy):>6} {pctf(r.upstream_busy):>6}"
@@ -442,9 +442,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         nargs="?",
-        const="switchyard-profile.txt",
+        const="turnout-profile.txt",
         metavar="FILE",
-        help="after measuring, profile Switchyard under load (py-spy if found, else cProfile) "
+        help="after measuring, profile Turnout under load (py-spy if found, else cProfile) "
         "and keep the raw profile in FILE (default %(const)s)",
     )
     p.add_argument("--loadgen", default="auto", choices=["auto", "wrk", "hey", "python"])
@@ -454,7 +454,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--duration", type=int, help="seconds per non-streaming run")
     p.add_argument("--warmup", type=int, help="warm-up seconds before each run")
-    p.add_argument("--rounds", type=int, help="rounds of (direct, pass-through, Switchyard)")
+    p.add_argument("--rounds", type=int, help="rounds of (direct, pass-through, Turnout)")
     p.add_argument("--stream-rate", type=float, default=20.0, help="streams per second per path")
     p.add_argument(
         "--arrivals",
@@ -541,9 +541,9 @@ def run(
         n: free_port() for n in ("tiny", "sim", "sim-stream", "pt", "sy", "sy-nt", "pt-s", "sy-s")
     }
     up_port = ports["tiny"] if args.upstream == "tiny" else ports["sim"]
-    write_config(tmp / "switchyard.yaml", ports["sy"], up_port)
-    write_config(tmp / "switchyard-stream.yaml", ports["sy-s"], ports["sim-stream"])
-    write_config(tmp / "switchyard-traced.yaml", ports["sy-nt"], up_port, tracing=True)
+    write_config(tmp / "turnout.yaml", ports["sy"], up_port)
+    write_config(tmp / "turnout-stream.yaml", ports["sy-s"], ports["sim-stream"])
+    write_config(tmp / "turnout-traced.yaml", ports["sy-nt"], up_port, tracing=True)
     sim = [python, "-m", "gateway", "sim", "--host", LOOPBACK, "--name", "bench"]
     serve = [python, "-m", "gateway", "serve", "--host", LOOPBACK]
     passthrough = [python, str(HERE / "passthrough.py"), "--host", LOOPBACK]
@@ -556,10 +556,10 @@ def run(
         "sim": (sim, CLIENT_CORE),
         "sim-stream": ([*sim, *STREAM_SIM], CLIENT_CORE),
         "pt": ([*passthrough, "--upstream", up(up_port)], SERVER_CORE),
-        "sy": ([*serve, "-c", str(tmp / "switchyard.yaml")], SERVER_CORE),
-        "sy-nt": ([*serve, "-c", str(tmp / "switchyard-traced.yaml")], SERVER_CORE),
+        "sy": ([*serve, "-c", str(tmp / "turnout.yaml")], SERVER_CORE),
+        "sy-nt": ([*serve, "-c", str(tmp / "turnout-traced.yaml")], SERVER_CORE),
         "pt-s": ([*passthrough, "--upstream", up(ports["sim-stream"])], SERVER_CORE),
-        "sy-s": ([*serve, "-c", str(tmp / "switchyard-stream.yaml")], SERVER_CORE),
+        "sy-s": ([*serve, "-c", str(tmp / "turnout-stream.yaml")], SERVER_CORE),
     }
     for name, (argv, core) in specs.items():
         children.start(name, [*argv, "--port", str(ports[name])], core)
@@ -577,26 +577,26 @@ def run(
             None,
         ),
         "passthrough": (up(ports["pt"]) + path, pids["pt"], pids[main_up]),
-        "switchyard": (up(ports["sy"]) + path, pids["sy"], pids[main_up]),
-        "switchyard-notrace": (up(ports["sy-nt"]) + path, pids["sy-nt"], pids[main_up]),
+        "turnout": (up(ports["sy"]) + path, pids["sy"], pids[main_up]),
+        "turnout-notrace": (up(ports["sy-nt"]) + path, pids["sy-nt"], pids[main_up]),
     }
     stream_urls = {
         "direct": up(ports["sim-stream"]) + path,
         "passthrough": up(ports["pt-s"]) + path,
-        "switchyard": up(ports["sy-s"]) + path,
+        "turnout": up(ports["sy-s"]) + path,
     }
     for name, (url, _, _) in load_targets.items():
-        check_json(name, url, switchyard=name == "switchyard")
+        check_json(name, url, turnout=name == "turnout")
     for name, url in stream_urls.items():
         check_stream(name, url)
 
     tiny_desc = "ops/bench/upstream.py (aiohttp low-level server, canned answer)"
-    upstream_desc = tiny_desc if args.upstream == "tiny" else "switchyard sim, latency 0"
+    upstream_desc = tiny_desc if args.upstream == "tiny" else "turnout sim, latency 0"
     if args.upstream == "sim":
-        LABELS["direct"] = "(a) direct → switchyard sim"
+        LABELS["direct"] = "(a) direct → turnout sim"
         LABELS["direct-tiny"] = "(a') direct → bench upstream"
     header = [
-        f"Switchyard benchmark — {info['date']} — commit {info['commit']}",
+        f"Turnout benchmark — {info['date']} — commit {info['commit']}",
         f"machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}; Python "
         f"{info['python']}, aiohttp {info['aiohttp']}, uvloop {info['uvloop']}",
         f"load tool: {info['load_tool']}; mode: {'quick' if args.quick else 'full'}",
@@ -658,7 +658,7 @@ def run(
         children,
         python,
         stream_urls,
-        {"passthrough": pids["pt-s"], "switchyard": pids["sy-s"]},
+        {"passthrough": pids["pt-s"], "turnout": pids["sy-s"]},
         args.stream_rate,
         1.0,
         args.stream_duration,
@@ -667,8 +667,8 @@ def run(
     )
 
     chosen = {name: median_round(rs) for name, rs in results.items()}
-    sy, pt = chosen["switchyard"], chosen["passthrough"]
-    sy_s = stream["paths"]["switchyard"]
+    sy, pt = chosen["turnout"], chosen["passthrough"]
+    sy_s = stream["paths"]["turnout"]
     checks = {
         "rps_ratio": sy.rps / pt.rps,
         "cpu_ms": sy.server_cpu_ms_per_req,
@@ -703,20 +703,20 @@ def run(
     summary += [
         "",
         "Targets:",
-        f"  Switchyard rps / pass-through rps   {checks['rps_ratio']:6.2f}     "
+        f"  Turnout rps / pass-through rps   {checks['rps_ratio']:6.2f}     "
         f"(target ≥ {TARGETS['rps_ratio']})   {verdict(passed['rps_ratio'])}",
-        f"  Switchyard CPU per request          {fmt(checks['cpu_ms'], '6.3f')} ms  "
+        f"  Turnout CPU per request          {fmt(checks['cpu_ms'], '6.3f')} ms  "
         f"(target ≤ {TARGETS['cpu_ms']})    {verdict(passed['cpu_ms'])}"
         f"   [pass-through: {fmt(pt.server_cpu_ms_per_req, '.3f')} ms]",
-        f"  Switchyard added TTFT p50           {checks['ttft_p50_ms']:6.2f} ms  "
+        f"  Turnout added TTFT p50           {checks['ttft_p50_ms']:6.2f} ms  "
         f"(target ≤ {TARGETS['ttft_p50_ms']:g})      {verdict(passed['ttft_p50_ms'])}",
-        f"  Switchyard added TTFT p99           {checks['ttft_p99_ms']:6.2f} ms  "
+        f"  Turnout added TTFT p99           {checks['ttft_p99_ms']:6.2f} ms  "
         f"(target ≤ {TARGETS['ttft_p99_ms']:g})      {verdict(passed['ttft_p99_ms'])}",
         f"  (pass-through for reference: rps {pt.rps:.0f}, added TTFT p50 "
         f"{stream['paths']['passthrough']['added_ttft_p50_ms']:.2f} ms, p99 "
         f"{stream['paths']['passthrough']['added_ttft_p99_ms']:.2f} ms)",
     ]
-    nt = chosen.get("switchyard-notrace")
+    nt = chosen.get("turnout-notrace")
     if nt is not None and nt.server_cpu_ms_per_req and sy.server_cpu_ms_per_req:
         summary.append(
             f"  Tracing cost (every request's spans recorded, 200 kept for /ui) vs the default "
@@ -725,19 +725,19 @@ def run(
             f"(+{nt.server_cpu_ms_per_req - sy.server_cpu_ms_per_req:.3f} ms), "
             f"rps {nt.rps:.0f} vs {sy.rps:.0f} ({nt.rps / sy.rps:.2f}x)"
         )
-    pairs = list(zip(results["passthrough"], results["switchyard"], strict=True))
+    pairs = list(zip(results["passthrough"], results["turnout"], strict=True))
     if len(pairs) > 1:
         by_round = ", ".join(f"{b.rps / a.rps:.2f}" for a, b in pairs)
         summary.append(
-            f"  rps ratio in each round (pass-through and Switchyard back to back): {by_round}"
+            f"  rps ratio in each round (pass-through and Turnout back to back): {by_round}"
         )
     if sy.server_cpu_ms_per_req and pt.server_cpu_ms_per_req:
         summary += [
-            f"  Switchyard CPU above the pass-through: "
+            f"  Turnout CPU above the pass-through: "
             f"{sy.server_cpu_ms_per_req - pt.server_cpu_ms_per_req:.3f} ms/req non-streaming, "
             f"{sy_s['cpu_ms_per_req'] - stream['paths']['passthrough']['cpu_ms_per_req']:.3f} "
             f"ms per {STREAM_EVENTS}-event stream",
-            f"  CPU-based throughput ratio (pass-through CPU/req ÷ Switchyard CPU/req) "
+            f"  CPU-based throughput ratio (pass-through CPU/req ÷ Turnout CPU/req) "
             f"{pt.server_cpu_ms_per_req / sy.server_cpu_ms_per_req:.2f} — what the rps ratio "
             "is when each has a whole core; it does not depend on what neighbours do",
         ]
@@ -822,14 +822,14 @@ def run_profile(
     quiet = Quiet(0)
     if not py_spy:
         out = out.with_suffix(".pstats")
-        text = profile_cprofile(children, tool, python, tmp / "switchyard.yaml", seconds, out)
+        text = profile_cprofile(children, tool, python, tmp / "turnout.yaml", seconds, out)
         return (
-            f"Profile of Switchyard under the non-streaming load — cProfile (py-spy not "
+            f"Profile of Turnout under the non-streaming load — cProfile (py-spy not "
             f"found; pip install py-spy for a sampling profile), stats in {out}:\n{text}"
         )
     profiles: dict[str, Counter[tuple[str, ...]]] = {}
     files = {"passthrough": out.with_name(out.stem + "-passthrough" + out.suffix)}
-    files["switchyard"] = out
+    files["turnout"] = out
     for name, path in files.items():
         url, pid, _ = load_targets[name]
         quiet.wait(children.pids())
@@ -840,7 +840,7 @@ def run_profile(
     cpu = {name: chosen[name].server_cpu_ms_per_req for name in profiles}
     return (
         f"Profile under the non-streaming load, {seconds} s each, py-spy at 250 Hz "
-        f"(collapsed stacks: {files['switchyard']}, {files['passthrough']}):\n"
+        f"(collapsed stacks: {files['turnout']}, {files['passthrough']}):\n"
         + profile_report(profiles, cpu)
     )
 

@@ -1,4 +1,4 @@
-"""Switchyard's footprint: cold start, idle memory, and memory over a long run with failovers.
+"""Turnout's footprint: cold start, idle memory, and memory over a long run with failovers.
 
     .venv/bin/python ops/bench/soak.py                    # 200,000 requests (or 600 s)
     .venv/bin/python ops/bench/soak.py --quick            # 20,000 requests
@@ -6,7 +6,7 @@
 
 What it does, on loopback only, with processes it starts itself:
 
-1. Cold start: spawns `switchyard serve` --cold-starts times and measures process spawn →
+1. Cold start: spawns `turnout serve` --cold-starts times and measures process spawn →
    first `/readyz` 200 (polled every 5 ms), the resident memory at that moment, and SIGTERM →
    exit for the idle process. The last start is kept as the gateway under test.
 2. Idle memory: VmRSS from /proc/<pid>/status after --idle-seconds with no traffic.
@@ -109,8 +109,8 @@ async def client_run(args: argparse.Namespace) -> dict[str, Any]:
         if status != 200 or not ok:
             state["errors"] += 1
         if status == 200:
-            targets[headers.get("x-switchyard-target", "?")] += 1
-            if headers.get("x-switchyard-attempts", "1") != "1":
+            targets[headers.get("x-turnout-target", "?")] += 1
+            if headers.get("x-turnout-attempts", "1") != "1":
                 state["failovers"] += 1
 
     async def one(session: aiohttp.ClientSession, streaming: bool) -> None:
@@ -421,7 +421,7 @@ def soak(
         children.start(name, [*sim, "--name", name, "--port", str(ports[name])], CLIENT_CORE)
     for name in ("sim-a", "sim-b"):
         bench.wait_listening(children, name, ports[name])
-    config = tmp / "switchyard.yaml"
+    config = tmp / "turnout.yaml"
     write_config(config, 0, ports["sim-a"], ports["sim-b"], args.breaker_open_s)
 
     cpu = "?"
@@ -431,7 +431,7 @@ def soak(
                 cpu = line.split(":", 1)[1].strip()
                 break
     print(
-        f"Switchyard footprint soak — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — "
+        f"Turnout footprint soak — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — "
         f"commit {commit()}\nmachine: {cpu}, {os.cpu_count()} cores; Python "
         f"{sys.version.split()[0]}; "
         + (

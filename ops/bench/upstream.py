@@ -2,7 +2,7 @@
 
 It answers every POST with the same pre-serialised chat completion (the shape and size the
 simulated provider sends) using aiohttp's low-level server on uvloop: no routing, no JSON
-parsing of the request, no logging. It exists because ``switchyard sim`` does real work per
+parsing of the request, no logging. It exists because ``turnout sim`` does real work per
 request (parses the body, hashes an answer, keeps an attempt log) and so is slower than what
 we want to measure against; ``run.py`` measures both and prints the numbers.
 

@@ -12,9 +12,9 @@ Load it by reference, as a whole policy or as one scorer among others:
            params: {providers: [local]}}
         - lowest_cost
 
-or publish it from your own package under the entry-point group `switchyard.policies`:
+or publish it from your own package under the entry-point group `turnout.policies`:
 
-    [project.entry-points."switchyard.policies"]
+    [project.entry-points."turnout.policies"]
     prefer_provider = "mypackage.prefer:PreferProvider"
 
 The loader sees `Params` (a frozen dataclass), decodes the YAML `params` into it with every
