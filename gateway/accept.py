@@ -44,6 +44,15 @@ def parse_payload(body: bytes, operation: str) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    try:
+        # orjson reads 1024 levels of nesting but writes only 254: a body the gateway could
+        # not send on is refused here, before any target's permit is taken.
+        orjson.dumps(payload)
+    except TypeError:
+        raise InvalidRequest(
+            "The request body is nested too deeply (the gateway forwards at most 254 levels).",
+            code="too_deeply_nested",
+        ) from None
     model = payload.get("model")
     if model is None or model == "":
         raise InvalidRequest(

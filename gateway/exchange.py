@@ -41,6 +41,7 @@ log = logging.getLogger("turnout.exchange")
 
 CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
 HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
+INTERNAL = Outcome(OutcomeKind.NEUTRAL, FailureReason.INTERNAL)
 _NO_RESULT = AttemptResult(CLIENT_GONE)
 _CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window")
 
@@ -169,20 +170,24 @@ class Exchange:
     async def _attempt(
         self, permit: Permit, *, panic: bool = False, hedge: bool = False
     ) -> Attempted:
-        spec = self._spec(permit.target_id)
         tel = self.rt.telemetry
         span = trace.INVALID_SPAN  # not tracing: no attributes to build, nothing to end
-        if tel.tracing.recording:
-            span = self._attempt_span(spec, permit, panic, hedge)
-            tel.tracing.inject(spec.headers, span)
-        result: AttemptResult | None = None
+        # The permit is released on every path: an exception of our own before or during the
+        # attempt settles it as neutral (it said nothing about the target) and propagates.
         try:
+            spec = self._spec(permit.target_id)
+            if tel.tracing.recording:
+                span = self._attempt_span(spec, permit, panic, hedge)
+                tel.tracing.inject(spec.headers, span)
             result = await run_attempt(spec, self.rt.pool.session(spec.provider))
         except asyncio.CancelledError:
             # The client went away, or this hedge lost: neutral for health either way.
             self._settle(
                 Attempted(permit, _NO_RESULT, span=span), HEDGE_LOST if hedge else CLIENT_GONE
             )
+            raise
+        except BaseException:
+            self._settle(Attempted(permit, _NO_RESULT, span=span), INTERNAL)
             raise
         return Attempted(permit, result, panic, hedge, span)
 

@@ -25,8 +25,12 @@ OPERATIONS = {
 }
 
 
+MAX_CLIENT_DEADLINE_MS = 86_400_000.0  # a day: beyond it a deadline means nothing
+
+
 def client_deadline_s(request: web.Request, header: str) -> float | None:
-    """The caller's deadline header (milliseconds), if any. It can only shorten ours."""
+    """The caller's deadline header (milliseconds, at most a day), if any. It can only
+    shorten ours."""
     raw = request.headers.get(header)
     if raw is None:
         return None
@@ -34,9 +38,11 @@ def client_deadline_s(request: web.Request, header: str) -> float | None:
         ms = float(raw)
     except ValueError:
         ms = -1.0
-    if not ms > 0 or ms == float("inf"):
+    if not 0 < ms <= MAX_CLIENT_DEADLINE_MS:
         raise InvalidRequest(
-            f"Header {header} must be a positive number of milliseconds.", param=header
+            f"Header {header} must be a positive number of milliseconds, at most "
+            f"{MAX_CLIENT_DEADLINE_MS:.0f} (a day).",
+            param=header,
         )
     return ms / 1000.0
 

@@ -58,6 +58,7 @@ class FailureReason(enum.Enum):
     DEADLINE = "deadline"  # the caller's deadline ran out: neutral for health
     SHUTDOWN = "shutdown"  # our own drain ended it: neutral
     HEDGE_LOST = "hedge_lost"  # another hedged attempt answered first: cancelled, neutral
+    INTERNAL = "internal"  # the gateway itself failed during the attempt: neutral
 
 
 @dataclass(frozen=True, slots=True)

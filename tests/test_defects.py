@@ -1,0 +1,72 @@
+"""Regression tests for the defects of issue 12, against a real gateway and a real sim.
+
+Each test failed before its fix."""
+
+from __future__ import annotations
+
+import aiohttp
+import orjson
+
+from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.replies import admin_targets
+
+CHAT = "/v1/chat/completions"
+
+
+def nested_body(depth: int) -> bytes:
+    """A chat request that parses (orjson reads 1024 levels) but has `depth` nested lists."""
+    head = b'{"model":"chat","messages":[{"role":"user","content":"hi"}],"x":'
+    return head + b"[" * depth + b"]" * depth + b"}"
+
+
+async def test_deep_nesting_is_a_400_before_any_target_and_leaks_no_permit(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    sim = await sim_factory("sim-a")
+    gw = await gateway_factory(make_config({"a": sim.base_url}, {"chat": ["m1@a"]}))
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):
+            async with http.post(
+                gw.url + CHAT,
+                data=nested_body(300),
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                body = await resp.json()
+                assert resp.status == 400, body
+                assert body["error"]["code"] == "too_deeply_nested"
+                assert body["error"]["type"] == "invalid_request_error"
+        assert sim.state.attempts() == []  # no target was touched
+        health = await admin_targets(http, gw)
+        assert health["m1@a"]["in_flight"] == 0
+        # The target still serves, and its slot comes back after a real answer.
+        async with http.post(
+            gw.url + CHAT, data=nested_body(100), headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+        assert (await admin_targets(http, gw))["m1@a"]["in_flight"] == 0
+
+
+async def test_a_huge_deadline_header_is_a_400_and_traces_stay_readable(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    sim = await sim_factory("sim-a")
+    gw = await gateway_factory(make_config({"a": sim.base_url}, {"chat": ["m1@a"]}))
+    good = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    async with aiohttp.ClientSession() as http:
+        for value in ("1e300", "86400001"):
+            async with http.post(
+                gw.url + CHAT,
+                data=good,
+                headers={"Content-Type": "application/json", "x-turnout-deadline-ms": value},
+            ) as resp:
+                body = await resp.json()
+                assert resp.status == 400, body
+                assert body["error"]["param"] == "x-turnout-deadline-ms"
+        async with http.post(
+            gw.url + CHAT,
+            data=good,
+            headers={"Content-Type": "application/json", "x-turnout-deadline-ms": "86400000"},
+        ) as resp:
+            assert resp.status == 200
+        async with http.get(gw.url + "/admin/traces") as resp:
+            assert resp.status == 200, await resp.text()
