@@ -52,7 +52,17 @@ class EventInfo:
     payload: Any = None
 
 
-_CONTENT_KEYS = ("content", "tool_calls", "function_call", "refusal", "reasoning_content")
+# Anything the model produces is output: text, tool calls, a refusal, reasoning (DeepSeek's
+# `reasoning_content`, newer vLLM's `reasoning`) and audio.
+_CONTENT_KEYS = (
+    "content",
+    "tool_calls",
+    "function_call",
+    "refusal",
+    "reasoning_content",
+    "reasoning",
+    "audio",
+)
 
 
 def _data_of(raw: bytes) -> bytes | None:

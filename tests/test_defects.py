@@ -70,3 +70,19 @@ async def test_a_huge_deadline_header_is_a_400_and_traces_stay_readable(
             assert resp.status == 200
         async with http.get(gw.url + "/admin/traces") as resp:
             assert resp.status == 200, await resp.text()
+
+
+def test_reasoning_and_audio_deltas_are_output_for_the_commit_point() -> None:
+    from gateway.sse import inspect
+
+    for delta in (
+        {"reasoning": "thinking"},
+        {"reasoning_content": "thinking"},
+        {"audio": {"id": "a1", "data": "UklGRg=="}},
+        {"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]},
+        {"refusal": "no"},
+    ):
+        event = b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": delta}]})
+        assert inspect(event).content, delta
+    empty = b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+    assert not inspect(empty).content
