@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, ConfigError, load_file
+from gateway.errors import counted
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -23,7 +24,10 @@ def _load_or_exit(path: str) -> Config:
     try:
         return load_file(path)
     except ConfigError as err:
-        print(f"{path}: invalid configuration ({len(err.issues)} problems)", file=sys.stderr)
+        print(
+            f"{path}: invalid configuration ({counted(len(err.issues), 'problem')})",
+            file=sys.stderr,
+        )
         for issue in err.issues:
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(1) from None

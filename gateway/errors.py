@@ -50,6 +50,11 @@ class GatewayError(Exception):
         return error_body(self.message, self.type, self.code, self.param)
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 attempt`, `2 attempts`: a count for a message a person reads."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def error_body(message: str, type_: str, code: str | None, param: str | None) -> bytes:
     return orjson.dumps(
         {"error": {"message": message, "type": type_, "code": code, "param": param}}

@@ -26,7 +26,7 @@ from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.context import EXPLANATION
 from gateway.driving import PlanStop, PlanWait
-from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable
+from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable, counted
 from gateway.headers import client_headers, upstream_headers
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
 from gateway.relay import relay_stream
@@ -353,7 +353,7 @@ class Exchange:
         summary = "; ".join(f"{r.target_id}: {r.outcome.summary}" for r in history)
         if stop is Stop.DEADLINE:
             raise GatewayTimeout(
-                f"The request deadline ran out after {len(history)} attempts: {summary}.",
+                f"The request deadline ran out after {counted(len(history), 'attempt')}: {summary}.",
                 headers=attempts,
             )
         why = ""
@@ -361,7 +361,9 @@ class Exchange:
             why = " (retry budget exhausted)"
             self.rt.telemetry.metrics.budget_exhausted.add(1, {"route": self.route.alias})
         raise AllCandidatesFailed(
-            f"All {len(history)} upstream attempts failed{why}: {summary}.", headers=attempts
+            f"{'All ' if len(history) > 1 else ''}{counted(len(history), 'upstream attempt')} "
+            f"failed{why}: {summary}.",
+            headers=attempts,
         )
 
     async def _relay(self, att: Attempted) -> web.StreamResponse:

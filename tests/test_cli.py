@@ -123,7 +123,7 @@ def test_check_reports_unset_variable_with_its_path(tmp_path: Path) -> None:
     result = check("-c", str(path))  # CLI_TEST_KEY is not set
     assert result.returncode == 1, result
     assert result.stderr.splitlines() == [
-        f"{path}: invalid configuration (1 problems)",
+        f"{path}: invalid configuration (1 problem)",
         "  providers.east.api_key: environment variable CLI_TEST_KEY is not set "
         "(use ${CLI_TEST_KEY:-default})",
     ]
@@ -135,7 +135,7 @@ def test_check_yaml_syntax_error(tmp_path: Path) -> None:
     result = check("-c", str(path))
     assert result.returncode == 1, result
     lines = result.stderr.splitlines()
-    assert lines[0] == f"{path}: invalid configuration (1 problems)"
+    assert lines[0] == f"{path}: invalid configuration (1 problem)"
     assert lines[1].startswith("  YAML syntax error: line 3, column 2: ")
     assert len(lines) == 2
 
@@ -145,7 +145,7 @@ def test_check_missing_file(tmp_path: Path) -> None:
     result = check("-c", str(path))
     assert result.returncode == 1, result
     assert result.stderr.splitlines() == [
-        f"{path}: invalid configuration (1 problems)",
+        f"{path}: invalid configuration (1 problem)",
         "  cannot read config file: No such file or directory",
     ]
 
