@@ -96,7 +96,11 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
     headers_wait = t.headers_s if spec.stream else max(t.headers_s, t.first_token_s)
     try:
         async with asyncio.timeout_at(min(started + headers_wait, deadline)):
-            resp = await session.post(spec.url, data=spec.body, headers=spec.headers)
+            # Never follow a provider's redirect: it would carry the prompt and the provider's
+            # key to another host. A 3xx is the provider's failure (health.outcome).
+            resp = await session.post(
+                spec.url, data=spec.body, headers=spec.headers, allow_redirects=False
+            )
     except TimeoutError:
         return _blame(_fail(FailureReason.HEADERS_TIMEOUT), request_deadline)
     except aiohttp.ClientError as exc:

@@ -4,7 +4,7 @@ Everything else (health windows, breakers, the retry loop, metrics, spans) consu
 `Outcome` and never looks at status codes or exceptions again. The table is RELIABILITY.md's:
 
     success            2xx, complete stream
-    provider_failure   5xx/529, connect refused/reset/timeout, no headers/first token in time,
+    provider_failure   5xx/529, 3xx (never followed), connect refused/reset/timeout, no headers/first token in time,
                        stall, cut or malformed stream/body          -> breaker failure, fail over
     throttled          429 (+ Retry-After)                          -> neutral, throttle, fail over
     caller_error       400/404/413/422, context length exceeded     -> neutral, pass through
@@ -107,6 +107,10 @@ def classify_status(
         )
     if status in _CREDENTIAL:
         return Outcome(OutcomeKind.CREDENTIAL_ERROR, FailureReason.STATUS, status=status)
+    if 300 <= status < 400:  # redirects are never followed (they would carry keys away)
+        return Outcome(
+            OutcomeKind.PROVIDER_FAILURE, FailureReason.STATUS, status=status, detail="redirect"
+        )
     if status >= 500 or status in _PROVIDER_4XX:
         return Outcome(OutcomeKind.PROVIDER_FAILURE, FailureReason.STATUS, status=status)
     return Outcome(OutcomeKind.CALLER_ERROR, FailureReason.STATUS, status=status)

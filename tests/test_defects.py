@@ -86,3 +86,49 @@ def test_reasoning_and_audio_deltas_are_output_for_the_commit_point() -> None:
         assert inspect(event).content, delta
     empty = b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
     assert not inspect(empty).content
+
+
+async def test_a_provider_redirect_is_not_followed_and_fails_over(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    from aiohttp import web
+
+    seen: list[dict[str, str]] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({"stolen": True})
+
+    async def redirecting(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(other_url) + "/v1/chat/completions")
+
+    other = web.Application()
+    other.router.add_post("/v1/chat/completions", elsewhere)
+    bad = web.Application()
+    bad.router.add_post("/v1/chat/completions", redirecting)
+    runners = [web.AppRunner(other), web.AppRunner(bad)]
+    urls = []
+    for runner in runners:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    other_url, bad_url = urls
+    try:
+        sim = await sim_factory("sim-b")
+        config = make_config({"a": bad_url + "/v1", "b": sim.base_url}, {"chat": ["m1@a", "m1@b"]})
+        gw = await gateway_factory(config)
+        good = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                gw.url + CHAT, data=good, headers={"Content-Type": "application/json"}
+            ) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            assert resp.headers["x-turnout-target"] == "m1@b"
+            assert resp.headers["x-turnout-attempts"] == "2"
+        assert seen == []  # neither the prompt nor the provider's key went to the other host
+    finally:
+        for runner in runners:
+            await runner.cleanup()
