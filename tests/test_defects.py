@@ -132,3 +132,17 @@ async def test_a_provider_redirect_is_not_followed_and_fails_over(
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+async def test_the_sim_refuses_a_huge_embedding_dimension(sim_factory: SimFactory) -> None:
+    sim = await sim_factory("sim-a")
+    body = {"model": "m1", "input": "hi", "dimensions": 10**9}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(sim.base_url + "/embeddings", json=body) as resp:
+            reply = await resp.json()
+            assert resp.status == 400, reply
+            assert reply["error"]["param"] == "dimensions"
+        body["dimensions"] = 16
+        async with http.post(sim.base_url + "/embeddings", json=body) as resp:
+            assert resp.status == 200
+            assert len((await resp.json())["data"][0]["embedding"]) == 16

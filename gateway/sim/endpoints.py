@@ -26,6 +26,8 @@ class Reply:
 
 Endpoint = Callable[[SimSettings, dict[str, Any]], Reply]
 
+MAX_DIMENSIONS = 4096  # above OpenAI's largest (3072); a huge value would exhaust memory
+
 
 def error_reply(
     status: int, message: str, *, code: str | None = None, param: str | None = None
@@ -95,8 +97,10 @@ def embeddings(settings: SimSettings, body: dict[str, Any]) -> Reply:
     except ValueError as exc:
         return error_reply(400, str(exc), param="input")
     dims = body.get("dimensions", settings.embedding_dims)
-    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
-        return error_reply(400, "'dimensions' must be a positive integer", param="dimensions")
+    if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_DIMENSIONS:
+        return error_reply(
+            400, f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}", param="dimensions"
+        )
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
         return error_reply(
