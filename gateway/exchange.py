@@ -50,6 +50,7 @@ _CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"con
 class Attempted:
     permit: Permit
     result: AttemptResult
+    started_s: float  # loop time: the one clock of the request path (uvloop's is cached)
     panic: bool = False
     hedge: bool = False
     span: Any = None  # the attempt's CLIENT span, ended when its outcome is settled
@@ -171,6 +172,7 @@ class Exchange:
         self, permit: Permit, *, panic: bool = False, hedge: bool = False
     ) -> Attempted:
         tel = self.rt.telemetry
+        started = self.loop.time()
         span = trace.INVALID_SPAN  # not tracing: no attributes to build, nothing to end
         # The permit is released on every path: an exception of our own before or during the
         # attempt settles it as neutral (it said nothing about the target) and propagates.
@@ -183,13 +185,14 @@ class Exchange:
         except asyncio.CancelledError:
             # The client went away, or this hedge lost: neutral for health either way.
             self._settle(
-                Attempted(permit, _NO_RESULT, span=span), HEDGE_LOST if hedge else CLIENT_GONE
+                Attempted(permit, _NO_RESULT, started, span=span),
+                HEDGE_LOST if hedge else CLIENT_GONE,
             )
             raise
         except BaseException:
-            self._settle(Attempted(permit, _NO_RESULT, span=span), INTERNAL)
+            self._settle(Attempted(permit, _NO_RESULT, started, span=span), INTERNAL)
             raise
-        return Attempted(permit, result, panic, hedge, span)
+        return Attempted(permit, result, started, panic, hedge, span)
 
     def _attempt_span(self, spec: AttemptSpec, permit: Permit, panic: bool, hedge: bool) -> Any:
         return self.rt.telemetry.attempt_span(
@@ -216,7 +219,7 @@ class Exchange:
         usage = att.result.usage
         if att.result.stream is not None:
             usage = att.result.stream.usage
-        duration = self.loop.time() - att.permit.started_s
+        duration = self.loop.time() - att.started_s
         self.rt.telemetry.end_attempt(att.span, att.permit.target_id, outcome, duration, usage)
         if self.policy is not None and outcome.kind is not OutcomeKind.NEUTRAL:
             success = outcome.kind is OutcomeKind.SUCCESS

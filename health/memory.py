@@ -68,13 +68,13 @@ class MemoryStore:
         if verdict is Admission.DENY:
             return None
         sig.in_flight += 1
-        return Permit(target_id, verdict is Admission.PROBE, now)
+        return Permit(target_id, verdict is Admission.PROBE)
 
     def force_acquire(self, target_id: str) -> Permit:
         """A permit regardless of the breaker: the panic attempt when every candidate is out."""
         sig = self.signals(target_id)
         sig.in_flight += 1
-        return Permit(target_id, False, self._clock.now())
+        return Permit(target_id, False)
 
     def release(self, permit: Permit, outcome: Outcome) -> None:
         sig = self.signals(permit.target_id)

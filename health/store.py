@@ -25,7 +25,6 @@ class Permit:
 
     target_id: str
     probe: bool
-    started_s: float
 
 
 @dataclass(frozen=True, slots=True)

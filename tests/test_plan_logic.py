@@ -66,7 +66,7 @@ class Gate:
         self.asked.append(target_id)
         if target_id in self.denied:
             return None
-        return Permit(target_id, probe=False, started_s=self._now())
+        return Permit(target_id, probe=False)
 
 
 class Budget:
@@ -577,7 +577,7 @@ class Harness:
             if tid is None:
                 self.plan.stop = Stop.EXHAUSTED
                 return StepResult(False)
-            permit, panic = Permit(tid, probe=False, started_s=self.clock.now()), True
+            permit, panic = Permit(tid, probe=False), True
         tid = permit.target_id
         self.targets.append(tid)
         self.clock.advance(self.attempt_s)
