@@ -92,19 +92,21 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
     started = loop.time()
     request_deadline = math.inf if spec.deadline is None else spec.deadline
     deadline = min(started + t.total_s, request_deadline)
-    # A non-streaming answer's headers arrive only after the whole generation.
-    headers_wait = t.headers_s if spec.stream else max(t.headers_s, t.first_token_s)
+    # A non-streaming answer's headers arrive only after the whole generation, which may take
+    # minutes (reasoning models): it gets the attempt's whole `total_s`, not a first-token limit.
+    headers_by = min(started + t.headers_s, deadline) if spec.stream else deadline
     try:
-        async with asyncio.timeout_at(min(started + headers_wait, deadline)):
+        async with asyncio.timeout_at(headers_by):
             # Never follow a provider's redirect: it would carry the prompt and the provider's
             # key to another host. A 3xx is the provider's failure (health.outcome).
             resp = await session.post(
                 spec.url, data=spec.body, headers=spec.headers, allow_redirects=False
             )
-    except TimeoutError:
-        return _blame(_fail(FailureReason.HEADERS_TIMEOUT), request_deadline)
-    except aiohttp.ClientError as exc:
+    except aiohttp.ClientError as exc:  # before TimeoutError: a connect timeout is both
         return AttemptResult(transport_outcome(exc))
+    except TimeoutError:
+        late = FailureReason.HEADERS_TIMEOUT if spec.stream else FailureReason.TOTAL_TIMEOUT
+        return _blame(_fail(late), request_deadline)
     except OSError as exc:
         return AttemptResult(transport_outcome(exc))
     try:

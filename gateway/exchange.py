@@ -97,6 +97,7 @@ class Exchange:
             backoff_base_s=res.backoff_base_s,
             backoff_cap_s=res.backoff_cap_s,
             deadline=deadline,
+            stream=self.stream,
         )
         self.plan = AttemptPlan([r.candidate for r in ranked], limits)
         self._sleep = sleep
@@ -357,6 +358,14 @@ class Exchange:
         if stop is Stop.DEADLINE:
             raise GatewayTimeout(
                 f"The request deadline ran out after {counted(len(history), 'attempt')}: {summary}.",
+                headers=attempts,
+            )
+        if stop is Stop.UNANSWERED:
+            raise GatewayTimeout(
+                f"No answer within the attempt's total_s ({summary}); not re-sent to another "
+                "target, because that generation may still be running. Send a deadline "
+                f"({self.config.resilience.deadline_header} or the route's deadline_s) to allow "
+                "re-sends within it.",
                 headers=attempts,
             )
         why = ""

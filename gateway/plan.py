@@ -27,6 +27,7 @@ class Stop(enum.Enum):
     MAX_ATTEMPTS = "max_attempts"
     DEADLINE = "deadline"
     BUDGET = "budget"  # the retry budget is spent: do not multiply an outage
+    UNANSWERED = "unanswered"  # a non-streaming answer took all of total_s: not re-sent
     CLIENT_GONE = "client_gone"
 
 
@@ -36,6 +37,7 @@ class Limits:
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 1.0
     deadline: float | None = None  # loop time
+    stream: bool = False
     min_attempt_s: float = 0.05  # an attempt with less time than this is not started
 
 
@@ -118,6 +120,8 @@ class AttemptPlan:
             stop = Stop.DEADLINE
         elif last is not None and not last.outcome.kind.fails_over and not self.last_was_context:
             stop = Stop.PASS_THROUGH
+        elif last is not None and self._unanswered(last):
+            stop = Stop.UNANSWERED
         elif len(self.history) >= self.limits.max_attempts:
             stop = Stop.MAX_ATTEMPTS
         elif self.time_left(now) < self.limits.min_attempt_s:
@@ -128,6 +132,13 @@ class AttemptPlan:
             stop = Stop.BUDGET
         self.stop = stop
         return stop
+
+    def _unanswered(self, last: AttemptRecord) -> bool:
+        """A non-streaming request whose answer did not come within the attempt's total_s is
+        not re-sent unless the caller set a deadline: the generation may still be running (and
+        billed), and with no deadline nothing bounds N more of them."""
+        timed_out = last.outcome.reason is FailureReason.TOTAL_TIMEOUT
+        return timed_out and not self.limits.stream and self.limits.deadline is None
 
     def time_left(self, now: float) -> float:
         return float("inf") if self.limits.deadline is None else self.limits.deadline - now

@@ -4,9 +4,13 @@ Each test failed before its fix."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import aiohttp
 import orjson
 
+from gateway.sim.faults import Fault
 from tests.conftest import GatewayFactory, SimFactory, make_config
 from tests.replies import admin_targets
 
@@ -146,3 +150,81 @@ async def test_the_sim_refuses_a_huge_embedding_dimension(sim_factory: SimFactor
         async with http.post(sim.base_url + "/embeddings", json=body) as resp:
             assert resp.status == 200
             assert len((await resp.json())["data"][0]["embedding"]) == 16
+
+
+# --- issue 12 item 2: long non-streaming answers ------------------------------------------
+
+# first_token_s and headers_s are short; a non-streaming answer gets the whole total_s.
+LONG_ANSWER_TIMEOUTS = {
+    "connect_s": 1.0,
+    "headers_s": 0.3,
+    "first_token_s": 0.3,
+    "idle_s": 0.5,
+    "total_s": 0.8,
+}
+PLAIN = {"Content-Type": "application/json"}
+GOOD = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+
+
+async def _pair(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> tuple[Any, ...]:
+    a, b = await sim_factory("sim-a"), await sim_factory("sim-b")
+    gw = await gateway_factory(
+        make_config(
+            {"a": a.base_url, "b": b.base_url},
+            {"chat": ["m1@a", "m1@b"]},
+            timeouts=LONG_ANSWER_TIMEOUTS,
+        )
+    )
+    return a, b, gw
+
+
+async def test_a_non_streaming_answer_slower_than_first_token_s_is_served(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    a, b, gw = await _pair(sim_factory, gateway_factory)
+    # The whole answer takes 0.5 s: past first_token_s (0.3), within total_s (0.8).
+    a.state.set_fault(Fault.from_json({"mode": "slow_first_token", "delay_s": 0.5}))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.url + CHAT, data=GOOD, headers=PLAIN) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["x-turnout-target"] == "m1@a"
+        assert resp.headers["x-turnout-attempts"] == "1"
+    assert b.state.attempts() == []  # not re-sent
+    assert [x["outcome"] for x in a.state.attempts()] == ["completed"]
+
+
+async def test_a_non_streaming_answer_past_total_s_is_not_re_sent_without_a_deadline(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    a, b, gw = await _pair(sim_factory, gateway_factory)
+    a.state.set_fault(Fault.from_json({"mode": "hang"}))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gw.url + CHAT, data=GOOD, headers=PLAIN) as resp:
+            body = await resp.json()
+            assert resp.status == 504, body
+            assert resp.headers["x-turnout-attempts"] == "1"
+        message = body["error"]["message"]
+        assert "total_timeout" in message and "not re-sent" in message
+        assert "x-turnout-deadline-ms" in message
+        assert b.state.attempts() == []  # one generation billed, not N
+        assert (await admin_targets(http, gw))["m1@a"]["in_flight"] == 0
+
+
+async def test_a_non_streaming_answer_past_total_s_is_re_sent_within_a_deadline(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    a, b, gw = await _pair(sim_factory, gateway_factory)
+    a.state.set_fault(Fault.from_json({"mode": "hang"}))
+    headers = {**PLAIN, "x-turnout-deadline-ms": "5000"}
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.url + CHAT, data=GOOD, headers=headers) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["x-turnout-target"] == "m1@b"
+        assert resp.headers["x-turnout-attempts"] == "2"
+    assert 0.7 < time.monotonic() - started < 3.0  # a's total_s, then b at once
+    assert len(b.state.attempts()) == 1

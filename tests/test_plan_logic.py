@@ -202,6 +202,26 @@ def test_deadline_when_less_than_min_attempt_remains() -> None:
     assert plan.decide(NOW + 5.0, Budget()) is Stop.DEADLINE  # long past
 
 
+TOTAL_OUT = Outcome(OutcomeKind.PROVIDER_FAILURE, FailureReason.TOTAL_TIMEOUT)
+
+
+def test_an_unanswered_non_streaming_request_is_re_sent_only_within_a_deadline() -> None:
+    plan = make_plan()  # non-streaming, no deadline
+    attempt(plan, TOTAL_OUT)
+    budget = Budget()
+    assert plan.decide(NOW, budget) is Stop.UNANSWERED
+    assert budget.calls == 0
+    plan = make_plan(deadline=NOW + 30.0)  # the caller's deadline bounds the re-sends
+    attempt(plan, TOTAL_OUT)
+    assert plan.decide(NOW, Budget()) is None
+    plan = make_plan(stream=True)  # a stream's first token is bounded by first_token_s
+    attempt(plan, TOTAL_OUT)
+    assert plan.decide(NOW, Budget()) is None
+    plan = make_plan()  # other failures still fail over
+    attempt(plan, FAIL_503)
+    assert plan.decide(NOW, Budget()) is None
+
+
 def test_deadline_after_an_outcome_with_reason_deadline() -> None:
     plan = make_plan(deadline=NOW + 10.0)
     attempt(plan, DEADLINE_OUT)

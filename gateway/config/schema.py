@@ -168,9 +168,9 @@ def _health() -> Schema:
 _TIMEOUT_DOCS = {
     "connect_s": "TCP (+TLS) connect",
     "headers_s": "response headers of a streaming request",
-    "first_token_s": "first output token of a stream; also bounds a non-streaming answer",
+    "first_token_s": "first output token of a stream (a non-streaming answer gets total_s)",
     "idle_s": "longest silence between two streamed chunks",
-    "total_s": "a whole attempt; long generations are not cut before this",
+    "total_s": "a whole attempt, and a non-streaming answer's wait; re-sent only within a deadline",
 }
 
 
