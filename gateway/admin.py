@@ -68,6 +68,7 @@ def target_view(
         "model": model,
         "state": h.state.value,
         "misconfigured": h.misconfigured,
+        "misconfigured_reason": h.misconfigured_reason or None,
         "error_rate": round(h.error_rate, 4),
         "window_calls": h.window_calls,
         "consecutive_failures": h.consecutive_failures,

@@ -9,6 +9,7 @@ rest (`gateway.relay`) or, on failure, tries the next candidate.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ import orjson
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.sse import Kind, SseSplitter, inspect
 from gateway.telemetry.hub import Usage
-from gateway.upstream import transport_outcome
+from gateway.upstream import provider_message, transport_outcome
 from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status, provider_failure
 
 ERROR_BODY_LIMIT = 1 << 20
@@ -111,7 +112,7 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
         return AttemptResult(transport_outcome(exc))
     try:
         if not 200 <= resp.status < 300:
-            return await _error_reply(resp, started, deadline, t.idle_s)
+            return await _error_reply(resp, spec.provider, started, deadline, t.idle_s)
         if spec.stream:
             result = await _open_stream(resp, started, min(deadline, started + t.first_token_s))
         else:
@@ -147,7 +148,11 @@ async def _read_body(resp: aiohttp.ClientResponse, until: float, limit: int) -> 
 
 
 async def _error_reply(
-    resp: aiohttp.ClientResponse, started: float, deadline: float, idle_s: float
+    resp: aiohttp.ClientResponse,
+    provider: ProviderConfig,
+    started: float,
+    deadline: float,
+    idle_s: float,
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
     try:
@@ -159,6 +164,10 @@ async def _error_reply(
         retry_after=resp.headers.get("Retry-After"),
         latency_s=loop.time() - started,
     )
+    if outcome.kind is OutcomeKind.MISCONFIGURED:  # what the provider said, for operators
+        said = provider_message(body, (provider.api_key, *provider.headers.values()))
+        if said:
+            outcome = dataclasses.replace(outcome, detail=f"{outcome.detail}: {said}")
     reply = None
     if outcome.kind is OutcomeKind.CALLER_ERROR:
         ctype = resp.headers.get("Content-Type", "application/json")

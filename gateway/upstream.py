@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
+from collections.abc import Iterable
 
 import aiohttp
+import orjson
 
 from gateway.config.model import ProviderConfig
 from health.outcome import FailureReason, Outcome, provider_failure
@@ -60,3 +63,29 @@ def transport_outcome(exc: BaseException) -> Outcome:
     if isinstance(exc, aiohttp.ClientResponseError):
         return provider_failure(FailureReason.MALFORMED, detail)
     return provider_failure(FailureReason.CONNECTION_RESET, detail)
+
+
+MESSAGE_LIMIT = 300  # characters of a provider's error message kept for operators
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|key|api)[-_][A-Za-z0-9_\-*.]{6,}", re.IGNORECASE)
+
+
+def provider_message(body: bytes, secrets: Iterable[str] = ()) -> str:
+    """The message of a provider's error body (OpenAI's `{"error": {"message"}}`, or text), on
+    one line, shortened, with the provider's own secrets and anything key-like masked: it is
+    shown in /admin/targets and breaker reasons."""
+    text = ""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[: MESSAGE_LIMIT * 4].decode("utf-8", "replace")
+    else:
+        err = parsed.get("error") if isinstance(parsed, dict) else None
+        msg = err.get("message") if isinstance(err, dict) else None
+        if msg is None and isinstance(parsed, dict):
+            msg = parsed.get("message", err)
+        text = msg if isinstance(msg, str) else ""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = _KEY_LIKE.sub("***", " ".join(text.split()))
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"

@@ -7,8 +7,8 @@ Everything else (health windows, breakers, the retry loop, metrics, spans) consu
     provider_failure   5xx/529, 3xx (never followed), connect refused/reset/timeout, no headers/first token in time,
                        stall, cut or malformed stream/body          -> breaker failure, fail over
     throttled          429 (+ Retry-After)                          -> neutral, throttle, fail over
-    caller_error       400/404/413/422, context length exceeded     -> neutral, pass through
-    credential_error   401/403                                      -> misconfigured, fail over
+    caller_error       400/413/422, context length exceeded         -> neutral, pass through
+    misconfigured      401/403 (credentials), 404 (model or path)   -> target set aside, fail over
     neutral            the client went away, our own bulkhead full  -> nothing
 """
 
@@ -25,7 +25,7 @@ class OutcomeKind(enum.Enum):
     PROVIDER_FAILURE = "provider_failure"
     THROTTLED = "throttled"
     CALLER_ERROR = "caller_error"
-    CREDENTIAL_ERROR = "credential_error"
+    MISCONFIGURED = "misconfigured"  # the target as configured cannot serve: key, model, path
     NEUTRAL = "neutral"
 
     @property
@@ -34,7 +34,7 @@ class OutcomeKind(enum.Enum):
         return self in (
             OutcomeKind.PROVIDER_FAILURE,
             OutcomeKind.THROTTLED,
-            OutcomeKind.CREDENTIAL_ERROR,
+            OutcomeKind.MISCONFIGURED,
         )
 
 
@@ -83,7 +83,13 @@ class Outcome:
         return self.reason.value
 
 
-_CREDENTIAL = frozenset({401, 403})
+# Statuses that say the target, as configured, cannot serve (a caller cannot cause them: the
+# gateway picks the path and the model), with what each means.
+MISCONFIGURED_STATUS = {
+    401: "credentials rejected",
+    403: "access denied",
+    404: "model or endpoint not found",
+}
 _PROVIDER_4XX = frozenset({408})  # the provider timed out reading our request: its fault
 
 
@@ -105,8 +111,11 @@ def classify_status(
             latency_s=latency_s,
             retry_after_s=parse_retry_after(retry_after, now_epoch_s=now_epoch_s),
         )
-    if status in _CREDENTIAL:
-        return Outcome(OutcomeKind.CREDENTIAL_ERROR, FailureReason.STATUS, status=status)
+    meaning = MISCONFIGURED_STATUS.get(status)
+    if meaning is not None:
+        return Outcome(
+            OutcomeKind.MISCONFIGURED, FailureReason.STATUS, status=status, detail=meaning
+        )
     if 300 <= status < 400:  # redirects are never followed (they would carry keys away)
         return Outcome(
             OutcomeKind.PROVIDER_FAILURE, FailureReason.STATUS, status=status, detail="redirect"

@@ -33,6 +33,7 @@ class TargetHealth:
     ttft_ms_p95: float | None = None  # only in detailed views
     fleet_error_rate: float | None = None  # None: no fleet view (memory store, or Redis down)
     fleet_window_calls: int = 0
+    misconfigured_reason: str = ""  # what the provider said, when misconfigured
 
     @property
     def available(self) -> bool:
@@ -79,6 +80,7 @@ class TargetSignals:
         self.throttled_until = 0.0
         self._throttle_streak = 0
         self.misconfigured = False
+        self.misconfigured_reason = ""
         self.fleet_window: WindowCounts | None = None  # set by a fleet store's reconciliation
 
     @property
@@ -107,6 +109,7 @@ class TargetSignals:
             self.window.add(now_s, success=True)
             self._throttle_streak = 0
             self.misconfigured = False
+            self.misconfigured_reason = ""
             self.breaker.on_success(now_s, probe=probe)
         elif kind is OutcomeKind.PROVIDER_FAILURE:
             self.window.add(now_s, success=False)
@@ -114,12 +117,13 @@ class TargetSignals:
         elif kind is OutcomeKind.THROTTLED:
             self._throttle(outcome.retry_after_s, now_s)
             self.breaker.on_neutral(probe=probe)
-        elif kind is OutcomeKind.CREDENTIAL_ERROR:
+        elif kind is OutcomeKind.MISCONFIGURED:
             self.misconfigured = True
+            self.misconfigured_reason = f"status {outcome.status}: {outcome.detail}"
             self.breaker.on_neutral(probe=probe)
             self.breaker.trip(
                 now_s,
-                f"credentials rejected (status {outcome.status})",
+                f"misconfigured ({self.misconfigured_reason})",
                 open_s=self._settings.breaker.misconfigured_open_s,
             )
         else:
@@ -156,4 +160,5 @@ class TargetSignals:
             ttft_ms_p95=_ms(self.ttft_samples.percentile(0.95)) if detailed else None,
             fleet_error_rate=None if fleet is None else fleet.failure_rate,
             fleet_window_calls=0 if fleet is None else fleet.total,
+            misconfigured_reason=self.misconfigured_reason,
         )

@@ -32,7 +32,7 @@ class HealthParams:
 def unavailable(h: TargetHealth) -> str | None:
     """Why a target cannot take traffic now, or None."""
     if h.misconfigured:
-        return "misconfigured (credentials rejected)"
+        return f"misconfigured ({h.misconfigured_reason or 'rejected by the provider'})"
     if h.state is BreakerState.OPEN:
         return f"breaker open ({h.open_for_s:.1f}s left)"
     if h.throttled_for_s > 0:

@@ -249,7 +249,7 @@ CALLER_ERRORS = [
     pytest.param({"mode": "status", "status": 400}, False, id="400"),
     pytest.param({"mode": "status", "status": 400}, True, id="400-stream"),
     pytest.param({"mode": "status", "status": 422}, False, id="422"),
-    pytest.param({"mode": "status", "status": 404}, False, id="404"),
+    # 404 is not here: the gateway picks path and model, so it is the target's (misconfigured)
     pytest.param({"mode": "status", "status": 413}, False, id="413"),
     pytest.param(
         {
@@ -364,17 +364,23 @@ async def test_throttled_target_gets_no_traffic_even_when_the_other_fails(
 # --- credential errors ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [401, 403])
-async def test_credential_error_fails_over_and_marks_target_misconfigured(
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_a_misconfigured_target_fails_over_and_is_set_aside(
     pair: Pair, http: aiohttp.ClientSession, status: int
 ) -> None:
-    set_fault(pair.a, {"mode": "status", "status": status})
+    # 404 is a deployment-name typo or a retired model: the target's problem, not the caller's.
+    # The provider's message (here echoing the provider's key, "key-a") reaches the operator.
+    said = "The model `m1` does not exist or you do not have access to it (key key-a)."
+    set_fault(pair.a, {"mode": "status", "status": status, "message": said})
     before = time.time()
     reply = await post(http, pair.gw, chat())
     assert_served_by_b(reply, stream=False)
     assert [x["status"] for x in pair.a.state.attempts()] == [status]
     a = (await admin_targets(http, pair.gw))["m1@a"]
     assert a["misconfigured"] is True
+    reason = a["misconfigured_reason"]
+    assert reason.startswith(f"status {status}: ") and "does not exist or you do not" in reason
+    assert "key-a" not in reason and "(key ***)" in reason
     assert a["state"] == "open"
     # misconfigured_open_s defaults to 300 s, no jitter
     assert a["open_until"] is not None

@@ -31,11 +31,11 @@ NO_JITTER = BreakerSettings(jitter=0.0)
     [
         (200, OutcomeKind.SUCCESS),
         (400, OutcomeKind.CALLER_ERROR),
-        (404, OutcomeKind.CALLER_ERROR),
+        (404, OutcomeKind.MISCONFIGURED),
         (413, OutcomeKind.CALLER_ERROR),
         (422, OutcomeKind.CALLER_ERROR),
-        (401, OutcomeKind.CREDENTIAL_ERROR),
-        (403, OutcomeKind.CREDENTIAL_ERROR),
+        (401, OutcomeKind.MISCONFIGURED),
+        (403, OutcomeKind.MISCONFIGURED),
         (408, OutcomeKind.PROVIDER_FAILURE),
         (429, OutcomeKind.THROTTLED),
         (500, OutcomeKind.PROVIDER_FAILURE),
@@ -52,7 +52,7 @@ def test_fails_over_only_for_provider_side_outcomes() -> None:
     assert over == {
         OutcomeKind.PROVIDER_FAILURE,
         OutcomeKind.THROTTLED,
-        OutcomeKind.CREDENTIAL_ERROR,
+        OutcomeKind.MISCONFIGURED,
     }
 
 
