@@ -5,15 +5,16 @@
     GET /admin/traces/{id}     one trace by its 32-hex-digit id
     GET /admin/events          breaker transitions and failovers, newest first (?limit, ?since)
 
-The targets table reads the existing `/admin/targets`. Breaker transitions are noted when
-`/admin/events` is read: the store's last transition per target is compared with the one
-already recorded, so a transition shows once, with the time it happened.
+The targets table reads the existing `/admin/targets`. Breaker transitions come from the health
+store's `TransitionLog` (health/breaker.py), which the breakers append to as each transition
+happens, with its time; reading `/admin/events` moves what the log gathered since the last read
+into the timeline, next to the failovers (one sequence, so `?since` covers both). A transition
+that happened while nobody had the page open is therefore still shown, in order.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 
 from aiohttp import web
@@ -104,15 +105,20 @@ async def trace(request: web.Request) -> web.Response:
 
 
 def note_transitions(rt: Runtime) -> None:
-    """File each target's latest breaker transition in the timeline, once."""
+    """Move the breaker transitions logged since the last read into the timeline."""
+    log = rt.store.transitions
+    # A read settles the lazy open -> half-open moves that are due (stamped when they were due).
+    rt.store.snapshot(rt.config.targets)
     timeline = rt.telemetry.recent.timeline
-    snap = rt.store.snapshot(rt.config.targets)
-    now_wall, now_mono = time.time(), time.monotonic()
-    for tid, h in snap.items():
-        t = h.last_transition
-        if t is not None:
-            at = now_wall - (now_mono - t.at_s)
-            timeline.note_transition(tid, (t.at_s, t.to), t.to.value, t.reason, at)
+    for t in log.take():
+        timeline.add(
+            "breaker",
+            t.at,
+            target=t.target_id,
+            to=t.to.value,
+            reason=t.reason,
+            **{"from": t.from_state.value},
+        )
 
 
 async def events(request: web.Request) -> web.Response:

@@ -17,6 +17,10 @@ a success, and every concurrent caller passes in half-open). Instead this wrappe
   jitter, so replicas do not probe in lockstep) against the injected clock, and pybreaker is
   moved to half-open when the period has elapsed;
 - hands out exactly one probe slot in half-open (fleet-wide coordination is the store's job).
+
+Every transition is also appended, as it happens, to the `TransitionLog` the breaker is
+attached to (`attach`: the health store does it for each target it creates), so a reader that
+comes later (the dashboard's `/admin/events`) still sees each one, not only the latest.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import random
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +68,49 @@ class Transition:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One breaker transition as the log keeps it."""
+
+    target_id: str
+    from_state: BreakerState
+    to: BreakerState
+    reason: str
+    at_s: float  # on the breaker's (monotonic, injected) clock
+    at: float  # wall-clock Unix seconds, for display: taken when the transition happened
+
+
+class TransitionLog:
+    """Every breaker transition of one health store, oldest first, bounded: the oldest go.
+
+    Written by the breakers' pybreaker listener at the moment of each transition; read by
+    `take`, which hands the entries over (the dashboard files them in its timeline) and forgets
+    them, so a transition is kept in one place at a time. While nobody reads, the last
+    `max_entries` are kept, for all targets of the store together (one store per gateway
+    process). The default matches the dashboard timeline's own bound (500 events): keeping more
+    unread would only have them dropped there on arrival.
+    """
+
+    def __init__(self, max_entries: int = 500, wall: Callable[[], float] = time.time) -> None:
+        self._entries: deque[TransitionRecord] = deque(maxlen=max(1, max_entries))
+        self.wall = wall
+        self.dropped = 0  # transitions pushed out unread by the bound
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def append(self, record: TransitionRecord) -> None:
+        if len(self._entries) == self._entries.maxlen:
+            self.dropped += 1
+        self._entries.append(record)
+
+    def take(self) -> list[TransitionRecord]:
+        """What the log holds, oldest first, and empty it."""
+        taken = list(self._entries)
+        self._entries.clear()
+        return taken
+
+
 class _ProviderFailure(Exception):
     """Stands for a classified provider failure inside pybreaker's bookkeeping."""
 
@@ -78,7 +128,8 @@ class _Listener(pybreaker.CircuitBreakerListener):
         self._owner = owner
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old: Any, new: Any) -> None:
-        self._owner._on_state_change(_FROM_PYBREAKER[new.name])
+        to = _FROM_PYBREAKER[new.name]
+        self._owner._on_state_change(to if old is None else _FROM_PYBREAKER[old.name], to)
 
 
 class Breaker:
@@ -103,6 +154,15 @@ class Breaker:
         self._forced_origin = "local"
         self.origin = "local"  # who opened it: "local" (our outcomes) or "fleet" (a peer)
         self.last_transition: Transition | None = None
+        # When the transition under way actually became due, if earlier than `_now`.
+        self._due_at: float | None = None
+        self._log: TransitionLog | None = None
+        self._target_id = ""
+
+    def attach(self, log: TransitionLog, target_id: str) -> None:
+        """Append every transition from now on to `log`, under `target_id`."""
+        self._log = log
+        self._target_id = target_id
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -111,6 +171,10 @@ class Breaker:
         state = _FROM_PYBREAKER[self._cb.current_state]
         if state is BreakerState.OPEN and now_s >= self._open_until:
             self._reason = "open time elapsed"
+            # The move to half-open happens lazily, on the first read after the open time ran
+            # out, maybe much later: it is stamped with the time it became due (open since +
+            # open time), not with the time of this read.
+            self._due_at = self._open_until
             self._cb.half_open()
             state = BreakerState.HALF_OPEN
         return state
@@ -222,8 +286,10 @@ class Breaker:
 
     # -- pybreaker's transitions -------------------------------------------------------------
 
-    def _on_state_change(self, to: BreakerState) -> None:
+    def _on_state_change(self, from_state: BreakerState, to: BreakerState) -> None:
         now = self._now
+        at_s = now if self._due_at is None else min(now, self._due_at)
+        self._due_at = None
         self._probe_in_flight = False
         if to is BreakerState.OPEN:
             if self._closed_at is not None and now - self._closed_at >= self._settings.open_max_s:
@@ -244,5 +310,9 @@ class Breaker:
             # Not a reset: a target that fails again soon after recovering (flapping) is
             # opened for longer; the count is forgotten once it has stayed closed a while.
             self._closed_at = now
-        self.last_transition = Transition(to, now, self._reason or to.value)
+        reason = self._reason or to.value
+        self.last_transition = Transition(to, at_s, reason)
         self._reason = ""
+        if self._log is not None:
+            wall = self._log.wall() - (now - at_s)
+            self._log.append(TransitionRecord(self._target_id, from_state, to, reason, at_s, wall))

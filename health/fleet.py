@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from health import fleet_learned
-from health.breaker import Admission, BreakerState
+from health.breaker import Admission, BreakerState, TransitionLog
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
 from health.fleet_pubsub import subscribe_forever
@@ -152,6 +152,11 @@ class FleetStore:
 
     def retain_learned(self, spaces: Iterable[str]) -> None:
         self.local.retain_learned(spaces)
+
+    @property
+    def transitions(self) -> TransitionLog:
+        """The local view's breakers log every transition, a peer's included."""
+        return self.local.transitions
 
     def status(self) -> StoreStatus:
         return StoreStatus("redis", self._degraded, self._detail)

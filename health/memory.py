@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from health.breaker import Admission
+from health.breaker import Admission, TransitionLog
 from health.clock import Clock, MonotonicClock
 from health.learned import Book, Space
 from health.outcome import Outcome
@@ -30,11 +30,14 @@ class MemoryStore:
         self._rng = rng or random.Random()
         self._targets: dict[str, TargetSignals] = {}
         self.book = Book(shared=shared_learning)  # what learning policies learned, per route
+        # Every breaker transition of every target, as it happens (the dashboard's source).
+        self.transitions = TransitionLog()
 
     def signals(self, target_id: str) -> TargetSignals:
         sig = self._targets.get(target_id)
         if sig is None:
             sig = self._targets[target_id] = TargetSignals(target_id, self._settings, self._rng)
+            sig.breaker.attach(self.transitions, target_id)
         return sig
 
     def track(self, target_ids: Iterable[str]) -> None:

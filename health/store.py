@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from health.breaker import Admission
+from health.breaker import Admission, TransitionLog
 from health.learned import Space
 from health.outcome import Outcome
 from health.signals import TargetHealth
@@ -35,6 +35,11 @@ class StoreStatus:
 
 
 class HealthStore(Protocol):
+    @property
+    def transitions(self) -> TransitionLog:
+        """Every breaker transition of this store's targets, as it happened (bounded)."""
+        ...
+
     def track(self, target_ids: Iterable[str]) -> None:
         """Targets the config knows; a fleet store keeps them in sync even before traffic."""
         ...

@@ -165,12 +165,10 @@ def test_failovers_reach_the_timeline(recorder: tuple[RecentTraces, trace.Tracer
     assert event["route"] == "chat" and event["trace_id"] == trace_id
 
 
-def test_timeline_records_each_transition_once_and_is_bounded() -> None:
+def test_timeline_is_bounded_newest_first() -> None:
     tl = Timeline(max_events=3)
-    assert tl.note_transition("a", (1.0, "open"), "open", "5 consecutive failures", 100.0)
-    assert not tl.note_transition("a", (1.0, "open"), "open", "5 consecutive failures", 100.0)
-    assert tl.note_transition("a", (11.0, "half_open"), "half_open", "open time elapsed", 110.0)
-    assert tl.note_transition("b", (2.0, "open"), "open", "x", 101.0)
+    tl.add("breaker", 100.0, target="a", to="open", reason="5 consecutive failures")
+    tl.add("breaker", 110.0, target="a", to="half_open", reason="open time elapsed")
     [newest, *_] = tl.snapshot()
     assert newest["kind"] == "breaker" and newest["to"] == "half_open"
     for i in range(5):

@@ -103,7 +103,11 @@ if (ADMIN_TOKEN) sessionStorage.setItem("turnout-token", ADMIN_TOKEN);
       let body;
       if (e.kind === "breaker") {
         body = [
-          el("span", { class: `badge to-${e.to}`, text: `breaker ${e.to.replace("_", "-")}` }),
+          el("span", {
+            class: `badge to-${e.to}`,
+            text: `breaker ${e.to.replace("_", "-")}`,
+            title: e.from ? `from ${e.from.replace("_", "-")}` : null,
+          }),
           el("span", { class: "mono", text: e.target }),
           el("span", { class: "sub", text: e.reason }),
         ];

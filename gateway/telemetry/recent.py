@@ -6,8 +6,8 @@ when a feed asks for a snapshot. Memory is bounded by the number of traces, the 
 trace and the SDK's own per-span limits.
 
 `Timeline` keeps the notable events: failovers (the `turnout.failover` events of a request's
-SERVER span, filed when it ends) and breaker transitions (noted by the feed that polls the
-health store; each transition is recorded once, however often it is seen).
+SERVER span, filed when it ends) and breaker transitions (moved in from the health store's
+`TransitionLog` when the feed is read; each is recorded once, with the time it happened).
 """
 
 from __future__ import annotations
@@ -59,21 +59,11 @@ class Timeline:
         self._lock = threading.Lock()
         self._events: deque[Json] = deque(maxlen=max(1, max_events))
         self._seq = 0
-        self._seen: dict[str, object] = {}  # target id -> the last transition recorded
 
     def add(self, kind: str, at: float, **fields: Any) -> None:
         with self._lock:
             self._seq += 1
             self._events.append({"seq": self._seq, "at": round(at, 3), "kind": kind, **fields})
-
-    def note_transition(self, target_id: str, key: object, to: str, reason: str, at: float) -> bool:
-        """Record a breaker transition unless already recorded (`key` identifies it)."""
-        with self._lock:
-            if self._seen.get(target_id) == key:
-                return False
-            self._seen[target_id] = key
-        self.add("breaker", at, target=target_id, to=to, reason=reason)
-        return True
 
     def snapshot(self, limit: int | None = None, since: int = 0) -> list[Json]:
         """Newest first, at most `limit`, only those after sequence number `since`."""
