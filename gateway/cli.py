@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.checks import config_warnings
 from gateway.config import Config, ConfigError, load_file
 from gateway.errors import counted
 
@@ -36,9 +37,8 @@ def _load_or_exit(path: str) -> Config:
 def cmd_check(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
     config = _load_or_exit(path)
-    for name, p in config.providers.items():
-        if not p.api_key:
-            print(f"warning: providers.{name}.api_key is empty (no Authorization is sent)")
+    for warning in config_warnings(config):
+        print(f"warning: {warning}")
     print(
         f"{path}: ok — {len(config.providers)} providers, {len(config.targets)} targets, "
         f"{len(config.routes)} routes ({', '.join(config.aliases)})"

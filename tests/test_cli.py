@@ -117,6 +117,106 @@ def test_check_valid_config_prints_summary_and_exits_0(tmp_path: Path) -> None:
     assert "sk-cli-secret" not in result.stdout
 
 
+def check_warnings(tmp_path: Path, providers: str) -> list[str]:
+    """The warning lines `turnout check` prints for a config with these providers (YAML)."""
+    first = providers.split(":", 1)[0].strip()
+    text = f"providers:\n{providers}routes:\n  - alias: one\n    candidates: [m@{first}]\n"
+    path = tmp_path / "warn.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = check("-c", str(path))
+    assert result.returncode == 0, result
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith(f"{path}: ok — ")
+    return lines[:-1]
+
+
+def test_check_accepts_a_key_sent_in_a_header_or_query(tmp_path: Path) -> None:
+    providers = """\
+  azure:
+    base_url: https://res.openai.azure.com/openai/deployments/gpt-4o
+    headers: {api-key: az-secret}
+    query: {api-version: "2024-10-21"}
+  anthropic_like:
+    base_url: https://llm.example.com/v1
+    headers: {X-API-Key: k}
+  bearer_header:
+    base_url: https://llm.example.com/v1
+    headers: {Authorization: Bearer k}
+  in_query:
+    base_url: https://llm.example.com/v1
+    query: {key: k}
+  in_url:
+    base_url: https://user:pw@llm.example.com/v1
+  empty_header:
+    base_url: https://llm.example.com/v1
+    headers: {api-key: ""}
+  other_header_only:
+    base_url: https://llm.example.com/v1
+    headers: {x-team: blue}
+"""
+    assert check_warnings(tmp_path, providers) == [
+        "warning: providers.empty_header.api_key is empty (no Authorization is sent)",
+        "warning: providers.other_header_only.api_key is empty (no Authorization is sent)",
+    ]
+
+
+def test_check_warns_about_a_base_url_without_its_version_path(tmp_path: Path) -> None:
+    def provider(name: str, url: str) -> str:
+        key = "" if "@" in url else "    api_key: k\n"  # user:password@ is the key
+        return f"  {name}:\n    base_url: {url}\n{key}"
+
+    providers = "".join(
+        provider(name, url)
+        for name, url in (
+            ("openai", "https://api.openai.com"),
+            ("openai_ok", "https://api.openai.com/v1/"),
+            ("groq", "https://api.groq.com/v1"),
+            ("groq_ok", "https://api.groq.com/openai/v1"),
+            ("together", "https://api.together.xyz/"),
+            ("mistral", "https://API.mistral.ai"),
+            ("openrouter", "https://openrouter.ai/v1"),
+            ("openrouter_ok", "https://openrouter.ai/api/v1"),
+            ("fireworks", "https://api.fireworks.ai/v1"),
+            ("deepseek", "https://api.deepseek.com"),
+            ("deepseek_v1", "https://api.deepseek.com/v1"),
+            ("ollama", "http://127.0.0.1:11434"),
+            ("creds", "https://u:pw@llm.example.com/"),
+            ("custom_ok", "https://llm.example.com/serving/openai"),
+        )
+    )
+
+    def known(name: str, url: str, want: str, fixed: str) -> str:
+        host = url.split("/")[2].lower()
+        return (
+            f"warning: providers.{name}.base_url {url!r} does not end with {want}, where "
+            f"{host} serves the OpenAI API: requests would go to {url}/chat/completions and "
+            f"fail (404); use {fixed!r}"
+        )
+
+    def generic(name: str, url: str) -> str:
+        return (
+            f"warning: providers.{name}.base_url {url!r} has no path: requests will go to "
+            f"{url}/chat/completions, but most OpenAI-compatible servers serve under /v1 "
+            f"(base_url {url + '/v1'!r})"
+        )
+
+    assert check_warnings(tmp_path, providers) == [
+        known("openai", "https://api.openai.com", "/v1", "https://api.openai.com/v1"),
+        known("groq", "https://api.groq.com/v1", "/openai/v1", "https://api.groq.com/openai/v1"),
+        known("together", "https://api.together.xyz", "/v1", "https://api.together.xyz/v1"),
+        known("mistral", "https://API.mistral.ai", "/v1", "https://API.mistral.ai/v1"),
+        known("openrouter", "https://openrouter.ai/v1", "/api/v1", "https://openrouter.ai/api/v1"),
+        known(
+            "fireworks",
+            "https://api.fireworks.ai/v1",
+            "/inference/v1",
+            "https://api.fireworks.ai/inference/v1",
+        ),
+        generic("ollama", "http://127.0.0.1:11434"),
+        generic("creds", "https://llm.example.com"),  # user:password is not printed
+    ]
+
+
 def test_check_reports_unset_variable_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "good.yaml"
     path.write_text(VALID, encoding="utf-8")

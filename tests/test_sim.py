@@ -16,7 +16,15 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.sim import Fault, SimServer, SimState, answer_text, answer_words, build_sim_app
+from gateway.sim import (
+    Fault,
+    SimServer,
+    SimSettings,
+    SimState,
+    answer_text,
+    answer_words,
+    build_sim_app,
+)
 from gateway.sim.answers import embedding_vector, prompt_of
 from gateway.sim.cli import add_sim_arguments, run_sim
 
@@ -570,6 +578,48 @@ async def test_control_api_sets_faults_and_reads_the_log(
     async with session.delete(sim.url + "/_sim/log") as r:
         assert await r.json() == {"cleared": 2}
     assert sim.state.attempts() == []
+
+
+def stored_body_bytes(sim: SimServer) -> int:
+    """What the log's request bodies take, measured from the log itself."""
+    return sum(len(orjson.dumps(a["request_body"])) for a in sim.state.attempts())
+
+
+async def test_log_summarises_a_large_request_body(
+    sim: SimServer, session: aiohttp.ClientSession
+) -> None:
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * (512 * 1024)}]}
+    for _ in range(40):
+        async with session.post(sim.base_url + "/chat/completions", json=big) as r:
+            assert r.status == 200
+    async with session.post(sim.base_url + "/chat/completions", json=CHAT) as r:
+        assert r.status == 200
+    log = sim.state.attempts()
+    assert len(log) == 41 and log[-1]["request_body"] == CHAT  # small bodies stay verbatim
+    summary = log[0]["request_body"]
+    assert summary["truncated"] is True and summary["bytes"] > 512 * 1024
+    assert summary["fields"] == {"model": "sim-small", "messages": "<list of 1>"}
+    assert log[0]["model"] == "sim-small"
+    # 20 MiB were sent; the log keeps a few hundred bytes per large body.
+    assert stored_body_bytes(sim) < 20 * 1024
+    assert sim.state.log_bytes() < 20 * 1024
+
+
+async def test_log_keeps_a_bounded_number_of_body_bytes(session: aiohttp.ClientSession) -> None:
+    limit = 256 * 1024
+    state = SimState(settings=SimSettings(name="sim-a", n_words=N_WORDS), log_bytes_limit=limit)
+    body = {**CHAT, "messages": [{"role": "user", "content": "y" * (60 * 1024)}]}
+    async with SimServer(state=state) as sim:
+        for _ in range(30):  # 1.8 MiB of bodies, each under the per-entry cap
+            async with session.post(sim.base_url + "/chat/completions", json=body) as r:
+                assert r.status == 200
+        log = sim.state.attempts()
+        assert 2 <= len(log) < 30 and log[-1]["seq"] == 30  # the oldest went first
+        assert [a["seq"] for a in log] == list(range(31 - len(log), 31))
+        assert log[-1]["request_body"] == body
+        assert stored_body_bytes(sim) <= limit and 0 < sim.state.log_bytes() <= limit
+        sim.state.clear_log()
+        assert sim.state.log_bytes() == 0
 
 
 # --- CLI -----------------------------------------------------------------------------------

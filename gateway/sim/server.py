@@ -66,9 +66,12 @@ def _openai(endpoint: endpoints.Endpoint) -> Handler:
         state = request.app[STATE_KEY]
         body: dict[str, Any] = {}
         logged: Any = None
+        body_size = 0
         parse_error: str | None = None
         if request.method == "POST":
-            body, logged, parse_error = _parse_body(await request.read())
+            raw = await request.read()
+            body_size = len(raw)
+            body, logged, parse_error = _parse_body(raw)
         model = body.get("model")
         fault = state.take_fault()
         attempt = state.begin(
@@ -79,6 +82,7 @@ def _openai(endpoint: endpoints.Endpoint) -> Handler:
             fault=fault.mode,
             headers=request.headers,
             request_body=logged,
+            body_size=body_size,
         )
         task = asyncio.current_task()
         if task is not None:

@@ -10,10 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from gateway.sim.faults import Fault
 
 DEFAULT_MODELS: tuple[str, ...] = ("sim-small", "sim-large")
-LOG_LIMIT = 10_000
+LOG_LIMIT = 10_000  # attempts kept in the log at most
+LOG_BYTES_LIMIT = 16 * 1024 * 1024  # request-body bytes kept in the log at most, in total
+BODY_CAP_BYTES = 64 * 1024  # a larger request body is logged as a summary (see summarise_body)
+_SUMMARY_FIELDS = 32  # top-level fields a summary shows at most
+_SUMMARY_STR_CHARS = 200  # a longer string field is shown as "<str N chars>"
 # Request headers the log keeps (plus every header starting with "x-").
 _LOGGED_HEADERS = frozenset({"authorization", "api-key", "traceparent", "tracestate", "user-agent"})
 
@@ -58,6 +64,7 @@ class Attempt:
     outcome: str = "running"
     query: str = ""  # the request's query string, if any
     client_disconnected: bool = False
+    body_bytes: int = 0  # what ``request_body`` counts against the log's byte limit
 
     def finish(self, outcome: str | None = None) -> None:
         """End the attempt (once); ``outcome`` replaces a still "running" outcome."""
@@ -100,6 +107,33 @@ def logged_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def summarise_body(body: Any, size: int) -> dict[str, Any]:
+    """What the log keeps of a request body over ``BODY_CAP_BYTES``: its size and, for a JSON
+    object, its first top-level fields with long or nested values replaced by their type."""
+    summary: dict[str, Any] = {"truncated": True, "bytes": size}
+    if isinstance(body, dict):
+        fields: dict[str, Any] = {}
+        for key, value in itertools.islice(body.items(), _SUMMARY_FIELDS):
+            short = isinstance(value, str) and len(value) <= _SUMMARY_STR_CHARS
+            if short or value is None or isinstance(value, bool | int | float):
+                fields[str(key)] = value
+            elif isinstance(value, str):
+                fields[str(key)] = f"<str {len(value)} chars>"
+            elif isinstance(value, list):
+                fields[str(key)] = f"<list of {len(value)}>"
+            else:
+                fields[str(key)] = f"<{type(value).__name__}>"
+        summary["fields"] = fields
+    return summary
+
+
+def _encoded_size(body: Any) -> int:
+    try:
+        return len(orjson.dumps(body))
+    except TypeError:
+        return len(repr(body))
+
+
 @dataclass
 class SimState:
     """Mutable state shared by the handlers of one sim; tests may change it in-process."""
@@ -107,13 +141,18 @@ class SimState:
     settings: SimSettings = field(default_factory=SimSettings)
     fault: Fault = field(default_factory=Fault)
     log_limit: int = LOG_LIMIT
+    log_bytes_limit: int = LOG_BYTES_LIMIT
+    body_cap: int = BODY_CAP_BYTES
     log: deque[Attempt] = field(init=False)
     closing: bool = field(default=False, init=False)
+    _log_bytes: int = field(default=0, init=False)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
     _in_flight: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
-        self.log = deque(maxlen=self.log_limit)
+        if self.log_limit < 1 or self.log_bytes_limit < 0 or self.body_cap < 0:
+            raise ValueError("log_limit must be >= 1, log_bytes_limit and body_cap >= 0")
+        self.log = deque()
 
     def set_fault(self, fault: Fault) -> None:
         self.fault = fault
@@ -133,8 +172,20 @@ class SimState:
         fault: str,
         headers: Mapping[str, str],
         request_body: Any,
+        body_size: int | None = None,
         query: str = "",
     ) -> Attempt:
+        """Log a new attempt. ``body_size`` is the request body's size on the wire (measured
+        from ``request_body`` when not given); a body over ``body_cap`` bytes is logged as a
+        summary, and the oldest attempts leave the log once it holds more than ``log_limit``
+        attempts or ``log_bytes_limit`` bytes of request bodies (the newest always stays)."""
+        if request_body is None:
+            size = 0
+        else:
+            size = _encoded_size(request_body) if body_size is None else body_size
+        if size > self.body_cap:
+            request_body = summarise_body(request_body, size)
+            size = _encoded_size(request_body)
         attempt = Attempt(
             seq=next(self._seq),
             t_start=time.monotonic(),
@@ -145,16 +196,27 @@ class SimState:
             headers=logged_headers(headers),
             request_body=request_body,
             query=query,
+            body_bytes=size,
         )
         self.log.append(attempt)
+        self._log_bytes += size
+        while len(self.log) > 1 and (
+            len(self.log) > self.log_limit or self._log_bytes > self.log_bytes_limit
+        ):
+            self._log_bytes -= self.log.popleft().body_bytes
         return attempt
 
     def attempts(self, since: int = 0) -> list[dict[str, Any]]:
         """The log as JSON objects, oldest first, only those with ``seq > since``."""
         return [a.to_json() for a in self.log if a.seq > since]
 
+    def log_bytes(self) -> int:
+        """Request-body bytes the log holds now (what ``log_bytes_limit`` bounds)."""
+        return self._log_bytes
+
     def clear_log(self) -> None:
         self.log.clear()
+        self._log_bytes = 0
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self._in_flight.add(task)
