@@ -2,32 +2,74 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 # The field each operation cannot do without, checked before any upstream is bothered.
 REQUIRED_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+# Content codings aiohttp can decode (br and zstd only with their optional packages: without
+# them aiohttp refuses the request itself, see gateway.protocol). Others would pass as is.
+CODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
+BAD_ENCODING = (
+    "The request body could not be decoded with its Content-Encoding "
+    "(corrupt, or not identity, gzip or deflate)."
+)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+def _body_error(exc: BaseException, limit: int) -> Exception:
+    """What a body aiohttp could not read means for the caller."""
+    if isinstance(exc, RequestPayloadError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, http_exceptions.DecompressSizeError):
+        return PayloadTooLarge(limit)
+    if isinstance(exc, http_exceptions.ContentEncodingError):
+        return UnsupportedMediaType(
+            BAD_ENCODING, param="Content-Encoding", code="unsupported_content_encoding"
+        )
+    return InvalidRequest(
+        "The request body is malformed (chunked encoding or length).", code="bad_http_request"
+    )
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     ctype = request.headers.get("Content-Type", "")
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime and mime != "application/json" and not mime.endswith("+json"):
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got '{mime}'.", param="Content-Type"
         )
+    coding = request.headers.get("Content-Encoding", "")
+    if any(c.strip().lower() not in CODINGS for c in coding.split(",") if c.strip()):
+        raise UnsupportedMediaType(
+            BAD_ENCODING, param="Content-Encoding", code="unsupported_content_encoding"
+        )
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(limit)
     try:
-        # aiohttp enforces the same limit (client_max_size), chunked bodies included.
-        return await request.read()
+        # aiohttp enforces the same limit (client_max_size), chunked bodies included, after
+        # decompression.
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(limit) from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout_s:g} s (server.body_timeout_s)."
+        ) from None
+    except (http_exceptions.BadHttpMessage, RequestPayloadError) as exc:
+        raise _body_error(exc, limit) from None
 
 
 def parse_payload(body: bytes, operation: str) -> dict[str, Any]:

@@ -182,7 +182,8 @@ async def dry_run(request: web.Request) -> web.Response:
     count as they would on the real call (route `match`, routing overrides)."""
     rt = request.app[RUNTIME]
     live = rt.live
-    body = await read_body(request, live.config.server.max_body_bytes)
+    server = live.config.server
+    body = await read_body(request, server.max_body_bytes, server.body_timeout_s)
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import admin, admin_routing, dashboard, proxy
+from gateway import admin, admin_routing, dashboard, protocol, proxy
 from gateway.config.model import Config
 from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import (
@@ -27,9 +27,11 @@ from gateway.reload import ConfigWatcher, is_reloadable
 from gateway.routing import ROUTE_HEADER
 from gateway.runtime import SHUTDOWN, Runtime
 from gateway.telemetry.hub import Telemetry
+from gateway.telemetry.logs import RateLimitedLog
 from health.store import HealthStore
 
 log = logging.getLogger("turnout.app")
+_errors = RateLimitedLog(log)  # a bug a request can trigger must not flood the log
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -45,16 +47,23 @@ def _request_id(request: web.Request) -> str:
 
 def _error_response(err: GatewayError, request_id: str) -> web.Response:
     headers = {**err.headers, "x-request-id": request_id}
-    return web.Response(
+    response = web.Response(
         status=err.status, body=err.body(), content_type="application/json", headers=headers
     )
+    if err.close_connection:
+        response.force_close()
+    return response
 
 
 @web.middleware
 async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id on every response; every error in OpenAI's shape; request metrics."""
     started = time.perf_counter()
-    response = await _answer(request, handler)
+    protocol.request_started(request)  # its headers are in: the header timer stops
+    try:
+        response = await _answer(request, handler)
+    finally:
+        protocol.request_finished(request)
     if request.path in proxy.OPERATIONS:
         labels = {"route": request.get(ROUTE, "-"), "status": str(response.status)}
         m = request.app[RUNTIME].telemetry.metrics
@@ -120,7 +129,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             headers={"x-request-id": request_id},
         )
     except Exception:
-        log.exception("unhandled error (request %s)", request_id)
+        _errors.error("unhandled", "unhandled error (request %s)", request_id, exc_info=True)
         body = error_body("Internal gateway error.", "server_error", "internal_error", None)
         return web.Response(
             status=500,

@@ -8,6 +8,7 @@
     ├── Conflict                409   invalid_request_error (e.g. feedback already recorded)
     ├── MethodNotAllowed        405   invalid_request_error
     ├── PayloadTooLarge         413   invalid_request_error, names the limit
+    ├── RequestTimeout          408   invalid_request_error (the body did not arrive in time)
     ├── Unauthorized            401   authentication_error (admin endpoints, when protected)
     ├── AllCandidatesFailed     502   upstream_error, with a short per-attempt summary
     ├── NoCandidateAvailable    503   service_unavailable, with Retry-After
@@ -30,6 +31,7 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    close_connection = False  # the connection cannot be reused after this answer
 
     def __init__(
         self,
@@ -111,6 +113,13 @@ class PayloadTooLarge(GatewayError):
             f"Request body exceeds the gateway limit of {limit_bytes} bytes "
             "(server.max_body_bytes)."
         )
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+    close_connection = True  # the rest of the body may still be on its way
 
 
 class Unauthorized(GatewayError):

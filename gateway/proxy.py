@@ -73,7 +73,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     live = rt.live  # one config and its policies for the whole request, even across a reload
     config = live.config
     operation, upstream_path = OPERATIONS[request.path]
-    body = await read_body(request, config.server.max_body_bytes)
+    body = await read_body(request, config.server.max_body_bytes, config.server.body_timeout_s)
     payload = parse_payload(body, operation)
     route = find_route(config, payload, request.headers)
     request[ROUTE] = route.alias  # only configured aliases become metric labels

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import RUNTIME
+from gateway.protocol import ConnectionLimits, GuardedRunner
 from gateway.runtime import SHUTDOWN
 
 log = logging.getLogger("turnout.server")
@@ -45,7 +46,7 @@ class Server:
         self.port = port
         self.grace_s = grace_s
         self.reuse_port = reuse_port  # several worker processes on one port
-        self._runner: web.AppRunner | None = None
+        self._runner: GuardedRunner | None = None
 
     @property
     def url(self) -> str:
@@ -53,8 +54,11 @@ class Server:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(
+        server = self.app[RUNTIME].config.server
+        limits = ConnectionLimits(server.header_timeout_s, server.max_connections)
+        runner = GuardedRunner(
             self.app,
+            limits,
             handler_cancellation=True,  # a client going away cancels its upstream attempt
             access_log=None,
             shutdown_timeout=1.0,  # our own drain (below) has already waited for the work

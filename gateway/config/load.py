@@ -141,6 +141,9 @@ def _server(s: Section) -> ServerConfig:
         grace_s=s.positive("grace_s", float, d.grace_s),
         admin_token=s.get("admin_token", str, ""),
         debug_header=s.get("debug_header", bool, d.debug_header),
+        header_timeout_s=s.positive("header_timeout_s", float, d.header_timeout_s),
+        body_timeout_s=s.positive("body_timeout_s", float, d.body_timeout_s),
+        max_connections=s.positive("max_connections", int, d.max_connections),
     )
     s.done()
     return cfg

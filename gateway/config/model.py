@@ -125,6 +125,9 @@ class ServerConfig:
     grace_s: float = 10.0  # on SIGTERM: how long requests in flight may take to finish
     admin_token: str = field(default="", repr=False)  # protects /admin/* and /ui when set
     debug_header: bool = True  # honour callers' x-turnout-debug (routing explained to them)
+    header_timeout_s: float = 10.0  # a request's headers, from its first byte
+    body_timeout_s: float = 60.0  # a request's whole body, once its headers are in
+    max_connections: int = 1000  # open client connections; above: 503 and close
 
 
 @dataclass(frozen=True, slots=True)

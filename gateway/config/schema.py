@@ -84,6 +84,21 @@ def _server() -> Schema:
                 "how often the config file is checked for changes (reload); 0 turns it off",
                 d.config_poll_s,
             ),
+            "header_timeout_s": positive(
+                "a request's headers must arrive within this, from its first byte (else 408 "
+                "and the connection is closed)",
+                d.header_timeout_s,
+            ),
+            "body_timeout_s": positive(
+                "a request's whole body must arrive within this once its headers are in (else 408)",
+                d.body_timeout_s,
+            ),
+            "max_connections": integer(
+                "open client connections at most; a new one above it gets 503 with Retry-After "
+                "and is closed",
+                d.max_connections,
+                minimum=1,
+            ),
         },
     )
 
