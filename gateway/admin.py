@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from gateway.context import RUNTIME
-from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.errors import Conflict, InvalidRequest, NotFound, Unprocessable, counted
 from health.signals import TargetHealth
 
 
@@ -110,13 +110,21 @@ async def reload_config(request: web.Request) -> web.Response:
 
     rt = request.app[RUNTIME]
     if not await asyncio.to_thread(is_reloadable, rt.config.source):
+        detail = f"config {rt.config.source} is not a file"
+        err = Conflict(f"Nothing to reload: {detail}.", code="not_reloadable")
         return json_response(
-            {"status": "not_reloadable", "detail": f"config {rt.config.source} is not a file"},
-            409,
+            {"error": err.shape(), "status": "not_reloadable", "detail": detail}, err.status
         )
     result = await reload(rt)
     if not result.ok:
-        return json_response({"status": "rejected", "problems": list(result.problems)}, 422)
+        problems = list(result.problems)
+        rejected = Unprocessable(
+            f"The new config was rejected ({counted(len(problems), 'problem')}); the previous "
+            "one still serves.",
+            code="config_rejected",
+        )
+        body = {"error": rejected.shape(), "status": "rejected", "problems": problems}
+        return json_response(body, rejected.status)
     return json_response(
         {"status": "reloaded", "changed": result.changed, "routes": list(rt.config.aliases)}
     )

@@ -154,18 +154,26 @@ def build_app(
     runtime = Runtime(config, store, telemetry)
     runtime.register_gauges()
     app[RUNTIME] = runtime
-    for path in proxy.OPERATIONS:
-        app.router.add_post(path, proxy.handle)
-    app.router.add_get("/v1/models", admin.models)
-    app.router.add_get("/healthz", admin.healthz)
-    app.router.add_get("/readyz", admin.readyz)
-    app.router.add_get("/admin/targets", admin.targets)
-    app.router.add_post("/admin/reload", admin.reload_config)
-    app.router.add_get("/admin/config", admin_routing.show_config)
-    app.router.add_post("/admin/route", admin_routing.dry_run)
-    app.router.add_get("/metrics", admin.metrics)
-    app.router.add_post("/v1/feedback", admin.feedback)
-    dashboard.add_routes(app.router)  # /ui, /ui/{asset}, /admin/traces, /admin/events
+    routes: list[tuple[str, str, Handler]] = [("POST", p, proxy.handle) for p in proxy.OPERATIONS]
+    routes += [
+        ("GET", "/v1/models", admin.models),
+        ("GET", "/healthz", admin.healthz),
+        ("GET", "/readyz", admin.readyz),
+        ("GET", "/admin/targets", admin.targets),
+        ("POST", "/admin/reload", admin.reload_config),
+        ("GET", "/admin/config", admin_routing.show_config),
+        ("POST", "/admin/route", admin_routing.dry_run),
+        ("GET", "/metrics", admin.metrics),
+        ("POST", "/v1/feedback", admin.feedback),
+        *dashboard.ROUTES,  # /ui, /ui/{asset}, /admin/traces, /admin/events
+    ]
+    for method, path, handler in routes:
+        # An `Expect` other than 100-continue is answered by our handler (JSON 417), not
+        # aiohttp's text/plain one; GET routes answer HEAD too.
+        if method == "GET":
+            app.router.add_get(path, handler, expect_handler=protocol.expect)
+        else:
+            app.router.add_route(method, path, handler, expect_handler=protocol.expect)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()

@@ -15,6 +15,7 @@ that happened while nobody had the page open is therefore still shown, in order.
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from gateway.context import RUNTIME
 from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime import Runtime
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = Path(__file__).parent / "static"
 ASSETS = {
     "dashboard.html": "text/html",
@@ -129,10 +131,11 @@ async def events(request: web.Request) -> web.Response:
     return _json({"object": "list", "data": rt.telemetry.recent.timeline.snapshot(limit, since)})
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/ui", page)
-    router.add_get("/ui/", page_slash)
-    router.add_get("/ui/{name}", asset)
-    router.add_get("/admin/traces", traces)
-    router.add_get("/admin/traces/{trace_id}", trace)
-    router.add_get("/admin/events", events)
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/ui", page),
+    ("GET", "/ui/", page_slash),
+    ("GET", "/ui/{name}", asset),
+    ("GET", "/admin/traces", traces),
+    ("GET", "/admin/traces/{trace_id}", trace),
+    ("GET", "/admin/events", events),
+)

@@ -6,6 +6,7 @@
     ├── NotFound                404   invalid_request_error (no such path)
     │   └── UnknownModel        404   code model_not_found, param model, names the aliases
     ├── Conflict                409   invalid_request_error (e.g. feedback already recorded)
+    ├── Unprocessable           422   invalid_request_error (a reloaded config was rejected)
     ├── MethodNotAllowed        405   invalid_request_error
     ├── PayloadTooLarge         413   invalid_request_error, names the limit
     ├── RequestTimeout          408   invalid_request_error (the body did not arrive in time)
@@ -48,8 +49,12 @@ class GatewayError(Exception):
             self.code = code
         self.headers: Mapping[str, str] = headers or {}
 
+    def shape(self) -> dict[str, str | None]:
+        """The `error` object of OpenAI's error body."""
+        return {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+
     def body(self) -> bytes:
-        return error_body(self.message, self.type, self.code, self.param)
+        return orjson.dumps({"error": self.shape()})
 
 
 def counted(n: int, noun: str) -> str:
@@ -58,6 +63,7 @@ def counted(n: int, noun: str) -> str:
 
 
 def error_body(message: str, type_: str, code: str | None, param: str | None) -> bytes:
+    """OpenAI's error body, for an error that is not a GatewayError."""
     return orjson.dumps(
         {"error": {"message": message, "type": type_, "code": code, "param": param}}
     )
@@ -95,6 +101,12 @@ class UnknownModel(NotFound):
             f"The model '{model}' does not exist on this gateway. Available models: {known}.",
             param="model",
         )
+
+
+class Unprocessable(GatewayError):
+    status = 422
+    type = "invalid_request_error"
+    code = "unprocessable"
 
 
 class MethodNotAllowed(GatewayError):

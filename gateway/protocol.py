@@ -21,8 +21,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import HttpVersion11, hdrs, web, web_protocol, web_server
 from aiohttp import http_exceptions as hx
-from aiohttp import web, web_protocol, web_server
 from aiohttp.web_request import BaseRequest
 
 from gateway.errors import error_body
@@ -248,6 +248,26 @@ class GuardedRunner(web.AppRunner):
         server.limits = self._limits
         server.open_connections = 0
         return server
+
+
+EXPECTATION_FAILED = HttpFault(
+    417, "Only 'Expect: 100-continue' is supported.", "expectation_failed", "Expect"
+)
+
+
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """The routes' Expect handler: 100-continue as aiohttp does it, anything else a JSON 417
+    (aiohttp's own answer is text/plain and echoes the header)."""
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+    resp = web.Response(
+        status=417, body=fault_body(EXPECTATION_FAILED), content_type="application/json"
+    )
+    resp.force_close()
+    return resp
 
 
 def request_started(request: web.BaseRequest) -> None:

@@ -121,6 +121,7 @@ PARSER_CASES = [
                  415, "unsupported_content_encoding", id="corrupt-gzip"),
     pytest.param(request("Content-Encoding: deflate\r\n", b"not deflate at all"),
                  415, "unsupported_content_encoding", id="corrupt-deflate"),
+    pytest.param(request("Expect: junk\r\n"), 417, "expectation_failed", id="unknown-expect"),
 ]  # fmt: skip
 
 
@@ -135,6 +136,29 @@ async def test_malformed_requests_get_openai_shaped_errors_without_echo(
     # ... and the gateway still serves.
     ok = await exchange(gw, request("Connection: close\r\n"))
     assert parse(ok)[0] == 200
+
+
+async def test_expect_100_continue_is_honoured(gw: Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        head, _, body = request("Expect: 100-continue\r\nConnection: close\r\n").partition(
+            b"\r\n\r\n"
+        )
+        writer.write(head + b"\r\n\r\n")
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        assert parse(await read_response(reader))[0] == 200
+    finally:
+        writer.close()
+
+
+async def test_admin_reload_errors_are_openai_shaped(gw: Server) -> None:
+    reply = await exchange(
+        gw, b"POST /admin/reload HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n"
+    )
+    error = assert_openai_error(reply, 409, "not_reloadable")
+    assert "Nothing to reload" in error["message"]
+    assert parse(reply)[2]["status"] == "not_reloadable"  # the operators' field stays
 
 
 async def test_a_valid_gzip_body_is_served(gw: Server) -> None:
