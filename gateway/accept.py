@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.errors import (
     InvalidRequest,
+    Overloaded,
     PayloadTooLarge,
     RequestTimeout,
     UnsupportedMediaType,
@@ -25,6 +27,26 @@ BAD_ENCODING = (
     "The request body could not be decoded with its Content-Encoding "
     "(corrupt, or not identity, gzip or deflate)."
 )
+
+
+# orjson reads 1024 levels of nesting but writes only 254 (containers, the top one included): a
+# body the gateway could not send on is refused before any target's permit is taken.
+MAX_DEPTH = 254
+
+
+def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether `value` nests more than `limit` containers deep. Walks containers only, so a
+    20 MiB string costs nothing (encoding the body to find out cost a copy of it)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children: Iterable[Any] = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _body_error(exc: BaseException, limit: int) -> Exception:
@@ -42,7 +64,40 @@ def _body_error(exc: BaseException, limit: int) -> Exception:
     )
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+class BodyBytes:
+    """Request-body bytes held by requests in flight, against `server.max_body_bytes_in_flight`.
+
+    A request reserves its body's size (its Content-Length; the whole `max_body_bytes` when
+    the size is not known up front) before the body is read, and gives it back when it ends:
+    the body, its parsed form and each attempt's copy live that long. Over the bound a request
+    is refused with 503 and Retry-After; one request alone is always admitted."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        if self.held and self.held + n > self.limit:
+            raise Overloaded(
+                "Too many large request bodies are in flight "
+                "(server.max_body_bytes_in_flight); retry shortly.",
+                retry_after_s=1.0,
+            )
+        self.held += n
+
+    def give(self, n: int) -> None:
+        self.held = max(0, self.held - n)
+
+
+def reservation(request: web.Request, limit: int) -> int:
+    """What a request's body may cost before it is read."""
+    length = request.content_length
+    if length is None or request.headers.get("Content-Encoding"):
+        return limit  # chunked or compressed: it may grow to the limit
+    return min(length, limit)
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytearray:
     ctype = request.headers.get("Content-Type", "")
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime and mime != "application/json" and not mime.endswith("+json"):
@@ -58,12 +113,8 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     if length is not None and length > limit:
         raise PayloadTooLarge(limit)
     try:
-        # aiohttp enforces the same limit (client_max_size), chunked bodies included, after
-        # decompression.
         async with asyncio.timeout(timeout_s):
-            return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(limit) from None
+            return await _read_at_most(request, limit)
     except TimeoutError:
         raise RequestTimeout(
             f"The request body did not arrive within {timeout_s:g} s (server.body_timeout_s)."
@@ -72,7 +123,19 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
         raise _body_error(exc, limit) from None
 
 
-def parse_payload(body: bytes, operation: str) -> dict[str, Any]:
+async def _read_at_most(request: web.Request, limit: int) -> bytearray:
+    """The (decompressed) body, read once into one buffer: not `request.read()`, which keeps
+    a second copy cached on the request for its whole life. orjson parses the buffer as is."""
+    body = bytearray()
+    content = request.content
+    while chunk := await content.readany():
+        body += chunk
+        if len(body) > limit:  # chunked and compressed bodies included
+            raise PayloadTooLarge(limit)
+    return body
+
+
+def parse_payload(body: bytes | bytearray, operation: str) -> dict[str, Any]:
     if not body:
         raise InvalidRequest(
             "The request body is empty; expected a JSON object.", code="invalid_json"
@@ -86,15 +149,12 @@ def parse_payload(body: bytes, operation: str) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    try:
-        # orjson reads 1024 levels of nesting but writes only 254: a body the gateway could
-        # not send on is refused here, before any target's permit is taken.
-        orjson.dumps(payload)
-    except TypeError:
+    if too_deep(payload):
         raise InvalidRequest(
-            "The request body is nested too deeply (the gateway forwards at most 254 levels).",
+            f"The request body is nested too deeply (the gateway forwards at most "
+            f"{MAX_DEPTH} levels).",
             code="too_deeply_nested",
-        ) from None
+        )
     model = payload.get("model")
     if model is None or model == "":
         raise InvalidRequest(

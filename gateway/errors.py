@@ -13,6 +13,7 @@
     ├── Unauthorized            401   authentication_error (admin endpoints, when protected)
     ├── AllCandidatesFailed     502   upstream_error, with a short per-attempt summary
     ├── NoCandidateAvailable    503   service_unavailable, with Retry-After
+    │   └── Overloaded          503   code overloaded: too many large bodies in flight
     ├── GatewayTimeout          504   timeout_error: the request's deadline ran out
     └── ShuttingDown            503   service_unavailable
 
@@ -156,6 +157,10 @@ class NoCandidateAvailable(GatewayError):
     ) -> None:
         seconds = max(1, math.ceil(retry_after_s))
         super().__init__(message, headers={**(headers or {}), "Retry-After": str(seconds)})
+
+
+class Overloaded(NoCandidateAvailable):
+    code = "overloaded"
 
 
 class GatewayTimeout(GatewayError):

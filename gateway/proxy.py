@@ -11,11 +11,12 @@ import asyncio
 from aiohttp import web
 from opentelemetry.trace import SpanKind
 
-from gateway.accept import parse_payload, read_body
+from gateway.accept import parse_payload, read_body, reservation
 from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import InvalidRequest
 from gateway.exchange import Exchange
 from gateway.routing import find_route, header_value, no_capable_target, route_request, wants_debug
+from gateway.runtime import Live
 
 # path on the gateway -> (operation, path under the provider's base URL)
 OPERATIONS = {
@@ -73,8 +74,24 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     live = rt.live  # one config and its policies for the whole request, even across a reload
     config = live.config
     operation, upstream_path = OPERATIONS[request.path]
+    server = config.server
+    held = reservation(request, server.max_body_bytes)
+    rt.body_bytes.take(held)  # memory for the body, its parsed form and the attempts' copies
+    try:
+        return await _proxy(request, live, operation, upstream_path)
+    finally:
+        rt.body_bytes.give(held)
+
+
+async def _proxy(
+    request: web.Request, live: Live, operation: str, upstream_path: str
+) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    config = live.config
     body = await read_body(request, config.server.max_body_bytes, config.server.body_timeout_s)
     payload = parse_payload(body, operation)
+    body_size = len(body)
+    del body  # only the parsed form is needed from here on
     route = find_route(config, payload, request.headers)
     request[ROUTE] = route.alias  # only configured aliases become metric labels
     budget_s = route.deadline_s
@@ -90,7 +107,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         route,
         operation,
         payload,
-        len(body),
+        body_size,
         request.headers,
         explain=debug or tel.tracing.recording,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from gateway.accept import BodyBytes
 from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config.decode import ConfigIssue
 from gateway.config.model import Config
@@ -88,6 +89,7 @@ class Runtime:
         self.store.track(config.targets)
         self.pool = UpstreamPool()
         self.budget = RetryBudget(_budget_settings(config))
+        self.body_bytes = BodyBytes(config.server.max_body_bytes_in_flight)
         self.panicking: set[str] = set()  # targets with a panic attempt in flight
         self.draining = False
         self.served: OrderedDict[str, tuple[str, str]] = (
@@ -151,6 +153,7 @@ class Runtime:
         policies = self._policies(config)
         self.store.track(config.targets)
         self.budget.settings = _budget_settings(config)
+        self.body_bytes.limit = config.server.max_body_bytes_in_flight
         self.live = Live(config, policies)
         self.loaded_wall_s = time.time()
 

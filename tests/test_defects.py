@@ -4,12 +4,14 @@ Each test failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import aiohttp
 import orjson
 
+from gateway.accept import MAX_DEPTH, too_deep
 from gateway.sim.faults import Fault
 from tests.conftest import GatewayFactory, SimFactory, make_config
 from tests.replies import admin_targets
@@ -48,6 +50,23 @@ async def test_deep_nesting_is_a_400_before_any_target_and_leaks_no_permit(
         ) as resp:
             assert resp.status == 200, await resp.text()
         assert (await admin_targets(http, gw))["m1@a"]["in_flight"] == 0
+
+
+def test_the_nesting_check_agrees_with_what_orjson_can_write() -> None:
+    import random
+
+    rng = random.Random(5)
+    for _ in range(300):
+        depth = rng.randint(MAX_DEPTH - 3, MAX_DEPTH + 3)
+        value: Any = "leaf"
+        for _ in range(depth):
+            value = [value, 1] if rng.random() < 0.5 else {"k": value, "s": "x" * 10}
+        try:
+            orjson.dumps(value)
+            writable = True
+        except TypeError:
+            writable = False
+        assert too_deep(value) is not writable, depth
 
 
 async def test_a_huge_deadline_header_is_a_400_and_traces_stay_readable(
@@ -228,3 +247,43 @@ async def test_a_non_streaming_answer_past_total_s_is_re_sent_within_a_deadline(
         assert resp.headers["x-turnout-attempts"] == "2"
     assert 0.7 < time.monotonic() - started < 3.0  # a's total_s, then b at once
     assert len(b.state.attempts()) == 1
+
+
+# --- issue 12 item 8: memory of large bodies in flight ---------------------------------------
+
+
+async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    from gateway.context import RUNTIME
+
+    sim = await sim_factory("sim-a", latency_ms=400)
+    server = {"host": "127.0.0.1", "port": 0, "max_body_bytes": 4096}
+    server["max_body_bytes_in_flight"] = 6000  # one 3 KB body at a time, not two
+    gw = await gateway_factory(
+        make_config({"a": sim.base_url}, {"chat": ["m1@a"]}, extra={"server": server})
+    )
+    big = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "x" * 3000}]})
+    async with aiohttp.ClientSession() as http:
+
+        async def post() -> tuple[int, dict[str, Any], dict[str, str]]:
+            async with http.post(gw.url + CHAT, data=big, headers=PLAIN) as r:
+                return r.status, await r.json(), dict(r.headers)
+
+        first = asyncio.create_task(post())
+        await asyncio.sleep(0.15)  # the first is waiting on the slow sim, its body held
+        status, body, headers = await post()
+        assert status == 503, body
+        assert body["error"]["code"] == "overloaded"
+        assert body["error"]["type"] == "service_unavailable"
+        assert headers["Retry-After"] == "1"
+        assert (await first)[0] == 200
+        assert gw.app[RUNTIME].body_bytes.held == 0  # given back
+        assert (await post())[0] == 200  # and the next one is admitted
+        # A small request is admitted next to a large one.
+        first = asyncio.create_task(post())
+        await asyncio.sleep(0.15)
+        async with http.post(gw.url + CHAT, data=GOOD, headers=PLAIN) as r:
+            assert r.status == 200
+        assert (await first)[0] == 200
+    assert len(sim.state.attempts()) == 4

@@ -144,6 +144,9 @@ def _server(s: Section) -> ServerConfig:
         header_timeout_s=s.positive("header_timeout_s", float, d.header_timeout_s),
         body_timeout_s=s.positive("body_timeout_s", float, d.body_timeout_s),
         max_connections=s.positive("max_connections", int, d.max_connections),
+        max_body_bytes_in_flight=s.positive(
+            "max_body_bytes_in_flight", int, d.max_body_bytes_in_flight
+        ),
     )
     s.done()
     return cfg

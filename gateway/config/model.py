@@ -128,6 +128,9 @@ class ServerConfig:
     header_timeout_s: float = 10.0  # a request's headers, from its first byte
     body_timeout_s: float = 60.0  # a request's whole body, once its headers are in
     max_connections: int = 1000  # open client connections; above: 503 and close
+    # Request-body bytes all requests in flight may hold (each holds ~3x in memory: the body,
+    # its parsed form, an attempt's copy); above: 503. One request is always admitted.
+    max_body_bytes_in_flight: int = 2 * DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,12 @@ def _server() -> Schema:
                 "a request's whole body must arrive within this once its headers are in (else 408)",
                 d.body_timeout_s,
             ),
+            "max_body_bytes_in_flight": integer(
+                "request-body bytes all requests in flight may hold together; above it a new "
+                "request gets 503 with Retry-After (one request alone is always admitted)",
+                d.max_body_bytes_in_flight,
+                minimum=1,
+            ),
             "max_connections": integer(
                 "open client connections at most; a new one above it gets 503 with Retry-After "
                 "and is closed",
