@@ -316,7 +316,8 @@ class Exchange:
         out = {
             "x-turnout-target": target_id,
             "x-turnout-attempts": str(len(self.plan.history)),
-            "x-request-id": self.request_id,
+            "x-turnout-alias": self.route.alias,  # what the caller asked for; `model` in the
+            "x-request-id": self.request_id,  # body names the model that really answered
         }
         explanation = self.request.get(EXPLANATION)
         if explanation:
@@ -366,6 +367,7 @@ class Exchange:
                 "target, because that generation may still be running. Send a deadline "
                 f"({self.config.resilience.deadline_header} or the route's deadline_s) to allow "
                 "re-sends within it.",
+                code="upstream_timeout",
                 headers=attempts,
             )
         why = ""

@@ -210,6 +210,9 @@ async def test_a_non_streaming_answer_slower_than_first_token_s_is_served(
         assert resp.status == 200, await resp.text()
         assert resp.headers["x-turnout-target"] == "m1@a"
         assert resp.headers["x-turnout-attempts"] == "1"
+        # The body names the model that answered; the header, what the caller asked for.
+        assert (await resp.json())["model"] == "m1"
+        assert resp.headers["x-turnout-alias"] == "chat"
     assert b.state.attempts() == []  # not re-sent
     assert [x["outcome"] for x in a.state.attempts()] == ["completed"]
 
@@ -224,6 +227,7 @@ async def test_a_non_streaming_answer_past_total_s_is_not_re_sent_without_a_dead
             body = await resp.json()
             assert resp.status == 504, body
             assert resp.headers["x-turnout-attempts"] == "1"
+        assert body["error"]["code"] == "upstream_timeout"
         message = body["error"]["message"]
         assert "total_timeout" in message and "not re-sent" in message
         assert "x-turnout-deadline-ms" in message
