@@ -28,6 +28,7 @@ from gateway.context import EXPLANATION
 from gateway.driving import PlanStop, PlanWait
 from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable, counted
 from gateway.headers import client_headers, upstream_headers
+from gateway.permits import CLIENT_GONE, INTERNAL, Permits
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
 from gateway.relay import relay_stream
 from gateway.routing import ROUTE_HEADER
@@ -39,9 +40,7 @@ from policies.types import Observation, Policy, Ranked
 
 log = logging.getLogger("turnout.exchange")
 
-CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
 HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
-INTERNAL = Outcome(OutcomeKind.NEUTRAL, FailureReason.INTERNAL)
 _NO_RESULT = AttemptResult(CLIENT_GONE)
 _CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window")
 
@@ -101,10 +100,15 @@ class Exchange:
         )
         self.plan = AttemptPlan([r.candidate for r in ranked], limits)
         self._sleep = sleep
+        self.permits = Permits(rt.store)  # every permit goes back, on every path
         self._context_error: Attempted | None = None
         self._replay: StepResult | None = None
 
     async def run(self) -> web.StreamResponse:
+        with self.permits.held():
+            return await self._run()
+
+    async def _run(self) -> web.StreamResponse:
         self.rt.budget.on_request()
         first = await self._step()
         if not first.go_on:
@@ -131,15 +135,14 @@ class Exchange:
     # -- steps -------------------------------------------------------------------------------
 
     async def _step(self) -> StepResult:
-        store = self.rt.store
-        permit = self.plan.next_target(store.acquire)
+        permit = self.plan.next_target(self.permits.acquire)
         if permit is None:
             tid = self.plan.panic_target() if self.config.resilience.panic else None
             if tid is None or tid in self.rt.panicking:
                 # One panic attempt per target at a time: a burst during an outage gets 503s.
                 self.plan.stop = Stop.EXHAUSTED
                 return StepResult(False, self._context_error)
-            permit = store.force_acquire(tid)
+            permit = self.permits.force_acquire(tid)
             self.rt.panicking.add(tid)
             try:
                 return self._judge(await self._attempt(permit, panic=True))
@@ -216,7 +219,8 @@ class Exchange:
 
     def _settle(self, att: Attempted, outcome: Outcome) -> None:
         """An attempt is over: health learns its outcome, its span ends, metrics count it."""
-        self.rt.store.release(att.permit, outcome)
+        if not self.permits.release(att.permit, outcome):
+            return  # settled already
         usage = att.result.usage
         if att.result.stream is not None:
             usage = att.result.stream.usage
@@ -266,23 +270,30 @@ class Exchange:
             h = self.rt.store.snapshot([first.target_id], detailed=True)[first.target_id]
             if h.ttft_ms_p95 is not None:
                 delay = max(delay, h.ttft_ms_p95 / 1000.0)
-        tasks = {asyncio.create_task(self._attempt(first))}
-        done, _ = await asyncio.wait(tasks, timeout=delay)
-        if done:
-            return self._judge(tasks.pop().result())
-        self.plan.skipped.add(first.target_id)  # in flight: not a candidate for the hedge
-        second = (
-            self.plan.next_target(self.rt.store.acquire) if self.rt.budget.try_spend() else None
-        )
-        self.plan.skipped.discard(first.target_id)
-        if second is None:
-            return self._judge(await tasks.pop())
-        log.info(
-            "hedging %s with %s (request %s)", first.target_id, second.target_id, self.request_id
-        )
-        tasks.add(asyncio.create_task(self._attempt(second, hedge=True)))
-        last = StepResult(True)
-        try:
+        first_task = asyncio.create_task(self._attempt(first))
+        tasks = {first_task}
+        second: Permit | None = None
+        try:  # whatever ends this step (an answer, the client leaving), no task is left behind
+            done, _ = await asyncio.wait(tasks, timeout=delay)
+            if done:
+                tasks.clear()
+                return self._judge(first_task.result())
+            self.plan.skipped.add(first.target_id)  # in flight: not a candidate for the hedge
+            if self.rt.budget.try_spend():
+                second = self.plan.next_target(self.permits.acquire)
+            self.plan.skipped.discard(first.target_id)
+            if second is None:
+                att = await first_task
+                tasks.clear()
+                return self._judge(att)
+            log.info(
+                "hedging %s with %s (request %s)",
+                first.target_id,
+                second.target_id,
+                self.request_id,
+            )
+            tasks.add(asyncio.create_task(self._attempt(second, hedge=True)))
+            last = StepResult(True)
             while tasks:
                 done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for t in done:
@@ -295,13 +306,24 @@ class Exchange:
                     last = self._judge(att)
             return last
         finally:
-            for t in tasks:  # the loser: cancel it (its connection is closed) and account for it
-                t.cancel()
-                for p in (first, second):
-                    if p.target_id not in self.plan.tried:
-                        self.plan.record(AttemptRecord(p.target_id, HEDGE_LOST, hedge=True))
             if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await self._cancel_losers(tasks, (first, second))
+
+    async def _cancel_losers(
+        self, tasks: set[asyncio.Task[Attempted]], permits: tuple[Permit | None, ...]
+    ) -> None:
+        """Cancel the attempts still running (their connections close) and account for them;
+        one that finished before its cancel landed is settled as the loser it is."""
+        for t in tasks:
+            t.cancel()
+        for p in permits:
+            if p is not None and p.target_id not in self.plan.tried:
+                self.plan.record(AttemptRecord(p.target_id, HEDGE_LOST, hedge=True))
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Attempted):
+                if result.result.stream is not None:
+                    result.result.stream.close()
+                self._settle(result, HEDGE_LOST)
 
     def _discard(self, att: Attempted) -> None:
         """A second winner in the same instant: close it, neutral."""
