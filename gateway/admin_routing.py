@@ -7,6 +7,7 @@ loses any user:password part.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -18,10 +19,12 @@ from gateway.config.decode import ConfigIssue
 from gateway.config.model import Config, RouteConfig
 from gateway.context import RUNTIME
 from gateway.errors import InvalidRequest
+from gateway.plan import would_try
 from gateway.proxy import OPERATIONS
 from gateway.reload import is_reloadable
 from gateway.routing import Routed, find_route, route_request
 from gateway.runtime import ReloadReport
+from health.breaker import Admission
 from policies.healthy import unavailable
 from policies.types import health_of
 
@@ -123,15 +126,14 @@ def _operation(request: web.Request, payload: object) -> str:
     return "chat"
 
 
-def decision_view(routed: Routed, *, panic: bool) -> dict[str, object]:
+def decision_view(
+    routed: Routed, *, panic: bool, peek: Callable[[str], Admission]
+) -> dict[str, object]:
     d, f = routed.decision, routed.features
     ranked = []
-    available: list[str] = []
     for i, r in enumerate(d.ranked):
         c = r.candidate
         why_not = unavailable(health_of(routed.health, c.target_id))
-        if why_not is None:
-            available.append(c.target_id)
         ranked.append(
             {
                 "rank": i + 1,
@@ -163,10 +165,11 @@ def decision_view(routed: Routed, *, panic: bool) -> dict[str, object]:
         "excluded": [
             {"target": e.candidate.target_id, "by": e.by, "reason": e.reason} for e in d.excluded
         ],
-        # the attempt loop's order if every attempt failed: the targets that may take traffic
-        # now; with none, one panic attempt on the first (RELIABILITY.md)
-        "would_try": available[: routed.route.max_attempts]
-        or ([d.ranked[0].candidate.target_id] if d.ranked and panic else []),
+        # the attempt loop's order if every attempt failed, from the loop's own planner: the
+        # targets health admits now; with none, the one panic attempt
+        "would_try": would_try(
+            [r.candidate for r in d.ranked], routed.route.max_attempts, peek, panic
+        ),
         "explanation": routed.explanation,
         "error": None
         if d.ranked
@@ -194,6 +197,6 @@ async def dry_run(request: web.Request) -> web.Response:
     routed = route_request(
         live, rt.store, route, operation, payload, len(body), request.headers, explain=True
     )
-    answer = decision_view(routed, panic=live.config.resilience.panic)
+    answer = decision_view(routed, panic=live.config.resilience.panic, peek=rt.store.admission)
     answer["endpoint"] = _ENDPOINTS[operation]
     return json_response(answer)

@@ -135,11 +135,20 @@ _TIMEOUTS = frozenset(
 )
 
 
+DEADLINE_OUT = Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE)
+
+
+def blamed(outcome: Outcome, request_deadline: float) -> Outcome:
+    """A timer that fired because the *caller's* deadline ran out is not the provider's fault:
+    neutral, before the commit point and after it (`gateway.relay`)."""
+    if outcome.reason in _TIMEOUTS and asyncio.get_running_loop().time() >= request_deadline:
+        return DEADLINE_OUT
+    return outcome
+
+
 def _blame(result: AttemptResult, request_deadline: float) -> AttemptResult:
-    """A timer that fired because the *caller's* deadline ran out is not the provider's fault."""
-    if result.outcome.reason in _TIMEOUTS and asyncio.get_running_loop().time() >= request_deadline:
-        return AttemptResult(Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE))
-    return result
+    outcome = blamed(result.outcome, request_deadline)
+    return result if outcome is result.outcome else AttemptResult(outcome)
 
 
 async def _read_body(resp: aiohttp.ClientResponse, until: float, limit: int) -> bytes:

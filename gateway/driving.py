@@ -1,44 +1,65 @@
-"""tenacity strategies that only ask the plan: the glue between tenacity and `AttemptPlan`.
+"""The attempt loop: tenacity drives it, the planner decides, the caller's `attempt` does I/O.
 
-tenacity is the controller of the retry loop; these one-method objects are its `stop` and
-`wait`. They hold no state of their own and decide nothing themselves.
+    pick -> attempt (records its outcome in the plan) -> after: stop, or wait and pick again
+
+Every decision is the planner's (`gateway.plan`): `after` sets `plan.stop` or `plan.wait_s`
+once per attempt, so tenacity's strategies here are pure reads of the plan and the order in
+which tenacity calls them does not matter. The clock and sleep are injected: the tests drive
+this very loop in virtual time with a fake `attempt`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import tenacity
 
-from gateway.plan import AttemptPlan
-from health.breaker import Admission
+from gateway.plan import AttemptPlan, Gates
+from health.store import Permit
+
+T = TypeVar("T")
 
 
-class Driven(Protocol):
-    """What the strategies read from the exchange they drive."""
+async def drive(
+    plan: AttemptPlan,
+    gates: Gates,
+    attempt: Callable[[Permit, bool], Awaitable[T]],
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+) -> T | None:
+    """Run attempts until the plan stops; the last attempt's result (None if none was made).
 
-    plan: AttemptPlan
-    loop: Any  # an event loop: only .time() is used
-    rt: Any  # the runtime: .store.admission() and .budget.try_spend()
+    `attempt(permit, panic)` sends one attempt (or a hedged pair) and records what happened
+    in the plan; it owns the permit from then on."""
+    last: T | None = None
 
+    async def step() -> None:
+        nonlocal last
+        picked = plan.pick(gates)
+        if picked is None:
+            return  # plan.stop is EXHAUSTED
+        last = await attempt(*picked)
+        plan.after(clock(), gates)
 
-class PlanStop(tenacity.stop.stop_base):
-    def __init__(self, ex: Driven) -> None:
-        self._ex = ex
+    await step()
+    if plan.stop is not None:
+        return last  # most requests end here and never pay for building the controller
+    # A retry is wanted: from here on tenacity drives (its first call replays the step above).
+    replayed = False
 
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        ex = self._ex
-        store = ex.rt.store
+    async def again() -> None:
+        nonlocal replayed
+        if replayed:
+            await step()
+        replayed = True
 
-        def available(tid: str) -> bool:
-            return store.admission(tid) is not Admission.DENY
-
-        return ex.plan.decide(ex.loop.time(), ex.rt.budget.try_spend, available) is not None
-
-
-class PlanWait(tenacity.wait.wait_base):
-    def __init__(self, ex: Driven) -> None:
-        self._ex = ex
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return self._ex.plan.backoff_s(retry_state.attempt_number, self._ex.loop.time())
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_never,  # every stop reason is the plan's
+        wait=lambda _state: plan.wait_s,
+        retry=tenacity.retry_if_result(lambda _result: plan.stop is None),
+        sleep=sleep,
+        reraise=True,
+    )
+    await retrying(again)
+    return last

@@ -1,11 +1,9 @@
-"""One request's attempt loop: tenacity drives it, the plan decides, the store admits.
+"""One request's attempts: the planner decides (`gateway.plan`), the loop drives
+(`gateway.driving`), this module does the I/O.
 
-step:   next admitted candidate (or, when every candidate is out, one panic attempt on
-        the least-bad) -> one attempt, or a hedged pair -> classified outcome
-retry:  tenacity asks the plan (`PlanStop`, `PlanWait`): stop on success, a caller error,
-        max attempts, the deadline, no candidate left, or an empty retry budget; otherwise
-        wait a full-jitter backoff and step again
-finish: relay a committed stream, return a reply, or the one error that says what happened
+attempt: build the upstream request for the picked target -> run it (or a hedged pair) ->
+         record the classified outcome in the plan, settle the permit (health, span, metrics)
+finish:  relay a committed stream, return a reply, or the one error that says what happened
 """
 
 from __future__ import annotations
@@ -13,26 +11,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import orjson
-import tenacity
 from aiohttp import web
 from opentelemetry import trace
 
 from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.context import EXPLANATION
-from gateway.driving import PlanStop, PlanWait
+from gateway.driving import drive
 from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable, counted
 from gateway.headers import client_headers, upstream_headers
 from gateway.permits import CLIENT_GONE, INTERNAL, Permits
-from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
+from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from gateway.relay import relay_stream
 from gateway.routing import ROUTE_HEADER
 from gateway.runtime import Runtime
+from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
 from policies.compose import observe
@@ -53,6 +52,30 @@ class Attempted:
     panic: bool = False
     hedge: bool = False
     span: Any = None  # the attempt's CLIENT span, ended when its outcome is settled
+
+
+@dataclass(frozen=True, slots=True)
+class _Gates:
+    """The planner's view of health and the budget, for one request."""
+
+    permits: Permits
+    rt: Runtime
+    panic: bool
+
+    def acquire(self, target_id: str) -> Permit | None:
+        return self.permits.acquire(target_id)
+
+    def force_acquire(self, target_id: str) -> Permit:
+        return self.permits.force_acquire(target_id)
+
+    def admission(self, target_id: str) -> Admission:
+        return self.rt.store.admission(target_id)
+
+    def spend(self) -> bool:
+        return self.rt.budget.try_spend()
+
+    def panic_free(self, target_id: str) -> bool:
+        return target_id not in self.rt.panicking
 
 
 def is_context_error(reply: Reply | None) -> bool:
@@ -101,8 +124,8 @@ class Exchange:
         self.plan = AttemptPlan([r.candidate for r in ranked], limits)
         self._sleep = sleep
         self.permits = Permits(rt.store)  # every permit goes back, on every path
+        self.gates = _Gates(self.permits, rt, res.panic)
         self._context_error: Attempted | None = None
-        self._replay: StepResult | None = None
 
     async def run(self) -> web.StreamResponse:
         with self.permits.held():
@@ -110,44 +133,19 @@ class Exchange:
 
     async def _run(self) -> web.StreamResponse:
         self.rt.budget.on_request()
-        first = await self._step()
-        if not first.go_on:
-            return await self._finish(first.payload)
-        # A retry is wanted: from here on tenacity drives. It sees the first step as its
-        # attempt 1 (replayed, not re-run), then asks the plan whether and when to go on.
-        # Most requests succeed at once and never pay for building the controller.
-        self._replay = first
-        retrying = tenacity.AsyncRetrying(
-            stop=PlanStop(self),
-            wait=PlanWait(self),
-            retry=tenacity.retry_if_result(plan_retry),
-            sleep=self._sleep,
-            reraise=True,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
-        step: StepResult = await retrying(self._replay_then_step)
-        return await self._finish(step.payload)
+        last = await drive(self.plan, self.gates, self._try, self.loop.time, self._sleep)
+        return await self._finish(last)
 
-    async def _replay_then_step(self) -> StepResult:
-        replay, self._replay = self._replay, None
-        return replay if replay is not None else await self._step()
+    # -- attempts ----------------------------------------------------------------------------
 
-    # -- steps -------------------------------------------------------------------------------
-
-    async def _step(self) -> StepResult:
-        permit = self.plan.next_target(self.permits.acquire)
-        if permit is None:
-            tid = self.plan.panic_target() if self.config.resilience.panic else None
-            if tid is None or tid in self.rt.panicking:
-                # One panic attempt per target at a time: a burst during an outage gets 503s.
-                self.plan.stop = Stop.EXHAUSTED
-                return StepResult(False, self._context_error)
-            permit = self.permits.force_acquire(tid)
-            self.rt.panicking.add(tid)
+    async def _try(self, permit: Permit, panic: bool) -> Attempted:
+        """One step of the loop: an attempt (or a hedged pair), recorded in the plan."""
+        if panic:  # one panic attempt per target at a time: a burst in an outage gets 503s
+            self.rt.panicking.add(permit.target_id)
             try:
                 return self._judge(await self._attempt(permit, panic=True))
             finally:
-                self.rt.panicking.discard(tid)
+                self.rt.panicking.discard(permit.target_id)
         if self.route.hedge is not None and self.plan.remaining():
             return await self._hedged(permit)
         return self._judge(await self._attempt(permit))
@@ -231,8 +229,9 @@ class Exchange:
             if success or outcome.kind.fails_over:  # a caller error says nothing of the target
                 observe(self.policy, Observation(att.permit.target_id, success, duration))
 
-    def _judge(self, att: Attempted) -> StepResult:
-        """Record an attempt's outcome; say whether the loop may go on to another target."""
+    def _judge(self, att: Attempted) -> Attempted:
+        """Record an attempt's outcome in the plan and settle it (a committed stream is
+        settled after its relay)."""
         outcome = att.result.outcome
         tid = att.permit.target_id
         context = outcome.kind is OutcomeKind.CALLER_ERROR and is_context_error(att.result.reply)
@@ -240,28 +239,22 @@ class Exchange:
             AttemptRecord(tid, outcome, att.panic, att.hedge), context_exceeded=context
         )
         if att.result.stream is not None:
-            return StepResult(False, att)  # committed: released after the relay
+            return att
         self._settle(att, outcome)
         if context:
             self._context_error = att  # passed through if no larger candidate can take it
-        if outcome.reason is FailureReason.DEADLINE:
-            self.plan.stop = Stop.DEADLINE
-            return StepResult(False, att)
-        if outcome.kind is OutcomeKind.SUCCESS or (
-            outcome.kind is OutcomeKind.CALLER_ERROR and not context
-        ):
-            return StepResult(False, att)
-        log.info(
-            "attempt %d on %s failed: %s (request %s)",
-            len(self.plan.history),
-            tid,
-            outcome.summary,
-            self.request_id,
-        )
-        self.rt.telemetry.failover(tid, outcome, len(self.plan.history))
-        return StepResult(outcome.kind.fails_over or context, att)
+        if outcome.kind.fails_over or context:
+            log.info(
+                "attempt %d on %s failed: %s (request %s)",
+                len(self.plan.history),
+                tid,
+                outcome.summary,
+                self.request_id,
+            )
+            self.rt.telemetry.failover(tid, outcome, len(self.plan.history))
+        return att
 
-    async def _hedged(self, first: Permit) -> StepResult:
+    async def _hedged(self, first: Permit) -> Attempted:
         """Race a second candidate if the first has no first token after the hedge delay."""
         hedge = self.route.hedge
         assert hedge is not None
@@ -278,10 +271,7 @@ class Exchange:
             if done:
                 tasks.clear()
                 return self._judge(first_task.result())
-            self.plan.skipped.add(first.target_id)  # in flight: not a candidate for the hedge
-            if self.rt.budget.try_spend():
-                second = self.plan.next_target(self.permits.acquire)
-            self.plan.skipped.discard(first.target_id)
+            second = self.plan.hedge(self.gates, first.target_id)
             if second is None:
                 att = await first_task
                 tasks.clear()
@@ -293,7 +283,7 @@ class Exchange:
                 self.request_id,
             )
             tasks.add(asyncio.create_task(self._attempt(second, hedge=True)))
-            last = StepResult(True)
+            last: Attempted | None = None
             while tasks:
                 done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for t in done:
@@ -304,6 +294,7 @@ class Exchange:
                             self._discard(other.result())
                         return self._judge(att)
                     last = self._judge(att)
+            assert last is not None
             return last
         finally:
             if tasks:
@@ -347,6 +338,8 @@ class Exchange:
         return out
 
     async def _finish(self, att: Attempted | None) -> web.StreamResponse:
+        if self.plan.stop not in (Stop.SUCCESS, Stop.PASS_THROUGH) and self._context_error:
+            att = self._context_error  # no larger model answered: the caller must shorten it
         if att is not None:
             outcome = att.result.outcome
             if outcome.kind is OutcomeKind.SUCCESS:
@@ -425,10 +418,15 @@ class Exchange:
         final = CLIENT_GONE
         try:
             await response.prepare(self.request)
+            caller = self.plan.limits.deadline
             final = await relay_stream(
-                stream, response, idle_s=spec_timeouts.idle_s, deadline=deadline
+                stream,
+                response,
+                idle_s=spec_timeouts.idle_s,
+                deadline=deadline,
+                request_deadline=math.inf if caller is None else caller,
             )
-            if final.kind is not OutcomeKind.NEUTRAL:
+            if final.reason not in (FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN):
                 await response.write_eof()
         except ConnectionError:
             final = CLIENT_GONE

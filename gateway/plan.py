@@ -1,8 +1,10 @@
 """The attempt planner: which target each attempt goes to, how long to wait, when to stop.
 
-Pure decisions on explicit inputs (time, admission, budget), so the whole retry policy is
-tested without sockets or sleeping. The exchange drives it through tenacity: `PlanStop`,
-`PlanWait` and `PlanRetry` are tenacity strategies that only ask the plan.
+Pure decisions on explicit inputs (time, the `Gates` of health and budget), so the whole retry
+policy is tested without sockets or sleeping. Three calls make the loop (`gateway.driving`):
+`pick` (the next permit, the panic attempt, or EXHAUSTED), `after` (every stop reason and the
+one budget spend for a retry, then the backoff) and `hedge` (a second target, the other budget
+spend). The dry run (`would_try`) asks the same planner.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import enum
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
+from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
 from policies.types import Candidate
@@ -29,6 +32,31 @@ class Stop(enum.Enum):
     BUDGET = "budget"  # the retry budget is spent: do not multiply an outage
     UNANSWERED = "unanswered"  # a non-streaming answer took all of total_s: not re-sent
     CLIENT_GONE = "client_gone"
+
+
+class Gates(Protocol):
+    """What the planner may ask of health and the retry budget (the store, the runtime)."""
+
+    @property
+    def panic(self) -> bool:
+        """resilience.panic: one last-resort attempt when every candidate is out."""
+        ...
+
+    def acquire(self, target_id: str) -> Permit | None: ...
+
+    def force_acquire(self, target_id: str) -> Permit: ...
+
+    def admission(self, target_id: str) -> Admission:
+        """What `acquire` would answer, without taking anything."""
+        ...
+
+    def spend(self) -> bool:
+        """Take one retry from the budget (False: empty)."""
+        ...
+
+    def panic_free(self, target_id: str) -> bool:
+        """No other request's panic attempt is on this target now."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +87,7 @@ class AttemptPlan:
     min_context: int | None = None  # after a context-length error: need a larger window
     last_was_context: bool = False
     stop: Stop | None = None
+    wait_s: float = 0.0  # before the next attempt, once `after` said go on
 
     @property
     def tried(self) -> set[str]:
@@ -90,6 +119,39 @@ class AttemptPlan:
         if self.history or not self.ranked:
             return None
         return self.ranked[0].target_id
+
+    def pick(self, gates: Gates) -> tuple[Permit, bool] | None:
+        """The next attempt: a permit and whether it is the panic attempt; None (and
+        `stop` EXHAUSTED) when no candidate is admitted and no panic attempt may be made."""
+        permit = self.next_target(gates.acquire)
+        if permit is not None:
+            return permit, False
+        tid = self.panic_target() if gates.panic else None
+        if tid is not None and gates.panic_free(tid):
+            return gates.force_acquire(tid), True
+        self.stop = Stop.EXHAUSTED
+        return None
+
+    def hedge(self, gates: Gates, busy: str) -> Permit | None:
+        """A second target to race `busy` (in flight, so not a candidate), if health admits
+        one and the budget allows one more attempt (spent only when there is a target)."""
+        others = (c.target_id for c in self.remaining() if c.target_id != busy)
+        if not any(gates.admission(t) is not Admission.DENY for t in others):
+            return None
+        if not gates.spend():
+            return None
+        self.skipped.add(busy)
+        try:
+            return self.next_target(gates.acquire)
+        finally:
+            self.skipped.discard(busy)
+
+    def after(self, now: float, gates: Gates) -> Stop | None:
+        """After an attempt was recorded: why to stop, or None to go on after `wait_s`."""
+        stop = self.decide(now, gates.spend, lambda tid: gates.admission(tid) is not Admission.DENY)
+        if stop is None:
+            self.wait_s = self.backoff_s(len(self.history), now)
+        return stop
 
     def record(self, record: AttemptRecord, *, context_exceeded: bool = False) -> None:
         self.history.append(record)
@@ -151,13 +213,43 @@ class AttemptPlan:
         return max(0.0, min(wait, self.time_left(now) - lim.min_attempt_s))
 
 
+_DRY_FAILURE = Outcome(OutcomeKind.PROVIDER_FAILURE, FailureReason.STATUS, status=503)
+
+
 @dataclass(frozen=True, slots=True)
-class StepResult:
-    """What one step of the loop produced, for tenacity's retry predicate."""
+class _DryGates:
+    """Health as it is now, nothing taken; a budget that never runs out."""
 
-    go_on: bool
-    payload: Any = None
+    peek: Callable[[str], Admission]
+    panic: bool
+
+    def acquire(self, target_id: str) -> Permit | None:
+        verdict = self.peek(target_id)
+        return None if verdict is Admission.DENY else Permit(target_id, verdict is Admission.PROBE)
+
+    def force_acquire(self, target_id: str) -> Permit:
+        return Permit(target_id, False)
+
+    def admission(self, target_id: str) -> Admission:
+        return self.peek(target_id)
+
+    def spend(self) -> bool:
+        return True
+
+    def panic_free(self, target_id: str) -> bool:
+        return True
 
 
-def plan_retry(result: StepResult) -> bool:
-    return result.go_on
+def would_try(
+    ranked: Sequence[Candidate], max_attempts: int, peek: Callable[[str], Admission], panic: bool
+) -> list[str]:
+    """The targets the loop would try, in order, if every attempt failed (the dry run)."""
+    plan = AttemptPlan(ranked, Limits(max_attempts=max_attempts))
+    gates = _DryGates(peek, panic)
+    tried: list[str] = []
+    while (picked := plan.pick(gates)) is not None:
+        tried.append(picked[0].target_id)
+        plan.record(AttemptRecord(picked[0].target_id, _DRY_FAILURE, panic=picked[1]))
+        if plan.after(0.0, gates) is not None:
+            break
+    return tried

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.attempt import OpenStream
+from gateway.attempt import OpenStream, blamed
 from gateway.runtime import SHUTDOWN
 from gateway.sse import Kind, inspect
 from gateway.telemetry.hub import Usage
@@ -84,8 +84,12 @@ async def relay_stream(
     *,
     idle_s: float,
     deadline: float,
+    request_deadline: float,
 ) -> Outcome:
-    """Relay the rest of `stream`; return the attempt's final outcome (the client may be gone)."""
+    """Relay the rest of `stream`; return the attempt's final outcome (the client may be gone).
+    `deadline` ends the relay (the attempt's total_s or the request's deadline, the sooner);
+    `request_deadline` is the caller's alone (inf if none): its running out is not the
+    provider's fault."""
     loop = asyncio.get_running_loop()
     batch = _Batch(stream.finished, stream)
     batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
@@ -112,8 +116,11 @@ async def relay_stream(
                         return _success(stream, loop.time())
         except TimeoutError:
             late = loop.time() >= deadline
-            batch.failure = provider_failure(
-                FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT
+            batch.failure = blamed(
+                provider_failure(
+                    FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT
+                ),
+                request_deadline,
             )
     except ClientGone:
         return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
@@ -143,7 +150,7 @@ async def relay_stream(
             return _success(stream, loop.time())
         failure = provider_failure(FailureReason.CUT, "stream ended before a finish reason")
     with contextlib.suppress(ClientGone):
-        await _write(response, error_event(_message(failure), f"upstream_{failure.reason.value}"))
+        await _write(response, _error_of(failure))
     return failure
 
 
@@ -156,8 +163,14 @@ def _success(stream: OpenStream, now: float) -> Outcome:
     )
 
 
-def _message(failure: Outcome) -> str:
-    return (
+def _error_of(failure: Outcome) -> bytes:
+    if failure.reason is FailureReason.DEADLINE:
+        return error_event(
+            "The request deadline ran out after output had started; the answer is incomplete.",
+            "deadline_exceeded",
+        )
+    return error_event(
         f"The upstream stream failed after output had started ({failure.summary}); "
-        "the answer is incomplete."
+        "the answer is incomplete.",
+        f"upstream_{failure.reason.value}",
     )

@@ -291,3 +291,23 @@ async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
             assert r.status == 200
         assert (await first)[0] == 200
     assert len(sim.state.attempts()) == 4
+
+
+async def test_a_caller_deadline_running_out_mid_stream_is_not_the_providers_fault(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> None:
+    sim = await sim_factory("sim-a", chunk_interval_ms=100, n_words=40)  # ~4 s of answer
+    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-turnout-deadline-ms": "600"}
+    timeouts = {**LONG_ANSWER_TIMEOUTS, "total_s": 30.0}
+    gw = await gateway_factory(
+        make_config({"a": sim.base_url}, {"chat": ["m1@a"]}, timeouts=timeouts)
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gw.url + CHAT, json=body, headers=headers) as resp:
+            assert resp.status == 200
+            text = (await resp.read()).decode()
+        assert '"code":"deadline_exceeded"' in text.replace(" ", "")
+        assert "data: [DONE]" not in text  # never a truncated answer passed off as whole
+        a = (await admin_targets(http, gw))["m1@a"]
+        assert (a["consecutive_failures"], a["window_calls"], a["in_flight"]) == (0, 0, 0)

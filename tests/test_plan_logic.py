@@ -1,4 +1,5 @@
-"""Retry planning in virtual time: the attempt plan, the retry budget and tenacity driving them.
+"""Retry planning in virtual time: the attempt plan, the retry budget, and the real loop
+(`gateway.driving.drive`) driving them with a fake attempt.
 
 No sockets, no sleeping: time is a ManualClock or an explicit `now`, randomness is seeded.
 """
@@ -8,15 +9,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
-import tenacity
 
 from gateway.budget import BudgetSettings, RetryBudget
-from gateway.driving import PlanStop, PlanWait
-from gateway.plan import AttemptPlan, AttemptRecord, Limits, StepResult, Stop, plan_retry
+from gateway.driving import drive
+from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop, would_try
 from health.breaker import Admission
 from health.clock import ManualClock
 from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status
@@ -544,12 +543,42 @@ def test_quiet_gateway_fails_over_fully_within_the_floor() -> None:
     assert stops == {Stop.MAX_ATTEMPTS: 3}
 
 
-# -- tenacity driving the plan -----------------------------------------------------------------
+# -- the real loop (gateway.driving.drive) in virtual time ---------------------------------------
 
 
-class Harness:
-    """A minimal stand-in for the Exchange: the plan, a loop clock and a budget, plus a step
-    that mirrors `Exchange._step`/`_judge` without sockets."""
+class LoopGates:
+    """Health and budget as the planner sees them: a denied set, a real RetryBudget on the
+    virtual clock, panic on or off, other requests' panic attempts."""
+
+    def __init__(
+        self, clock: ManualClock, denied: Iterable[str], budget: BudgetSettings, panic: bool
+    ) -> None:
+        self.denied = set(denied)
+        self.budget = RetryBudget(budget, clock)
+        self.panic = panic
+        self.panicking: set[str] = set()
+        self.forced: list[str] = []
+
+    def acquire(self, target_id: str) -> Permit | None:
+        return None if target_id in self.denied else Permit(target_id, probe=False)
+
+    def force_acquire(self, target_id: str) -> Permit:
+        self.forced.append(target_id)
+        return Permit(target_id, probe=False)
+
+    def admission(self, target_id: str) -> Admission:
+        return Admission.DENY if target_id in self.denied else Admission.ALLOW
+
+    def spend(self) -> bool:
+        return self.budget.try_spend()
+
+    def panic_free(self, target_id: str) -> bool:
+        return target_id not in self.panicking
+
+
+class Loop:
+    """The real loop with a fake attempt: each attempt takes `attempt_s` of virtual time and
+    ends as `script` says; sleeps advance the same clock. Records when each attempt started."""
 
     def __init__(
         self,
@@ -566,208 +595,218 @@ class Harness:
     ) -> None:
         self.clock = ManualClock(100.0)
         self.plan = AttemptPlan(cands, Limits(**limits), rng=random.Random(seed))
-        self.loop = SimpleNamespace(time=self.clock.now)
         settings = budget or BudgetSettings(ratio=0.2, min_retries=10, window_s=10.0)
-        self.gate = Gate(denied, now=self.clock.now)
-        blocked = set(denied)
-
-        def admission(tid: str) -> Admission:  # what the health store would say, no side effect
-            return Admission.DENY if tid in blocked else Admission.ALLOW
-
-        self.rt = SimpleNamespace(
-            budget=RetryBudget(settings, self.clock), store=SimpleNamespace(admission=admission)
-        )
+        self.gates = LoopGates(self.clock, denied, settings, panic)
         self.script = script
         self.context_errors = set(context_errors)
         self.attempt_s = attempt_s
-        self.panic = panic
-        self.targets: list[str] = []
+        self.starts: list[tuple[str, float]] = []  # (target, virtual time the attempt began)
         self.waits: list[float] = []
-        self.wait_calls: list[tuple[int, float]] = []  # (attempt number, now) given to backoff
 
     async def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
         self.clock.advance(seconds)
 
-    async def step(self) -> StepResult:
-        permit = self.plan.next_target(self.gate)
-        panic = False
-        if permit is None:
-            tid = self.plan.panic_target() if self.panic else None
-            if tid is None:
-                self.plan.stop = Stop.EXHAUSTED
-                return StepResult(False)
-            permit, panic = Permit(tid, probe=False), True
+    async def attempt(self, permit: Permit, panic: bool) -> tuple[str, Outcome]:
         tid = permit.target_id
-        self.targets.append(tid)
+        self.starts.append((tid, self.clock.now()))
         self.clock.advance(self.attempt_s)
         outcome = self.script[tid]
         context = outcome.kind is OutcomeKind.CALLER_ERROR and tid in self.context_errors
         self.plan.record(AttemptRecord(tid, outcome, panic=panic), context_exceeded=context)
-        if outcome.kind is OutcomeKind.SUCCESS or (
-            outcome.kind is OutcomeKind.CALLER_ERROR and not context
-        ):
-            return StepResult(False, (tid, outcome))
-        return StepResult(outcome.kind.fails_over or context, (tid, outcome))
+        return tid, outcome
 
-    async def run(self) -> StepResult:
-        ex = cast(Any, self)
-        wait = PlanWait(ex)
+    @property
+    def targets(self) -> list[str]:
+        return [t for t, _ in self.starts]
 
-        def recording_wait(state: tenacity.RetryCallState) -> float:
-            self.wait_calls.append((state.attempt_number, self.clock.now()))
-            return wait(state)
+    async def run(self) -> tuple[str, Outcome] | None:
+        self.gates.budget.on_request()
+        return await drive(self.plan, self.gates, self.attempt, self.clock.now, self.sleep)
 
-        self.rt.budget.on_request()
-        retrying = tenacity.AsyncRetrying(
-            stop=PlanStop(ex),
-            wait=recording_wait,
-            retry=tenacity.retry_if_result(plan_retry),
-            sleep=self.sleep,
-            reraise=True,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
-        result: StepResult = await retrying(self.step)
-        return result
+    def assert_timeline(self) -> None:
+        """Each attempt starts exactly when the previous one ended plus the wait before it."""
+        for i in range(1, len(self.starts)):
+            gap = self.starts[i][1] - (self.starts[i - 1][1] + self.attempt_s)
+            assert gap == pytest.approx(self.waits[i - 1], abs=1e-9)
 
 
-async def test_tenacity_fails_over_in_rank_order_with_full_jitter_waits() -> None:
-    h = Harness(
-        ranked("a", "b", "c", "d"),
-        {"a": FAIL_503, "b": THROTTLED, "c": OK, "d": OK},
-        attempt_s=0.2,
-    )
-    result = await h.run()
-    assert h.targets == ["a", "b", "c"]
-    assert result.payload == ("c", OK)
-    assert h.plan.stop is None  # a success is returned directly; tenacity does not ask stop
-    assert h.plan.decide(h.clock.now(), lambda: True) is Stop.SUCCESS
-    assert len(h.waits) == 2
-    assert 0.0 <= h.waits[0] <= 0.05  # after attempt 1: base
-    assert 0.0 <= h.waits[1] <= 0.10  # after attempt 2: base * 2
-    assert h.clock.now() == pytest.approx(100.0 + 3 * 0.2 + sum(h.waits))
-    assert h.rt.budget.left() == pytest.approx(10.0 + 0.2 - 2)
+async def test_loop_fails_over_in_rank_order_with_full_jitter_waits() -> None:
+    loop = Loop(ranked("a", "b", "c", "d"), {"a": FAIL_503, "b": THROTTLED, "c": OK, "d": OK})
+    assert await loop.run() == ("c", OK)
+    assert loop.targets == ["a", "b", "c"]
+    assert loop.plan.stop is Stop.SUCCESS
+    assert len(loop.waits) == 2
+    assert 0.0 <= loop.waits[0] <= 0.05  # after attempt 1: base
+    assert 0.0 <= loop.waits[1] <= 0.10  # after attempt 2: base * 2
+    loop.assert_timeline()
+    assert loop.starts[0][1] == 100.0
+    assert loop.clock.now() == pytest.approx(100.0 + 3 * 0.2 + sum(loop.waits))
+    assert loop.gates.budget.left() == pytest.approx(10.0 + 0.2 - 2)  # two retries spent
 
 
-async def test_tenacity_skips_denied_targets_and_stops_at_max_attempts() -> None:
-    h = Harness(
-        ranked("a", "b", "c", "d", "e"),
-        dict.fromkeys("abcde", FAIL_503),
-        denied={"b"},
+async def test_loop_success_at_once_spends_nothing_and_never_sleeps() -> None:
+    loop = Loop(ranked("a", "b"), {"a": OK, "b": OK})
+    assert await loop.run() == ("a", OK)
+    assert loop.plan.stop is Stop.SUCCESS
+    assert loop.waits == []
+    assert loop.gates.budget.left() == pytest.approx(10.0 + 0.2)
+
+
+async def test_loop_skips_denied_targets_and_stops_at_max_attempts() -> None:
+    loop = Loop(
+        ranked("a", "b", "c", "d", "e"), dict.fromkeys("abcde", FAIL_503), denied={"b"},
         max_attempts=3,
-    )
-    result = await h.run()
-    assert h.targets == ["a", "c", "d"]
-    assert h.plan.stop is Stop.MAX_ATTEMPTS
-    assert result.go_on is True and result.payload == ("d", FAIL_503)  # the last failure
-    assert len(h.waits) == 2
-    assert [n for n, _ in h.wait_calls] == [1, 2, 3]  # tenacity asks wait before stop
-    for w, ceiling in zip(h.waits, (0.05, 0.1), strict=True):
+    )  # fmt: skip
+    assert await loop.run() == ("d", FAIL_503)  # the last failure
+    assert loop.targets == ["a", "c", "d"]
+    assert loop.plan.stop is Stop.MAX_ATTEMPTS
+    assert len(loop.waits) == 2  # no wait after the last attempt
+    loop.assert_timeline()
+    for w, ceiling in zip(loop.waits, (0.05, 0.1), strict=True):
         assert 0.0 <= w <= ceiling
 
 
-async def test_tenacity_waits_spread_across_requests() -> None:
+async def test_loop_waits_spread_across_requests() -> None:
     firsts, seconds = [], []
     for seed in range(200):
-        h = Harness(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), seed=seed)
-        await h.run()
-        assert h.plan.stop is Stop.MAX_ATTEMPTS
-        firsts.append(h.waits[0])
-        seconds.append(h.waits[1])
+        loop = Loop(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), seed=seed)
+        await loop.run()
+        assert loop.plan.stop is Stop.MAX_ATTEMPTS
+        firsts.append(loop.waits[0])
+        seconds.append(loop.waits[1])
     assert min(firsts) >= 0.0 and max(firsts) <= 0.05
     assert min(seconds) >= 0.0 and max(seconds) <= 0.10
     assert max(firsts) - min(firsts) > 0.04  # full jitter, not a fixed delay
     assert max(seconds) > 0.08
 
 
-async def test_tenacity_stops_at_the_deadline_and_waits_fit_in_it() -> None:
-    h = Harness(
-        ranked("a", "b", "c", "d"),
-        dict.fromkeys("abcd", FAIL_503),
-        attempt_s=0.3,
-        deadline=100.5,
-        min_attempt_s=0.05,
-        max_attempts=10,
-        backoff_base_s=1.0,
+async def test_loop_stops_at_the_deadline_and_waits_fit_in_it() -> None:
+    loop = Loop(
+        ranked("a", "b", "c", "d"), dict.fromkeys("abcd", FAIL_503), attempt_s=0.3,
+        deadline=100.5, min_attempt_s=0.05, max_attempts=10, backoff_base_s=1.0,
         backoff_cap_s=5.0,
-    )
-    await h.run()
-    assert h.targets == ["a", "b"]  # the second attempt ends past 100.5
-    assert h.plan.stop is Stop.DEADLINE
-    assert len(h.waits) == 1
-    assert 0.0 <= h.waits[0] <= 0.5 - 0.3 - 0.05 + 1e-9  # cut to the time left
+    )  # fmt: skip
+    await loop.run()
+    assert loop.targets == ["a", "b"]  # the second attempt ends past 100.5
+    assert loop.plan.stop is Stop.DEADLINE
+    assert len(loop.waits) == 1
+    assert 0.0 <= loop.waits[0] <= 0.5 - 0.3 - 0.05 + 1e-9  # cut to the time left
+    loop.assert_timeline()
 
 
-async def test_tenacity_stops_on_an_empty_budget_without_sleeping() -> None:
+async def test_loop_stops_on_an_empty_budget_without_sleeping() -> None:
     empty = BudgetSettings(ratio=0.0, min_retries=0, window_s=10.0)
-    h = Harness(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), budget=empty)
-    result = await h.run()
-    assert h.targets == ["a"]
-    assert h.plan.stop is Stop.BUDGET
-    assert h.waits == []
-    assert result.payload == ("a", FAIL_503)
+    loop = Loop(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), budget=empty)
+    assert await loop.run() == ("a", FAIL_503)
+    assert loop.plan.stop is Stop.BUDGET
+    assert loop.waits == []
 
 
-async def test_tenacity_exhausts_when_no_candidate_is_left() -> None:
-    h = Harness(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), max_attempts=5)
-    await h.run()
-    assert h.targets == ["a", "b", "c"]
-    assert h.plan.stop is Stop.EXHAUSTED
-    assert len(h.waits) == 2
+async def test_loop_exhausts_when_no_candidate_is_left() -> None:
+    loop = Loop(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), max_attempts=5)
+    await loop.run()
+    assert loop.targets == ["a", "b", "c"]
+    assert loop.plan.stop is Stop.EXHAUSTED
+    assert len(loop.waits) == 2
 
 
-async def test_tenacity_denied_last_candidate_costs_no_retry_and_no_sleep() -> None:
-    # decide() asks health (without side effects) whether any remaining candidate could be
-    # admitted: after b fails only c remains and it is denied, so it stops at once.
-    h = Harness(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), denied={"c"})
-    await h.run()
-    assert h.targets == ["a", "b"]
-    assert h.plan.stop is Stop.EXHAUSTED
-    assert len(h.waits) == 1  # only between a and b
-    assert h.rt.budget.left() == pytest.approx(10.0 + 0.2 - 1)  # one retry spent
+async def test_loop_denied_last_candidate_costs_no_retry_and_no_sleep() -> None:
+    # after b fails only c remains and it is denied: the plan stops at once, unpaid
+    loop = Loop(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), denied={"c"})
+    await loop.run()
+    assert loop.targets == ["a", "b"]
+    assert loop.plan.stop is Stop.EXHAUSTED
+    assert len(loop.waits) == 1  # only between a and b
+    assert loop.gates.budget.left() == pytest.approx(10.0 + 0.2 - 1)  # one retry spent
 
 
-async def test_tenacity_panic_attempt_once_when_everything_is_out() -> None:
-    h = Harness(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), denied={"a", "b", "c"})
-    await h.run()
-    assert h.targets == ["a"]  # one panic attempt on the least-bad
-    assert h.plan.history[0].panic
-    assert h.plan.stop is Stop.EXHAUSTED
-    assert h.waits == []
+async def test_loop_panic_attempt_once_when_everything_is_out() -> None:
+    loop = Loop(ranked("a", "b", "c"), dict.fromkeys("abc", FAIL_503), denied={"a", "b", "c"})
+    await loop.run()
+    assert loop.targets == ["a"]  # one panic attempt on the least-bad
+    assert loop.gates.forced == ["a"] and loop.plan.history[0].panic
+    assert loop.plan.stop is Stop.EXHAUSTED
+    assert loop.waits == []
 
 
-async def test_tenacity_caller_error_is_returned_without_retry() -> None:
-    h = Harness(ranked("a", "b"), {"a": BAD_REQUEST, "b": OK})
-    result = await h.run()
-    assert h.targets == ["a"]
-    assert result.payload == ("a", BAD_REQUEST)
-    assert h.waits == [] and h.wait_calls == []
-    assert h.plan.decide(h.clock.now(), lambda: True) is Stop.PASS_THROUGH
+async def test_loop_no_panic_while_another_request_panics_on_the_target() -> None:
+    loop = Loop(ranked("a", "b"), dict.fromkeys("ab", FAIL_503), denied={"a", "b"})
+    loop.gates.panicking.add("a")
+    assert await loop.run() is None
+    assert loop.targets == [] and loop.plan.stop is Stop.EXHAUSTED
 
 
-async def test_tenacity_context_error_goes_to_a_larger_window() -> None:
+async def test_loop_without_panic_makes_no_attempt_when_everything_is_out() -> None:
+    loop = Loop(ranked("a", "b"), dict.fromkeys("ab", FAIL_503), denied={"a", "b"}, panic=False)
+    assert await loop.run() is None
+    assert loop.plan.stop is Stop.EXHAUSTED
+
+
+async def test_loop_caller_error_is_returned_without_retry() -> None:
+    loop = Loop(ranked("a", "b"), {"a": BAD_REQUEST, "b": OK})
+    assert await loop.run() == ("a", BAD_REQUEST)
+    assert loop.targets == ["a"]
+    assert loop.plan.stop is Stop.PASS_THROUGH
+    assert loop.waits == []
+
+
+async def test_loop_context_error_goes_to_a_larger_window() -> None:
     cands = [cand("a", 8_000), cand("b", 4_000), cand("c", 32_000)]
-    h = Harness(cands, {"a": CONTEXT_400, "b": OK, "c": OK}, context_errors={"a"})
-    result = await h.run()
-    assert h.targets == ["a", "c"]  # b's window is smaller: not tried
-    assert result.payload == ("c", OK)
-    assert len(h.waits) == 1 and 0.0 <= h.waits[0] <= 0.05
+    loop = Loop(cands, {"a": CONTEXT_400, "b": OK, "c": OK}, context_errors={"a"})
+    assert await loop.run() == ("c", OK)
+    assert loop.targets == ["a", "c"]  # b's window is smaller: not tried
+    assert len(loop.waits) == 1 and 0.0 <= loop.waits[0] <= 0.05
+    loop.assert_timeline()
 
 
-async def test_tenacity_context_error_without_a_larger_window_returns_the_error() -> None:
+async def test_loop_context_error_without_a_larger_window_returns_the_error() -> None:
     cands = [cand("a", 32_000), cand("b", 8_000)]
-    h = Harness(cands, {"a": CONTEXT_400, "b": OK}, context_errors={"a"})
-    result = await h.run()
-    assert h.targets == ["a"]
-    assert h.plan.stop is Stop.EXHAUSTED
-    assert result.payload == ("a", CONTEXT_400)  # the exchange relays this 400 as is
-    assert h.waits == []
+    loop = Loop(cands, {"a": CONTEXT_400, "b": OK}, context_errors={"a"})
+    assert await loop.run() == ("a", CONTEXT_400)  # the exchange relays this 400 as is
+    assert loop.targets == ["a"]
+    assert loop.plan.stop is Stop.EXHAUSTED
+    assert loop.waits == []
 
 
-async def test_tenacity_client_gone_stops() -> None:
-    # A neutral outcome does not ask for a retry, so tenacity returns it directly.
-    h = Harness(ranked("a", "b"), {"a": CLIENT_GONE, "b": OK})
-    result = await h.run()
-    assert h.targets == ["a"]
-    assert result.go_on is False
-    assert h.plan.decide(h.clock.now(), lambda: True) is Stop.CLIENT_GONE
+async def test_loop_client_gone_stops() -> None:
+    loop = Loop(ranked("a", "b"), {"a": CLIENT_GONE, "b": OK})
+    assert await loop.run() == ("a", CLIENT_GONE)
+    assert loop.targets == ["a"]
+    assert loop.plan.stop is Stop.CLIENT_GONE
+
+
+async def test_loop_unanswered_non_streaming_request_is_not_re_sent() -> None:
+    total_out = Outcome(OutcomeKind.PROVIDER_FAILURE, FailureReason.TOTAL_TIMEOUT)
+    loop = Loop(ranked("a", "b"), {"a": total_out, "b": OK}, attempt_s=600.0)
+    await loop.run()
+    assert loop.targets == ["a"] and loop.plan.stop is Stop.UNANSWERED
+
+
+def test_hedge_spends_the_budget_and_never_picks_the_busy_target() -> None:
+    clock = ManualClock(100.0)
+    gates = LoopGates(clock, (), BudgetSettings(ratio=0.0, min_retries=1, window_s=10.0), True)
+    plan = make_plan(ranked("a", "b", "c"))
+    assert plan.pick(gates) == (Permit("a", probe=False), False)
+    second = plan.hedge(gates, "a")
+    assert second is not None and second.target_id == "b"
+    assert "a" not in plan.skipped  # only out while the hedge was chosen
+    assert plan.hedge(gates, "a") is None  # the budget (one retry) is spent
+
+
+def test_hedge_costs_nothing_when_no_other_target_is_admitted() -> None:
+    clock = ManualClock(100.0)
+    gates = LoopGates(clock, {"b"}, BudgetSettings(ratio=0.0, min_retries=1, window_s=10.0), True)
+    plan = make_plan(ranked("a", "b"))
+    assert plan.pick(gates) is not None
+    assert plan.hedge(gates, "a") is None
+    assert gates.budget.left() == pytest.approx(1.0)  # not spent on a dead end
+
+
+def test_the_dry_run_asks_the_same_planner() -> None:
+    def peek(tid: str) -> Admission:
+        return Admission.DENY if tid == "b" else Admission.ALLOW
+
+    assert would_try(ranked("a", "b", "c", "d"), 3, peek, panic=True) == ["a", "c", "d"]
+    assert would_try(ranked("a", "b"), 3, lambda _t: Admission.DENY, panic=True) == ["a"]
+    assert would_try(ranked("a", "b"), 3, lambda _t: Admission.DENY, panic=False) == []
