@@ -1,7 +1,7 @@
 """The one place that classifies an upstream attempt.
 
 Everything else (health windows, breakers, the retry loop, metrics, spans) consumes an
-`Outcome` and never looks at status codes or exceptions again. The table is RELIABILITY.md's:
+`Outcome` and never looks at status codes or exceptions again. The table is docs/reliability.md's:
 
     success            2xx, complete stream
     provider_failure   5xx/529, 3xx (never followed), connect refused/reset/timeout, no headers/first token in time,

@@ -1,4 +1,4 @@
-"""Health knobs, as frozen values. Defaults are RELIABILITY.md's."""
+"""Health knobs, as frozen values. Defaults: docs/reliability.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`health`: leave out targets that cannot serve now; prefer the ones that fail less and answer
 sooner. As a filter it is soft: when every candidate is out it keeps them all (panic, see
-RELIABILITY.md), and the composite then puts the one that may recover soonest first."""
+docs/reliability.md), and the composite then puts the one that may recover soonest first."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Faults from RELIABILITY.md's lists not covered elsewhere: connect timeout, a high but
+"""Faults from docs/reliability.md's lists not covered elsewhere: connect timeout, a high but
 valid time to first token, a slow client, and a slow Redis."""
 
 from __future__ import annotations

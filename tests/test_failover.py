@@ -508,7 +508,7 @@ async def test_every_candidate_open_gives_503_with_retry_after(
         assert set(error) == {"message", "type", "code", "param"}
         assert error["type"] == "service_unavailable"
         assert error["code"] == "no_candidate_available"
-        # Panic (RELIABILITY.md): one last-resort attempt on the least-bad target, no more.
+        # Panic (docs/reliability.md): one last-resort attempt on the least-bad target, no more.
         assert reply.headers["x-turnout-attempts"] == "1"
         counts = {"m1@a": len(pair.a.state.attempts()), "m1@b": len(pair.b.state.attempts())}
         assert counts[least_bad] == 5 + i + 1

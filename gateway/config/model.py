@@ -103,7 +103,7 @@ class RouteConfig:
 
 @dataclass(frozen=True, slots=True)
 class ResilienceConfig:
-    """The attempt loop's knobs (RELIABILITY.md defaults)."""
+    """The attempt loop's knobs (defaults: docs/reliability.md)."""
 
     max_attempts: int = 3
     backoff_base_s: float = 0.05
