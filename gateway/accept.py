@@ -67,17 +67,21 @@ def _body_error(exc: BaseException, limit: int) -> Exception:
 class BodyBytes:
     """Request-body bytes held by requests in flight, against `server.max_body_bytes_in_flight`.
 
-    A request reserves its body's size (its Content-Length; the whole `max_body_bytes` when
-    the size is not known up front) before the body is read, and gives it back when it ends:
-    the body, its parsed form and each attempt's copy live that long. Over the bound a request
-    is refused with 503 and Retry-After; one request alone is always admitted."""
+    A request holds its body's size from the moment it is known — its Content-Length before
+    the body is read, else as the (decompressed) bytes arrive — until it ends: the body, its
+    parsed form and each attempt's copy live that long. A request that would take the total
+    over the bound while others hold bytes is refused with 503 and Retry-After; one request
+    alone is always admitted."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.held = 0
 
-    def take(self, n: int) -> None:
-        if self.held and self.held + n > self.limit:
+    def hold(self) -> Held:
+        return Held(self)
+
+    def take(self, n: int, own: int) -> None:
+        if self.held > own and self.held + n > self.limit:
             raise Overloaded(
                 "Too many large request bodies are in flight "
                 "(server.max_body_bytes_in_flight); retry shortly.",
@@ -89,15 +93,30 @@ class BodyBytes:
         self.held = max(0, self.held - n)
 
 
-def reservation(request: web.Request, limit: int) -> int:
-    """What a request's body may cost before it is read."""
-    length = request.content_length
-    if length is None or request.headers.get("Content-Encoding"):
-        return limit  # chunked or compressed: it may grow to the limit
-    return min(length, limit)
+class Held:
+    """One request's share of `BodyBytes`; given back when the request ends (`with`)."""
+
+    def __init__(self, pool: BodyBytes) -> None:
+        self._pool = pool
+        self.n = 0
+
+    def grow_to(self, n: int) -> None:
+        if n > self.n:
+            self._pool.take(n - self.n, self.n)
+            self.n = n
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.give(self.n)
+        self.n = 0
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytearray:
+async def read_body(
+    request: web.Request, limit: int, timeout_s: float, held: Held | None = None
+) -> bytearray:
+    """The body, checked (type, encoding, size, time); counted in `held` when given."""
     ctype = request.headers.get("Content-Type", "")
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime and mime != "application/json" and not mime.endswith("+json"):
@@ -114,7 +133,7 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytea
         raise PayloadTooLarge(limit)
     try:
         async with asyncio.timeout(timeout_s):
-            return await _read_at_most(request, limit)
+            return await _read_at_most(request, limit, held)
     except TimeoutError:
         raise RequestTimeout(
             f"The request body did not arrive within {timeout_s:g} s (server.body_timeout_s)."
@@ -123,15 +142,20 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytea
         raise _body_error(exc, limit) from None
 
 
-async def _read_at_most(request: web.Request, limit: int) -> bytearray:
+async def _read_at_most(request: web.Request, limit: int, held: Held | None) -> bytearray:
     """The (decompressed) body, read once into one buffer: not `request.read()`, which keeps
     a second copy cached on the request for its whole life. orjson parses the buffer as is."""
+    known = request.content_length
+    if held is not None and known and not request.headers.get("Content-Encoding"):
+        held.grow_to(known)  # a large body is refused before it is read
     body = bytearray()
     content = request.content
     while chunk := await content.readany():
         body += chunk
         if len(body) > limit:  # chunked and compressed bodies included
             raise PayloadTooLarge(limit)
+        if held is not None:
+            held.grow_to(len(body))
     return body
 
 

@@ -11,7 +11,7 @@ import asyncio
 from aiohttp import web
 from opentelemetry.trace import SpanKind
 
-from gateway.accept import parse_payload, read_body, reservation
+from gateway.accept import Held, parse_payload, read_body
 from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import InvalidRequest
 from gateway.exchange import Exchange
@@ -72,23 +72,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def _handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     live = rt.live  # one config and its policies for the whole request, even across a reload
-    config = live.config
     operation, upstream_path = OPERATIONS[request.path]
-    server = config.server
-    held = reservation(request, server.max_body_bytes)
-    rt.body_bytes.take(held)  # memory for the body, its parsed form and the attempts' copies
-    try:
-        return await _proxy(request, live, operation, upstream_path)
-    finally:
-        rt.body_bytes.give(held)
+    # The body's bytes count against server.max_body_bytes_in_flight until the request ends:
+    # the body, its parsed form and the attempts' copies live that long.
+    with rt.body_bytes.hold() as held:
+        return await _proxy(request, live, operation, upstream_path, held)
 
 
 async def _proxy(
-    request: web.Request, live: Live, operation: str, upstream_path: str
+    request: web.Request, live: Live, operation: str, upstream_path: str, held: Held
 ) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     config = live.config
-    body = await read_body(request, config.server.max_body_bytes, config.server.body_timeout_s)
+    server = config.server
+    body = await read_body(request, server.max_body_bytes, server.body_timeout_s, held)
     payload = parse_payload(body, operation)
     body_size = len(body)
     del body  # only the parsed form is needed from here on

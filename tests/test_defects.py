@@ -5,6 +5,7 @@ Each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from typing import Any
 
@@ -284,13 +285,17 @@ async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
         assert (await first)[0] == 200
         assert gw.app[RUNTIME].body_bytes.held == 0  # given back
         assert (await post())[0] == 200  # and the next one is admitted
-        # A small request is admitted next to a large one.
+        # Small requests are admitted next to a large one, compressed ones too (their size
+        # counts as it arrives, not as max_body_bytes up front).
         first = asyncio.create_task(post())
         await asyncio.sleep(0.15)
         async with http.post(gw.url + CHAT, data=GOOD, headers=PLAIN) as r:
             assert r.status == 200
+        zipped = {**PLAIN, "Content-Encoding": "gzip"}
+        async with http.post(gw.url + CHAT, data=gzip.compress(GOOD), headers=zipped) as r:
+            assert r.status == 200, await r.text()
         assert (await first)[0] == 200
-    assert len(sim.state.attempts()) == 4
+    assert len(sim.state.attempts()) == 5
 
 
 async def test_a_caller_deadline_running_out_mid_stream_is_not_the_providers_fault(
