@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -101,7 +102,11 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
             # Never follow a provider's redirect: it would carry the prompt and the provider's
             # key to another host. A 3xx is the provider's failure (health.outcome).
             resp = await session.post(
-                spec.url, data=spec.body, headers=spec.headers, allow_redirects=False
+                spec.url,
+                data=spec.body,
+                headers=spec.headers,
+                allow_redirects=False,
+                timeout=_connect_timeout(t.connect_s),  # the route's, if it sets one
             )
     except aiohttp.ClientError as exc:  # before TimeoutError: a connect timeout is both
         return AttemptResult(transport_outcome(exc))
@@ -123,6 +128,12 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
     if result.stream is None:
         resp.release()
     return _blame(result, request_deadline)
+
+
+@functools.lru_cache(maxsize=64)
+def _connect_timeout(connect_s: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timer for the connect phase only; the other phases are ours."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect_s, connect=None)
 
 
 _TIMEOUTS = frozenset(

@@ -78,6 +78,32 @@ async def test_connect_timeout_fails_over(
     assert views["m@a"]["consecutive_failures"] == 1
 
 
+async def test_a_routes_connect_timeout_applies(
+    blackhole_port: int,
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    backup = await sim_factory("sim-b")
+    timeouts = {"connect_s": 10.0, "headers_s": 2.0, "first_token_s": 2.0, "idle_s": 2.0}
+    cfg = make_config(
+        {"a": f"http://127.0.0.1:{blackhole_port}/v1", "b": backup.base_url},
+        {},
+        timeouts=timeouts,
+        extra={
+            "routes": [
+                {"alias": "chat", "candidates": ["m@a", "m@b"], "timeouts": {"connect_s": 0.3}}
+            ]
+        },
+    )
+    gw = await gateway_factory(cfg)
+    started = time.monotonic()
+    async with http.post(gw.url + CHAT, json=body()) as resp:
+        assert resp.status == 200
+        assert resp.headers["x-turnout-target"] == "m@b"
+    assert time.monotonic() - started < 2.0  # the route's 0.3 s, not the provider's 10 s
+
+
 async def test_high_but_valid_ttft_is_served_not_failed_over(
     sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:
