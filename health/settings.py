@@ -21,10 +21,13 @@ class BreakerSettings:
 
 @dataclass(frozen=True, slots=True)
 class ThrottleSettings:
-    """How long a 429 without a usable Retry-After keeps a target aside."""
+    """How long a 429 keeps a target aside: without a usable Retry-After, `default_s` doubling
+    up to `max_s`; with one, what it says, at most `retry_after_max_s` (a provider's "come back
+    tomorrow" must not bench a target for a day unseen)."""
 
     default_s: float = 5.0
     max_s: float = 60.0
+    retry_after_max_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,7 @@ class TargetSignals:
         t = self._settings.throttle
         if retry_after_s is None:
             retry_after_s = min(t.max_s, t.default_s * (2 ** min(self._throttle_streak, 30)))
+        retry_after_s = min(retry_after_s, t.retry_after_max_s)
         self._throttle_streak += 1
         self.throttled_until = max(self.throttled_until, now_s + retry_after_s)
 

@@ -181,6 +181,17 @@ def test_store_throttle_is_neutral_and_expires() -> None:
     assert store.acquire("t") is not None
 
 
+def test_store_caps_a_huge_retry_after() -> None:
+    clock = ManualClock()
+    store = MemoryStore(clock=clock)
+    permit = store.acquire("t")
+    assert permit is not None
+    store.release(permit, classify_status(429, retry_after="86400"))  # "come back tomorrow"
+    assert store.snapshot(["t"])["t"].throttled_for_s == pytest.approx(300.0)
+    clock.advance(300.0)
+    assert store.acquire("t") is not None
+
+
 def test_store_throttle_without_retry_after_backs_off() -> None:
     clock = ManualClock()
     store = MemoryStore(clock=clock)

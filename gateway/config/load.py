@@ -212,6 +212,7 @@ def _health(s: Section, env_redis_url: str) -> HealthConfig:
     throttle = ThrottleSettings(
         default_s=t.positive("default_s", float, dt.default_s),
         max_s=t.positive("max_s", float, dt.max_s),
+        retry_after_max_s=t.positive("retry_after_max_s", float, dt.retry_after_max_s),
     )
     t.done()
     settings = HealthSettings(

@@ -140,10 +140,16 @@ def _health() -> Schema:
         },
     )
     throttle = section(
-        "a 429 without a usable Retry-After",
+        "how long a 429 keeps a target aside",
         {
-            "default_s": positive("first wait; doubles on each 429", dt.default_s),
-            "max_s": positive("cap of the wait", dt.max_s),
+            "default_s": positive(
+                "without a usable Retry-After: first wait; doubles on each 429", dt.default_s
+            ),
+            "max_s": positive("cap of that wait", dt.max_s),
+            "retry_after_max_s": positive(
+                "cap of a provider's Retry-After (a huge one does not bench a target for long)",
+                dt.retry_after_max_s,
+            ),
         },
     )
     schema = section(
