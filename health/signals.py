@@ -38,7 +38,20 @@ class TargetHealth:
     @property
     def available(self) -> bool:
         """Worth sending traffic to now (a half-open target takes a probe)."""
-        return self.state is not BreakerState.OPEN and self.throttled_for_s <= 0
+        return self.why_unavailable() is None
+
+    def why_unavailable(self) -> str | None:
+        """Why the target cannot take traffic now, or None. The one rule, the store's
+        admission's too: its breaker is open, or it is throttled. A misconfigured target is
+        open for `misconfigured_open_s`, then probed like any other (the key may be fixed)."""
+        if self.state is BreakerState.OPEN:
+            if self.misconfigured:
+                why = self.misconfigured_reason or "rejected by the provider"
+                return f"misconfigured ({why}; {self.open_for_s:.1f}s left)"
+            return f"breaker open ({self.open_for_s:.1f}s left)"
+        if self.throttled_for_s > 0:
+            return f"throttled ({self.throttled_for_s:.1f}s left)"
+        return None
 
     @staticmethod
     def unknown(target_id: str) -> TargetHealth:

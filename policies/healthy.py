@@ -30,14 +30,8 @@ class HealthParams:
 
 
 def unavailable(h: TargetHealth) -> str | None:
-    """Why a target cannot take traffic now, or None."""
-    if h.misconfigured:
-        return f"misconfigured ({h.misconfigured_reason or 'rejected by the provider'})"
-    if h.state is BreakerState.OPEN:
-        return f"breaker open ({h.open_for_s:.1f}s left)"
-    if h.throttled_for_s > 0:
-        return f"throttled ({h.throttled_for_s:.1f}s left)"
-    return None
+    """Why a target cannot take traffic now, or None (`TargetHealth.why_unavailable`)."""
+    return h.why_unavailable()
 
 
 def recovery_s(h: TargetHealth) -> float:

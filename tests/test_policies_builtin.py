@@ -310,7 +310,13 @@ def test_capability_require_subset() -> None:
     ("health", "expected"),
     [
         ({"a": hv("a", **OPEN, open_for_s=4.0)}, ["b", "c"]),
-        ({"b": hv("b", throttled_for_s=1.0), "c": hv("c", misconfigured=True)}, ["a"]),
+        ({"b": hv("b", throttled_for_s=1.0), "c": hv("c", **OPEN, misconfigured=True)}, ["a"]),
+        # misconfigured, its open time over: probed like any half-open target (as the store
+        # admits it), last in line
+        (
+            {"c": hv("c", state=BreakerState.HALF_OPEN, misconfigured=True)},
+            ["a", "b", "c"],
+        ),
         # error rate (smoothed: 10 calls at 50 % -> 0.33) costs more than slowness
         (
             {
