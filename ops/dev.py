@@ -65,12 +65,12 @@ def main(argv: list[str]) -> None:
         _exec(PY, "-m", "pytest", *rest)
     elif task == "bench":
         ensure_venv("dev")
-        _exec(PY, ROOT / "ops" / "bench" / "run.py", *rest)
+        _exec(PY, "-m", "ops.bench.run", *rest)
     elif task == "lint":
         ensure_venv("dev")
         _run(PY, "-m", "ruff", "check", ".")
-        _run(PY, "-m", "ruff", "format", "--check", "gateway", "health", "policies")
-        _exec(PY, "-m", "mypy", "--strict", "gateway", "health", "policies")
+        _run(PY, "-m", "ruff", "format", "--check", "gateway", "health", "policies", "ops")
+        _exec(PY, "-m", "mypy", "--strict", "gateway", "health", "policies", "ops")
     else:
         print(__doc__)
         sys.exit(0 if task in ("help", "-h", "--help") else 2)

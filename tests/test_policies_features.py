@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from policies.bench_features import make_body, measure
+from ops.bench.features import make_body, measure
 from policies.features import InvalidFeature, extract
 from policies.tasks import DEFAULT_TASK_RULES, TaskRules
 

@@ -1,7 +1,7 @@
 """Peak memory of the gateway under concurrent maximum-size request bodies.
 
-    .venv/bin/python ops/bench/body_memory.py                  # 1, 3 and 10 at once
-    .venv/bin/python ops/bench/body_memory.py --counts 1 3 10 20 --mib 19
+    .venv/bin/python -m ops.bench.body_memory                  # 1, 3 and 10 at once
+    .venv/bin/python -m ops.bench.body_memory --counts 1 3 10 20 --mib 19
 
 For each count a fresh `turnout serve` (its own process, defaults for everything but one
 provider) is started in front of a separate `turnout sim` process; that many chat requests,
@@ -16,38 +16,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import subprocess
+import os
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+if not __package__:  # run as a file (`python ops/bench/body_memory.py`): re-run as the module
+    _root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_root, os.getenv("PYTHONPATH")]))
+    os.execv(sys.executable, [sys.executable, "-m", "ops.bench.body_memory", *sys.argv[1:]])
+
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """A `python -m gateway ...` child, its output in `log_path`."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", *argv], cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+from ops.bench.net import LOOPBACK, free_port
+from ops.bench.procfs import proc_status
+from ops.bench.procs import Children, wait_http
+from ops.bench.report import write_json
 
 
 def body_of(mib: float) -> bytes:
@@ -59,22 +45,6 @@ def body_of(mib: float) -> bytes:
     return json.dumps(
         {"model": "bench", "messages": [{"role": "user", "content": content}]}
     ).encode()
-
-
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as s:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
-            try:
-                async with s.get(url) as r:
-                    if r.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {timeout_s} s")
 
 
 async def send_all(url: str, body: bytes, n: int) -> Counter[int]:
@@ -90,63 +60,63 @@ async def send_all(url: str, body: bytes, n: int) -> Counter[int]:
         return Counter(await asyncio.gather(*(one() for _ in range(n))))
 
 
-async def measure(count: int, body: bytes, sim_url: str, tmp: Path) -> dict[str, object]:
+def measure(children: Children, count: int, body: bytes, sim_url: str) -> dict[str, object]:
     port = free_port()
-    config = tmp / f"gw-{count}.yaml"
+    config = children.logdir / f"gw-{count}.yaml"
     config.write_text(
         "providers:\n"
         f"  sim: {{base_url: '{sim_url}', timeouts: {{total_s: 120}}}}\n"
         "targets:\n  m@sim: {provider: sim, model: sim-small}\n"
         "routes:\n  - {alias: bench, candidates: [m@sim]}\n"
     )
-    gw = spawn(["serve", "-c", str(config), "--port", str(port)], tmp / f"gw-{count}.log")
+    name = f"gw-{count}"
+    argv = [sys.executable, "-m", "gateway", "serve", "-c", str(config)]
+    gw = children.start(name, [*argv, "--host", LOOPBACK, "--port", str(port)], None)
     try:
-        url = f"http://127.0.0.1:{port}"
-        await wait_ready(url + "/healthz", gw)
-        before = status_kib(gw.pid, "VmRSS")
-        statuses = await send_all(url, body, count)
-        peak = status_kib(gw.pid, "VmHWM")
+        wait_http(children, name, port, "/healthz", time.monotonic(), 30.0, interval_s=0.05)
+        before = proc_status(gw.pid)["VmRSS"]
+        statuses = asyncio.run(send_all(f"http://{LOOPBACK}:{port}", body, count))
+        peak = proc_status(gw.pid)["VmHWM"]
         return {"count": count, "rss_before_mb": before / 1024, "peak_mb": peak / 1024,
                 "statuses": dict(statuses)}  # fmt: skip
     finally:
-        gw.terminate()
-        gw.wait(10)
+        children.stop(name, grace_s=10)
 
 
-async def run(counts: list[int], body: bytes) -> list[dict[str, object]]:
+def run(counts: list[int], body: bytes) -> list[dict[str, object]]:
     sim_port = free_port()
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        sim = spawn(["sim", "--port", str(sim_port)], tmp / "sim.log")
+    with tempfile.TemporaryDirectory(prefix="turnout-body-memory-") as d:
+        children = Children(Path(d), pin=False)
         try:
-            sim_url = f"http://127.0.0.1:{sim_port}/v1"
-            await wait_ready(sim_url + "/models", sim)
+            argv = [sys.executable, "-m", "gateway", "sim", "--host", LOOPBACK]
+            children.start("sim", [*argv, "--port", str(sim_port)], None)
+            wait_http(children, "sim", sim_port, "/v1/models", time.monotonic(), 30.0, 0.05)
+            sim_url = f"http://{LOOPBACK}:{sim_port}/v1"
             print(f"body: {len(body) / 2**20:.1f} MiB per request")
             print(f"{'at once':>8} {'RSS before':>11} {'peak RSS':>9}  statuses")
             rows = []
             for count in counts:
-                row = await measure(count, body, sim_url, tmp)
+                row = measure(children, count, body, sim_url)
                 rows.append(row)
                 print(f"{count:>8} {row['rss_before_mb']:>9.0f} MB {row['peak_mb']:>6.0f} MB  "
-                      f"{row['statuses']}")  # fmt: skip
+                      f"{row['statuses']}", flush=True)  # fmt: skip
         finally:
-            sim.terminate()
-            sim.wait(10)
+            children.stop_all()
     return rows
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--counts", type=int, nargs="+", default=[1, 3, 10])
     ap.add_argument("--mib", type=float, default=19.0, help="image size per request (MiB)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     body = body_of(args.mib)
-    rows = asyncio.run(run(args.counts, body))
+    rows = run(args.counts, body)
     if args.json:
-        Path(args.json).write_text(json.dumps({"body_bytes": len(body), "rows": rows}, indent=2))
+        write_json(args.json, {"body_bytes": len(body), "rows": rows})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

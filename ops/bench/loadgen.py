@@ -1,4 +1,5 @@
-"""Python load generators for the benchmark (run as separate processes by ``run.py``).
+"""Python load generators for the benchmark (run as separate processes by ``run.py``,
+``python -m ops.bench.loadgen closed|stream ...``).
 
 ``closed``  a closed-loop load: N connections, each sending the next POST as soon as the
             previous answer is read (the fallback when neither wrk nor hey is installed).
@@ -23,14 +24,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-
-def percentile(samples: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of unsorted samples, or None if empty."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    rank = max(0, min(len(ordered) - 1, -(-len(ordered) * q // 100) - 1))
-    return ordered[int(rank)]
+from ops.bench.net import is_loopback
+from ops.bench.stats import percentile
 
 
 def _session(limit: int) -> aiohttp.ClientSession:
@@ -245,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--arrivals", choices=["fixed", "poisson"], default="fixed")
     args = parser.parse_args(argv)
     for url in [args.url] if args.mode == "closed" else [t.partition("=")[2] for t in args.target]:
-        host = url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-        if host not in ("127.0.0.1", "localhost", "[::1]"):
+        if not is_loopback(url):
             parser.error(f"only loopback targets are allowed, got {url}")
     body = args.body.encode()
     import uvloop

@@ -3,7 +3,7 @@
 run, interleaved rounds. Each "request" makes the calls a non-streaming request makes:
 requests + attempts + 2 token counters, request and attempt duration histograms.
 
-    .venv/bin/python ops/bench/metrics_cost.py [--requests 20000] [--rounds 5]
+    .venv/bin/python -m ops.bench.metrics_cost [--requests 20000] [--rounds 5]
 
 The end-to-end bench (`run.py`) cannot see a change this size on this VM (its rounds differ by
 ±20 %); this one isolates it.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -66,7 +67,7 @@ async def measure(one: Callable[[], None], n: int) -> float:
     return (time.process_time() - start) / n * 1e6
 
 
-async def main(n: int, rounds: int) -> None:
+async def compare(n: int, rounds: int) -> None:
     old, new = direct(), tallied()
     await measure(old, 2000)  # warm-up
     await measure(new, 2000)
@@ -85,9 +86,14 @@ async def main(n: int, rounds: int) -> None:
     print(f"  new / old = {t / d:.2f}   saved {d - t:.1f} µs per request")
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--rounds", type=int, default=5)
-    a = p.parse_args()
-    asyncio.run(main(a.requests, a.rounds))
+    a = p.parse_args(argv)
+    asyncio.run(compare(a.requests, a.rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

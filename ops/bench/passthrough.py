@@ -6,7 +6,7 @@ answer is read whole and sent back, an event stream is relayed chunk by chunk as
 No parsing, no routing, no health, no retries: whatever Turnout costs above this is the
 price of what it does.
 
-    python ops/bench/passthrough.py --port 18010 --upstream http://127.0.0.1:18001
+    python -m ops.bench.passthrough --port 18010 --upstream http://127.0.0.1:18001
 """
 
 from __future__ import annotations

@@ -1,28 +1,26 @@
-"""Process handling shared by the bench scripts (run.py, soak.py): children pinned to cores
-and ended on any exit, CPU accounting from /proc, a quiet-machine check, `supervised`."""
+"""Child processes of the benches: started pinned to cores (taskset) with their output in a
+log, ended on any exit (`Children`, `supervised`), and waited for until they listen or answer."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import http.client
 import os
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+from ops.bench.net import http_get, port_open
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-LOOPBACK = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, CLIENT_CORE = 0, 1
 
 
@@ -46,18 +44,29 @@ class Children:
             argv = ["taskset", "-c", str(core), *argv]
         return argv
 
-    def start(self, name: str, argv: list[str], core: int | None) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
+    def _popen(
+        self,
+        argv: list[str],
+        core: int | None,
+        stdout: IO[bytes] | int,
+        stderr: IO[bytes] | int,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             self.argv(argv, core),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=stdout,
+            stderr=stderr,
             stdin=subprocess.DEVNULL,
             cwd=REPO,
+            env=env,
             start_new_session=True,
             preexec_fn=die_with_parent,  # Ctrl-C reaches us only; we end the children ourselves
         )
-        log.close()
+
+    def start(self, name: str, argv: list[str], core: int | None) -> subprocess.Popen[bytes]:
+        """Start a long-running child (a server), its output in `<logdir>/<name>.log`."""
+        with open(self.logdir / f"{name}.log", "wb") as log:
+            proc = self._popen(argv, core, log, subprocess.STDOUT)
         self.procs[name] = proc
         return proc
 
@@ -65,16 +74,7 @@ class Children:
         self, argv: list[str], core: int | None, timeout: float, env: dict[str, str] | None = None
     ) -> tuple[int, str, str]:
         """Run a bounded helper (load tool, profiler) to completion; return (rc, out, err)."""
-        proc = subprocess.Popen(
-            self.argv(argv, core),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+        proc = self._popen(argv, core, subprocess.PIPE, subprocess.PIPE, env)
         self.others.append(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -88,17 +88,15 @@ class Children:
 
     def spawn(self, argv: list[str], core: int | None, out: Path) -> subprocess.Popen[bytes]:
         """Start a bounded helper in the background (ended by `stop_all` if still running)."""
-        f = open(out, "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            self.argv(argv, core),
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        f.close()
+        with open(out, "wb") as f:
+            proc = self._popen(argv, core, f, subprocess.STDOUT)
+        self.others.append(proc)
+        return proc
+
+    def pipe(self, argv: list[str], core: int | None, err: Path) -> subprocess.Popen[bytes]:
+        """Start a helper whose stdout we read as it runs (its stderr goes to `err`)."""
+        with open(err, "wb") as f:
+            proc = self._popen(argv, core, subprocess.PIPE, f)
         self.others.append(proc)
         return proc
 
@@ -153,123 +151,38 @@ def end_process(proc: subprocess.Popen[bytes], grace_s: float) -> None:
             proc.wait(timeout=2)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 def wait_listening(children: Children, name: str, port: int, timeout_s: float = 20.0) -> None:
     proc = children.procs[name]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited early:\n{children.log_tail(name)}")
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
+        if port_open(port):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{name} did not listen on port {port} within {timeout_s:.0f} s")
 
 
-# ---- CPU accounting from /proc ---------------------------------------------------------------
-
-
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(command name, utime + stime in clock ticks) of a process, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return comm, int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-
-
-def cpu_s(pid: int) -> float:
-    st = proc_stat(pid)
-    if st is None:
-        raise RuntimeError(f"process {pid} is gone")
-    return st[1] / CLK_TCK
-
-
-def all_procs() -> dict[int, tuple[str, int]]:
-    out: dict[int, tuple[str, int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = proc_stat(int(entry))
-            if st is not None:
-                out[int(entry)] = st
-    return out
-
-
-class Quiet:
-    """Waits (within a total budget) for other processes to stop using the CPU before a
-    measured run: this machine may be shared, and a busy neighbour slows every path."""
-
-    def __init__(self, budget_s: float, threshold: float = 0.10) -> None:
-        self.budget_s = budget_s
-        self.threshold = threshold  # share of one core used by processes not ours
-        self.waited_s = 0.0
-
-    def wait(self, ours: set[int]) -> None:
-        ours = ours | {os.getpid()}
-        while True:
-            t0, a = time.monotonic(), all_procs()
-            time.sleep(0.5)
-            b, wall = all_procs(), time.monotonic() - t0
-            busy = sum(
-                ticks - (a[pid][1] if pid in a and a[pid][0] == comm else 0)
-                for pid, (comm, ticks) in b.items()
-                if pid not in ours
-            )
-            if busy / CLK_TCK / wall <= self.threshold or self.waited_s >= self.budget_s:
-                return
-            self.waited_s += wall
-
-
-@dataclass
-class CpuWindow:
-    """CPU used by chosen processes, by finished children (the load tool) and by everything
-    else on the machine, between `start()` and `stop()`."""
-
-    watch: dict[str, int]
-    t0: float = 0.0
-    wall_s: float = 0.0
-    before: dict[str, float] = field(default_factory=dict)
-    used: dict[str, float] = field(default_factory=dict)
-    _children0: float = 0.0
-    _all0: dict[int, tuple[str, int]] = field(default_factory=dict)
-    foreign_s: float = 0.0
-    foreign_top: list[tuple[str, float]] = field(default_factory=list)
-    loadgen_s: float = 0.0
-
-    def start(self) -> CpuWindow:
-        self._all0 = all_procs()
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self._children0 = ru.ru_utime + ru.ru_stime
-        self.before = {k: cpu_s(pid) for k, pid in self.watch.items()}
-        self.t0 = time.monotonic()
-        return self
-
-    def stop(self, ours: set[int]) -> CpuWindow:
-        self.wall_s = time.monotonic() - self.t0
-        self.used = {k: cpu_s(pid) - self.before[k] for k, pid in self.watch.items()}
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.loadgen_s = ru.ru_utime + ru.ru_stime - self._children0
-        ours = ours | {os.getpid()}
-        by_name: dict[str, float] = defaultdict(float)
-        for pid, (comm, ticks) in all_procs().items():
-            if pid in ours:
-                continue
-            start = self._all0.get(pid)
-            delta = ticks - (start[1] if start is not None and start[0] == comm else 0)
-            if delta > 0:
-                by_name[comm] += delta / CLK_TCK
-        self.foreign_s = sum(by_name.values())
-        top = sorted(by_name.items(), key=lambda kv: -kv[1])[:3]
-        self.foreign_top = [(k, round(v, 2)) for k, v in top]
-        return self
+def wait_http(
+    children: Children,
+    name: str,
+    port: int,
+    path: str,
+    t0: float,
+    limit_s: float,
+    interval_s: float = 0.005,
+) -> float:
+    """Seconds from `t0` (just before spawning) to the first 200 from GET `path`."""
+    proc = children.procs[name]
+    while time.monotonic() - t0 < limit_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{children.log_tail(name)}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            status, _ = http_get(port, path, timeout=1.0)
+            if status == 200:
+                return time.monotonic() - t0
+        time.sleep(interval_s)
+    raise RuntimeError(f"{name} was not ready within {limit_s:.0f} s:\n{children.log_tail(name)}")
 
 
 def pick_python() -> str:

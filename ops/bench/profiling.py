@@ -1,8 +1,10 @@
-"""Profiling Turnout under the benchmark's load: py-spy (collapsed stacks, idle samples out)
-or cProfile, and the report of where the CPU goes."""
+"""run.py --profile: Turnout and the pass-through under the benchmark's load, profiled with
+py-spy (collapsed stacks, idle samples out) or else cProfile, and the report of where the CPU
+goes."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import re
@@ -11,14 +13,50 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from procs import LOOPBACK, REPO, SERVER_CORE, Children, end_process, free_port, wait_listening
+from ops.bench.loadtool import LoadResult, LoadTool
+from ops.bench.net import LOOPBACK, free_port
+from ops.bench.procfs import Quiet
+from ops.bench.procs import REPO, SERVER_CORE, Children, end_process, wait_listening
 
-if TYPE_CHECKING:
-    from run import LoadTool
 
-# ---- profiling -------------------------------------------------------------------------------
+def run_profile(
+    args: argparse.Namespace,
+    children: Children,
+    tool: LoadTool,
+    python: str,
+    tmp: Path,
+    load_targets: dict[str, tuple[str, int, int | None]],
+    chosen: dict[str, LoadResult],
+) -> str:
+    """Profile the pass-through and Turnout in turn under the non-streaming load; the report."""
+    out = Path(args.profile).resolve()
+    py_spy = args.py_spy or find_py_spy(python)
+    seconds = max(4, args.duration)
+    quiet = Quiet(0)
+    if not py_spy:
+        out = out.with_suffix(".pstats")
+        text = profile_cprofile(children, tool, python, tmp / "turnout.yaml", seconds, out)
+        return (
+            f"Profile of Turnout under the non-streaming load — cProfile (py-spy not "
+            f"found; pip install py-spy for a sampling profile), stats in {out}:\n{text}"
+        )
+    profiles: dict[str, Counter[tuple[str, ...]]] = {}
+    files = {"passthrough": out.with_name(out.stem + "-passthrough" + out.suffix)}
+    files["turnout"] = out
+    for name, path in files.items():
+        url, pid, _ = load_targets[name]
+        quiet.wait(children.pids())
+        got = profile_py_spy(children, tool, py_spy, pid, url, seconds, path)
+        if isinstance(got, str):
+            return f"profile of {name} failed: {got}"
+        profiles[name] = got
+    cpu = {name: chosen[name].server_cpu_ms_per_req for name in profiles}
+    return (
+        f"Profile under the non-streaming load, {seconds} s each, py-spy at 250 Hz "
+        f"(collapsed stacks: {files['turnout']}, {files['passthrough']}):\n"
+        + profile_report(profiles, cpu)
+    )
 
 
 def find_py_spy(python: str) -> str | None:

@@ -6,7 +6,7 @@ parsing of the request, no logging. It exists because ``turnout sim`` does real 
 request (parses the body, hashes an answer, keeps an attempt log) and so is slower than what
 we want to measure against; ``run.py`` measures both and prints the numbers.
 
-    python ops/bench/upstream.py --port 18001
+    python -m ops.bench.upstream --port 18001
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ async def handle(request: web.BaseRequest) -> web.StreamResponse:
     return web.Response(body=BODY, content_type="application/json")
 
 
-async def main(host: str, port: int) -> None:
+async def serve(host: str, port: int) -> None:
     server = web_server.Server(handle, access_log=None)
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(server, host, port, backlog=1024, reuse_address=True)
@@ -62,7 +62,7 @@ async def main(host: str, port: int) -> None:
     await server.shutdown(1.0)
 
 
-def cli() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -70,8 +70,8 @@ def cli() -> None:
     import uvloop
 
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(main(args.host, args.port))
+        uvloop.run(serve(args.host, args.port))
 
 
 if __name__ == "__main__":
-    cli()
+    main()

@@ -1,7 +1,7 @@
 """Turnout's fuzzer: a seeded, bounded, loopback-only stream of valid, mutated and malformed
 HTTP traffic against a gateway subprocess, with every answer classified.
 
-    run.py       command line (`.venv/bin/python ops/fuzz/run.py --requests 20000`)
+    run.py       command line (`.venv/bin/python -m ops.fuzz.run --requests 20000`)
     engine.py    the in-process entry `run_fuzz(Options) -> Report`
     gateway.py   the gateway subprocess: start on a free loopback port, RSS, logs, stop
     cases.py     one case per (seed, index): valid, mutated JSON, headers, paths, raw

@@ -153,7 +153,7 @@ def _mutated(rng: random.Random, index: int, aliases: tuple[str, ...]) -> Case:
 def _bomb() -> bytes:
     """25 MB of whitespace before a valid body, gzipped to ~25 KB: over the 20 MB limit."""
     tail = b'{"model": "demo", "messages": [{"role": "user", "content": "hi"}]}'
-    return gzip.compress(b" " * 25_000_000 + tail, compresslevel=9)
+    return gzip.compress(b" " * 25_000_000 + tail, compresslevel=9, mtime=0)
 
 
 def _encoded(rng: random.Random, body: bytes) -> tuple[str, bytes, str]:
@@ -161,7 +161,7 @@ def _encoded(rng: random.Random, body: bytes) -> tuple[str, bytes, str]:
     how = rng.choice(("valid", "corrupt", "truncated", "trailing", "plain", "bomb"))
     if how == "bomb":
         return "gzip", _bomb(), "bomb"
-    packed = gzip.compress(body) if "gzip" in enc.lower() else zlib.compress(body)
+    packed = gzip.compress(body, mtime=0) if "gzip" in enc.lower() else zlib.compress(body)
     data = {
         "valid": packed,
         "corrupt": rng.randbytes(rng.randint(1, 200)),

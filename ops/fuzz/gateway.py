@@ -16,9 +16,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.bench.procfs import memory_kib
+from ops.bench.procs import REPO
+
 from .types import SECRET_PREFIX
 
-REPO = Path(__file__).resolve().parents[2]
 # `turnout demo ready: URL/v1` or `turnout serving config.yaml on URL/v1`, loopback only
 READY = re.compile(r"^turnout (?:demo ready: |serving .* on )(http://127\.0\.0\.1:(\d+))/v1$", re.M)
 LEVEL = re.compile(r"\s(ERROR|CRITICAL)\s|\"(?:level|levelname|severity)\":\s*\"(ERROR|CRITICAL)\"")
@@ -108,17 +110,8 @@ async def stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> int | No
 
 def memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) in KB from /proc; (0, 0) once the process is gone."""
-    rss = hwm = 0
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0, 0
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-        elif line.startswith("VmHWM:"):
-            hwm = int(line.split()[1])
-    return rss, hwm
+    kib = memory_kib(pid)
+    return kib.get("VmRSS", 0), kib.get("VmHWM", 0)
 
 
 class RssSampler:

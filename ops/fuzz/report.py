@@ -83,7 +83,7 @@ class Report:
                         "detail": f.detail[:200],
                         "signature": sig,
                         "repro": case.desc[:300],
-                        "replay": f"ops/fuzz/run.py --seed {self.seed} --case {case.index}",
+                        "replay": f"python -m ops.fuzz.run --seed {self.seed} --case {case.index}",
                     }
                 )
 

@@ -1,6 +1,6 @@
 """Fuzz a Turnout gateway on loopback and report every answer that breaks the contract.
 
-usage: .venv/bin/python ops/fuzz/run.py [--requests 100000] [--seconds 900] [--seed 1]
+usage: .venv/bin/python -m ops.fuzz.run [--requests 100000] [--seconds 900] [--seed 1]
            [--concurrency 32] [--timeout 30] [--config PATH] [--json report.json]
            [--logdir DIR] [--case N ...]
 
@@ -9,7 +9,8 @@ sends valid, mutated-JSON, odd-header, odd-path and raw-protocol requests, and e
 when there was no gateway-own 5xx, no non-OpenAI-shaped error, no hang, no leaked in-flight
 count, the process is alive at the end and no credential it was sent reached its logs.
 `--seed S --case N` replays case N of seed S alone and prints what was sent and received.
-(`python3 ops/fuzz/run.py` works too: it re-runs itself with .venv/bin/python when needed.)
+(`python3 -m ops.fuzz.run` and `python3 ops/fuzz/run.py` work too: they re-run it as the
+module with .venv/bin/python when needed.)
 """
 
 from __future__ import annotations
@@ -22,25 +23,27 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):  # run as a script: be the module ops.fuzz.run (PEP 366)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    __package__ = "ops.fuzz"
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+PROG = "python -m ops.fuzz.run"
 
 try:
     import aiohttp  # noqa: F401  (the fuzzer's own client)
 except ImportError:  # run by a python without the project's dependencies: use the venv's
-    venv = REPO / ".venv" / "bin" / "python"
-    if venv.exists() and Path(sys.executable).resolve() != venv.resolve():
-        os.execv(str(venv), [str(venv), *sys.argv])
-    raise
+    if not VENV_PYTHON.exists() or Path(sys.executable).resolve() == VENV_PYTHON.resolve():
+        raise
+    _python = str(VENV_PYTHON)
+else:
+    _python = sys.executable
+if _python != sys.executable or not __package__:  # re-run as the module, by that python
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.getenv("PYTHONPATH")]))
+    os.execv(_python, [_python, "-m", "ops.fuzz.run", *sys.argv[1:]])
 
-from .engine import Options, run_fuzz  # noqa: E402
-from .types import Answer, Case  # noqa: E402
+from ops.fuzz.engine import Options, run_fuzz  # noqa: E402
+from ops.fuzz.types import Answer, Case  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ops/fuzz/run.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0])
     p.add_argument("--requests", type=int, default=10_000, help="cases to send (default 10000)")
     p.add_argument("--seconds", type=float, default=300.0, help="stop sending after (default 300)")
     p.add_argument("--seed", type=int, default=1, help="RNG seed: same seed, same cases")
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"fuzz: {exc}", file=sys.stderr)
         return 2
-    report.command = " ".join(["ops/fuzz/run.py", *(argv if argv is not None else sys.argv[1:])])
+    report.command = " ".join([PROG, *(argv if argv is not None else sys.argv[1:])])
     print(report.render())
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")

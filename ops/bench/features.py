@@ -1,6 +1,6 @@
 """Micro-benchmark: feature extraction (token estimate + task rules) on large prompts.
 
-    python -m policies.bench_features [--kb 200] [--runs 200]
+    python -m ops.bench.features [--kb 200] [--runs 200]
 
 Reports the median and p99 time per request; it asserts nothing (tests call `measure`).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,18 +52,19 @@ def measure(
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--kb", type=int, default=200)
     ap.add_argument("--runs", type=int, default=200)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     median, p99 = measure(args.kb, args.runs)
     head = f"extract(): {args.kb} KB chat body, {args.runs} runs"
     print(f"{head}: median {median:.3f} ms, p99 {p99:.3f} ms")
     nolimit = TaskRules(DEFAULT_TASK_RULES.rules, scan_chars=10_000_000)
     median, p99 = measure(args.kb, args.runs, nolimit)
     print(f"  same, scanning whole texts: median {median:.3f} ms, p99 {p99:.3f} ms")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

