@@ -24,13 +24,18 @@ from .types import (
 )
 
 DEFECTS = ("gateway_5xx", "non_openai_error", "hang")
-INFO = ("upstream_5xx", "valid_not_ok", "dropped", "client_error", "secret_echoed")
+INFO = ("upstream_5xx", "shed", "valid_not_ok", "dropped", "client_error", "secret_echoed")
 
 # Errors that say an upstream (or the caller's own deadline) is why the answer is a 5xx:
 # AllCandidatesFailed 502, NoCandidateAvailable 503, GatewayTimeout 504 — each one carries
 # x-turnout-attempts. Anything else at 5xx (500 internal_error, a bare aiohttp 500, a 503
 # shutting_down mid-run) is the gateway's own.
-UPSTREAM_CODES = frozenset({"all_candidates_failed", "no_candidate_available", "deadline_exceeded"})
+UPSTREAM_CODES = frozenset(
+    {"all_candidates_failed", "no_candidate_available", "deadline_exceeded", "upstream_timeout"}
+)
+# Deliberate load shedding, with Retry-After: too many body bytes or connections in flight
+# (server.max_body_bytes_in_flight, server.max_connections). Reported, not a defect.
+SHED_CODES = frozenset({"overloaded", "too_many_connections"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,8 @@ def _reply_findings(case: Case, reply: Reply) -> list[Finding]:
     if reply.status >= 500:
         code = err.get("code") if err else None
         upstream = code in UPSTREAM_CODES and "x-turnout-attempts" in reply.headers
-        category = "upstream_5xx" if upstream else "gateway_5xx"
+        shed = code in SHED_CODES and "retry-after" in {k.lower() for k in reply.headers}
+        category = "upstream_5xx" if upstream else "shed" if shed else "gateway_5xx"
         label = str(code) if err else reply.headers.get("content-type", "-").split(";")[0]
         out.append(Finding(category, status, f"{label} | {_head(reply)}"))
     if SECRET_PREFIX.encode() in reply.body:
