@@ -115,7 +115,7 @@ class Held:
 
 async def read_body(
     request: web.Request, limit: int, timeout_s: float, held: Held | None = None
-) -> bytearray:
+) -> bytes | bytearray:
     """The body, checked (type, encoding, size, time); counted in `held` when given."""
     ctype = request.headers.get("Content-Type", "")
     mime = ctype.split(";", 1)[0].strip().lower()
@@ -123,15 +123,18 @@ async def read_body(
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got '{mime}'.", param="Content-Type"
         )
-    coding = request.headers.get("Content-Encoding", "")
-    if any(c.strip().lower() not in CODINGS for c in coding.split(",") if c.strip()):
+    coding = request.headers.get("Content-Encoding")
+    if coding and any(c.strip().lower() not in CODINGS for c in coding.split(",") if c.strip()):
         raise UnsupportedMediaType(
             BAD_ENCODING, param="Content-Encoding", code="unsupported_content_encoding"
         )
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(limit)
+    content = request.content
     try:
+        if content.is_eof():  # the usual case: a small body came with the headers, all buffered
+            return _counted(content.read_nowait(-1), limit, held)
         async with asyncio.timeout(timeout_s):
             return await _read_at_most(request, limit, held)
     except TimeoutError:
@@ -140,6 +143,14 @@ async def read_body(
         ) from None
     except (http_exceptions.BadHttpMessage, RequestPayloadError) as exc:
         raise _body_error(exc, limit) from None
+
+
+def _counted(body: bytes, limit: int, held: Held | None) -> bytes:
+    if len(body) > limit:
+        raise PayloadTooLarge(limit)
+    if held is not None:
+        held.grow_to(len(body))
+    return body
 
 
 async def _read_at_most(request: web.Request, limit: int, held: Held | None) -> bytearray:
@@ -173,7 +184,8 @@ def parse_payload(body: bytes | bytearray, operation: str) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    if too_deep(payload):
+    # Depth needs as many brackets as levels: a body with fewer is never walked.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and too_deep(payload):
         raise InvalidRequest(
             f"The request body is nested too deeply (the gateway forwards at most "
             f"{MAX_DEPTH} levels).",

@@ -128,8 +128,14 @@ class Exchange:
         self._context_error: Attempted | None = None
 
     async def run(self) -> web.StreamResponse:
-        with self.permits.held():
+        cancelled = False
+        try:
             return await self._run()
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            self.permits.close(cancelled)  # every permit goes back, on every path
 
     async def _run(self) -> web.StreamResponse:
         self.rt.budget.on_request()

@@ -2,17 +2,14 @@
 
 An attempt's permit is normally released with the attempt's outcome (`release`). Whatever
 happens in between — an exception of the gateway's own, a cancelled hedge task that never
-started, the client leaving between the commit and the relay — the request's `held()` scope
-returns what is still held when the request ends, as neutral: a leaked permit would count in
+started, the client leaving between the commit and the relay — `close()` at the end of the
+request returns what is still held, as neutral: a leaked permit would count in
 flight for ever and, for a half-open target, keep its only probe slot.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import HealthStore, Permit
@@ -49,18 +46,13 @@ class Permits:
     def __len__(self) -> int:
         return len(self._held)
 
-    @contextmanager
-    def held(self) -> Iterator[Permits]:
-        """The request's scope: on the way out, whatever is still held goes back, neutral."""
-        outcome = INTERNAL
-        try:
-            yield self
-        except asyncio.CancelledError:
-            outcome = CLIENT_GONE
-            raise
-        finally:
-            left = list(self._held.values())
-            if left and outcome is INTERNAL:
-                log.error("%d permit(s) still held at the end of a request", len(left))
-            for permit in left:
-                self.release(permit, outcome)
+    def close(self, cancelled: bool) -> None:
+        """The request is over: whatever is still held goes back, neutral (client gone when
+        the request was cancelled, else the gateway's own fault, logged)."""
+        if not self._held:
+            return
+        left = list(self._held.values())
+        if not cancelled:
+            log.error("%d permit(s) still held at the end of a request", len(left))
+        for permit in left:
+            self.release(permit, CLIENT_GONE if cancelled else INTERNAL)

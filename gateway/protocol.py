@@ -127,7 +127,7 @@ class _Handler(web_protocol.RequestHandler):
 
     def init_guard(self, server: _Server) -> None:
         self._guard = server
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._first_byte_at: float | None = None  # of a request whose headers are not all in
         self._busy = False  # a request is with the app: its body and answer have own limits
         self._counted = False
 
@@ -148,38 +148,40 @@ class _Handler(web_protocol.RequestHandler):
             return
         guard.open_connections += 1
         self._counted = True
+        guard.watch()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm()
+        self._first_byte_at = None
         if self._counted:
             self._counted = False
             self._guard.open_connections -= 1
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy and self._header_timer is None and data:
-            loop = asyncio.get_running_loop()
-            self._header_timer = loop.call_later(
-                self._guard.limits.header_timeout_s, self._headers_late
-            )
+        if not self._busy and self._first_byte_at is None and data:
+            self._first_byte_at = self._guard.now()  # the server's sweep checks it
         super().data_received(data)
 
     # -- the app tells us when a request is its own (`request_started/finished` in envelope) --
 
     def request_started(self) -> None:
         self._busy = True
-        self._disarm()
+        self._first_byte_at = None
 
     def request_finished(self) -> None:
         self._busy = False
 
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+    def headers_late(self, now: float) -> bool:
+        """The headers of the request under way are overdue (the server's sweep asks)."""
+        first = self._first_byte_at
+        return (
+            first is not None
+            and not self._busy
+            and now - first >= self._guard.limits.header_timeout_s
+        )
 
-    def _headers_late(self) -> None:
-        self._header_timer = None
+    def close_late(self) -> None:
+        self._first_byte_at = None
         transport = self.transport
         if self._busy or transport is None or transport.is_closing():
             return
@@ -222,15 +224,36 @@ class _Handler(web_protocol.RequestHandler):
 
 
 class _Server(web_server.Server):
-    """aiohttp's low-level server, making our connection handler."""
+    """aiohttp's low-level server, making our connection handler. While it has connections, a
+    sweep a few times per header timeout closes those whose headers are overdue: one timer
+    for the server, not one per request."""
 
     limits: ConnectionLimits
     open_connections: int
+    _sweep: asyncio.TimerHandle | None
 
     def __call__(self) -> web_protocol.RequestHandler:
         handler = _Handler(self, loop=self._loop, **self._kwargs)
         handler.init_guard(self)
         return handler
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def watch(self) -> None:
+        if self._sweep is None:
+            period = max(0.05, min(1.0, self.limits.header_timeout_s / 4))
+            self._sweep = self._loop.call_later(period, self._swept, period)
+
+    def _swept(self, period: float) -> None:
+        self._sweep = None
+        now = self._loop.time()
+        handlers = self.connections
+        for handler in handlers:
+            if isinstance(handler, _Handler) and handler.headers_late(now):
+                handler.close_late()
+        if handlers:
+            self._sweep = self._loop.call_later(period, self._swept, period)
 
 
 class GuardedRunner(web.AppRunner):
@@ -247,6 +270,7 @@ class GuardedRunner(web.AppRunner):
         assert isinstance(server, _Server)
         server.limits = self._limits
         server.open_connections = 0
+        server._sweep = None
         return server
 
 
