@@ -56,6 +56,12 @@ def test_body_memory_measures_end_to_end(tmp_path: Path) -> None:
         assert row["statuses"] == {"200": row["count"]}
 
 
+def test_the_instruction_count_workload_runs() -> None:
+    # What ops.bench.instructions counts under callgrind (the count itself takes minutes).
+    done = _run(["-m", "ops.bench.inproc", "40"], REPO, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_bench_file_runs_as_its_module_from_anywhere(tmp_path: Path) -> None:
     done = _run([str(REPO / "ops" / "bench" / "run.py"), "--help"], tmp_path, timeout=30)
     assert done.returncode == 0, done.stderr

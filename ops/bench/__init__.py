@@ -7,6 +7,7 @@ says what each one measures and how to read it):
     python -m ops.bench.body_memory   peak memory under concurrent large bodies
     python -m ops.bench.metrics_cost  a request's metric calls, in process
     python -m ops.bench.features      feature extraction on large prompts, in process
+    python -m ops.bench.instructions  instructions per request (callgrind), this tree vs a rev
 
 What they share:
 

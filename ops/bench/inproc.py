@@ -1,0 +1,89 @@
+"""A client, Turnout and a tiny upstream in one process, on loopback: N chat requests.
+
+    python -m ops.bench.inproc 500      # run from the tree whose gateway is measured
+
+The workload `ops.bench.instructions` counts under callgrind: everything in one process, so
+an instruction count covers the whole request path and nothing else varies between runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.config import load_data
+from gateway.server import Server
+
+ANSWER = orjson.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+)
+REQUEST = orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}]})
+WORKERS = 4
+WARM_UP = 80
+
+
+async def _upstream(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(body=ANSWER, content_type="application/json")
+
+
+async def run(n: int) -> None:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", _upstream)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    config = load_data(
+        {
+            "server": {"host": "127.0.0.1", "port": 0},
+            "providers": {"u": {"base_url": f"http://127.0.0.1:{port}/v1"}},
+            "routes": [{"alias": "bench", "candidates": ["m@u"]}],
+        },
+        env={},
+    )
+    gateway = Server(build_app(config), "127.0.0.1", 0, grace_s=1.0)
+    await gateway.start()
+    headers = {"Content-Type": "application/json"}
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    url = gateway.url + "/v1/chat/completions"
+                    async with http.post(url, data=REQUEST, headers=headers) as resp:
+                        await resp.read()
+                        if resp.status != 200:
+                            raise RuntimeError(f"status {resp.status}")
+
+            await asyncio.gather(*(worker(WARM_UP // WORKERS) for _ in range(WORKERS)))
+            await asyncio.gather(*(worker(n // WORKERS) for _ in range(WORKERS)))
+    finally:
+        await gateway.stop()
+        await runner.cleanup()
+
+
+def main(argv: list[str]) -> int:
+    import uvloop
+
+    uvloop.run(run(int(argv[0]) if argv else 500))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
