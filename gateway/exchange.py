@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -24,7 +24,7 @@ from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.context import EXPLANATION
 from gateway.driving import drive
-from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable, counted
+from gateway.failure import failure
 from gateway.headers import client_headers, upstream_headers
 from gateway.permits import CLIENT_GONE, INTERNAL, Permits
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
@@ -33,6 +33,7 @@ from gateway.routing import ROUTE_HEADER
 from gateway.runtime import Runtime
 from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
+from health.signals import TargetHealth
 from health.store import Permit
 from policies.compose import observe
 from policies.types import Observation, Policy, Ranked
@@ -364,42 +365,13 @@ class Exchange:
         self._fail()
 
     def _fail(self) -> NoReturn:
-        history, stop = self.plan.history, self.plan.stop
-        attempts = {"x-turnout-attempts": str(len(history))}
-        if not history or all(r.panic for r in history):
-            snapshot = self.rt.store.snapshot(c.target_id for c in self.plan.ranked)
-            waits = [max(h.open_for_s, h.throttled_for_s) for h in snapshot.values()]
-            tried = " (a last-resort attempt failed too)" if history else ""
-            raise NoCandidateAvailable(
-                "No candidate target is available right now (all are open or throttled)"
-                f"{tried}; retry later.",
-                retry_after_s=min(waits, default=1.0),
-                headers=attempts,
-            )
-        summary = "; ".join(f"{r.target_id}: {r.outcome.summary}" for r in history)
-        if stop is Stop.DEADLINE:
-            raise GatewayTimeout(
-                f"The request deadline ran out after {counted(len(history), 'attempt')}: {summary}.",
-                headers=attempts,
-            )
-        if stop is Stop.UNANSWERED:
-            raise GatewayTimeout(
-                f"No answer within the attempt's total_s ({summary}); not re-sent to another "
-                "target, because that generation may still be running. Send a deadline "
-                f"({self.config.resilience.deadline_header} or the route's deadline_s) to allow "
-                "re-sends within it.",
-                code="upstream_timeout",
-                headers=attempts,
-            )
-        why = ""
-        if stop is Stop.BUDGET:
-            why = " (retry budget exhausted)"
+        if self.plan.stop is Stop.BUDGET:
             self.rt.telemetry.metrics.budget_exhausted.add(1, {"route": self.route.alias})
-        raise AllCandidatesFailed(
-            f"{'All ' if len(history) > 1 else ''}{counted(len(history), 'upstream attempt')} "
-            f"failed{why}: {summary}.",
-            headers=attempts,
-        )
+
+        def health() -> Mapping[str, TargetHealth]:
+            return self.rt.store.snapshot(c.target_id for c in self.plan.ranked)
+
+        raise failure(self.plan, health, self.config.resilience.deadline_header)
 
     async def _relay(self, att: Attempted) -> web.StreamResponse:
         stream = att.result.stream
