@@ -48,6 +48,16 @@ class AttemptSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Clocks:
+    """An attempt's timers, computed once (loop time): the relay of a committed stream goes on
+    with the same ones."""
+
+    end: float  # the attempt's total_s or the request's deadline, the sooner
+    request_deadline: float  # the caller's alone (inf if none): not the provider's fault
+    idle_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A complete non-streaming answer or an error to pass through, read and checked."""
 
@@ -69,6 +79,7 @@ class OpenStream:
     started_s: float
     ttft_s: float
     headers: dict[str, str]
+    clocks: Clocks
     usage: Usage | None = None  # filled by the relay from the events it passes on
 
     def close(self) -> None:
@@ -119,7 +130,8 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
         if not 200 <= resp.status < 300:
             return await _error_reply(resp, spec.provider, started, deadline, t.idle_s)
         if spec.stream:
-            result = await _open_stream(resp, started, min(deadline, started + t.first_token_s))
+            clocks = Clocks(deadline, request_deadline, t.idle_s)
+            result = await _open_stream(resp, started, started + t.first_token_s, clocks)
         else:
             result = await _read_json(resp, started, deadline, t.idle_s)
     except BaseException:
@@ -236,7 +248,7 @@ async def _read_json(
 
 
 async def _open_stream(
-    resp: aiohttp.ClientResponse, started: float, first_token_by: float
+    resp: aiohttp.ClientResponse, started: float, first_token_by: float, clocks: Clocks
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
     ctype = resp.headers.get("Content-Type", "")
@@ -245,7 +257,7 @@ async def _open_stream(
     splitter = SseSplitter()
     prelude: list[bytes] = []
     try:
-        async with asyncio.timeout_at(first_token_by):
+        async with asyncio.timeout_at(min(first_token_by, clocks.end)):
             while True:
                 chunk = await resp.content.readany()
                 if not chunk:
@@ -275,6 +287,7 @@ async def _open_stream(
                             started,
                             ttft,
                             dict(resp.headers),
+                            clocks,
                         )
                         outcome = Outcome(OutcomeKind.SUCCESS, status=resp.status, ttft_s=ttft)
                         return AttemptResult(outcome, stream=stream)

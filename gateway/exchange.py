@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -377,12 +376,6 @@ class Exchange:
         stream = att.result.stream
         assert stream is not None
         tid = att.permit.target_id
-        spec_timeouts = self._timeouts(
-            self.config.providers[self.config.targets[tid].provider].timeouts
-        )
-        deadline = stream.started_s + spec_timeouts.total_s
-        if self.plan.limits.deadline is not None:
-            deadline = min(deadline, self.plan.limits.deadline)
         response = web.StreamResponse(
             status=stream.response.status,
             headers={
@@ -396,14 +389,7 @@ class Exchange:
         final = CLIENT_GONE
         try:
             await response.prepare(self.request)
-            caller = self.plan.limits.deadline
-            final = await relay_stream(
-                stream,
-                response,
-                idle_s=spec_timeouts.idle_s,
-                deadline=deadline,
-                request_deadline=math.inf if caller is None else caller,
-            )
+            final = await relay_stream(stream, response)
             if final.reason not in (FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN):
                 await response.write_eof()
         except ConnectionError:

@@ -78,19 +78,11 @@ class _Batch:
         return data
 
 
-async def relay_stream(
-    stream: OpenStream,
-    response: web.StreamResponse,
-    *,
-    idle_s: float,
-    deadline: float,
-    request_deadline: float,
-) -> Outcome:
-    """Relay the rest of `stream`; return the attempt's final outcome (the client may be gone).
-    `deadline` ends the relay (the attempt's total_s or the request's deadline, the sooner);
-    `request_deadline` is the caller's alone (inf if none): its running out is not the
-    provider's fault."""
+async def relay_stream(stream: OpenStream, response: web.StreamResponse) -> Outcome:
+    """Relay the rest of `stream`, on the attempt's own timers (`stream.clocks`); return the
+    attempt's final outcome (the client may be gone)."""
     loop = asyncio.get_running_loop()
+    idle_s, deadline = stream.clocks.idle_s, stream.clocks.end
     batch = _Batch(stream.finished, stream)
     batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
     batch.consume(stream.pending)  # events that came in the same read as the first token
@@ -120,7 +112,7 @@ async def relay_stream(
                 provider_failure(
                     FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT
                 ),
-                request_deadline,
+                stream.clocks.request_deadline,
             )
     except ClientGone:
         return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
