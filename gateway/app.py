@@ -45,10 +45,9 @@ def _request_id(request: web.Request) -> str:
     return os.urandom(16).hex()
 
 
-def _error_response(err: GatewayError, request_id: str) -> web.Response:
-    headers = {**err.headers, "x-request-id": request_id}
+def _error_response(err: GatewayError) -> web.Response:
     response = web.Response(
-        status=err.status, body=err.body(), content_type="application/json", headers=headers
+        status=err.status, body=err.body(), content_type="application/json", headers=err.headers
     )
     if err.close_connection:
         response.force_close()
@@ -85,13 +84,11 @@ def _admin_allowed(request: web.Request) -> bool:
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = _request_id(request)
+    request_id = request[REQUEST_ID] = _request_id(request)
     if not _admin_allowed(request):
         return _error_response(
-            Unauthorized("This endpoint needs the admin token (Authorization: Bearer ...)."),
-            request_id,
+            Unauthorized("This endpoint needs the admin token (Authorization: Bearer ...).")
         )
-    request[REQUEST_ID] = request_id
     rt = request.app[RUNTIME]
     task = asyncio.current_task()
     if task is not None:
@@ -102,49 +99,42 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not (exc.args and exc.args[0] == SHUTDOWN and task is not None):
             raise
         task.uncancel()  # our own drain ended it: answer, rather than drop the connection
-        return _error_response(
-            ShuttingDown("The gateway is shutting down; retry the request."), request_id
-        )
+        return _error_response(ShuttingDown("The gateway is shutting down; retry the request."))
     except GatewayError as err:
-        response = _error_response(err, request_id)
-        explanation = request.get(EXPLANATION)
-        if explanation:  # debug: why the route could not serve (no capable target, all failed)
-            response.headers[ROUTE_HEADER] = explanation
-        return response
+        return _error_response(err)
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         denied = MethodNotAllowed(
             f"Method {request.method} is not allowed on {request.path} (allowed: {allowed}).",
             headers={"Allow": allowed},
         )
-        return _error_response(denied, request_id)
+        return _error_response(denied)
     except web.HTTPNotFound:
-        return _error_response(NotFound(f"Unknown path {request.path}."), request_id)
+        return _error_response(NotFound(f"Unknown path {request.path}."))
     except web.HTTPException as exc:
         body = error_body(exc.reason, "invalid_request_error", None, None)
-        return web.Response(
-            status=exc.status,
-            body=body,
-            content_type="application/json",
-            headers={"x-request-id": request_id},
-        )
+        return web.Response(status=exc.status, body=body, content_type="application/json")
     except Exception:
         _errors.error("unhandled", "unhandled error (request %s)", request_id, exc_info=True)
         body = error_body("Internal gateway error.", "server_error", "internal_error", None)
-        return web.Response(
-            status=500,
-            body=body,
-            content_type="application/json",
-            headers={"x-request-id": request_id},
-        )
+        return web.Response(status=500, body=body, content_type="application/json")
     finally:
         if task is not None:
             rt.active.discard(task)
-    if not response.prepared:
-        response.headers["x-request-id"] = request_id
-        if rt.draining:
-            response.force_close()  # let the client reconnect to a replica that stays
+    if not response.prepared and rt.draining:
+        response.force_close()  # let the client reconnect to a replica that stays
     return response
+
+
+async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
+    """Just before any answer's headers leave (replies, errors and streams alike): the request
+    id, and the routing explanation when the caller asked for it — set here only."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["x-request-id"] = request_id
+    explanation = request.get(EXPLANATION)
+    if explanation:
+        response.headers[ROUTE_HEADER] = explanation
 
 
 def build_app(
@@ -187,5 +177,6 @@ def build_app(
             await watcher.stop()
         await runtime.close()
 
+    app.on_response_prepare.append(_stamp)
     app.cleanup_ctx.append(lifecycle)
     return app

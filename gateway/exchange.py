@@ -21,14 +21,12 @@ from opentelemetry import trace
 
 from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
-from gateway.context import EXPLANATION
 from gateway.driving import drive
 from gateway.failure import failure
 from gateway.headers import client_headers, upstream_headers
 from gateway.permits import CLIENT_GONE, INTERNAL, Permits
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from gateway.relay import relay_stream
-from gateway.routing import ROUTE_HEADER
 from gateway.runtime import Runtime
 from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
@@ -335,12 +333,9 @@ class Exchange:
         out = {
             "x-turnout-target": target_id,
             "x-turnout-attempts": str(len(self.plan.history)),
-            "x-turnout-alias": self.route.alias,  # what the caller asked for; `model` in the
-            "x-request-id": self.request_id,  # body names the model that really answered
+            # what the caller asked for; `model` in the body names the model that answered
+            "x-turnout-alias": self.route.alias,
         }
-        explanation = self.request.get(EXPLANATION)
-        if explanation:
-            out[ROUTE_HEADER] = explanation
         return out
 
     async def _finish(self, att: Attempted | None) -> web.StreamResponse:
