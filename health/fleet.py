@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from health import fleet_learned
@@ -55,11 +55,15 @@ class FleetStore:
         settings: HealthSettings | None = None,
         *,
         clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
         replica_id: str | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings or HealthSettings()
-        self._clock = clock or MonotonicClock()
+        self._clock = clock or MonotonicClock()  # this replica's decisions
+        # The fleet's shared time base: window buckets and heartbeats are compared across
+        # machines, whose monotonic clocks have nothing in common.
+        self._wall = wall
         self.local = MemoryStore(self.settings, clock=self._clock, shared_learning=True)
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self.keys = Keys(fleet.prefix)
@@ -133,7 +137,7 @@ class FleetStore:
         if sig.throttled_until > throttled_before:
             self._push(FleetEvent(EventKind.THROTTLE, tid, sig.throttled_until - now))
         if outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.PROVIDER_FAILURE):
-            epoch = int(time.time() // self.settings.bucket_s)
+            epoch = int(self._wall() // self.settings.bucket_s)
             counts = self._deltas.setdefault((tid, epoch), [0, 0])
             counts[0 if outcome.kind is OutcomeKind.SUCCESS else 1] += 1
 
@@ -270,7 +274,7 @@ class FleetStore:
             elif ev.kind is EventKind.THROTTLE:
                 pipe.set(k.throttle(ev.target_id), 1, px=ms)
             pipe.publish(k.channel, ev.encode())
-            self._last_event_at = time.time()  # an event is as good as a heartbeat
+            self._last_event_at = self._wall()  # an event is as good as a heartbeat
         for tid in unlocks:
             pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
         await self._round_trip(pipe)
@@ -291,7 +295,7 @@ class FleetStore:
 
     async def _tick(self) -> None:
         k = self.keys
-        now_wall = time.time()
+        now_wall = self._wall()
         bucket = self.settings.bucket_s
         n_buckets = max(1, round(self.settings.window_s / bucket))
         current = int(now_wall // bucket)
