@@ -83,7 +83,7 @@ class Report:
                         "detail": f.detail[:200],
                         "signature": sig,
                         "repro": case.desc[:300],
-                        "replay": f"python -m ops.fuzz.run --seed {self.seed} --case {case.index}",
+                        "replay": f".venv/bin/python -m ops.fuzz.run --seed {self.seed} --case {case.index}",
                     }
                 )
 
@@ -149,7 +149,7 @@ class Report:
             for e in bucket.examples:
                 lines.append(f"    - case {e['case']} {e['kind']} -> {e['status']}: {e['detail']}")
                 lines.append(f"        sent: {str(e['repro'])[:220]}")
-                lines.append(f"        replay: .venv/bin/python {e['replay']}")
+                lines.append(f"        replay: {e['replay']}")
         verdict = "PASS" if self.ok else "FAIL: " + "; ".join(self.problems())
         lines.append(f"  logs: {', '.join(g.logs)}")
         lines.append(f"  result: {verdict}")
