@@ -1,57 +1,19 @@
-"""Shared fixtures: real simulated providers and a real gateway, on loopback sockets."""
+"""Shared fixtures for every folder: real simulated providers and a real gateway, on loopback
+sockets, and a private Redis server. Helpers that are not fixtures live in tests/builders.py."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from gateway.app import build_app
-from gateway.config import Config, load_data
+from gateway.config import Config
 from gateway.server import Server
 from gateway.sim.server import SimServer
-from tests.redisproc import RedisProcess
-
-FAST_TIMEOUTS = {"connect_s": 1.0, "headers_s": 1.0, "first_token_s": 1.0, "idle_s": 1.0}
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_config(
-    providers: dict[str, str],
-    routes: dict[str, list[str]],
-    *,
-    timeouts: dict[str, float] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Config:
-    """A config with one provider per `name -> base_url` and routes `alias -> [target ids]`.
-
-    Target ids are `model@provider`, so no `targets:` section is needed.
-    """
-    data: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": 0},
-        "providers": {
-            name: {"base_url": url, "api_key": f"key-{name}", "timeouts": timeouts or FAST_TIMEOUTS}
-            for name, url in providers.items()
-        },
-        "routes": [{"alias": a, "candidates": c} for a, c in routes.items()],
-    }
-    if extra:
-        data.update(extra)
-    return load_data(data, env={})
-
-
-SimFactory = Callable[..., Awaitable[SimServer]]
-GatewayFactory = Callable[[Config], Awaitable[Server]]
+from tests.builders import GatewayFactory, RedisProcess, SimFactory, start_gateway, start_sim
 
 
 @pytest.fixture
@@ -60,8 +22,7 @@ async def sim_factory() -> AsyncIterator[SimFactory]:
     started: list[SimServer] = []
 
     async def make(name: str = "sim", **kwargs: Any) -> SimServer:
-        sim = SimServer(name, **kwargs)
-        await sim.start()
+        sim = await start_sim(name, **kwargs)
         started.append(sim)
         return sim
 
@@ -76,8 +37,7 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
     started: list[Server] = []
 
     async def make(config: Config) -> Server:
-        server = Server(build_app(config), "127.0.0.1", 0, grace_s=1.0)
-        await server.start()
+        server = await start_gateway(config)
         started.append(server)
         return server
 

@@ -1,4 +1,4 @@
-"""Waiting for a side effect in tests: poll with a deadline, never a fixed sleep."""
+"""The one poller: wait for a side effect with a deadline, never a fixed sleep."""
 
 from __future__ import annotations
 
@@ -24,10 +24,15 @@ async def eventually(check: Callable[[], Awaitable[None] | None], timeout_s: flo
         await asyncio.sleep(0.02)
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 3.0) -> None:
-    """Wait until `await predicate()` is true (AssertionError on timeout)."""
+async def until(predicate: Callable[[], Awaitable[bool] | bool], timeout_s: float = 3.0) -> None:
+    """Wait until `predicate()` (awaited if async) is true (AssertionError on timeout)."""
     deadline = time.monotonic() + timeout_s
-    while not await predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout_s} s")
         await asyncio.sleep(0.02)

@@ -4,7 +4,7 @@ It mirrors the strict decoders (`gateway.config.load`, `.routes`, `policies.load
 `policies.tasks`): the same keys (`additionalProperties: false` wherever an unknown key is an
 error), types, enums and ranges, with the defaults of the config dataclasses and the words of
 docs/configuration.md. The policy parts' params come from their dataclasses
-(`gateway.config.schema_policies`). tests/test_schema.py checks every section's keys against
+(`gateway.config.schema_policies`). tests/unit/test_schema.py checks every section's keys against
 the decoders' own "known keys" lists, so a key added to a decoder without the schema fails.
 
 It describes the file as written, before `${VAR}` expansion: a number may also be a string

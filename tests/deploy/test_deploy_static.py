@@ -21,7 +21,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,11 +37,11 @@ import pytest
 import yaml
 
 from gateway.config import load_text
+from tests.builders import REPO_ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILE = ROOT / "docker" / "Dockerfile"
-COMPOSE = ROOT / "docker" / "compose.yaml"
-K8S = ROOT / "ops" / "k8s"
+DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
+COMPOSE = REPO_ROOT / "docker" / "compose.yaml"
+K8S = REPO_ROOT / "ops" / "k8s"
 # Oldest: native sidecars (init containers with restartPolicy: Always) are on by default since
 # 1.29 (1.27's schema rejects them). Newest: the latest schema kubernetes-validate ships.
 K8S_VERSIONS = ("1.29.0", "1.37.0")
@@ -193,7 +192,9 @@ def test_dockerfile_builds_a_wheel_and_runs_it_unprivileged(
 def test_dockerignore_lets_in_only_what_the_builder_copies(
     dockerfile: tuple[dict[str, str], list[Stage]],
 ) -> None:
-    lines = [s for raw in (ROOT / ".dockerignore").read_text().splitlines() if (s := raw.strip())]
+    lines = [
+        s for raw in (REPO_ROOT / ".dockerignore").read_text().splitlines() if (s := raw.strip())
+    ]
     lines = [s for s in lines if not s.startswith("#")]
     assert lines[0] == "*", "an allow-list: nothing (.venv, .git, local keys) by default"
     allowed = {s[1:].rstrip("/") for s in lines if s.startswith("!")}
@@ -244,7 +245,7 @@ def test_compose_fleet(compose: dict[str, Any]) -> None:
             if cond["condition"] == "service_healthy":
                 assert "healthcheck" in services[dep], f"{dep} needs a healthcheck"
 
-    config_path = ROOT / "docker" / "config.yaml"
+    config_path = REPO_ROOT / "docker" / "config.yaml"
     sim_ports = {n: command_of(s)[command_of(s).index("--port") + 1] for n, s in sims.items()}
     for name, sim in sims.items():
         assert command_of(sim)[command_of(sim).index("--host") + 1] == "0.0.0.0", name
@@ -261,7 +262,7 @@ def test_compose_fleet(compose: dict[str, Any]) -> None:
         deps = gw["depends_on"]
         assert all(deps[s]["condition"] == "service_healthy" for s in [*sims, "redis"]), name
         mounts = [v.split(":") for v in gw["volumes"]]
-        assert [(ROOT / "docker" / m[0]).resolve() for m in mounts] == [config_path]
+        assert [(REPO_ROOT / "docker" / m[0]).resolve() for m in mounts] == [config_path]
         assert mounts[0][1] == env["TURNOUT_CONFIG"] and mounts[0][2] == "ro"
         grace = stop_grace(gw["stop_grace_period"])
         assert grace > gateway_grace_s(config_path.read_text(), env), name
@@ -400,18 +401,12 @@ def test_k8s_redis_sentinel(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
 @pytest.mark.parametrize("redis", [False, True], ids=["memory", "redis"])
 def test_compose_config_passes_check(redis: bool) -> None:
     env = {"TURNOUT_REDIS_URL": "redis://redis:6379/0"} if redis else {}
-    config = load_text((ROOT / "docker" / "config.yaml").read_text(), env=env)
+    config = load_text((REPO_ROOT / "docker" / "config.yaml").read_text(), env=env)
     assert config.health.store == ("redis" if redis else "memory")
     assert config.server.port == 8080
 
 
 # --- what the image does, minus Docker ----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def as_user() -> list[str]:
@@ -473,12 +468,12 @@ def image(dockerfile: tuple[dict[str, str], list[Stage]]) -> Iterator[Image]:
         # Builder stage: exactly the files its COPY lines take, then `pip wheel`.
         src = root / "src"
         for name in builder_sources(stages[0]):
-            if (ROOT / name).is_dir():
+            if (REPO_ROOT / name).is_dir():
                 ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-                shutil.copytree(ROOT / name, src / name, ignore=ignore)
+                shutil.copytree(REPO_ROOT / name, src / name, ignore=ignore)
             else:
                 src.mkdir(exist_ok=True)
-                shutil.copy2(ROOT / name, src / name)
+                shutil.copy2(REPO_ROOT / name, src / name)
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
         built = run(
             [*pip, "wheel", "-q", "--no-deps", "-w", str(root / "wheels"), str(src)], timeout=120
@@ -497,7 +492,7 @@ def image(dockerfile: tuple[dict[str, str], list[Stage]]) -> Iterator[Image]:
         assert installed.returncode == 0, installed.stderr[-3000:]
 
         config = root / "config.yaml"
-        shutil.copy(ROOT / "docker" / "config.yaml", config)  # the compose fleet's config
+        shutil.copy(REPO_ROOT / "docker" / "config.yaml", config)  # the compose fleet's config
         config.chmod(0o644)
         env = env_of(final)
         env.update(

@@ -20,18 +20,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.sim import Fault
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import CHAT, REPO_ROOT, GatewayFactory, SimFactory, chat, make_config
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "ops" / "grafana" / "turnout.json"
+DASHBOARD = REPO_ROOT / "ops" / "grafana" / "turnout.json"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-CHAT = "/v1/chat/completions"
 # Labels that Prometheus adds when it scrapes (absent from the gateway's own text).
 SCRAPE_LABELS = {"job", "instance"}
 # Families that may be missing from the dashboard (none today).
@@ -202,10 +200,6 @@ def test_the_promised_panels_are_there() -> None:
 # --- names against a live gateway ------------------------------------------------------------
 
 
-def chat(stream: bool = False) -> dict[str, Any]:
-    return {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-
-
 async def test_every_name_in_the_queries_is_exported_by_a_live_gateway(
     sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -220,7 +214,7 @@ async def test_every_name_in_the_queries_is_exported_by_a_live_gateway(
     gw = await gateway_factory(config)
 
     async def post(stream: bool = False) -> tuple[int, str | None]:
-        async with http.post(gw.url + CHAT, json=chat(stream)) as r:
+        async with http.post(gw.url + CHAT, json=chat(stream=stream)) as r:
             await r.read()
             return r.status, r.headers.get("x-turnout-target")
 

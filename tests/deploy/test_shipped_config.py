@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,8 @@ from policies.features import extract
 from policies.loading import build_policy
 from policies.registry import FILTERS, SCORERS, SHORTHANDS
 from policies.types import Decision, Observation, Policy
+from tests.builders import REPO_ROOT, chat
 
-REPO_ROOT = Path(__file__).parents[1]
 CONFIG = REPO_ROOT / "config.yaml"
 KEYS = {"OPENAI_API_KEY": "sk-test-openai", "TOGETHER_API_KEY": "tg-test-together"}
 TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
@@ -40,10 +39,6 @@ LONG_TEXT = "lorem ipsum " * 4000  # 48 000 characters: about 12 000 tokens, ove
 @pytest.fixture(scope="module")
 def cfg() -> Config:
     return load_file(CONFIG, env={})
-
-
-def chat(text: str, **extra: Any) -> dict[str, Any]:
-    return {"model": "x", "messages": [{"role": "user", "content": text}], **extra}
 
 
 def policy_of(cfg: Config, route: RouteConfig, seed: int = 1) -> Policy:

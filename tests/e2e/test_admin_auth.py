@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import CHAT, GatewayFactory, SimFactory, chat, make_config
 
 
 async def test_admin_endpoints_need_the_token_when_one_is_set(
@@ -31,6 +31,5 @@ async def test_admin_endpoints_need_the_token_when_one_is_set(
     for path in ("/healthz", "/readyz", "/metrics", "/v1/models", "/ui"):
         async with http.get(gw.url + path) as r:
             assert r.status == 200, path
-    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-    async with http.post(gw.url + "/v1/chat/completions", json=body) as r:
+    async with http.post(gw.url + CHAT, json=chat()) as r:
         assert r.status == 200

@@ -13,18 +13,22 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from gateway.app import build_app
-from gateway.server import Server
-from gateway.sim.server import SimServer
-from tests.conftest import closed_port, make_config
-from tests.test_telemetry import CHAT, body, scrape, value
+from tests.builders import (
+    CHAT,
+    chat,
+    closed_port,
+    make_config,
+    scrape,
+    start_gateway,
+    start_sim,
+    value,
+)
 
 N = 40
 
 
 async def _run() -> dict[Any, float]:
-    good = SimServer("sim-b")
-    await good.start()
+    good = await start_sim("sim-b")
     dead = f"http://127.0.0.1:{closed_port()}/v1"
     # A breaker that never opens and a budget that never empties, so every request first fails fast on the dead target.
     config = make_config(
@@ -35,17 +39,16 @@ async def _run() -> dict[Any, float]:
             "resilience": {"budget_min_retries": 1000},
         },
     )
-    gw = Server(build_app(config), "127.0.0.1", 0, grace_s=1.0)
-    await gw.start()
+    gw = await start_gateway(config)
     try:
         async with aiohttp.ClientSession() as s:
             for _ in range(N):
-                async with s.post(gw.url + CHAT, json=body()) as r:
+                async with s.post(gw.url + CHAT, json=chat(stream=False)) as r:
                     assert r.status == 200
             # A deadline that has run out when the attempt starts: it ends at once.
             for _ in range(N):
                 headers = {"x-turnout-deadline-ms": "1"}
-                async with s.post(gw.url + CHAT, json=body(), headers=headers) as r:
+                async with s.post(gw.url + CHAT, json=chat(stream=False), headers=headers) as r:
                     assert r.status == 504, await r.text()
             async with s.get(gw.url + "/metrics") as r:
                 return scrape(await r.text())

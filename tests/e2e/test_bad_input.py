@@ -23,12 +23,11 @@ import pytest
 from gateway.server import Server
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
-from tests.conftest import GatewayFactory, SimFactory, closed_port, make_config
+from tests.builders import CHAT, GatewayFactory, SimFactory, chat, closed_port, make_config
 
 LIMIT = 2048  # server.max_body_bytes for these tests
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
-CHAT = "/v1/chat/completions"
-GOOD = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+GOOD = chat()
 ERROR_KEYS = {"message", "type", "code", "param"}
 
 

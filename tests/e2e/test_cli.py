@@ -19,7 +19,8 @@ from pathlib import Path
 import openai
 import pytest
 
-REPO_ROOT = Path(__file__).parents[1]
+from tests.builders import REPO_ROOT
+
 CHECK_TIMEOUT_S = 30
 
 VALID = """\

@@ -25,11 +25,10 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from gateway.server import Server
 from gateway.sim.faults import Fault
 from gateway.telemetry.recent import RecentTraces, Timeline
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import CHAT, REPO_ROOT, GatewayFactory, SimFactory, chat, make_config
 
-CHAT = "/v1/chat/completions"
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+PROMPT = "a private prompt"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 T = TypeVar("T")
@@ -230,10 +229,6 @@ async def failover_gateway(sim_factory: SimFactory, gateway_factory: GatewayFact
     return bad, gw
 
 
-def body() -> dict[str, Any]:
-    return {"model": "chat", "messages": [{"role": "user", "content": "a private prompt"}]}
-
-
 async def test_feeds_show_failovers_and_the_breaker_opening(
     sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -242,7 +237,7 @@ async def test_feeds_show_failovers_and_the_breaker_opening(
         assert r.status == 200 and (await r.json())["data"] == []
     bad.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
     for _ in range(5):
-        async with http.post(gw.url + CHAT, json=body()) as r:
+        async with http.post(gw.url + CHAT, json=chat(PROMPT)) as r:
             assert r.status == 200
     async with http.get(gw.url + "/admin/traces?limit=3") as r:
         assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
@@ -340,7 +335,7 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
-async def eventually(check: Callable[[], T | None], what: str, timeout_s: float = 5.0) -> T:
+async def page_shows(check: Callable[[], T | None], what: str, timeout_s: float = 5.0) -> T:
     """Run a (blocking) browser check in a thread until it returns something truthy."""
     loop = asyncio.get_running_loop()
     until = loop.time() + timeout_s
@@ -370,31 +365,31 @@ async def test_dashboard_in_a_real_browser(
 
     await asyncio.to_thread(browser.get, gw_server.url + "/ui")
     # It loads and lists the targets.
-    rows = await eventually(lambda: css("#targets tbody tr[data-target]"), "the targets")
+    rows = await page_shows(lambda: css("#targets tbody tr[data-target]"), "the targets")
     assert [r.get_attribute("data-target") for r in rows] == ["m@a", "m@b"]
-    assert await eventually(lambda: css("#conn[data-state='live']"), "the live marker")
+    assert await page_shows(lambda: css("#conn[data-state='live']"), "the live marker")
 
     # Break sim-a: every request fails over to sim-b, and sim-a's breaker opens.
-    async with http.post(gw_server.url + CHAT, json=body()) as r:
+    async with http.post(gw_server.url + CHAT, json=chat(PROMPT)) as r:
         assert r.status == 200
     bad.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
     for _ in range(5):
-        async with http.post(gw_server.url + CHAT, json=body()) as r:
+        async with http.post(gw_server.url + CHAT, json=chat(PROMPT)) as r:
             assert r.status == 200
-    opened = await eventually(
+    opened = await page_shows(
         lambda: css("#targets tr[data-target='m@a'][data-state='open'] .state"),
         "m@a's breaker open",
     )
     assert opened[0].text == "open"
     assert css("#targets tr[data-target='m@b']")[0].get_attribute("data-state") == "closed"
-    breaker = await eventually(
+    breaker = await page_shows(
         lambda: css("#timeline li[data-kind='breaker'][data-target='m@a']"), "the transition"
     )
     assert "breaker open" in breaker[0].text
     assert css("#timeline li[data-kind='failover'][data-target='m@a']")
 
     # A failover trace: click it, its waterfall has two attempts.
-    failover_rows = await eventually(
+    failover_rows = await page_shows(
         lambda: [
             r
             for r in css("#traces tbody tr[data-trace-id]")
@@ -403,7 +398,7 @@ async def test_dashboard_in_a_real_browser(
         "a failover trace",
     )
     await asyncio.to_thread(failover_rows[0].click)
-    attempts = await eventually(lambda: css("#waterfall .wf-row.attempt"), "the waterfall")
+    attempts = await page_shows(lambda: css("#waterfall .wf-row.attempt"), "the waterfall")
     assert len(attempts) == 2
     assert [a.get_attribute("data-target") for a in attempts] == ["m@a", "m@b"]
     assert [a.get_attribute("data-outcome") for a in attempts] == ["provider_failure", "success"]

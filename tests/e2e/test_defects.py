@@ -14,10 +14,15 @@ import orjson
 
 from gateway.accept import MAX_DEPTH, too_deep
 from gateway.sim.faults import Fault
-from tests.conftest import GatewayFactory, SimFactory, make_config
-from tests.replies import admin_targets
-
-CHAT = "/v1/chat/completions"
+from tests.builders import (
+    CHAT,
+    LONG_ANSWER_TIMEOUTS,
+    GatewayFactory,
+    SimFactory,
+    admin_targets,
+    chat,
+    make_config,
+)
 
 
 def nested_body(depth: int) -> bytes:
@@ -75,7 +80,7 @@ async def test_a_huge_deadline_header_is_a_400_and_traces_stay_readable(
 ) -> None:
     sim = await sim_factory("sim-a")
     gw = await gateway_factory(make_config({"a": sim.base_url}, {"chat": ["m1@a"]}))
-    good = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    good = orjson.dumps(chat())
     async with aiohttp.ClientSession() as http:
         for value in ("1e300", "86400001"):
             async with http.post(
@@ -142,7 +147,7 @@ async def test_a_provider_redirect_is_not_followed_and_fails_over(
         sim = await sim_factory("sim-b")
         config = make_config({"a": bad_url + "/v1", "b": sim.base_url}, {"chat": ["m1@a", "m1@b"]})
         gw = await gateway_factory(config)
-        good = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+        good = orjson.dumps(chat())
         async with (
             aiohttp.ClientSession() as http,
             http.post(
@@ -174,16 +179,10 @@ async def test_the_sim_refuses_a_huge_embedding_dimension(sim_factory: SimFactor
 
 # --- issue 12 item 2: long non-streaming answers ------------------------------------------
 
-# first_token_s and headers_s are short; a non-streaming answer gets the whole total_s.
-LONG_ANSWER_TIMEOUTS = {
-    "connect_s": 1.0,
-    "headers_s": 0.3,
-    "first_token_s": 0.3,
-    "idle_s": 0.5,
-    "total_s": 0.8,
-}
+# LONG_ANSWER_TIMEOUTS: first_token_s and headers_s are short; a non-streaming answer gets the
+# whole total_s.
 PLAIN = {"Content-Type": "application/json"}
-GOOD = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+GOOD = orjson.dumps(chat())
 
 
 async def _pair(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> tuple[Any, ...]:
@@ -268,7 +267,7 @@ async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
     gw = await gateway_factory(
         make_config({"a": sim.base_url}, {"chat": ["m1@a"]}, extra={"server": server})
     )
-    big = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "x" * 3000}]})
+    big = orjson.dumps(chat("x" * 3000))
     async with aiohttp.ClientSession() as http:
 
         async def post() -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -302,7 +301,7 @@ async def test_a_caller_deadline_running_out_mid_stream_is_not_the_providers_fau
     sim_factory: SimFactory, gateway_factory: GatewayFactory
 ) -> None:
     sim = await sim_factory("sim-a", chunk_interval_ms=100, n_words=40)  # ~4 s of answer
-    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    body = chat(stream=True)
     headers = {"x-turnout-deadline-ms": "600"}
     timeouts = {**LONG_ANSWER_TIMEOUTS, "total_s": 30.0}
     gw = await gateway_factory(

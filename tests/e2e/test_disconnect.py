@@ -20,36 +20,27 @@ import pytest
 from gateway.server import Server
 from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text
-from tests.conftest import GatewayFactory, SimFactory, make_config
-from tests.waiting import eventually as _eventually
+from tests.builders import (
+    CHAT,
+    PATIENT_TIMEOUTS,
+    GatewayFactory,
+    SimFactory,
+    admin_targets,
+    chat,
+    make_config,
+)
+from tests.waiting import eventually
 
 PROMPT = "a long story please"
 # 200 words at 50 ms apart: the stream would take ~10 s if nobody hung up.
 LONG_WORDS = 200
 CHUNK_INTERVAL_MS = 50
-# Generous upstream timeouts: nothing here may end because of a gateway timeout.
-TIMEOUTS = {"connect_s": 2.0, "headers_s": 5.0, "first_token_s": 5.0, "idle_s": 5.0}
 PROMPTLY_S = 1.0
-
-
-def chat(stream: bool) -> dict[str, Any]:
-    return {"model": "chat", "stream": stream, "messages": [{"role": "user", "content": PROMPT}]}
-
-
-async def eventually(check: Callable[[], Awaitable[None]], timeout_s: float = 3.0) -> None:
-    await _eventually(check, timeout_s)
-
-
-async def target(http: aiohttp.ClientSession, gw: Server, target_id: str) -> dict[str, Any]:
-    async with http.get(gw.url + "/admin/targets") as resp:
-        assert resp.status == 200
-        data = await resp.json()
-    return next(t for t in data["data"] if t["id"] == target_id)
 
 
 async def assert_health_untouched(http: aiohttp.ClientSession, gw: Server) -> None:
     async def check() -> None:
-        t = await target(http, gw, "m1@a")
+        t = (await admin_targets(http, gw))["m1@a"]
         assert t["in_flight"] == 0
         assert t["state"] == "closed"
         assert t["window_calls"] == 0
@@ -58,7 +49,7 @@ async def assert_health_untouched(http: aiohttp.ClientSession, gw: Server) -> No
         assert t["throttled_until"] is None
         assert t["misconfigured"] is False
 
-    await eventually(check)
+    await eventually(check, timeout_s=3.0)
 
 
 async def assert_sim_saw_disconnect(sim: SimServer, gone_at: float, outcome: str) -> None:
@@ -69,7 +60,7 @@ async def assert_sim_saw_disconnect(sim: SimServer, gone_at: float, outcome: str
         assert log[0]["client_disconnected"] is True
         assert log[0]["outcome"] == outcome
 
-    await eventually(check)
+    await eventually(check, timeout_s=3.0)
     t_end = sim.state.attempts()[0]["t_end"]
     assert t_end - gone_at < PROMPTLY_S, f"upstream closed {t_end - gone_at:.2f} s after client"
 
@@ -78,7 +69,7 @@ async def assert_gateway_still_serves(
     http: aiohttp.ClientSession, gw: Server, sim: SimServer
 ) -> None:
     sim.state.set_fault(Fault())
-    async with http.post(gw.url + "/v1/chat/completions", json=chat(False)) as resp:
+    async with http.post(gw.url + CHAT, json=chat(PROMPT, stream=False)) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-attempts"] == "1"
         data = await resp.json()
@@ -95,7 +86,7 @@ async def sim(sim_factory: SimFactory) -> SimServer:
 @pytest.fixture
 async def gw(sim: SimServer, gateway_factory: GatewayFactory) -> Server:
     return await gateway_factory(
-        make_config({"a": sim.base_url}, {"chat": ["m1@a"]}, timeouts=TIMEOUTS)
+        make_config({"a": sim.base_url}, {"chat": ["m1@a"]}, timeouts=PATIENT_TIMEOUTS)
     )
 
 
@@ -120,7 +111,7 @@ async def read_content_events(resp: aiohttp.ClientResponse, wanted: int) -> list
 async def test_client_disconnect_mid_stream_closes_upstream(
     sim: SimServer, gw: Server, http: aiohttp.ClientSession
 ) -> None:
-    async with http.post(gw.url + "/v1/chat/completions", json=chat(True)) as resp:
+    async with http.post(gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m1@a"
         contents = await read_content_events(resp, 3)
@@ -183,7 +174,7 @@ async def test_client_disconnect_before_first_byte_cancels_upstream(
     timeout = aiohttp.ClientTimeout(total=0.3)
     with pytest.raises(TimeoutError):
         async with http.post(
-            gw.url + "/v1/chat/completions", json=chat(stream), timeout=timeout
+            gw.url + CHAT, json=chat(PROMPT, stream=stream), timeout=timeout
         ) as resp:
             await resp.read()
     gone_at = time.monotonic()
@@ -196,9 +187,9 @@ async def test_client_disconnect_cancels_only_its_own_upstream_request(
     sim: SimServer, gw: Server, http: aiohttp.ClientSession
 ) -> None:
     # A second client reads 40 events (~2 s) while the first one leaves after 2.
-    keep = asyncio.create_task(_read_some(http, gw.url + "/v1/chat/completions", events=40))
-    await eventually(_one_attempt_running(sim))
-    async with http.post(gw.url + "/v1/chat/completions", json=chat(True)) as resp:
+    keep = asyncio.create_task(_read_some(http, gw.url + CHAT, events=40))
+    await eventually(_one_attempt_running(sim), timeout_s=3.0)
+    async with http.post(gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
         await read_content_events(resp, 2)
         resp.close()
         gone_at = time.monotonic()
@@ -211,7 +202,7 @@ async def test_client_disconnect_cancels_only_its_own_upstream_request(
         assert leaver["t_end"] is not None
         assert keeper["t_end"] is None and keeper["outcome"] == "running"
 
-    await eventually(only_the_leaver_closed)
+    await eventually(only_the_leaver_closed, timeout_s=3.0)
     assert sim.state.attempts()[1]["t_end"] - gone_at < PROMPTLY_S
     text = await keep
     assert answer_text("sim-a", "m1", PROMPT, LONG_WORDS).startswith(text)
@@ -227,7 +218,7 @@ def _one_attempt_running(sim: SimServer) -> Callable[[], Awaitable[None]]:
 
 async def _read_some(http: aiohttp.ClientSession, url: str, events: int) -> str:
     """Stream the first `events` content events of a long answer, then hang up."""
-    async with http.post(url, json=chat(True)) as resp:
+    async with http.post(url, json=chat(PROMPT, stream=True)) as resp:
         assert resp.status == 200
         contents = await read_content_events(resp, events)
         resp.close()

@@ -17,14 +17,16 @@ import redis
 
 from gateway.sim.answers import answer_text
 from gateway.sim.faults import Fault
-from tests.conftest import GatewayFactory, SimFactory, make_config
-from tests.redisproc import RedisProcess
-
-CHAT = "/v1/chat/completions"
-
-
-def body(stream: bool = False) -> dict[str, object]:
-    return {"model": "chat", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+from tests.builders import (
+    CHAT,
+    GatewayFactory,
+    RedisProcess,
+    SimFactory,
+    admin_targets,
+    chat,
+    make_config,
+)
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ async def test_connect_timeout_fails_over(
     )
     gw = await gateway_factory(cfg)
     started = time.monotonic()
-    async with http.post(gw.url + CHAT, json=body()) as resp:
+    async with http.post(gw.url + CHAT, json=chat(stream=False)) as resp:
         data = await resp.json()
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m@b"
@@ -73,8 +75,7 @@ async def test_connect_timeout_fails_over(
     elapsed = time.monotonic() - started
     assert 0.25 < elapsed < 1.5  # the connect timeout, not the header timeout
     assert data["choices"][0]["message"]["content"] == answer_text("sim-b", "m", "hi", 12)
-    async with http.get(gw.url + "/admin/targets") as resp:
-        views = {t["id"]: t for t in (await resp.json())["data"]}
+    views = await admin_targets(http, gw)
     assert views["m@a"]["consecutive_failures"] == 1
 
 
@@ -98,7 +99,7 @@ async def test_a_routes_connect_timeout_applies(
     )
     gw = await gateway_factory(cfg)
     started = time.monotonic()
-    async with http.post(gw.url + CHAT, json=body()) as resp:
+    async with http.post(gw.url + CHAT, json=chat(stream=False)) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m@b"
     assert time.monotonic() - started < 2.0  # the route's 0.3 s, not the provider's 10 s
@@ -115,7 +116,7 @@ async def test_high_but_valid_ttft_is_served_not_failed_over(
     )
     gw = await gateway_factory(cfg)
     for stream in (True, False):
-        async with http.post(gw.url + CHAT, json=body(stream)) as resp:
+        async with http.post(gw.url + CHAT, json=chat(stream=stream)) as resp:
             raw = await resp.read()
             assert resp.status == 200
             assert resp.headers["x-turnout-target"] == "m@a"
@@ -123,8 +124,7 @@ async def test_high_but_valid_ttft_is_served_not_failed_over(
         if stream:
             assert raw.rstrip().endswith(b"data: [DONE]")
     assert backup.state.attempts() == []
-    async with http.get(gw.url + "/admin/targets") as resp:
-        views = {t["id"]: t for t in (await resp.json())["data"]}
+    views = await admin_targets(http, gw)
     assert views["m@a"]["error_rate"] == 0.0
     assert views["m@a"]["ttft_ms_ewma"] >= 550  # slow is recorded, and is not a failure
 
@@ -142,7 +142,7 @@ async def test_slow_client_gets_the_whole_stream_and_is_not_an_upstream_idle(
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port, limit=8192)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    payload = orjson.dumps(body(stream=True))
+    payload = orjson.dumps(chat(stream=True))
     writer.write(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Connection: close\r\nContent-Length: "
@@ -188,7 +188,7 @@ async def test_slow_redis_never_slows_requests(
         out = []
         for _ in range(n):
             t = time.perf_counter()
-            async with http.post(gw.url + CHAT, json=body()) as resp:
+            async with http.post(gw.url + CHAT, json=chat(stream=False)) as resp:
                 await resp.read()
                 assert resp.status == 200
             out.append(time.perf_counter() - t)
@@ -208,8 +208,8 @@ async def test_slow_redis_never_slows_requests(
             return bool((await resp.json())["health_store"]["degraded"])
 
     saw_degraded = False
-    until = time.monotonic() + 1.0  # Redis sleeps for 1.5 s in all
-    while not saw_degraded and time.monotonic() < until:
+    watch_until = time.monotonic() + 1.0  # Redis sleeps for 1.5 s in all
+    while not saw_degraded and time.monotonic() < watch_until:
         saw_degraded = await degraded()
         await asyncio.sleep(0.05)
     await asyncio.to_thread(sleeper.join)
@@ -217,7 +217,8 @@ async def test_slow_redis_never_slows_requests(
     print(f"p99 before {p99_before * 1000:.2f} ms, during slow redis {p99_during * 1000:.2f} ms")
     assert p99_during < max(3 * p99_before, p99_before + 0.05)
     assert saw_degraded
-    deadline = time.monotonic() + 3
-    while await degraded():
-        assert time.monotonic() < deadline, "never recovered from a slow Redis"
-        await asyncio.sleep(0.05)
+
+    async def recovered() -> bool:
+        return not await degraded()
+
+    await until(recovered, 3.0)  # it recovers from the slow Redis

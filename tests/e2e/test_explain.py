@@ -14,9 +14,8 @@ import yaml
 from gateway.config import load_data, load_file
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
-from tests.conftest import GatewayFactory, SimFactory
+from tests.builders import CHAT, GatewayFactory, SimFactory, chat, start_gateway
 
-CHAT = "/v1/chat/completions"
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
 
@@ -67,10 +66,6 @@ def write(path: Path, data: dict[str, Any]) -> str:
     return str(path)
 
 
-def ask(model: str = "r", **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
-
-
 def attempts(sim: SimServer) -> int:
     return len(sim.state.log)
 
@@ -81,12 +76,12 @@ async def test_debug_header_explains_the_decision_only_when_asked(
     a, b = await sim_factory("a"), await sim_factory("b")
     gw = await gateway_factory(load_data(config_data({"a": a, "b": b}), env={}))
 
-    async with http.post(gw.url + CHAT, json=ask()) as r:
+    async with http.post(gw.url + CHAT, json=chat(model="r")) as r:
         assert r.status == 200
         assert "x-turnout-route" not in r.headers  # not asked: nothing extra, no cost
 
     async with http.post(
-        gw.url + CHAT, json=ask(tools=TOOLS), headers={"x-turnout-debug": "route"}
+        gw.url + CHAT, json=chat(model="r", tools=TOOLS), headers={"x-turnout-debug": "route"}
     ) as r:
         assert r.status == 200
         assert r.headers["x-turnout-target"] == "strong"
@@ -105,10 +100,10 @@ async def test_the_operator_can_refuse_callers_debug_but_keep_route_debug(
     data["routes"][1]["debug"] = True  # the planner route explains itself anyway
     gw = await gateway_factory(load_data(data, env={}))
     debug = {"x-turnout-debug": "route"}
-    async with http.post(gw.url + CHAT, json=ask(), headers=debug) as r:
+    async with http.post(gw.url + CHAT, json=chat(model="r"), headers=debug) as r:
         assert r.status == 200 and "x-turnout-route" not in r.headers
     async with http.post(
-        gw.url + CHAT, json=ask("planner"), headers={"x-agent-role": "planner"}
+        gw.url + CHAT, json=chat(model="planner"), headers={"x-agent-role": "planner"}
     ) as r:
         assert r.status == 200 and r.headers["x-turnout-route"].startswith("policy=")
 
@@ -119,7 +114,7 @@ async def test_route_debug_explains_every_answer_streams_and_refusals_too(
     a, b = await sim_factory("a"), await sim_factory("b")
     gw = await gateway_factory(load_data(config_data({"a": a, "b": b}, debug=True), env={}))
 
-    async with http.post(gw.url + CHAT, json=ask(stream=True)) as r:
+    async with http.post(gw.url + CHAT, json=chat(model="r", stream=True)) as r:
         assert r.status == 200
         line = r.headers["x-turnout-route"]
         await r.read()
@@ -129,7 +124,7 @@ async def test_route_debug_explains_every_answer_streams_and_refusals_too(
     # with max_tokens past strong's window): 400, and the header says why for each.
     huge = {"max_tokens": 200_000, "tools": TOOLS}
     before = attempts(a) + attempts(b)
-    async with http.post(gw.url + CHAT, json=ask(**huge)) as r:
+    async with http.post(gw.url + CHAT, json=chat(model="r", **huge)) as r:
         assert r.status == 400
         body = await r.json()
         line = r.headers["x-turnout-route"]
@@ -144,7 +139,7 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
     a, b = await sim_factory("a"), await sim_factory("b")
     gw = await gateway_factory(load_data(config_data({"a": a, "b": b}), env={}))
 
-    async with http.post(gw.url + "/admin/route", json=ask()) as r:
+    async with http.post(gw.url + "/admin/route", json=chat(model="r")) as r:
         assert r.status == 200
         d = await r.json()
     assert d["sent"] is False and d["endpoint"] == CHAT
@@ -156,7 +151,7 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
     assert d["would_try"] == ["cheap", "strong"]
     assert d["excluded"] == [] and d["error"] is None
 
-    async with http.post(gw.url + "/admin/route", json=ask(tools=TOOLS)) as r:
+    async with http.post(gw.url + "/admin/route", json=chat(model="r", tools=TOOLS)) as r:
         d = await r.json()
     assert [c["target"] for c in d["ranked"]] == ["strong"]
     assert d["excluded"][0]["target"] == "cheap" and d["excluded"][0]["by"] == "capability"
@@ -164,20 +159,20 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
 
     # The request's own headers count, as on the real call: route `match` by agent role.
     async with http.post(
-        gw.url + "/admin/route", json=ask("planner"), headers={"x-agent-role": "planner"}
+        gw.url + "/admin/route", json=chat(model="planner"), headers={"x-agent-role": "planner"}
     ) as r:
         d = await r.json()
     assert d["route"] == "planner#0" and d["would_try"] == ["strong"]
-    async with http.post(gw.url + "/admin/route", json=ask("planner")) as r:
+    async with http.post(gw.url + "/admin/route", json=chat(model="planner")) as r:
         assert (await r.json())["route"] == "planner#1"
 
     assert attempts(a) == 0 and attempts(b) == 0  # nothing was ever sent
 
     # An open target: the health filter leaves it out, and says why.
     a.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
-    async with http.post(gw.url + CHAT, json=ask()) as r:
+    async with http.post(gw.url + CHAT, json=chat(model="r")) as r:
         assert r.status == 200 and r.headers["x-turnout-target"] == "strong"
-    async with http.post(gw.url + "/admin/route", json=ask()) as r:
+    async with http.post(gw.url + "/admin/route", json=chat(model="r")) as r:
         d = await r.json()
     assert [c["target"] for c in d["ranked"]] == ["strong"]
     assert d["ranked"][0]["available"] is True
@@ -188,7 +183,7 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
 
     # A route without the health filter ranks the open target last, and the dry run does not
     # count it among the targets that would be tried.
-    async with http.post(gw.url + "/admin/route", json=ask("planner")) as r:
+    async with http.post(gw.url + "/admin/route", json=chat(model="planner")) as r:
         d = await r.json()
     assert [(c["target"], c["available"]) for c in d["ranked"]] == [("cheap", False)]
     assert d["would_try"] == ["cheap"]  # every candidate out: one panic attempt
@@ -202,9 +197,9 @@ async def test_admin_route_reports_bad_input_in_openai_shape(
     gw = await gateway_factory(load_data(config_data({"a": a, "b": b}), env={}))
     cases: list[tuple[Any, str, int, str | None]] = [
         (b"{not json", "", 400, None),
-        (ask("nope"), "", 404, "model"),
+        (chat(model="nope"), "", 404, "model"),
         ({"messages": []}, "", 400, "model"),
-        (ask(), "?endpoint=images", 400, "endpoint"),
+        (chat(model="r"), "?endpoint=images", 400, "endpoint"),
     ]
     for body, query, status, param in cases:
         kw: dict[str, Any] = (
@@ -257,7 +252,7 @@ async def test_admin_config_shows_what_is_loaded_without_secrets_and_reload_prob
     assert problem["line"] == 4 and problem["column"] >= 1
     assert "YAML syntax error" in problem["message"]
     assert [rt["key"] for rt in view["config"]["routes"]] == ["r#0", "planner#0", "planner#1"]
-    async with http.post(gw.url + CHAT, json=ask()) as r:
+    async with http.post(gw.url + CHAT, json=chat(model="r")) as r:
         assert r.status == 200
 
     # A semantic error: every problem with its path.
@@ -291,8 +286,6 @@ async def test_the_trace_holds_the_decision_with_every_exclusion_and_its_reason(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
 
-    from gateway.app import build_app
-    from gateway.server import Server
     from gateway.telemetry.hub import Telemetry
     from gateway.telemetry.tracing import TraceSettings
 
@@ -300,12 +293,11 @@ async def test_the_trace_holds_the_decision_with_every_exclusion_and_its_reason(
     exporter = InMemorySpanExporter()
     tel = Telemetry(TraceSettings(), [SimpleSpanProcessor(exporter)])
     config = load_data(config_data({"a": a, "b": b}), env={})
-    server = Server(build_app(config, telemetry=tel), "127.0.0.1", 0, grace_s=1.0)
-    await server.start()
+    server = await start_gateway(config, tel)
     try:
         async with (
             aiohttp.ClientSession() as http,
-            http.post(server.url + CHAT, json=ask(tools=TOOLS)) as r,
+            http.post(server.url + CHAT, json=chat(model="r", tools=TOOLS)) as r,
         ):
             assert r.status == 200
             assert "x-turnout-route" not in r.headers  # traced, but nobody asked for debug
@@ -318,6 +310,4 @@ async def test_the_trace_holds_the_decision_with_every_exclusion_and_its_reason(
     assert attrs["turnout.task"] == "chat"
     (note,) = attrs["turnout.notes"]
     assert "lowest_cost=" in note
-    assert str(attrs["turnout.decision"]).startswith(
-        "policy=lowest_cost task=chat ranked=strong"
-    )
+    assert str(attrs["turnout.decision"]).startswith("policy=lowest_cost task=chat ranked=strong")

@@ -22,38 +22,30 @@ import pytest
 from aiohttp import web
 
 from gateway.server import Server
-from gateway.sim import Fault, SimServer
+from gateway.sim import SimServer
 from gateway.sim.answers import answer_text, answer_words
-from tests.conftest import GatewayFactory, SimFactory, closed_port, make_config
-from tests.replies import Reply, admin_targets, answer_of, post
-from tests.sse import sse_events
+from tests.builders import (
+    FAILOVER_TIMEOUTS,
+    GatewayFactory,
+    Reply,
+    SimFactory,
+    admin_targets,
+    answer_of,
+    chat,
+    closed_port,
+    make_config,
+    post,
+    set_fault,
+    sse_events,
+)
 from tests.waiting import eventually
 
 PROMPT = "where is the switch"
 N_WORDS = 6
-# Small phase timeouts keep the timeout cases fast; the sims answer in milliseconds otherwise.
-TIMEOUTS = {
-    "connect_s": 1.0,
-    "headers_s": 0.3,
-    "first_token_s": 0.3,
-    "idle_s": 0.5,
-    "total_s": 5.0,
-}
-
-
-def chat(stream: bool = False, prompt: str = PROMPT) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": prompt}]}
-    if stream:
-        body["stream"] = True
-    return body
 
 
 def expected(sim: str, model: str = "m1", prompt: str = PROMPT) -> str:
     return answer_text(sim, model, prompt, N_WORDS)
-
-
-def set_fault(sim: SimServer, spec: dict[str, Any]) -> None:
-    sim.state.set_fault(Fault.from_json(spec))
 
 
 @dataclass
@@ -75,7 +67,7 @@ async def start_pair(
     config = make_config(
         {"a": a_url or a.base_url, "b": b.base_url},
         {"chat": ["m1@a", "m1@b"]},
-        timeouts=timeouts or TIMEOUTS,
+        timeouts=timeouts or FAILOVER_TIMEOUTS,
     )
     return Pair(a, b, await gateway_factory(config))
 
@@ -104,7 +96,7 @@ FAILOVER_CASES = [
     pytest.param({"mode": "status", "status": 529}, False, "completed", False, id="529"),
     pytest.param({"mode": "status", "status": 503}, True, "completed", False, id="503-stream"),
     # A non-streaming hang is not here: its answer gets the whole total_s and is re-sent only
-    # within a deadline (tests/test_defects.py, the non-streaming cases).
+    # within a deadline (tests/e2e/test_defects.py, the non-streaming cases).
     pytest.param({"mode": "hang"}, True, "hang", True, id="hang-stream"),
     pytest.param({"mode": "reset"}, False, "reset", False, id="reset"),
     pytest.param({"mode": "reset"}, True, "reset", False, id="reset-stream"),
@@ -144,7 +136,7 @@ async def test_provider_failure_before_first_byte_fails_over(
 ) -> None:
     set_fault(pair.a, fault)
     started = time.monotonic()
-    reply = await post(http, pair.gw, chat(stream))
+    reply = await post(http, pair.gw, chat(PROMPT, stream=stream or None))
     elapsed = time.monotonic() - started
     assert_served_by_b(reply, stream)
     if hung_up:  # the gateway waited for a phase timeout (0.3 s or 0.5 s), not much longer
@@ -182,7 +174,7 @@ async def test_connection_refused_fails_over(
     dead = f"http://127.0.0.1:{closed_port()}/v1"
     p = await start_pair(sim_factory, gateway_factory, a_url=dead)
     started = time.monotonic()
-    reply = await post(http, p.gw, chat(stream))
+    reply = await post(http, p.gw, chat(PROMPT, stream=stream or None))
     assert time.monotonic() - started < 1.0
     assert_served_by_b(reply, stream)
     assert p.a.state.attempts() == []  # sim-a is not even the address used
@@ -234,7 +226,7 @@ async def test_error_event_before_first_content_fails_over(
 ) -> None:
     url, seen = erroring_upstream
     p = await start_pair(sim_factory, gateway_factory, a_url=url)
-    reply = await post(http, p.gw, chat(stream=True))
+    reply = await post(http, p.gw, chat(PROMPT, stream=True))
     assert_served_by_b(reply, stream=True)
     assert b"overloaded" not in reply.body
     assert seen == ["/v1/chat/completions"]
@@ -275,13 +267,14 @@ async def test_caller_error_passes_through_unretried(
 ) -> None:
     # What the sim answers when asked directly: the bytes the caller must get.
     set_fault(pair.a, {**fault, "count": 1})
-    async with http.post(pair.a.base_url + "/chat/completions", json={**chat(stream), "model": "m1"}) as r:  # fmt: skip
+    direct = chat(PROMPT, model="m1", stream=stream or None)
+    async with http.post(pair.a.base_url + "/chat/completions", json=direct) as r:
         direct_status, direct_body = r.status, await r.read()
     assert direct_status == fault["status"]
     pair.a.state.clear_log()
 
     set_fault(pair.a, fault)
-    reply = await post(http, pair.gw, chat(stream))
+    reply = await post(http, pair.gw, chat(PROMPT, stream=stream or None))
     assert reply.status == fault["status"]
     assert reply.body == direct_body
     assert reply.headers["content-type"].startswith("application/json")
@@ -323,7 +316,7 @@ async def test_429_fails_over_and_throttles_the_target(
         fault["retry_after"] = retry_after
     set_fault(pair.a, fault)
     before = time.time()
-    reply = await post(http, pair.gw, chat())
+    reply = await post(http, pair.gw, chat(PROMPT))
     assert_served_by_b(reply, stream=False)
     a_log = pair.a.state.attempts()
     assert [x["status"] for x in a_log] == [429]
@@ -338,7 +331,7 @@ async def test_429_fails_over_and_throttles_the_target(
 
     # While throttled, the target gets no traffic at all (even though its fault is still set).
     for _ in range(3):
-        reply = await post(http, pair.gw, chat())
+        reply = await post(http, pair.gw, chat(PROMPT))
         assert reply.status == 200
         assert reply.headers["x-turnout-target"] == "m1@b"
         assert reply.headers["x-turnout-attempts"] == "1"
@@ -350,10 +343,10 @@ async def test_throttled_target_gets_no_traffic_even_when_the_other_fails(
     pair: Pair, http: aiohttp.ClientSession
 ) -> None:
     set_fault(pair.a, {"mode": "status", "status": 429, "retry_after": 30})
-    reply = await post(http, pair.gw, chat())
+    reply = await post(http, pair.gw, chat(PROMPT))
     assert reply.headers["x-turnout-target"] == "m1@b"
     set_fault(pair.b, {"mode": "status", "status": 500})
-    reply = await post(http, pair.gw, chat())
+    reply = await post(http, pair.gw, chat(PROMPT))
     assert reply.status == 502
     assert reply.headers["x-turnout-attempts"] == "1"
     assert reply.json()["error"]["message"] == "1 upstream attempt failed: m1@b: status 500."
@@ -373,7 +366,7 @@ async def test_a_misconfigured_target_fails_over_and_is_set_aside(
     said = "The model `m1` does not exist or you do not have access to it (key key-a)."
     set_fault(pair.a, {"mode": "status", "status": status, "message": said})
     before = time.time()
-    reply = await post(http, pair.gw, chat())
+    reply = await post(http, pair.gw, chat(PROMPT))
     assert_served_by_b(reply, stream=False)
     assert [x["status"] for x in pair.a.state.attempts()] == [status]
     a = (await admin_targets(http, pair.gw))["m1@a"]
@@ -388,7 +381,7 @@ async def test_a_misconfigured_target_fails_over_and_is_set_aside(
     assert a["last_transition"]["to"] == "open"
     assert str(status) in a["last_transition"]["reason"]
 
-    reply = await post(http, pair.gw, chat())
+    reply = await post(http, pair.gw, chat(PROMPT))
     assert reply.headers["x-turnout-target"] == "m1@b"
     assert reply.headers["x-turnout-attempts"] == "1"
     assert len(pair.a.state.attempts()) == 1
@@ -403,7 +396,7 @@ async def test_all_candidates_failing_gives_502_naming_each_attempt(
 ) -> None:
     set_fault(pair.a, {"mode": "status", "status": 500})
     set_fault(pair.b, {"mode": "reset"})
-    reply = await post(http, pair.gw, chat(stream))
+    reply = await post(http, pair.gw, chat(PROMPT, stream=stream or None))
     assert reply.status == 502
     assert reply.headers["content-type"].startswith("application/json")
     assert reply.headers["x-turnout-attempts"] == "2"
@@ -431,10 +424,10 @@ async def test_attempts_stop_at_max_attempts(
     config = make_config(
         {f"p{i}": s.base_url for i, s in enumerate(sims)},
         {"chat": [f"m1@p{i}" for i in range(4)]},
-        timeouts=TIMEOUTS,
+        timeouts=FAILOVER_TIMEOUTS,
     )
     gw = await gateway_factory(config)
-    reply = await post(http, gw, chat())
+    reply = await post(http, gw, chat(PROMPT))
     assert reply.status == 502
     assert reply.headers["x-turnout-attempts"] == "3"  # route max_attempts defaults to 3
     assert reply.json()["error"]["message"] == (
@@ -451,7 +444,7 @@ async def test_breaker_opens_after_five_consecutive_failures(
 ) -> None:
     set_fault(pair.a, {"mode": "status", "status": 500})
     for i in range(5):
-        reply = await post(http, pair.gw, chat())
+        reply = await post(http, pair.gw, chat(PROMPT))
         assert_served_by_b(reply, stream=False)
         a = (await admin_targets(http, pair.gw))["m1@a"]
         assert a["consecutive_failures"] == i + 1
@@ -466,7 +459,7 @@ async def test_breaker_opens_after_five_consecutive_failures(
     # Open: skipped without an attempt, the healthy candidate answers on the first try.
     set_fault(pair.a, {"mode": "ok"})  # even a recovered target waits for its open time
     for _ in range(3):
-        reply = await post(http, pair.gw, chat())
+        reply = await post(http, pair.gw, chat(PROMPT))
         assert reply.status == 200
         assert reply.headers["x-turnout-target"] == "m1@b"
         assert reply.headers["x-turnout-attempts"] == "1"
@@ -480,7 +473,7 @@ async def open_both(pair: Pair, http: aiohttp.ClientSession) -> dict[str, dict[s
     set_fault(pair.a, {"mode": "status", "status": 500})
     set_fault(pair.b, {"mode": "status", "status": 503})
     for _ in range(5):
-        reply = await post(http, pair.gw, chat())
+        reply = await post(http, pair.gw, chat(PROMPT))
         assert reply.status == 502
         assert reply.headers["x-turnout-attempts"] == "2"
     health = await admin_targets(http, pair.gw)
@@ -499,7 +492,7 @@ async def test_every_candidate_open_gives_503_with_retry_after(
     health = await open_both(pair, http)
     least_bad = sooner_to_recover(health)
     for i in range(2):
-        reply = await post(http, pair.gw, chat())
+        reply = await post(http, pair.gw, chat(PROMPT))
         assert reply.status == 503
         assert reply.headers["content-type"].startswith("application/json")
         retry_after = int(reply.headers["retry-after"])
@@ -522,7 +515,7 @@ async def test_panic_attempt_on_the_least_bad_target_can_succeed(
     least_bad = sooner_to_recover(health)
     set_fault(pair.a, {"mode": "ok"})
     set_fault(pair.b, {"mode": "ok"})
-    reply = await post(http, pair.gw, chat())
+    reply = await post(http, pair.gw, chat(PROMPT))
     assert reply.status == 200
     assert reply.headers["x-turnout-target"] == least_bad
     assert reply.headers["x-turnout-attempts"] == "1"
@@ -539,7 +532,7 @@ async def test_context_length_error_goes_to_a_larger_context_candidate(
     config = make_config(
         {"a": a.base_url, "b": b.base_url},
         {"chat": ["small", "large"]},
-        timeouts=TIMEOUTS,
+        timeouts=FAILOVER_TIMEOUTS,
         extra={
             "targets": {
                 "small": {"provider": "a", "model": "m1", "context_window": 8192},
@@ -549,7 +542,7 @@ async def test_context_length_error_goes_to_a_larger_context_candidate(
     )
     gw = await gateway_factory(config)
     set_fault(a, {"mode": "status", "status": 400, "code": "context_length_exceeded"})
-    reply = await post(http, gw, chat())
+    reply = await post(http, gw, chat(PROMPT))
     assert reply.status == 200
     assert reply.headers["x-turnout-target"] == "large"
     assert reply.headers["x-turnout-attempts"] == "2"
@@ -569,7 +562,7 @@ async def test_stream_failover_relays_only_the_second_candidates_events(
 ) -> None:
     """The first candidate's role chunk (held, never sent) does not leak into the answer."""
     set_fault(pair.a, {"mode": "stall", "after_chunks": 1})
-    reply = await post(http, pair.gw, chat(stream=True))
+    reply = await post(http, pair.gw, chat(PROMPT, stream=True))
     assert_served_by_b(reply, stream=True)
     chunks = [orjson.loads(data) for _, data in sse_events(reply.body)[:-1]]
     assert len({c["id"] for c in chunks}) == 1  # every chunk from one upstream stream

@@ -18,10 +18,18 @@ import pytest
 from gateway.server import Server
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
-from tests.conftest import GatewayFactory, SimFactory, closed_port, make_config
-from tests.redisproc import RedisProcess, SentinelProcess
-
-CHAT = "/v1/chat/completions"
+from tests.builders import (
+    CHAT,
+    GatewayFactory,
+    RedisProcess,
+    SentinelProcess,
+    SimFactory,
+    admin_targets,
+    chat,
+    closed_port,
+    make_config,
+)
+from tests.waiting import until
 
 
 def fleet_config(redis_url: str, primary: SimServer, backup: SimServer, **health: Any) -> Any:
@@ -40,27 +48,10 @@ def fleet_config(redis_url: str, primary: SimServer, backup: SimServer, **health
 
 
 async def ask(http: aiohttp.ClientSession, gw: Server, rid: str = "") -> aiohttp.ClientResponse:
-    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
     headers = {"X-Request-Id": rid} if rid else {}
-    async with http.post(gw.url + CHAT, json=body, headers=headers) as resp:
+    async with http.post(gw.url + CHAT, json=chat(), headers=headers) as resp:
         await resp.read()
         return resp
-
-
-async def target_state(http: aiohttp.ClientSession, gw: Server, tid: str) -> dict[str, Any]:
-    async with http.get(gw.url + "/admin/targets") as resp:
-        data = await resp.json()
-    return next(t for t in data["data"] if t["id"] == tid)
-
-
-async def wait_for(cond: Any, timeout_s: float, step_s: float = 0.02) -> float:
-    """Poll the async predicate until true; return how long it took (fails after timeout_s)."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if await cond():
-            return time.monotonic() - start
-        await asyncio.sleep(step_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def attempts_by(sim: SimServer, prefix: str) -> int:
@@ -84,7 +75,7 @@ async def _trip_on_a_and_watch_b(
     for i in range(5):
         r = await ask(http, a, f"A-{i}")
         assert r.status == 200 and r.headers["x-turnout-target"] == "m@b"
-    assert (await target_state(http, a, "m@p"))["state"] == "open"
+    assert (await admin_targets(http, a))["m@p"]["state"] == "open"
     tripped = time.monotonic()
     stop = asyncio.Event()
 
@@ -100,9 +91,9 @@ async def _trip_on_a_and_watch_b(
     try:
 
         async def b_sees_open() -> bool:
-            return (await target_state(http, b, "m@p"))["state"] == "open"
+            return (await admin_targets(http, b))["m@p"]["state"] == "open"
 
-        await wait_for(b_sees_open, 2.0)
+        await until(b_sees_open, 2.0)
         seen_after = time.monotonic() - tripped
         await asyncio.sleep(0.2)
     finally:
@@ -123,7 +114,7 @@ async def test_a_trip_on_one_replica_stops_the_others_within_a_second(
     seen_after, b_attempts = await _trip_on_a_and_watch_b(http, a, b, p)
     assert seen_after < 1.0
     assert b_attempts == 0  # B never had to fail a request of its own
-    state = await target_state(http, b, "m@p")
+    state = (await admin_targets(http, b))["m@p"]
     assert state["view"] == "fleet"
     assert state["last_transition"]["reason"].startswith("peer:")
 
@@ -158,10 +149,10 @@ async def test_recovery_is_probed_by_exactly_one_replica(
         await ask(http, replicas[0], f"trip-{i}")
 
     async def all_open() -> bool:
-        states = [await target_state(http, g, "m@p") for g in replicas]
+        states = [(await admin_targets(http, g))["m@p"] for g in replicas]
         return all(s["state"] == "open" for s in states)
 
-    await wait_for(all_open, 1.0)
+    await until(all_open, 1.0)
     # p recovers, but slowly on its first answer: that first request is the probe, and no
     # other replica may reach p while it is in flight.
     p.state.clear_log()
@@ -188,7 +179,7 @@ async def test_recovery_is_probed_by_exactly_one_replica(
             # (waiting for a count instead raced: two fast replicas could reach it alone)
             return origins_on_p() == {"r0", "r1", "r2"}
 
-        await wait_for(p_serves_every_replica_again, 5.0)
+        await until(p_serves_every_replica_again, 5.0)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -220,14 +211,14 @@ async def test_429_throttles_the_target_fleet_wide_without_counting_a_failure(
     assert r.headers["x-turnout-target"] == "m@b"
 
     async def b_throttled() -> bool:
-        return (await target_state(http, b, "m@p"))["throttled_until"] is not None
+        return (await admin_targets(http, b))["m@p"]["throttled_until"] is not None
 
-    await wait_for(b_throttled, 1.0)
-    state = await target_state(http, b, "m@p")
+    await until(b_throttled, 1.0)
+    state = (await admin_targets(http, b))["m@p"]
     left = state["throttled_until"] - time.time()
     assert 1.0 < left <= 3.1
     assert state["state"] == "closed" and state["consecutive_failures"] == 0
-    a_state = await target_state(http, a, "m@p")
+    a_state = (await admin_targets(http, a))["m@p"]
     assert a_state["window_calls"] == 0 and a_state["error_rate"] == 0.0
     for i in range(5):
         r = await ask(http, b, f"B-{i}")
@@ -279,7 +270,7 @@ async def test_redis_trouble_never_slows_or_fails_requests(
 
     try:
         during = await _latencies(http, gw, 150)
-        await wait_for(degraded, 2.0)
+        await until(degraded, 2.0)
         during += await _latencies(http, gw, 150)
     finally:
         if fault == "kill":
@@ -290,7 +281,7 @@ async def test_redis_trouble_never_slows_or_fails_requests(
     async def recovered() -> bool:
         return not (await _readyz(http, gw))["health_store"]["degraded"]
 
-    await wait_for(recovered, 3.0)
+    await until(recovered, 3.0)
     ratio = p99(during) / p99(before)
     print(
         f"p99 before {p99(before) * 1000:.2f} ms, during {p99(during) * 1000:.2f} ms, x{ratio:.2f}"
@@ -313,18 +304,18 @@ async def test_redis_restarted_empty_converges_by_resync(
         await ask(http, a, f"A-{i}")
 
     async def b_open() -> bool:
-        return (await target_state(http, b, "m@p"))["state"] == "open"
+        return (await admin_targets(http, b))["m@p"]["state"] == "open"
 
-    await wait_for(b_open, 1.0)
+    await until(b_open, 1.0)
     redis_server.restart()  # same port, no data
     # A re-publishes its open breaker; a replica that starts now learns it from Redis.
     c = await gateway_factory(cfg)
 
     async def c_open() -> bool:
-        return (await target_state(http, c, "m@p"))["state"] == "open"
+        return (await admin_targets(http, c))["m@p"]["state"] == "open"
 
-    await wait_for(c_open, 3.0)
-    assert (await target_state(http, b, "m@p"))["state"] == "open"
+    await until(c_open, 3.0)
+    assert (await admin_targets(http, b))["m@p"]["state"] == "open"
     for i in range(5):
         r = await ask(http, c, f"C-{i}")
         assert r.headers["x-turnout-target"] == "m@b"
@@ -352,7 +343,7 @@ async def test_starts_fast_and_serves_when_redis_is_down(
     p.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
     for _ in range(5):
         await ask(http, gw)
-    state = await target_state(http, gw, "m@p")
+    state = (await admin_targets(http, gw))["m@p"]
     assert state["state"] == "open" and state["view"] == "local"
 
 

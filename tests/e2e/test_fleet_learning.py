@@ -16,12 +16,10 @@ from gateway.server import Server
 from gateway.sim.server import SimServer
 from health.fleet import FleetSettings, FleetStore
 from health.learned import Evidence
-from tests.conftest import GatewayFactory, SimFactory
-from tests.redisproc import RedisProcess
+from tests.builders import CHAT, GatewayFactory, RedisProcess, SimFactory, chat
 from tests.waiting import until
 
-CHAT = "/v1/chat/completions"
-ASK = {"model": "r", "messages": [{"role": "user", "content": "hi"}]}
+ASK = chat(model="r")
 
 
 async def test_two_stores_converge_on_everything_either_learned(

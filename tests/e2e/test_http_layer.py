@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from gateway.server import Server
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import GatewayFactory, SimFactory, chat, make_config
 
 SECRET = "sk-caller-SECRET-0123456789"
-GOOD = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+GOOD = orjson.dumps(chat())
 SERVER = {"header_timeout_s": 0.5, "body_timeout_s": 0.5, "max_connections": 4}
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.sim.answers import answer_text
 from gateway.sim.faults import Fault
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import GatewayFactory, SimFactory, make_config
 
 langchain_openai = pytest.importorskip("langchain_openai")
 

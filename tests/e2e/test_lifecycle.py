@@ -4,11 +4,8 @@ swap), and supervised multi-worker serving. Real processes and sockets."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,14 +14,19 @@ import aiohttp
 import pytest
 import yaml
 
-from gateway.app import build_app
 from gateway.config import load_file
 from gateway.server import Server
-from tests.conftest import SimFactory
-from tests.redisproc import free_port
+from tests.builders import (
+    CHAT,
+    SimFactory,
+    chat,
+    free_port,
+    kill_group,
+    start_gateway,
+    start_serve,
+    wait_healthy,
+)
 from tests.waiting import until
-
-CHAT = "/v1/chat/completions"
 
 
 def write_config(path: Path, sim_url: str, routes: dict[str, list[str]], **server: Any) -> None:
@@ -36,46 +38,11 @@ def write_config(path: Path, sim_url: str, routes: dict[str, list[str]], **serve
     path.write_text(yaml.safe_dump(data))
 
 
-def chat(model: str, stream: bool = False) -> dict[str, Any]:
-    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-
-
 # -- graceful SIGTERM -------------------------------------------------------------------------
 
 
-def start_serve(config: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "-c", str(config), "--port", str(port), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # so a failed test can kill the supervisor and its workers
-    )
-    return proc
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-async def wait_healthy(port: int, timeout_s: float = 10.0) -> None:
-    end = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as s:
-        while time.monotonic() < end:
-            try:
-                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not become healthy")
-
-
 async def read_stream(s: aiohttp.ClientSession, url: str) -> bytes:
-    async with s.post(url + CHAT, json=chat("chat", stream=True)) as r:
+    async with s.post(url + CHAT, json=chat(stream=True)) as r:
         assert r.status == 200
         return await r.read()
 
@@ -107,7 +74,7 @@ async def test_sigterm_drains_streams_flips_readyz_and_exits_zero(
             streams = [asyncio.create_task(read_stream(s, url)) for _ in range(3)]
 
             async def long_stream() -> bytes:
-                async with s.post(url + CHAT, json=chat("long", stream=True)) as r:
+                async with s.post(url + CHAT, json=chat(model="long", stream=True)) as r:
                     return await r.read()
 
             long_task = asyncio.create_task(long_stream())
@@ -140,9 +107,7 @@ async def test_sigterm_drains_streams_flips_readyz_and_exits_zero(
 
 
 async def started(config_path: Path) -> Server:
-    server = Server(build_app(load_file(config_path)), "127.0.0.1", 0, grace_s=1.0)
-    await server.start()
-    return server
+    return await start_gateway(load_file(config_path))
 
 
 async def test_admin_reload_applies_valid_and_rejects_broken_configs(
@@ -159,7 +124,7 @@ async def test_admin_reload_applies_valid_and_rejects_broken_configs(
                 assert r.status == 200
                 body = await r.json()
                 assert body["status"] == "reloaded" and body["routes"] == ["chat", "chat2"]
-            async with s.post(server.url + CHAT, json=chat("chat2")) as r:
+            async with s.post(server.url + CHAT, json=chat(model="chat2", stream=False)) as r:
                 assert r.status == 200 and r.headers["x-turnout-target"] == "m2@a"
             for broken, expect in (
                 ("routes: [\n  - alias: chat\n", "YAML syntax error"),
@@ -170,7 +135,7 @@ async def test_admin_reload_applies_valid_and_rejects_broken_configs(
                     assert r.status == 422
                     problems = (await r.json())["problems"]
                     assert any(expect in p for p in problems), problems
-                async with s.post(server.url + CHAT, json=chat("chat2")) as r:
+                async with s.post(server.url + CHAT, json=chat(model="chat2", stream=False)) as r:
                     assert r.status == 200  # the old config still serves
             async with s.get(server.url + "/readyz") as r:
                 reloads = (await r.json())["reloads"]
@@ -194,7 +159,7 @@ async def test_configmap_symlink_swap_triggers_a_reload(
         async with aiohttp.ClientSession() as s:
 
             async def route_exists(model: str) -> bool:
-                async with s.post(server.url + CHAT, json=chat(model)) as r:
+                async with s.post(server.url + CHAT, json=chat(model=model, stream=False)) as r:
                     return r.status == 200
 
             assert not await route_exists("fresh")
@@ -286,7 +251,7 @@ async def test_workers_share_a_port_and_a_killed_one_is_restarted(
             try:
                 async with (
                     aiohttp.ClientSession() as s,
-                    s.post(url + CHAT, json=chat("chat")) as r,
+                    s.post(url + CHAT, json=chat(stream=False)) as r,
                 ):
                     ok += r.status == 200
             except aiohttp.ClientConnectionError:

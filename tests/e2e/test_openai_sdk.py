@@ -19,7 +19,7 @@ import pytest
 from gateway.server import Server
 from gateway.sim.answers import answer_text
 from gateway.sim.server import SimServer
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import GatewayFactory, SimFactory, make_config
 
 PROMPT = "tell me about switches"
 N_WORDS = 8

@@ -21,12 +21,16 @@ from gateway.sim.faults import Fault
 from health.clock import ManualClock
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
-from tests.conftest import GatewayFactory, SimFactory, make_config
-from tests.replies import admin_targets
+from tests.builders import (
+    CHAT,
+    TIGHT_TIMEOUTS,
+    GatewayFactory,
+    SimFactory,
+    admin_targets,
+    make_config,
+)
 from tests.waiting import eventually
 
-CHAT = "/v1/chat/completions"
-TIMEOUTS = {"connect_s": 0.5, "headers_s": 0.2, "first_token_s": 0.2, "idle_s": 0.2, "total_s": 0.6}
 FAULTS: list[dict[str, Any]] = [
     {"mode": "ok"},
     {"mode": "status", "status": 500},
@@ -55,7 +59,7 @@ async def test_no_attempt_path_leaks_a_permit(
     config = make_config(
         {n: s.base_url for n, s in sims.items()},
         {},
-        timeouts=TIMEOUTS,
+        timeouts=TIGHT_TIMEOUTS,
         extra={
             "routes": routes,
             "health": {"breaker": {"open_s": 0.2, "open_max_s": 0.4, "consecutive_failures": 3}},

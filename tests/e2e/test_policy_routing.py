@@ -9,9 +9,7 @@ import aiohttp
 
 from gateway.config import load_data
 from gateway.sim.server import SimServer
-from tests.conftest import GatewayFactory, SimFactory
-
-CHAT = "/v1/chat/completions"
+from tests.builders import CHAT, GatewayFactory, SimFactory, chat
 
 
 def config(sims: dict[str, SimServer], targets: dict[str, Any], routes: list[Any]) -> Any:
@@ -24,10 +22,6 @@ def config(sims: dict[str, SimServer], targets: dict[str, Any], routes: list[Any
         },
         env={},
     )
-
-
-def ask(text: str = "hello", **extra: Any) -> dict[str, Any]:
-    return {"model": "r", "messages": [{"role": "user", "content": text}], **extra}
 
 
 async def post(http: aiohttp.ClientSession, url: str, body: Any, **kw: Any) -> tuple[int, Any, Any]:
@@ -62,14 +56,14 @@ async def test_a_request_with_tools_never_goes_to_a_target_without_tool_support(
         ],
     )
     gw = await gateway_factory(cfg)
-    status, headers, _ = await post(http, gw.url, ask())
+    status, headers, _ = await post(http, gw.url, chat("hello", model="r"))
     assert status == 200 and headers["x-turnout-target"] == "plain"  # first when no tools
     for _ in range(5):
-        status, headers, _ = await post(http, gw.url, ask(tools=TOOLS))
+        status, headers, _ = await post(http, gw.url, chat("hello", model="r", tools=TOOLS))
         assert status == 200 and headers["x-turnout-target"] == "tooled"
     assert len(plain.state.attempts()) == 1
     # A prompt longer than every context window goes nowhere: 400, no upstream attempt.
-    status, _, body = await post(http, gw.url, ask("word " * 40_000))
+    status, _, body = await post(http, gw.url, chat("word " * 40_000, model="r"))
     assert status == 400
     assert body["error"]["code"] == "no_capable_target" and "context" in body["error"]["message"]
     assert len(plain.state.attempts()) + len(tooled.state.attempts()) == 6
@@ -95,7 +89,7 @@ async def test_third_party_policy_loaded_by_module_and_class(
     )
     gw = await gateway_factory(cfg)
     for _ in range(3):
-        status, headers, _ = await post(http, gw.url, ask())
+        status, headers, _ = await post(http, gw.url, chat("hello", model="r"))
         assert status == 200 and headers["x-turnout-target"] == "m@b"
     assert a.state.attempts() == []
 
@@ -125,10 +119,10 @@ async def test_cost_quality_sends_easy_requests_cheap_and_hard_ones_strong(
         [{"alias": "r", "candidates": ["big", "small"], "policy": "cost_quality"}],
     )
     gw = await gateway_factory(cfg)
-    status, headers, _ = await post(http, gw.url, ask("Say hello to my friend"))
+    status, headers, _ = await post(http, gw.url, chat("Say hello to my friend", model="r"))
     assert status == 200 and headers["x-turnout-target"] == "small"
     hard = "Write a Python function that parses this JSON and fix the bug in my code: def f(x):"
-    status, headers, _ = await post(http, gw.url, ask(hard))
+    status, headers, _ = await post(http, gw.url, chat(hard, model="r"))
     assert status == 200 and headers["x-turnout-target"] == "big"
 
 
@@ -138,7 +132,7 @@ async def test_feedback_reaches_the_route_and_names_the_target(
     a = await sim_factory("sim-a")
     cfg = config({"a": a}, {}, [{"alias": "r", "candidates": ["m@a"], "policy": "adaptive"}])
     gw = await gateway_factory(cfg)
-    status, headers, _ = await post(http, gw.url, ask())
+    status, headers, _ = await post(http, gw.url, chat("hello", model="r"))
     assert status == 200
     rid = headers["x-request-id"]
     async with http.post(gw.url + "/v1/feedback", json={"request_id": rid, "score": 0.9}) as r:
@@ -173,11 +167,13 @@ async def test_agent_roles_pick_their_own_route_by_metadata(
         ],
     )
     gw = await gateway_factory(cfg)
-    _, h, _ = await post(http, gw.url, ask(), headers={"x-agent-role": "planner"})
+    _, h, _ = await post(
+        http, gw.url, chat("hello", model="r"), headers={"x-agent-role": "planner"}
+    )
     assert h["x-turnout-target"] == "m@a"
-    _, h, _ = await post(http, gw.url, ask(metadata={"role": "coder"}))
+    _, h, _ = await post(http, gw.url, chat("hello", model="r", metadata={"role": "coder"}))
     assert h["x-turnout-target"] == "m@b"
-    _, h, _ = await post(http, gw.url, ask(metadata={"role": "critic"}))
+    _, h, _ = await post(http, gw.url, chat("hello", model="r", metadata={"role": "critic"}))
     assert h["x-turnout-target"] == "m@c"
     async with http.get(gw.url + "/v1/models") as r:
         assert [m["id"] for m in (await r.json())["data"]] == ["r"]

@@ -17,11 +17,8 @@ import aiohttp
 import yaml
 
 from gateway.sim.server import SimServer
-from tests.conftest import SimFactory
-from tests.redisproc import free_port
-from tests.test_lifecycle import kill_group, start_serve, wait_healthy
-
-CHAT = "/v1/chat/completions"
+from tests.builders import CHAT, SimFactory, chat, free_port, kill_group, start_serve, wait_healthy
+from tests.waiting import until
 
 
 def write(path: Path, sim: SimServer, model: str, *, poll_s: float) -> None:
@@ -47,7 +44,7 @@ class Traffic:
 
     async def _client(self, i: int) -> None:
         stream = i % 2 == 1
-        body = {"model": "chat", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+        body = chat(stream=stream)
         async with aiohttp.ClientSession() as s:
             while not self._stop.is_set():
                 sent = time.monotonic()
@@ -96,10 +93,7 @@ async def test_reload_by_sighup_file_and_api_under_traffic_never_fails_a_request
                 return check
 
             async def settle(cond: Callable[[], Awaitable[bool]]) -> float:
-                end = time.monotonic() + 5.0
-                while not await cond():
-                    assert time.monotonic() < end, "reload did not land"
-                    await asyncio.sleep(0.05)
+                await until(cond, 5.0)  # the reload lands
                 return time.monotonic()
 
             await asyncio.sleep(0.3)

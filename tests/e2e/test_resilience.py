@@ -21,24 +21,26 @@ import pytest
 
 from gateway.config import Config, load_data
 from gateway.server import Server
-from gateway.sim import Fault, SimServer
+from gateway.sim import SimServer
 from gateway.sim.answers import answer_text
 from gateway.sim.endpoints import error_reply
-from tests.conftest import GatewayFactory, SimFactory
-from tests.replies import Reply, admin_targets, answer_of, post
-from tests.sse import sse_events
+from tests.builders import (
+    STALL_TIMEOUTS,
+    GatewayFactory,
+    Reply,
+    SimFactory,
+    admin_targets,
+    answer_of,
+    chat,
+    post,
+    set_fault,
+    sse_events,
+)
 from tests.waiting import eventually
 
 PROMPT = "how do breakers work"
 N_WORDS = 6
 DEADLINE_HEADER = "x-turnout-deadline-ms"
-TIMEOUTS = {
-    "connect_s": 1.0,
-    "headers_s": 1.0,
-    "first_token_s": 1.0,
-    "idle_s": 0.5,
-    "total_s": 10.0,
-}
 ERROR_KEYS = {"message", "type", "code", "param"}
 
 
@@ -61,7 +63,7 @@ def build_config(
             name: {
                 "base_url": sim.base_url,
                 "api_key": f"key-{name}",
-                "timeouts": timeouts or TIMEOUTS,
+                "timeouts": timeouts or STALL_TIMEOUTS,
             }
             for name, sim in sims.items()
         },
@@ -74,13 +76,6 @@ def build_config(
     if breaker is not None:
         data["health"] = {"breaker": breaker}
     return load_data(data, env={})
-
-
-def chat(stream: bool = False, model: str = "chat", prompt: str = PROMPT) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}]}
-    if stream:
-        body["stream"] = True
-    return body
 
 
 def expected(sim: str, model: str = "m") -> str:
@@ -103,10 +98,6 @@ def open_duration(t: dict[str, Any]) -> float:
     assert t["state"] == "open", t
     assert t["last_transition"]["to"] == "open", t
     return float(t["open_until"] - t["last_transition"]["at"])
-
-
-def set_fault(sim: SimServer, spec: dict[str, Any]) -> None:
-    sim.state.set_fault(Fault.from_json(spec))
 
 
 def last_seq(sim: SimServer) -> int:
@@ -145,7 +136,7 @@ async def test_total_outage_at_a_high_rate_makes_no_retry_storm(
 
     async def one(i: int) -> Reply:
         async with gate:
-            return await post(http, gw, chat(), {"X-Request-Id": f"storm-{i}"})
+            return await post(http, gw, chat(PROMPT), {"X-Request-Id": f"storm-{i}"})
 
     started = time.monotonic()
     replies = await asyncio.gather(*(one(i) for i in range(n_requests)))
@@ -196,7 +187,7 @@ async def _trip_primary(
     """Make p fail until its breaker opens (every request still served by b); p's view."""
     set_fault(p, {"mode": "status", "status": 503})
     for _ in range(FLAP_BREAKER["consecutive_failures"]):
-        r = await post(http, gw, chat())
+        r = await post(http, gw, chat(PROMPT))
         assert answer_of(r, False) == expected("b")
         assert (r.target, r.attempts) == ("m@b", "2")
     health = await admin_targets(http, gw)
@@ -213,7 +204,7 @@ async def _traffic(
 
     async def worker() -> None:
         while not until() and time.monotonic() < deadline:
-            replies.append(await post(http, gw, chat()))
+            replies.append(await post(http, gw, chat(PROMPT)))
             await asyncio.sleep(0.01)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
@@ -323,7 +314,7 @@ async def test_failovers_are_spaced_by_full_jitter_backoff(
     )
     n = 8
     replies = await asyncio.gather(
-        *(post(http, gw, chat(), {"X-Request-Id": f"jitter-{i}"}) for i in range(n))
+        *(post(http, gw, chat(PROMPT), {"X-Request-Id": f"jitter-{i}"}) for i in range(n))
     )
     for r in replies:
         error_of(r, 502, "all_candidates_failed")
@@ -352,7 +343,7 @@ async def test_failovers_are_spaced_by_full_jitter_backoff(
 
 # --- 4. deadlines -----------------------------------------------------------------------------
 
-DEADLINE_TIMEOUTS = {**TIMEOUTS, "headers_s": 2.0, "first_token_s": 2.0, "idle_s": 2.0}
+DEADLINE_TIMEOUTS = {**STALL_TIMEOUTS, "headers_s": 2.0, "first_token_s": 2.0, "idle_s": 2.0}
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -364,7 +355,7 @@ async def test_client_deadline_header_ends_a_hung_attempt_with_504(
 ) -> None:
     p, b, gw = await start_pair(sim_factory, gateway_factory, timeouts=DEADLINE_TIMEOUTS)
     set_fault(p, {"mode": "hang"})
-    r = await post(http, gw, chat(stream), {DEADLINE_HEADER: "300"})
+    r = await post(http, gw, chat(PROMPT, stream=stream or None), {DEADLINE_HEADER: "300"})
     error = error_of(r, 504, "deadline_exceeded")
     assert error["type"] == "timeout_error"
     assert 0.25 <= r.elapsed < 0.8, r.elapsed  # the deadline, not headers_s (2 s)
@@ -393,7 +384,7 @@ async def test_deadline_after_a_failover_gives_504_and_charges_only_the_failure(
     p, b, gw = await start_pair(sim_factory, gateway_factory, timeouts=DEADLINE_TIMEOUTS)
     set_fault(p, {"mode": "status", "status": 503})
     set_fault(b, {"mode": "hang"})
-    r = await post(http, gw, chat(), {DEADLINE_HEADER: "400"})
+    r = await post(http, gw, chat(PROMPT), {DEADLINE_HEADER: "400"})
     error_of(r, 504, "deadline_exceeded")
     assert 0.35 <= r.elapsed < 0.9, r.elapsed
     assert r.attempts == "2"
@@ -418,7 +409,7 @@ async def test_invalid_deadline_header_is_rejected_with_400(
     value: str,
 ) -> None:
     p, b, gw = await start_pair(sim_factory, gateway_factory)
-    r = await post(http, gw, chat(), {DEADLINE_HEADER: value})
+    r = await post(http, gw, chat(PROMPT), {DEADLINE_HEADER: value})
     error = error_of(r, 400, None)
     assert error["type"] == "invalid_request_error"
     assert error["param"] == DEADLINE_HEADER
@@ -432,15 +423,15 @@ async def test_route_deadline_applies_without_a_header_and_the_header_only_short
         sim_factory, gateway_factory, route={"deadline_s": 0.3}, timeouts=DEADLINE_TIMEOUTS
     )
     set_fault(p, {"mode": "hang"})
-    r = await post(http, gw, chat())
+    r = await post(http, gw, chat(PROMPT))
     error_of(r, 504, "deadline_exceeded")
     assert 0.25 <= r.elapsed < 0.8, r.elapsed
     # A longer client deadline does not lengthen the route's.
-    r = await post(http, gw, chat(), {DEADLINE_HEADER: "5000"})
+    r = await post(http, gw, chat(PROMPT), {DEADLINE_HEADER: "5000"})
     error_of(r, 504, "deadline_exceeded")
     assert 0.25 <= r.elapsed < 0.8, r.elapsed
     # A shorter one shortens it.
-    r = await post(http, gw, chat(), {DEADLINE_HEADER: "100"})
+    r = await post(http, gw, chat(PROMPT), {DEADLINE_HEADER: "100"})
     error_of(r, 504, "deadline_exceeded")
     assert 0.08 <= r.elapsed < 0.25, r.elapsed
 
@@ -462,7 +453,7 @@ async def test_retry_after_keeps_traffic_off_the_primary_then_it_returns(
 ) -> None:
     p, b, gw = await start_pair(sim_factory, gateway_factory)
     set_fault(p, {"mode": "status", "status": 429, "retry_after": 1, "count": 1})
-    r = await post(http, gw, chat())
+    r = await post(http, gw, chat(PROMPT))
     assert answer_of(r, False) == expected("b")
     assert (r.target, r.attempts) == ("m@b", "2")
     assert r.elapsed < 0.5  # failed over at once, no waiting for the Retry-After
@@ -474,7 +465,7 @@ async def test_retry_after_keeps_traffic_off_the_primary_then_it_returns(
     replies: list[Reply] = []
     deadline = time.monotonic() + 3.0
     while len(p.state.attempts()) < 2 and time.monotonic() < deadline:
-        replies.append(await post(http, gw, chat()))
+        replies.append(await post(http, gw, chat(PROMPT)))
         await asyncio.sleep(0.03)
     log = p.state.attempts()
     assert len(log) == 2, "the primary never got traffic again"
@@ -502,11 +493,11 @@ async def test_route_first_token_timeout_overrides_the_providers(
         {"alias": "fast", "candidates": ["m@p", "m@b"], "timeouts": {"first_token_s": 0.3}},
         {"alias": "patient", "candidates": ["m@p", "m@b"]},  # the provider's 2 s
     ]
-    timeouts = {**TIMEOUTS, "first_token_s": 2.0, "idle_s": 2.0}
+    timeouts = {**STALL_TIMEOUTS, "first_token_s": 2.0, "idle_s": 2.0}
     gw = await gateway_factory(build_config({"p": p, "b": b}, routes, timeouts=timeouts))
     set_fault(p, {"mode": "slow_first_token", "delay_s": 1.0})
 
-    r = await post(http, gw, chat(stream=True, model="fast"))
+    r = await post(http, gw, chat(PROMPT, model="fast", stream=True))
     assert answer_of(r, True) == expected("b")
     assert (r.target, r.attempts) == ("m@b", "2")
     assert 0.25 <= r.elapsed < 0.8, r.elapsed
@@ -519,7 +510,7 @@ async def test_route_first_token_timeout_overrides_the_providers(
     await eventually(p_hung_up)
     assert (await admin_targets(http, gw))["m@p"]["consecutive_failures"] == 1
 
-    r = await post(http, gw, chat(stream=True, model="patient"))
+    r = await post(http, gw, chat(PROMPT, model="patient", stream=True))
     assert answer_of(r, True) == expected("p")
     assert (r.target, r.attempts) == ("m@p", "1")
     assert r.elapsed >= 0.95
@@ -553,7 +544,7 @@ async def test_context_length_error_goes_to_a_larger_context_candidate(
     routes = [{"alias": "chat", "candidates": ["small", "big"]}]
     gw = await gateway_factory(build_config({"p": p, "b": b}, routes, targets=CONTEXT_TARGETS))
     context_fault(p)
-    r = await post(http, gw, chat())
+    r = await post(http, gw, chat(PROMPT))
     assert answer_of(r, False) == expected("b", "m-big")
     assert (r.target, r.attempts) == ("big", "2")
     assert r.json()["model"] == "m-big"
@@ -576,7 +567,7 @@ async def test_context_length_error_without_a_larger_candidate_passes_through(
     routes = [{"alias": "chat", "candidates": candidates}]
     gw = await gateway_factory(build_config({"p": p, "b": b}, routes, targets=CONTEXT_TARGETS))
     body = context_fault(b)
-    r = await post(http, gw, chat())
+    r = await post(http, gw, chat(PROMPT))
     assert r.status == 400
     assert r.body == body  # the provider's error, byte for byte
     assert r.headers["content-type"].startswith("application/json")
@@ -601,12 +592,12 @@ async def test_context_length_error_passes_through_when_the_larger_candidate_is_
     )
     set_fault(b, {"mode": "status", "status": 503})
     for _ in range(2):
-        error_of(await post(http, gw, chat(model="big-only")), 502, "all_candidates_failed")
+        error_of(await post(http, gw, chat(PROMPT, model="big-only")), 502, "all_candidates_failed")
     assert (await admin_targets(http, gw))["big"]["state"] == "open"
     b_seen = last_seq(b)
 
     body = context_fault(p)
-    r = await post(http, gw, chat())
+    r = await post(http, gw, chat(PROMPT))
     assert r.status == 400
     assert r.body == body  # small's own error: no larger candidate can take the prompt now
     assert (r.target, r.attempts) == ("small", "1")
@@ -616,7 +607,7 @@ async def test_context_length_error_passes_through_when_the_larger_candidate_is_
 
 # --- 8. hedging -------------------------------------------------------------------------------
 
-HEDGE_TIMEOUTS = {**TIMEOUTS, "headers_s": 5.0, "first_token_s": 5.0, "idle_s": 5.0}
+HEDGE_TIMEOUTS = {**STALL_TIMEOUTS, "headers_s": 5.0, "first_token_s": 5.0, "idle_s": 5.0}
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -630,7 +621,7 @@ async def test_hedge_answers_from_the_backup_and_cancels_the_slow_primary(
         sim_factory, gateway_factory, route={"hedge": {"after": 0.2}}, timeouts=HEDGE_TIMEOUTS
     )
     set_fault(p, {"mode": "slow_first_token", "delay_s": 2.0})
-    r = await post(http, gw, chat(stream))
+    r = await post(http, gw, chat(PROMPT, stream=stream or None))
     assert answer_of(r, stream) == expected("b")
     assert (r.target, r.attempts) == ("m@b", "2")
     assert 0.18 <= r.elapsed < 0.8, r.elapsed  # well under the primary's 2 s
@@ -670,7 +661,7 @@ async def test_hedge_lost_by_the_backup_is_cancelled_and_not_charged(
     )
     set_fault(p, {"mode": "slow_first_token", "delay_s": 0.4})
     set_fault(b, {"mode": "slow_first_token", "delay_s": 2.0})
-    r = await post(http, gw, chat(stream=True))
+    r = await post(http, gw, chat(PROMPT, stream=True))
     assert answer_of(r, True) == expected("p")
     assert (r.target, r.attempts) == ("m@p", "2")
     assert 0.35 <= r.elapsed < 0.9, r.elapsed
@@ -707,7 +698,7 @@ async def test_no_hedge_when_the_primary_answers_in_time(
         sim_factory, gateway_factory, route={"hedge": {"after": 0.2}}, timeouts=HEDGE_TIMEOUTS
     )
     for _ in range(3):
-        r = await post(http, gw, chat(stream))
+        r = await post(http, gw, chat(PROMPT, stream=stream or None))
         assert answer_of(r, stream) == expected("p")
         assert (r.target, r.attempts) == ("m@p", "1")
     assert [a["outcome"] for a in p.state.attempts()] == ["completed"] * 3
@@ -729,11 +720,11 @@ async def test_panic_makes_one_attempt_on_the_least_bad_target(
     # Trip p first (b answers), then b: p opened first, so it may recover first: least bad.
     set_fault(p, {"mode": "status", "status": 503})
     for _ in range(2):
-        assert (await post(http, gw, chat())).target == "m@b"
+        assert (await post(http, gw, chat(PROMPT))).target == "m@b"
     await asyncio.sleep(0.05)
     set_fault(b, {"mode": "status", "status": 503})
     for _ in range(2):
-        r = await post(http, gw, chat())
+        r = await post(http, gw, chat(PROMPT))
         error_of(r, 502, "all_candidates_failed")
         assert r.attempts == "1"  # p is open: skipped without an attempt
     health = await admin_targets(http, gw)
@@ -744,7 +735,7 @@ async def test_panic_makes_one_attempt_on_the_least_bad_target(
 
     if healthy:
         set_fault(p, {"mode": "ok"})
-    r = await post(http, gw, chat())
+    r = await post(http, gw, chat(PROMPT))
     assert r.attempts == "1"
     if healthy:
         assert answer_of(r, False) == expected("p")
@@ -781,7 +772,7 @@ async def test_broken_stream_before_the_first_token_fails_over(
 ) -> None:
     p, b, gw = await start_pair(sim_factory, gateway_factory)
     set_fault(p, fault)
-    r = await post(http, gw, chat(stream=True))
+    r = await post(http, gw, chat(PROMPT, stream=True))
     assert answer_of(r, True) == expected("b")
     assert (r.target, r.attempts) == ("m@b", "2")
     assert [a["outcome"] for a in p.state.attempts()] == [p_outcome]
@@ -805,7 +796,7 @@ async def test_broken_stream_after_the_first_byte_ends_with_an_error_event(
 ) -> None:
     p, b, gw = await start_pair(sim_factory, gateway_factory)
     set_fault(p, fault)
-    r = await post(http, gw, chat(stream=True))
+    r = await post(http, gw, chat(PROMPT, stream=True))
     assert r.status == 200
     assert (r.target, r.attempts) == ("m@p", "1")
     events = sse_events(r.body)

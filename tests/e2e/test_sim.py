@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -27,9 +27,11 @@ from gateway.sim import (
 )
 from gateway.sim.answers import embedding_vector, prompt_of
 from gateway.sim.cli import add_sim_arguments, run_sim
+from tests.builders import chat
+from tests.waiting import until
 
 PROMPT = "hello there"
-CHAT: dict[str, Any] = {"model": "sim-small", "messages": [{"role": "user", "content": PROMPT}]}
+CHAT: dict[str, Any] = chat(PROMPT, model="sim-small")  # a body, sent to the sim directly
 STREAM: dict[str, Any] = {**CHAT, "stream": True}
 N_WORDS = 5
 # With N_WORDS words a chat stream has: role chunk, "[name]", N_WORDS words, ".", finish chunk.
@@ -49,14 +51,6 @@ async def sim() -> AsyncIterator[SimServer]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client
-
-
-async def eventually(predicate: Callable[[], bool], timeout_s: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def read_events(resp: aiohttp.ClientResponse, into: list[bytes]) -> None:
@@ -354,7 +348,7 @@ async def test_hang_never_sends_headers_and_logs_the_disconnect(
         ):
             pass
     gave_up = time.monotonic()
-    await eventually(lambda: last(sim)["client_disconnected"], timeout_s=0.5)
+    await until(lambda: last(sim)["client_disconnected"], timeout_s=0.5)
     entry = last(sim)
     assert entry["outcome"] == "hang" and entry["status"] is None
     assert entry["t_end"] - gave_up < 0.2
@@ -377,7 +371,7 @@ async def test_hang_sees_disconnect_without_handler_cancellation(
                 timeout=aiohttp.ClientTimeout(total=0.1),
             ):
                 pass
-        await eventually(lambda: state.attempts()[-1]["client_disconnected"], timeout_s=0.5)
+        await until(lambda: state.attempts()[-1]["client_disconnected"], timeout_s=0.5)
     finally:
         await runner.cleanup()
 
@@ -434,14 +428,14 @@ async def test_stall_goes_silent_until_the_client_leaves(
             await asyncio.wait_for(read_events(r, events), 0.2)
         assert len(events) == 2
         r.close()
-    await eventually(lambda: last(sim)["client_disconnected"])
+    await until(lambda: last(sim)["client_disconnected"], timeout_s=1.0)
     assert last(sim)["outcome"] == "stalled"
     async with session.post(sim.base_url + "/chat/completions", json=CHAT) as r:
         assert r.status == 200
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(r.read(), 0.2)
         r.close()
-    await eventually(lambda: last(sim)["client_disconnected"])
+    await until(lambda: last(sim)["client_disconnected"], timeout_s=1.0)
 
 
 async def test_malformed_sends_bad_json_and_no_done(
@@ -511,7 +505,7 @@ async def test_client_disconnect_mid_stream_is_logged(
         async with session.post(sim.base_url + "/chat/completions", json=STREAM) as r:
             await r.content.readline()
             r.close()
-        await eventually(lambda: last(sim)["client_disconnected"])
+        await until(lambda: last(sim)["client_disconnected"], timeout_s=1.0)
         assert last(sim)["outcome"] == "client_disconnected"
 
 
@@ -526,7 +520,7 @@ async def test_latency_delays_headers(session: aiohttp.ClientSession) -> None:
 async def test_close_ends_hung_requests_promptly(session: aiohttp.ClientSession) -> None:
     sim = await SimServer(fault=Fault(mode="hang")).start()
     request = asyncio.ensure_future(session.post(sim.base_url + "/chat/completions", json=CHAT))
-    await eventually(lambda: bool(sim.state.attempts()))
+    await until(lambda: bool(sim.state.attempts()), timeout_s=1.0)
     start = time.monotonic()
     await sim.close()
     assert time.monotonic() - start < 1.0
@@ -652,7 +646,7 @@ async def test_run_sim_serves_until_cancelled(
         return "listening" in out or task.done()
 
     try:
-        await eventually(printed)
+        await until(printed, timeout_s=1.0)
         line = out.strip()
         assert re.fullmatch(r"turnout sim cli listening on http://127\.0\.0\.1:\d+/v1", line)
         url = line.rsplit(" ", 1)[1] + "/chat/completions"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from gateway.sim.answers import answer_text
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import CHAT, GatewayFactory, SimFactory, chat, make_config
 
 
 async def test_chat_through_gateway(
@@ -13,8 +13,7 @@ async def test_chat_through_gateway(
 ) -> None:
     sim = await sim_factory("sim-a")
     gw = await gateway_factory(make_config({"a": sim.base_url}, {"chat": ["m1@a"]}))
-    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-    async with http.post(gw.url + "/v1/chat/completions", json=body) as resp:
+    async with http.post(gw.url + CHAT, json=chat()) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m1@a"
         assert resp.headers["x-turnout-attempts"] == "1"
@@ -48,8 +47,7 @@ async def test_a_provider_may_need_query_parameters_and_its_own_key_header(
         env={},
     )
     gw = await gateway_factory(cfg)
-    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with http.post(gw.url + "/v1/chat/completions", json=body) as resp:
+    async with http.post(gw.url + CHAT, json=chat(stream=True)) as resp:
         assert resp.status == 200
         assert (await resp.read()).rstrip().endswith(b"[DONE]")
     (attempt,) = sim.state.attempts()

@@ -21,29 +21,25 @@ from gateway.server import Server
 from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text, answer_words
 from gateway.sim.delivery import reset_connection
-from tests.conftest import GatewayFactory, SimFactory, make_config
-from tests.replies import admin_targets
-from tests.sse import sse_events
+from tests.builders import (
+    CHAT,
+    STALL_TIMEOUTS,
+    GatewayFactory,
+    SimFactory,
+    admin_targets,
+    chat,
+    make_config,
+    sse_events,
+)
 from tests.waiting import eventually
 
 PROMPT = "stream me a story"
 N_WORDS = 12
 # Paced so a stream arrives over several socket reads (the SDK tests cover back-to-back events).
 CHUNK_INTERVAL_MS = 20
-TIMEOUTS = {
-    "connect_s": 1.0,
-    "headers_s": 1.0,
-    "first_token_s": 1.0,
-    "idle_s": 0.5,
-    "total_s": 10.0,
-}
 ERROR_PREFIX = "The upstream stream failed after output had started"
 
 Script = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
-
-
-def chat(stream: bool = True) -> dict[str, Any]:
-    return {"model": "chat", "stream": stream, "messages": [{"role": "user", "content": PROMPT}]}
 
 
 def words(sim: str = "sim-a", n_words: int = N_WORDS) -> list[str]:
@@ -112,7 +108,7 @@ async def start(
     config = make_config(
         {"a": a_url or a.base_url, "b": b.base_url},
         {"chat": ["m1@a", "m1@b"]},
-        timeouts=timeouts or TIMEOUTS,
+        timeouts=timeouts or STALL_TIMEOUTS,
     )
     return Setup(a, b, await gateway_factory(config))
 
@@ -210,7 +206,7 @@ async def test_sim_mid_stream_failure_ends_with_error_event(
     setup = await start(sim_factory, gateway_factory, chunk_interval_ms=interval_ms)
     setup.a.state.set_fault(Fault.from_json(fault))
     started = time.monotonic()
-    async with http.post(setup.gw.url + "/v1/chat/completions", json=chat()) as resp:
+    async with http.post(setup.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m1@a"
         assert resp.headers["x-turnout-attempts"] == "1"
@@ -256,7 +252,7 @@ async def test_scripted_mid_stream_failure_ends_with_error_event(
 ) -> None:
     url = await scripted(script)
     s = await start(sim_factory, gateway_factory, a_url=url)
-    async with http.post(s.gw.url + "/v1/chat/completions", json=chat()) as resp:
+    async with http.post(s.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m1@a"
         body = await resp.read()
@@ -271,10 +267,10 @@ async def test_scripted_mid_stream_failure_ends_with_error_event(
 async def test_total_timeout_mid_stream_ends_with_error_event(
     sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:
-    s = await start(sim_factory, gateway_factory, timeouts={**TIMEOUTS, "total_s": 0.6})
+    s = await start(sim_factory, gateway_factory, timeouts={**STALL_TIMEOUTS, "total_s": 0.6})
     s.a.state.set_fault(Fault.from_json({"mode": "drip", "interval_s": 0.2}))  # ~3 s in all
     started = time.monotonic()
-    async with http.post(s.gw.url + "/v1/chat/completions", json=chat()) as resp:
+    async with http.post(s.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
         assert resp.status == 200
         body = await resp.read()
     assert 0.55 <= time.monotonic() - started < 1.5
@@ -338,7 +334,7 @@ async def test_stream_without_done_is_completed_by_the_gateway(
     setup: Setup, http: aiohttp.ClientSession
 ) -> None:
     setup.a.state.set_fault(Fault.from_json({"mode": "no_done"}))
-    async with http.post(setup.gw.url + "/v1/chat/completions", json=chat()) as resp:
+    async with http.post(setup.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m1@a"
         body = await resp.read()
@@ -379,7 +375,7 @@ async def test_drip_within_idle_timeout_completes(
     s = await start(sim_factory, gateway_factory, n_words=n_words)
     s.a.state.set_fault(Fault.from_json({"mode": "drip", "interval_s": 0.15}))  # idle_s 0.5
     started = time.monotonic()
-    async with http.post(s.gw.url + "/v1/chat/completions", json=chat()) as resp:
+    async with http.post(s.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
         assert resp.status == 200
         assert resp.headers["x-turnout-target"] == "m1@a"
         body = await resp.read()
@@ -401,7 +397,7 @@ async def test_burst_stream_is_relayed_whole(
     fast = await sim_factory("sim-fast", n_words=40)  # every event written at once
     gw = await gateway_factory(make_config({"a": fast.base_url}, {"chat": ["m1@a"]}))
     for _ in range(3):
-        async with http.post(gw.url + "/v1/chat/completions", json=chat()) as resp:
+        async with http.post(gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
             assert resp.status == 200
             body = await resp.read()
         events = sse_events(body)

@@ -12,17 +12,23 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import build_app
 from gateway.config import Config
 from gateway.server import Server
 from gateway.sim.faults import Fault
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import TraceSettings
-from tests.conftest import SimFactory, closed_port, make_config
+from tests.builders import (
+    CHAT,
+    SimFactory,
+    chat,
+    closed_port,
+    make_config,
+    scrape,
+    start_gateway,
+    value,
+)
 
-CHAT = "/v1/chat/completions"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
 SECRET_PROMPT = "my-very-private-prompt"
@@ -35,8 +41,7 @@ async def traced() -> AsyncIterator[Any]:
 
     async def start(config: Config, telemetry: Telemetry | None = None) -> Server:
         tel = telemetry or Telemetry(TraceSettings(), [SimpleSpanProcessor(exporter)])
-        server = Server(build_app(config, telemetry=tel), "127.0.0.1", 0, grace_s=1.0)
-        await server.start()
+        server = await start_gateway(config, tel)
         servers.append(server)
         return server
 
@@ -44,14 +49,6 @@ async def traced() -> AsyncIterator[Any]:
     yield start
     for s in servers:
         await s.stop()
-
-
-def body(stream: bool = False) -> dict[str, Any]:
-    return {
-        "model": "chat",
-        "stream": stream,
-        "messages": [{"role": "user", "content": SECRET_PROMPT}],
-    }
 
 
 async def test_trace_joins_the_callers_trace_and_tells_the_failover(
@@ -68,7 +65,7 @@ async def test_trace_joins_the_callers_trace_and_tells_the_failover(
     }
     async with (
         aiohttp.ClientSession() as s,
-        s.post(gw.url + CHAT, json=body(), headers=headers) as r,
+        s.post(gw.url + CHAT, json=chat(SECRET_PROMPT, stream=False), headers=headers) as r,
     ):
         assert r.status == 200
         await r.read()
@@ -116,7 +113,7 @@ async def test_trace_joins_the_callers_trace_and_tells_the_failover(
 async def test_stream_span_ends_with_usage_and_ttft(traced: Any, sim_factory: SimFactory) -> None:
     sim = await sim_factory("sim-a", chunk_interval_ms=5)
     gw = await traced(make_config({"a": sim.base_url}, {"chat": ["m@a"]}))
-    req = body(stream=True) | {"stream_options": {"include_usage": True}}
+    req = chat(SECRET_PROMPT, stream=True) | {"stream_options": {"include_usage": True}}
     async with aiohttp.ClientSession() as s, s.post(gw.url + CHAT, json=req) as r:
         assert r.status == 200
         await r.read()
@@ -126,18 +123,6 @@ async def test_stream_span_ends_with_usage_and_ttft(traced: Any, sim_factory: Si
     assert a["turnout.outcome"] == "success"
     assert a["turnout.ttft_ms"] > 0
     assert a["gen_ai.usage.output_tokens"] > 0
-
-
-def scrape(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
-
-
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
 async def test_metrics_are_prometheus_text_and_move(traced: Any, sim_factory: SimFactory) -> None:
@@ -155,11 +140,11 @@ async def test_metrics_are_prometheus_text_and_move(traced: Any, sim_factory: Si
 
         before = await metrics()
         for _ in range(3):
-            async with s.post(gw.url + CHAT, json=body()) as r:
+            async with s.post(gw.url + CHAT, json=chat(SECRET_PROMPT, stream=False)) as r:
                 assert r.status == 200
         bad.state.set_fault(Fault.from_json({"mode": "status", "status": 503}))
         for _ in range(5):
-            async with s.post(gw.url + CHAT, json=body()) as r:
+            async with s.post(gw.url + CHAT, json=chat(SECRET_PROMPT, stream=False)) as r:
                 assert r.status == 200
         after = await metrics()
     assert (
@@ -181,14 +166,13 @@ async def test_a_down_collector_never_slows_requests_or_shutdown(sim_factory: Si
     config = make_config({"a": sim.base_url}, {"chat": ["m@a"]})
     down = f"http://127.0.0.1:{closed_port()}"
     tel = Telemetry(TraceSettings(exporter="otlp", otlp_endpoint=down))
-    server = Server(build_app(config, telemetry=tel), "127.0.0.1", 0, grace_s=1.0)
-    await server.start()
+    server = await start_gateway(config, tel)
     try:
         async with aiohttp.ClientSession() as s:
             times = []
             for _ in range(50):
                 t = time.perf_counter()
-                async with s.post(server.url + CHAT, json=body()) as r:
+                async with s.post(server.url + CHAT, json=chat(SECRET_PROMPT, stream=False)) as r:
                     assert r.status == 200
                 times.append(time.perf_counter() - t)
         assert sorted(times)[48] < 0.1  # no request waits for the collector
@@ -226,11 +210,10 @@ async def test_metrics_can_also_be_pushed_by_otlp(sim_factory: SimFactory) -> No
     config = make_config({"a": sim.base_url}, {"chat": ["m@a"]})
     down = f"http://127.0.0.1:{closed_port()}"
     tel = Telemetry(TraceSettings(otlp_endpoint=down, metrics_otlp=True))
-    server = Server(build_app(config, telemetry=tel), "127.0.0.1", 0, grace_s=1.0)
-    await server.start()
+    server = await start_gateway(config, tel)
     try:
         async with aiohttp.ClientSession() as s:
-            async with s.post(server.url + CHAT, json=body()) as r:
+            async with s.post(server.url + CHAT, json=chat(SECRET_PROMPT, stream=False)) as r:
                 assert r.status == 200
             async with s.get(server.url + "/metrics") as r:
                 assert b"turnout_requests_total" in await r.read()

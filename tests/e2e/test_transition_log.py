@@ -24,9 +24,8 @@ from health.fleet_view import apply_event
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
 from health.settings import BreakerSettings, HealthSettings
-from tests.conftest import GatewayFactory, SimFactory, make_config
+from tests.builders import CHAT, GatewayFactory, SimFactory, chat, make_config
 
-CHAT = "/v1/chat/completions"
 OPEN_S = 0.3
 BREAKER: dict[str, Any] = {
     "consecutive_failures": 2,
@@ -36,12 +35,8 @@ BREAKER: dict[str, Any] = {
 }
 
 
-def body() -> dict[str, Any]:
-    return {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-
-
 async def served_by(http: aiohttp.ClientSession, url: str) -> str | None:
-    async with http.post(url + CHAT, json=body()) as r:
+    async with http.post(url + CHAT, json=chat()) as r:
         assert r.status == 200, await r.text()
         return r.headers.get("x-turnout-target")
 

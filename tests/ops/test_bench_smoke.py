@@ -22,8 +22,7 @@ from ops.bench.net import is_loopback
 from ops.bench.procfs import memory_kib, proc_status
 from ops.bench.stats import percentile, slope
 from ops.bench.summary import json_doc, judge, load_table, summary_lines
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.builders import REPO_ROOT
 
 
 def _run(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -43,7 +42,7 @@ def test_every_bench_module_imports() -> None:
 def test_body_memory_measures_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "body_memory.json"
     argv = ["-m", "ops.bench.body_memory", "--counts", "1", "2", "--mib", "1", "--json", str(out)]
-    done = _run(argv, REPO, timeout=60)
+    done = _run(argv, REPO_ROOT, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "peak RSS" in done.stdout
     doc = json.loads(out.read_text())
@@ -58,12 +57,12 @@ def test_body_memory_measures_end_to_end(tmp_path: Path) -> None:
 
 def test_the_instruction_count_workload_runs() -> None:
     # What ops.bench.instructions counts under callgrind (the count itself takes minutes).
-    done = _run(["-m", "ops.bench.inproc", "40"], REPO, timeout=60)
+    done = _run(["-m", "ops.bench.inproc", "40"], REPO_ROOT, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_bench_file_runs_as_its_module_from_anywhere(tmp_path: Path) -> None:
-    done = _run([str(REPO / "ops" / "bench" / "run.py"), "--help"], tmp_path, timeout=30)
+    done = _run([str(REPO_ROOT / "ops" / "bench" / "run.py"), "--help"], tmp_path, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout
 

@@ -16,6 +16,7 @@ from policies.compose import decide
 from policies.features import extract
 from policies.loading import build_policy
 from policies.types import Candidate, Policy, Price, RequestFeatures
+from tests.builders import chat
 
 CHAT = RequestFeatures("chat", estimated_input_tokens=1000)
 
@@ -384,8 +385,9 @@ MODELS = [
 ]
 
 
-def chat(text: str, **body: Any) -> RequestFeatures:
-    return extract("chat", {"messages": [{"role": "user", "content": text}], **body}, len(text))
+def features_of(text: str, **body: Any) -> RequestFeatures:
+    """The features of a chat request whose one user turn is `text`."""
+    return extract("chat", chat(text, **body), len(text))
 
 
 @pytest.mark.parametrize(
@@ -399,13 +401,13 @@ def chat(text: str, **body: Any) -> RequestFeatures:
     ],
 )
 def test_cost_quality_cheap_for_easy_strong_for_hard(prompt: str, task: str, first: str) -> None:
-    req = chat(prompt)
+    req = features_of(prompt)
     assert req.task == task
     assert order("cost_quality", MODELS, request=req)[0] == first
 
 
 def test_cost_quality_honours_max_cost() -> None:
-    hard = chat("Solve for x: 3x + 2 = 11", max_tokens=1000)
+    hard = features_of("Solve for x: 3x + 2 = 11", max_tokens=1000)
     assert order("cost_quality", MODELS, request=hard) == ["strong", "mini", "local"]
     # ~$0.01 on strong, ~$0.0006 on mini: a $0.005 budget leaves mini; unpriced local is out
     capped = replace(hard, max_cost=0.005)
@@ -424,7 +426,7 @@ def test_cost_quality_honours_max_cost() -> None:
 
 
 def test_cost_quality_floor_override_and_fallback_to_strongest() -> None:
-    easy = chat("hello there")
+    easy = features_of("hello there")
     assert order("cost_quality", MODELS, request=easy)[0] == "mini"
     assert order("cost_quality", MODELS, request=replace(easy, quality_floor=0.85))[0] == "strong"
     # nobody meets the floor: the strongest first, not the cheapest
@@ -435,7 +437,7 @@ def test_cost_quality_floor_override_and_fallback_to_strongest() -> None:
 
 
 def test_cost_quality_tradeoff() -> None:
-    req = chat("hello there")
+    req = features_of("hello there")
     cheap_wins = {"name": "cost_quality", "params": {"mode": "tradeoff", "cost_weight": 1.0}}
     quality_wins = {"name": "cost_quality", "params": {"mode": "tradeoff", "cost_weight": 0.0}}
     assert order(cheap_wins, MODELS[:2], request=req) == ["mini", "strong"]
@@ -443,7 +445,7 @@ def test_cost_quality_tradeoff() -> None:
 
 
 def test_cost_quality_filters_hard_requirements_and_health() -> None:
-    req = replace(chat("hello"), tools=True)
+    req = replace(features_of("hello"), tools=True)
     assert "local" not in order("cost_quality", MODELS, request=req)
     snap = {"mini": hv("mini", **OPEN, open_for_s=5.0)}
-    assert order("cost_quality", MODELS, snap, chat("hello"))[0] == "strong"
+    assert order("cost_quality", MODELS, snap, features_of("hello"))[0] == "strong"

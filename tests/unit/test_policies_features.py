@@ -3,19 +3,12 @@ per-request routing overrides; plus a reported (not asserted) timing on a 200 KB
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from ops.bench.features import make_body, measure
 from policies.features import InvalidFeature, extract
 from policies.tasks import DEFAULT_TASK_RULES, TaskRules
-
-
-def chat(user: str, system: str | None = None, **body: Any) -> dict[str, Any]:
-    messages = [] if system is None else [{"role": "system", "content": system}]
-    messages.append({"role": "user", "content": user})
-    return {"model": "m", "messages": messages, **body}
+from tests.builders import chat
 
 
 @pytest.mark.parametrize(
@@ -40,7 +33,7 @@ def chat(user: str, system: str | None = None, **body: Any) -> dict[str, Any]:
     ],
 )
 def test_default_task_rules(user: str, system: str | None, task: str) -> None:
-    assert extract("chat", chat(user, system), 0).task == task
+    assert extract("chat", chat(user, system=system), 0).task == task
 
 
 def test_only_the_last_user_turn_counts() -> None:

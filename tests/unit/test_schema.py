@@ -25,8 +25,8 @@ from gateway.config import ConfigError, load_data, load_file
 from gateway.config.schema import config_schema
 from policies.loading import build_policy
 from policies.registry import FILTERS, SCORERS, SHORTHANDS
+from tests.builders import REPO_ROOT
 
-REPO_ROOT = Path(__file__).parents[1]
 COMMITTED = REPO_ROOT / "docs" / "config.schema.json"
 SCHEMA = config_schema()
 VALIDATOR = Draft202012Validator(SCHEMA)

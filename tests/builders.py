@@ -1,0 +1,335 @@
+"""What tests build, send and read back, in one place (fixtures are in tests/conftest.py, waiting
+for a side effect is tests/waiting.py):
+
+- request bodies: `chat()` and the API paths;
+- timeout presets for providers (each named for what the tests using it need);
+- configs: `make_config()`;
+- ports, sims, gateways and `turnout serve` processes started outside fixtures;
+- a client's view of the answers: `post()` and `Reply`, SSE, `/admin/targets`, `/metrics`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.app import build_app
+from gateway.config import Config, load_data
+from gateway.server import Server
+from gateway.sim.faults import Fault
+from gateway.sim.server import SimServer
+from gateway.telemetry.hub import Telemetry
+
+# Shared with the benches: tests import ops, never the reverse.
+from ops.bench.net import free_port
+from ops.bench.redisproc import RedisProcess, SentinelProcess
+from tests.waiting import until
+
+__all__ = [
+    "CHAT",
+    "FAILOVER_TIMEOUTS",
+    "FAST_TIMEOUTS",
+    "LONG_ANSWER_TIMEOUTS",
+    "PATIENT_TIMEOUTS",
+    "REPO_ROOT",
+    "STALL_TIMEOUTS",
+    "TIGHT_TIMEOUTS",
+    "GatewayFactory",
+    "RedisProcess",
+    "Reply",
+    "SentinelProcess",
+    "SimFactory",
+    "admin_targets",
+    "answer_of",
+    "chat",
+    "closed_port",
+    "free_port",
+    "kill_group",
+    "make_config",
+    "post",
+    "scrape",
+    "set_fault",
+    "sse_events",
+    "start_gateway",
+    "start_serve",
+    "start_sim",
+    "stream_text",
+    "value",
+    "wait_healthy",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# --- request bodies ---------------------------------------------------------------------------
+
+CHAT = "/v1/chat/completions"
+
+
+def chat(
+    prompt: str = "hi",
+    *,
+    model: str | None = "chat",
+    stream: bool | None = None,
+    system: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A chat completion request body: an optional system turn, then one user turn.
+
+    `model` and `stream` are left out of the body when None; `extra` adds fields (tools,
+    max_tokens, stream_options...)."""
+    body: dict[str, Any] = {} if model is None else {"model": model}
+    messages = [] if system is None else [{"role": "system", "content": system}]
+    messages.append({"role": "user", "content": prompt})
+    body["messages"] = messages
+    if stream is not None:
+        body["stream"] = stream
+    body.update(extra)
+    return body
+
+
+# --- provider timeouts ------------------------------------------------------------------------
+
+# One second for every phase, no total: `make_config`'s default.
+FAST_TIMEOUTS = {"connect_s": 1.0, "headers_s": 1.0, "first_token_s": 1.0, "idle_s": 1.0}
+# Long, slowly paced streams never time out: only the client going away ends them.
+PATIENT_TIMEOUTS = {"connect_s": 2.0, "headers_s": 5.0, "first_token_s": 5.0, "idle_s": 5.0}
+# A hang before the first byte fails over within 0.3 s; a whole answer gets 5 s.
+FAILOVER_TIMEOUTS = {
+    "connect_s": 1.0,
+    "headers_s": 0.3,
+    "first_token_s": 0.3,
+    "idle_s": 0.5,
+    "total_s": 5.0,
+}
+# A stream that stalls for 0.5 s is cut; answers get 10 s in all.
+STALL_TIMEOUTS = {
+    "connect_s": 1.0,
+    "headers_s": 1.0,
+    "first_token_s": 1.0,
+    "idle_s": 0.5,
+    "total_s": 10.0,
+}
+# first_token_s and headers_s are short; a non-streaming answer gets the whole total_s.
+LONG_ANSWER_TIMEOUTS = {
+    "connect_s": 1.0,
+    "headers_s": 0.3,
+    "first_token_s": 0.3,
+    "idle_s": 0.5,
+    "total_s": 0.8,
+}
+# Every fault ends an attempt within 0.6 s.
+TIGHT_TIMEOUTS = {
+    "connect_s": 0.5,
+    "headers_s": 0.2,
+    "first_token_s": 0.2,
+    "idle_s": 0.2,
+    "total_s": 0.6,
+}
+
+# --- configs ----------------------------------------------------------------------------------
+
+
+def make_config(
+    providers: dict[str, str],
+    routes: dict[str, list[str]],
+    *,
+    timeouts: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Config:
+    """A config with one provider per `name -> base_url` and routes `alias -> [target ids]`.
+
+    Target ids are `model@provider`, so no `targets:` section is needed.
+    """
+    data: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "providers": {
+            name: {"base_url": url, "api_key": f"key-{name}", "timeouts": timeouts or FAST_TIMEOUTS}
+            for name, url in providers.items()
+        },
+        "routes": [{"alias": a, "candidates": c} for a, c in routes.items()],
+    }
+    if extra:
+        data.update(extra)
+    return load_data(data, env={})
+
+
+# --- ports, sims, gateways and processes ------------------------------------------------------
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (connection refused): a `free_port` nobody takes."""
+    return free_port()
+
+
+SimFactory = Callable[..., Awaitable[SimServer]]
+GatewayFactory = Callable[[Config], Awaitable[Server]]
+
+
+async def start_sim(name: str = "sim", **kwargs: Any) -> SimServer:
+    """A started sim (`SimServer` kwargs); the caller closes it (fixtures: `sim_factory`)."""
+    sim = SimServer(name, **kwargs)
+    await sim.start()
+    return sim
+
+
+def set_fault(sim: SimServer, spec: dict[str, Any]) -> None:
+    """Give `sim` the fault `spec` (`Fault.from_json`'s shape), replacing its current one."""
+    sim.state.set_fault(Fault.from_json(spec))
+
+
+async def start_gateway(config: Config, telemetry: Telemetry | None = None) -> Server:
+    """A started gateway on an ephemeral loopback port (`.url`); the caller stops it (fixtures:
+    `gateway_factory`)."""
+    server = Server(build_app(config, telemetry=telemetry), "127.0.0.1", 0, grace_s=1.0)
+    await server.start()
+    return server
+
+
+def start_serve(config: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """`turnout serve -c config --port port [extra]` as a real process, in its own session."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "-c", str(config), "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # so a failed test can kill the supervisor and its workers
+    )
+    return proc
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a `start_serve` process and its workers, if it still runs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+async def wait_healthy(port: int, timeout_s: float = 10.0) -> None:
+    """Wait until the gateway on `port` answers `/healthz` with 200."""
+    async with aiohttp.ClientSession() as s:
+
+        async def healthy() -> bool:
+            try:
+                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await until(healthy, timeout_s)
+
+
+# --- a client's view of the answers -----------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    started: float = 0.0  # monotonic, just before the request was sent
+    elapsed: float = 0.0
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    @property
+    def target(self) -> str | None:
+        return self.headers.get("x-turnout-target")
+
+    @property
+    def attempts(self) -> str | None:
+        return self.headers.get("x-turnout-attempts")
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    gw: Server,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    path: str = CHAT,
+) -> Reply:
+    """POST `body` to the gateway and read the whole answer."""
+    started = time.monotonic()
+    async with http.post(gw.url + path, json=body, headers=headers or {}) as resp:
+        data = await resp.read()
+        return Reply(
+            resp.status,
+            {k.lower(): v for k, v in resp.headers.items()},
+            data,
+            started,
+            time.monotonic() - started,
+        )
+
+
+def sse_events(body: bytes) -> list[tuple[str | None, str]]:
+    """(event name, data) for every event of an SSE body (a client's parser, independent of the
+    gateway's own)."""
+    out: list[tuple[str | None, str]] = []
+    for block in body.decode().replace("\r\n", "\n").split("\n\n"):
+        if not block.strip():
+            continue
+        name: str | None = None
+        data: list[str] = []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(" ") else value)
+        out.append((name, "\n".join(data)))
+    return out
+
+
+def stream_text(body: bytes) -> str:
+    """The text of a complete chat stream; asserts it is well formed and ends with [DONE]."""
+    events = sse_events(body)
+    assert events and events[-1] == (None, "[DONE]"), events[-1:]
+    text = []
+    for name, data in events[:-1]:
+        assert name is None, (name, data)
+        for choice in orjson.loads(data)["choices"]:
+            text.append(choice["delta"].get("content") or "")
+    return "".join(text)
+
+
+def answer_of(reply: Reply, stream: bool) -> str:
+    """The answer's text, streamed or not (asserts a 200 of the right content type)."""
+    assert reply.status == 200, reply.body
+    if stream:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        return stream_text(reply.body)
+    return str(reply.json()["choices"][0]["message"]["content"])
+
+
+async def admin_targets(http: aiohttp.ClientSession, gw: Server) -> dict[str, dict[str, Any]]:
+    """`GET /admin/targets`, by target id."""
+    async with http.get(gw.url + "/admin/targets") as resp:
+        assert resp.status == 200
+        data = await resp.json()
+    return {t["id"]: t for t in data["data"]}
+
+
+def scrape(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A Prometheus text exposition, as `(sample name, labels) -> value`."""
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    """The sum of the `scrape`d samples named `name` whose labels include `labels`."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
