@@ -23,6 +23,7 @@ from tests.builders import (
     chat,
     make_config,
 )
+from tests.waiting import until
 
 
 def nested_body(depth: int) -> bytes:
@@ -261,7 +262,7 @@ async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
 ) -> None:
     from gateway.context import RUNTIME
 
-    sim = await sim_factory("sim-a", latency_ms=400)
+    sim = await sim_factory("sim-a", latency_ms=1000)
     server = {"host": "127.0.0.1", "port": 0, "max_body_bytes": 4096}
     server["max_body_bytes_in_flight"] = 6000  # one 3 KB body at a time, not two
     gw = await gateway_factory(
@@ -274,8 +275,11 @@ async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
             async with http.post(gw.url + CHAT, data=big, headers=PLAIN) as r:
                 return r.status, await r.json(), dict(r.headers)
 
+        def held_by_one() -> bool:
+            return bool(gw.app[RUNTIME].body_bytes.held >= 3000)
+
         first = asyncio.create_task(post())
-        await asyncio.sleep(0.15)  # the first is waiting on the slow sim, its body held
+        await until(held_by_one)  # the first is waiting on the slow sim, its body held
         status, body, headers = await post()
         assert status == 503, body
         assert body["error"]["code"] == "overloaded"
@@ -287,7 +291,7 @@ async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
         # Small requests are admitted next to a large one, compressed ones too (their size
         # counts as it arrives, not as max_body_bytes up front).
         first = asyncio.create_task(post())
-        await asyncio.sleep(0.15)
+        await until(held_by_one)
         async with http.post(gw.url + CHAT, data=GOOD, headers=PLAIN) as r:
             assert r.status == 200
         zipped = {**PLAIN, "Content-Encoding": "gzip"}
