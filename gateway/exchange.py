@@ -316,16 +316,18 @@ class Exchange:
                 self.plan.record(AttemptRecord(p.target_id, HEDGE_LOST, hedge=True))
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Attempted):
-                if result.result.stream is not None:
-                    result.result.stream.close()
-                self._settle(result, HEDGE_LOST)
+                self._drop(result)
 
     def _discard(self, att: Attempted) -> None:
-        """A second winner in the same instant: close it, neutral."""
+        """A second winner in the same instant: dropped, and recorded as the loser."""
+        self._drop(att)
+        self.plan.record(AttemptRecord(att.permit.target_id, HEDGE_LOST, hedge=True))
+
+    def _drop(self, att: Attempted) -> None:
+        """A hedge's loser that got an answer anyway: close it, settle it neutral."""
         if att.result.stream is not None:
             att.result.stream.close()
         self._settle(att, HEDGE_LOST)
-        self.plan.record(AttemptRecord(att.permit.target_id, HEDGE_LOST, hedge=True))
 
     # -- finishing ---------------------------------------------------------------------------
 
