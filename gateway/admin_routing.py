@@ -25,7 +25,6 @@ from gateway.reload import is_reloadable
 from gateway.routing import Routed, find_route, route_request
 from gateway.runtime import ReloadReport
 from health.breaker import Admission
-from policies.healthy import unavailable
 from policies.types import health_of
 
 _ENDPOINTS = {op: path for path, (op, _) in OPERATIONS.items()}  # "chat" -> /v1/chat/...
@@ -133,7 +132,7 @@ def decision_view(
     ranked = []
     for i, r in enumerate(d.ranked):
         c = r.candidate
-        why_not = unavailable(health_of(routed.health, c.target_id))
+        why_not = health_of(routed.health, c.target_id).why_unavailable()
         ranked.append(
             {
                 "rank": i + 1,

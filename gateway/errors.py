@@ -52,7 +52,7 @@ class GatewayError(Exception):
 
     def shape(self) -> dict[str, str | None]:
         """The `error` object of OpenAI's error body."""
-        return {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+        return error_shape(self.message, self.type, self.code, self.param)
 
     def body(self) -> bytes:
         return orjson.dumps({"error": self.shape()})
@@ -63,11 +63,16 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def error_shape(
+    message: str, type_: str, code: str | None, param: str | None
+) -> dict[str, str | None]:
+    """The `error` object of OpenAI's error body: the one place its fields are named."""
+    return {"message": message, "type": type_, "code": code, "param": param}
+
+
 def error_body(message: str, type_: str, code: str | None, param: str | None) -> bytes:
     """OpenAI's error body, for an error that is not a GatewayError."""
-    return orjson.dumps(
-        {"error": {"message": message, "type": type_, "code": code, "param": param}}
-    )
+    return orjson.dumps({"error": error_shape(message, type_, code, param)})
 
 
 class InvalidRequest(GatewayError):

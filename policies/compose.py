@@ -21,7 +21,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from health.signals import TargetHealth
 from health.store import HealthSnapshot
-from policies.healthy import recovery_s, unavailable
+from policies.healthy import recovery_s
 from policies.types import (
     Candidate,
     Decision,
@@ -151,7 +151,7 @@ class Composite:
                 for n, v, s in zip(sub_notes, values, scores, strict=True):
                     n.append(f"{name}={v:.2f} ({s.note})" if s.note else f"{name}={v:.2f}")
         final = [t / weight_sum for t in totals] if weight_sum > 0 else totals
-        down = [unavailable(v) for v in sub_views]
+        down = [v.why_unavailable() for v in sub_views]
         random_ties = self.tie_break == "random"
         keys = [
             (

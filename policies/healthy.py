@@ -29,11 +29,6 @@ class HealthParams:
         )
 
 
-def unavailable(h: TargetHealth) -> str | None:
-    """Why a target cannot take traffic now, or None (`TargetHealth.why_unavailable`)."""
-    return h.why_unavailable()
-
-
 def recovery_s(h: TargetHealth) -> float:
     """How long until the target may take traffic again (misconfigured ones last)."""
     wait = max(h.open_for_s, h.throttled_for_s)
@@ -56,7 +51,7 @@ class Health:
     def reject(
         self, request: RequestFeatures, candidate: Candidate, health: TargetHealth
     ) -> str | None:
-        return unavailable(health)
+        return health.why_unavailable()
 
     def error_rate(self, h: TargetHealth) -> float:
         if h.fleet_error_rate is not None:
@@ -72,13 +67,11 @@ class Health:
         health: Sequence[TargetHealth],
     ) -> list[Score]:
         p = self.params
-        ttfts = [
-            h.ttft_ms_ewma for h in health if h.ttft_ms_ewma is not None and not unavailable(h)
-        ]
+        ttfts = [h.ttft_ms_ewma for h in health if h.ttft_ms_ewma is not None and h.available]
         fastest = min(ttfts, default=None)
         out: list[Score] = []
         for h in health:
-            why = unavailable(h)
+            why = h.why_unavailable()
             if why is not None:
                 out.append(Score(0.0, why))
                 continue
