@@ -126,7 +126,12 @@ async def reload_config(request: web.Request) -> web.Response:
         body = {"error": rejected.shape(), "status": "rejected", "problems": problems}
         return json_response(body, rejected.status)
     return json_response(
-        {"status": "reloaded", "changed": result.changed, "routes": list(rt.config.aliases)}
+        {
+            "status": "reloaded",
+            "changed": result.changed,
+            "changes": [c.as_dict() for c in result.changes],
+            "routes": list(rt.config.aliases),
+        }
     )
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.accept import parse_payload, read_body
 from gateway.admin import json_response
 from gateway.config.decode import ConfigIssue
+from gateway.config.diff import SECTIONS, view
 from gateway.config.model import Config, RouteConfig
 from gateway.context import RUNTIME
 from gateway.errors import InvalidRequest
@@ -55,6 +56,7 @@ def _reload(report: ReloadReport | None) -> dict[str, object] | None:
         "result": "ok" if report.ok else "rejected",
         "source": report.source,
         "problems": [_issue(p) for p in report.problems],
+        "changes": [c.as_dict() for c in report.changes],
     }
 
 
@@ -81,10 +83,11 @@ def config_view(config: Config) -> dict[str, object]:
             {"id": t.id, "provider": t.provider, "model": t.model} for t in config.targets.values()
         ],
         "providers": [
-            {"name": p.name, "base_url": public_url(p.base_url), "format": p.format}
+            {"name": p.name, "base_url": public_url(p.base_url), **view(p)}
             for p in config.providers.values()
         ],
         "health_store": config.health.store,
+        **{name: view(getattr(config, name)) for name in SECTIONS},
     }
 
 

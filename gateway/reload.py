@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.config import ConfigError, load_file
+from gateway.config.diff import Change, changes
 from gateway.runtime import ReloadReport, Runtime
 
 log = logging.getLogger("turnout.reload")
@@ -29,6 +30,7 @@ class ReloadResult:
     ok: bool
     changed: bool
     problems: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()  # every changed key, applied live or waiting for a restart
 
 
 def fingerprint(path: str) -> tuple[str, int, int, int] | None:
@@ -64,22 +66,22 @@ async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
             err,
         )
         return ReloadResult(False, False, tuple(str(i) for i in issues))
-    old = rt.config
-    for what, before, after in (
-        ("server", old.server, new.server),
-        ("health", old.health, new.health),
-    ):
-        if before != after:
-            log.warning(
-                "config reload: the %s section changed; it applies at the next restart", what
-            )
-    changed = new != old
-    rt.swap(new)
+    found = changes(rt.config, new)
+    rt.swap(new, found)
     rt.reloads_ok += 1
     rt.telemetry.metrics.reloads.add(1, {"result": "ok"})
-    rt.last_reload = ReloadReport(time.time(), True, str(path))
-    log.info("config reloaded from %s (%d routes)", path, len(new.routes))
-    return ReloadResult(True, changed)
+    rt.last_reload = ReloadReport(time.time(), True, str(path), changes=found)
+    applied = [c.path for c in found if c.live]
+    waiting = [c.path for c in found if not c.live]
+    log.info(
+        "config reloaded from %s (%d routes); applied: %s",
+        path,
+        len(new.routes),
+        ", ".join(applied) or "nothing changed",
+    )
+    if waiting:
+        log.warning("config reload: %s changed; applies at the next restart", ", ".join(waiting))
+    return ReloadResult(True, bool(found), changes=found)
 
 
 class ConfigWatcher:

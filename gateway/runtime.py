@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,39 +16,29 @@ from typing import Any
 from gateway.accept import BodyBytes
 from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config.decode import ConfigIssue
+from gateway.config.diff import Change
 from gateway.config.model import Config
 from gateway.telemetry.hub import Telemetry
 from gateway.upstream import UpstreamPool
-from health.fleet import FleetSettings, FleetStore
+from health.fleet import FleetStore
 from health.learned import Space
 from health.memory import MemoryStore
 from health.store import HealthStore
 from policies.compose import share
-from policies.loading import build_policy
-from policies.registry import make_policy
 from policies.types import Policy
 
 SHUTDOWN = "turnout-shutdown"  # the cancel message that ends requests after the grace period
 
 
 def _budget_settings(config: Config) -> BudgetSettings:
-    r = config.resilience
-    return BudgetSettings(r.budget_ratio, r.budget_min_retries, r.budget_window_s)
+    return config.resilience.budget
 
 
 def make_store(config: Config) -> HealthStore:
     """The health store the config asks for: memory (embedded) or redis (fleet)."""
     h = config.health
     if h.store == "redis":
-        fleet = FleetSettings(
-            url=h.redis_url,
-            prefix=h.key_prefix,
-            sync_period_s=h.sync_period_s,
-            timeout_s=h.redis_timeout_s,
-            probe_lock_s=h.probe_lock_s,
-            pubsub=h.pubsub,
-        )
-        return FleetStore(fleet, h.settings)
+        return FleetStore(h.fleet, h.settings)
     return MemoryStore(h.settings)
 
 
@@ -58,12 +48,14 @@ def _space(store: HealthStore, route_key: str, suffix: str) -> Space:
 
 @dataclass(frozen=True, slots=True)
 class ReloadReport:
-    """The last reload attempt, for `GET /admin/config` and `/readyz`."""
+    """The last reload attempt, for `GET /admin/config` and `/readyz`: what was rejected, or
+    which keys changed (each applied live, or waiting for a restart)."""
 
     at_wall_s: float
     ok: bool
     source: str
     problems: tuple[ConfigIssue, ...] = ()
+    changes: tuple[Change, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +115,8 @@ class Runtime:
         key: it survives reloads and, with Redis, is shared by the fleet."""
         out: dict[str, Policy] = {}
         learning: list[str] = []
-        for i, r in enumerate(config.routes):
-            policy, _problems = build_policy(r.policy_spec, f"routes[{i}].policy")
-            policy = policy if policy is not None else make_policy("priority")
+        for r in config.routes:
+            policy = r.make_policy()  # provisioned (and so checked) by the loader
             for suffix in share(policy, partial(_space, self.store, r.key)):
                 learning.append(r.key + suffix)
             out[r.key] = policy
@@ -148,12 +139,20 @@ class Runtime:
         if len(self.served) > 10_000:
             self.served.popitem(last=False)
 
-    def swap(self, config: Config) -> None:
-        """Use `config` from the next request on; requests in flight keep the one they read."""
+    def swap(self, config: Config, changes: Sequence[Change] | None = None) -> None:
+        """Use `config` from the next request on; requests in flight keep the one they read.
+
+        `changes` (`gateway.config.diff.changes`; None: anything may have changed) tells which
+        sections to hand to the components that copied settings at start: the retry budget
+        and the body-bytes bound. What each request reads (routes, policies, resilience,
+        server.admin_token...) applies by the swap itself; `restart` keys wait."""
         policies = self._policies(config)
         self.store.track(config.targets)
-        self.budget.settings = _budget_settings(config)
-        self.body_bytes.limit = config.server.max_body_bytes_in_flight
+        touched = None if changes is None else {c.section for c in changes if c.live}
+        if touched is None or "resilience" in touched:
+            self.budget.settings = _budget_settings(config)
+        if touched is None or "server" in touched:
+            self.body_bytes.limit = config.server.max_body_bytes_in_flight
         self.live = Live(config, policies)
         self.loaded_wall_s = time.time()
 

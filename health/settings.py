@@ -1,22 +1,44 @@
-"""Health knobs, as frozen values. Defaults: docs/reliability.md."""
+"""Health knobs, as frozen values. Defaults: docs/reliability.md.
+
+Each field is declared once with its doc and checks (`gateway.config.fields.setting`): the
+config loader, the JSON Schema and the reload report read them from here. The store is built
+at start with these values, so none of them applies live.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from gateway.config.fields import nested, setting
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
     """When a target's breaker trips, how long it stays open, and how it closes again."""
 
-    consecutive_failures: int = 5
-    failure_rate: float = 0.5
-    min_calls: int = 20
-    open_s: float = 10.0
-    open_max_s: float = 120.0
-    jitter: float = 0.2
-    half_open_successes: int = 2
-    misconfigured_open_s: float = 300.0
+    consecutive_failures: int = setting(
+        5, "trip after this many provider failures in a row", live=False, positive=True
+    )
+    failure_rate: float = setting(
+        0.5,
+        "or when the window's failure rate reaches this (with min_calls)",
+        live=False,
+        positive=True,
+    )
+    min_calls: int = setting(
+        20, "calls in the window needed before failure_rate counts", live=False, positive=True
+    )
+    open_s: float = setting(
+        10.0, "open time; doubles on each consecutive trip", live=False, positive=True
+    )
+    open_max_s: float = setting(120.0, "cap of the open time", live=False, positive=True)
+    jitter: float = setting(0.2, "+- fraction applied to open times", live=False)
+    half_open_successes: int = setting(
+        2, "probe successes needed to close; one probe at a time", live=False, positive=True
+    )
+    misconfigured_open_s: float = setting(
+        300.0, "how long a 401/403/404 keeps a target aside", live=False, positive=True
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,29 +47,77 @@ class ThrottleSettings:
     up to `max_s`; with one, what it says, at most `retry_after_max_s` (a provider's "come back
     tomorrow" must not bench a target for a day unseen)."""
 
-    default_s: float = 5.0
-    max_s: float = 60.0
-    retry_after_max_s: float = 300.0
+    default_s: float = setting(
+        5.0,
+        "without a usable Retry-After: first wait; doubles on each 429",
+        live=False,
+        positive=True,
+    )
+    max_s: float = setting(60.0, "cap of that wait", live=False, positive=True)
+    retry_after_max_s: float = setting(
+        300.0,
+        "cap of a provider's Retry-After (a huge one does not bench a target for long)",
+        live=False,
+        positive=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class HealthSettings:
-    window_s: float = 10.0
-    bucket_s: float = 1.0
-    ewma_tau_s: float = 10.0
-    breaker: BreakerSettings = BreakerSettings()
-    throttle: ThrottleSettings = ThrottleSettings()
+    window_s: float = setting(10.0, "the sliding error-rate window", live=False, positive=True)
+    bucket_s: float = setting(
+        1.0, "bucket width of the window (<= window_s)", live=False, positive=True
+    )
+    ewma_tau_s: float = setting(
+        10.0, "decay time constant of the latency/TTFT peak-EWMA", live=False, positive=True
+    )
+    breaker: BreakerSettings = field(
+        default_factory=BreakerSettings, metadata=nested("the per-target circuit breaker")
+    )
+    throttle: ThrottleSettings = field(
+        default_factory=ThrottleSettings, metadata=nested("how long a 429 keeps a target aside")
+    )
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
 @dataclass(frozen=True, slots=True)
 class FleetSettings:
-    """The Redis fleet store (`health.fleet.FleetStore`)."""
+    """The Redis fleet store (`health.fleet.FleetStore`): `health.*` in the config."""
 
-    url: str
-    prefix: str = "turnout"
-    sync_period_s: float = 0.25
-    timeout_s: float = 0.2
-    probe_lock_s: float = 30.0
+    url: str = setting(
+        "",
+        "required when store is redis: redis://[:pw@]host:port/db, rediss://, unix://, "
+        "redis+sentinel://, redis+cluster:// (TURNOUT_REDIS_URL, when set, wins)",
+        live=False,
+        secret=True,  # may hold a password
+        key="redis_url",
+    )
+    prefix: str = setting(
+        "turnout",
+        "namespace for keys and the pub/sub channel (several fleets, one Redis)",
+        live=False,
+        or_default=True,
+        key="key_prefix",
+    )
+    sync_period_s: float = setting(
+        0.25, "reconciliation period with Redis", live=False, positive=True
+    )
+    timeout_s: float = setting(
+        0.2,
+        "socket timeout of the background Redis client",
+        live=False,
+        positive=True,
+        key="redis_timeout_s",
+    )
+    probe_lock_s: float = setting(
+        30.0, "longest hold of the fleet-wide half-open probe lock", live=False, positive=True
+    )
     half_open_grace_s: float = 600.0  # how long the fleet remembers a target is being probed
     heartbeat_s: float = 1.0
-    pubsub: bool = True  # False: reconciliation alone (also forced for Redis Cluster)
+    pubsub: bool = setting(  # False: reconciliation alone (also forced for Redis Cluster)
+        True,
+        "push events through pub/sub as well as keys; false: reconciliation alone",
+        live=False,
+    )

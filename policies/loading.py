@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
 from policies.compose import TIE_BREAKS, Composite, TieBreak, WeightedScorer
 from policies.params import Issue, decode_params, describe, join
@@ -24,6 +26,7 @@ from policies.registry import FILTERS, SCORERS, SHORTHANDS, Builtin, shorthand
 from policies.tasks import TaskRules, decode_task_rules
 from policies.types import Filter, Policy, Scorer
 
+T = TypeVar("T")
 DEFAULT_POLICY = "priority"
 COMPOSITE_KEYS = ("filters", "scorers", "tie_break")
 
@@ -50,36 +53,70 @@ def _split(raw: object, path: str, known: tuple[str, ...]) -> tuple[str, Any, st
     return name, raw.get("params"), join(path, "name"), issues
 
 
-def _builtin(
-    entry: Builtin, raw_params: object, path: str, rng: random.Random
-) -> tuple[Any, list[Issue]]:
+Make = Callable[[random.Random], T]
+
+
+class PolicyBuildError(Exception):
+    """A spec that was provisioned without problems failed to build again (a plugin whose
+    constructor is not repeatable): raised, never replaced by another policy."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFactory:
+    """Fresh policies of one route's spec, decoded once (`provision_policy`). Policies hold
+    state (a round-robin turn, the memory learning parts are given), so each runtime and each
+    reload takes its own."""
+
+    name: str
+    make: Make[Policy]
+
+    def __call__(self, rng: random.Random | None = None) -> Policy:
+        return self.make(rng or random.Random())
+
+
+def _builtin(entry: Builtin, raw_params: object, path: str) -> tuple[Make[Any] | None, list[Issue]]:
     params, issues = decode_params(entry.params, raw_params, join(path, "params"))
-    return (None, issues) if params is None else (entry.make(params, rng), [])
+    return (None, issues) if params is None else (partial(entry.make, params), [])
 
 
 def _plugin(
     name: str, raw_params: object, path: str, name_path: str, kind: str, known: Mapping[str, Any]
-) -> tuple[Any, list[Issue]]:
+) -> tuple[Make[Any] | None, Any, list[Issue]]:
+    """A maker of plugin `name`, and one instance built as its check."""
     try:
         cls = find_plugin(name)
     except PluginError as exc:
-        return None, [(name_path, str(exc))]
+        return None, None, [(name_path, str(exc))]
     if cls is None:
         names = ", ".join(sorted(known))
-        return None, [(name_path, f"unknown {kind} {name!r} (known: {names}; or module:Class)")]
-    return instantiate(cls, name, raw_params, path)
+        return (
+            None,
+            None,
+            [(name_path, f"unknown {kind} {name!r} (known: {names}; or module:Class)")],
+        )
+    trial, issues = instantiate(cls, name, raw_params, path)
+    if trial is None:
+        return None, None, issues
+
+    def make(rng: random.Random) -> Any:
+        obj, problems = instantiate(cls, name, raw_params, path)
+        if obj is None:
+            raise PolicyBuildError("; ".join(f"{p}: {m}" for p, m in problems))
+        return obj
+
+    return make, trial, []
 
 
-def _filter(raw: object, path: str, rng: random.Random) -> tuple[Filter | None, list[Issue]]:
+def _filter(raw: object, path: str) -> tuple[Make[Filter] | None, list[Issue]]:
     name, params, name_path, issues = _split(raw, path, ("name", "params"))
     if issues:
         return None, issues
     if name in FILTERS:
-        return _builtin(FILTERS[name], params, path, rng)
-    obj, issues = _plugin(name, params, path, name_path, "filter", FILTERS)
+        return _builtin(FILTERS[name], params, path)
+    make, obj, issues = _plugin(name, params, path, name_path, "filter", FILTERS)
     if obj is not None and not (callable(getattr(obj, "reject", None)) and hasattr(obj, "hard")):
         return None, [(name_path, f"{name!r} is not a filter (needs reject() and hard)")]
-    return obj, issues
+    return make, issues
 
 
 def _weight(raw: object) -> tuple[float, list[str]]:
@@ -93,22 +130,23 @@ def _weight(raw: object) -> tuple[float, list[str]]:
     return float(raw), []
 
 
-def _scorer(
-    raw: object, path: str, rng: random.Random
-) -> tuple[WeightedScorer | None, list[Issue]]:
+def _scorer(raw: object, path: str) -> tuple[Make[WeightedScorer] | None, list[Issue]]:
     name, params, name_path, issues = _split(raw, path, ("name", "weight", "params"))
     weight, more = _weight(raw.get("weight", 1.0) if isinstance(raw, Mapping) else 1.0)
     issues += [(join(path, "weight"), msg) for msg in more]
     if issues:
         return None, issues
-    scorer: Scorer | None
+    make: Make[Scorer] | None
     if name in SCORERS:
-        scorer, issues = _builtin(SCORERS[name], params, path, rng)
+        make, issues = _builtin(SCORERS[name], params, path)
     else:
-        scorer, issues = _plugin(name, params, path, name_path, "scorer", SCORERS)
-        if scorer is not None and not callable(getattr(scorer, "score", None)):
+        make, obj, issues = _plugin(name, params, path, name_path, "scorer", SCORERS)
+        if obj is not None and not callable(getattr(obj, "score", None)):
             return None, [(name_path, f"{name!r} is not a scorer (needs score())")]
-    return (None, issues) if scorer is None else (WeightedScorer(scorer, weight), [])
+    if make is None:
+        return None, issues
+    scorer = make
+    return (lambda rng: WeightedScorer(scorer(rng), weight)), []
 
 
 def _items(raw: Mapping[str, Any], key: str, path: str) -> tuple[list[Any], list[Issue]]:
@@ -120,23 +158,21 @@ def _items(raw: Mapping[str, Any], key: str, path: str) -> tuple[list[Any], list
     return value, []
 
 
-def _composite(
-    raw: Mapping[str, Any], path: str, rng: random.Random
-) -> tuple[Policy | None, list[Issue]]:
+def _composite(raw: Mapping[str, Any], path: str) -> tuple[Make[Policy] | None, list[Issue]]:
     issues = _unknown_keys(raw, COMPOSITE_KEYS, path)
     filters_raw, more = _items(raw, "filters", path)
     issues += more
     scorers_raw, more = _items(raw, "scorers", path)
     issues += more
-    filters: list[Filter] = []
+    filters: list[Make[Filter]] = []
     for i, item in enumerate(filters_raw):
-        f, more = _filter(item, join(join(path, "filters"), i), rng)
+        f, more = _filter(item, join(join(path, "filters"), i))
         issues += more
         if f is not None:
             filters.append(f)
-    scorers: list[WeightedScorer] = []
+    scorers: list[Make[WeightedScorer]] = []
     for i, item in enumerate(scorers_raw):
-        s, more = _scorer(item, join(join(path, "scorers"), i), rng)
+        s, more = _scorer(item, join(join(path, "scorers"), i))
         issues += more
         if s is not None:
             scorers.append(s)
@@ -146,26 +182,63 @@ def _composite(
     if issues:
         return None, issues
     tie_break: TieBreak = "random" if tie == "random" else "priority"
-    name = "+".join(s.scorer.name for s in scorers) or "filters"
-    return Composite(name, tuple(filters), tuple(scorers), tie_break, rng), []
+
+    def make(rng: random.Random) -> Policy:
+        parts = tuple(s(rng) for s in scorers)
+        name = "+".join(s.scorer.name for s in parts) or "filters"
+        return Composite(name, tuple(f(rng) for f in filters), parts, tie_break, rng)
+
+    return make, []
 
 
 def _named(
-    name: str, raw_params: object, path: str, name_path: str, rng: random.Random
-) -> tuple[Policy | None, list[Issue]]:
+    name: str, raw_params: object, path: str, name_path: str
+) -> tuple[Make[Policy] | None, list[Issue]]:
     if name in SHORTHANDS:
         params, issues = decode_params(SCORERS[name].params, raw_params, join(path, "params"))
-        return (None, issues) if params is None else (shorthand(name, params, rng), [])
-    obj, issues = _plugin(name, raw_params, path, name_path, "policy", SHORTHANDS)
-    if obj is None:
+        return (None, issues) if params is None else (partial(shorthand, name, params), [])
+    make, obj, issues = _plugin(name, raw_params, path, name_path, "policy", SHORTHANDS)
+    if make is None:
         return None, issues
     if callable(getattr(obj, "rank", None)):
-        return obj, []
+        return make, []
     if callable(getattr(obj, "score", None)):  # a lone scorer is a policy of its own
-        return Composite(
-            str(getattr(obj, "name", name)), (), (WeightedScorer(obj),), "priority", rng
+        scorer, label = make, str(getattr(obj, "name", name))
+        return (
+            lambda rng: Composite(label, (), (WeightedScorer(scorer(rng)),), "priority", rng)
         ), []
     return None, [(name_path, f"{name!r} is not a policy (needs rank() or score())")]
+
+
+def _maker(raw: object, path: str) -> tuple[Make[Policy] | None, list[Issue]]:
+    if raw is None:
+        raw = DEFAULT_POLICY
+    if isinstance(raw, str):
+        return _named(raw, None, path, path)
+    if isinstance(raw, Mapping):
+        if "name" in raw:
+            name, params, name_path, issues = _split(raw, path, ("name", "params"))
+            if issues:
+                return None, issues
+            return _named(name, params, path, name_path)
+        if any(k in COMPOSITE_KEYS for k in raw):
+            return _composite(raw, path)
+    return None, [
+        (path, "expected a policy name, {name, params}, or {filters, scorers, tie_break}")
+    ]
+
+
+def provision_policy(raw: object, path: str) -> tuple[PolicyFactory | None, list[Issue]]:
+    """A factory of the policy a route's `policy:` value describes (None: the default,
+    `priority`), checked by building one; or None and every problem as (path, message)."""
+    make, issues = _maker(raw, path)
+    if make is None:
+        return None, issues
+    try:
+        trial = make(random.Random())
+    except Exception as exc:  # a plugin's constructor runs arbitrary code
+        return None, [(path, f"cannot build the policy: {type(exc).__name__}: {exc}")]
+    return PolicyFactory(str(trial.name), make), []
 
 
 def build_policy(
@@ -173,22 +246,11 @@ def build_policy(
 ) -> tuple[Policy | None, list[Issue]]:
     """The policy a route's `policy:` value describes (None: the default, `priority`), or None
     and every problem as (path, message). `rng` drives random choices (tests inject one)."""
-    rng = rng or random.Random()
-    if raw is None:
-        raw = DEFAULT_POLICY
-    if isinstance(raw, str):
-        return _named(raw, None, path, path, rng)
-    if isinstance(raw, Mapping):
-        if "name" in raw:
-            name, params, name_path, issues = _split(raw, path, ("name", "params"))
-            if issues:
-                return None, issues
-            return _named(name, params, path, name_path, rng)
-        if any(k in COMPOSITE_KEYS for k in raw):
-            return _composite(raw, path, rng)
-    return None, [
-        (path, "expected a policy name, {name, params}, or {filters, scorers, tie_break}")
-    ]
+    factory, issues = provision_policy(raw, path)
+    return (None, issues) if factory is None else (factory(rng), [])
+
+
+DEFAULT_POLICY_FACTORY = PolicyFactory(DEFAULT_POLICY, partial(shorthand, DEFAULT_POLICY, None))
 
 
 def build_task_rules(raw: object, path: str) -> tuple[TaskRules | None, list[Issue]]:

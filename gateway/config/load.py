@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -13,27 +14,25 @@ import yaml
 
 from gateway.config.decode import ConfigError, ConfigIssue, Issues, Section, join
 from gateway.config.expand import expand
+from gateway.config.fields import entry
 from gateway.config.model import (
-    DEFAULT_MAX_BODY_BYTES,
     Config,
     HealthConfig,
     ProviderConfig,
+    ResilienceConfig,
     ServerConfig,
     TargetConfig,
     TelemetryConfig,
-    Timeouts,
 )
-from gateway.config.routes import decode_resilience, decode_routes, decode_timeouts
-from gateway.telemetry.tracing import EXPORTERS, TraceSettings
-from health.settings import BreakerSettings, HealthSettings, ThrottleSettings
+from gateway.config.routes import decode_routes
+from gateway.config.sections import decode_fields, decode_section
+from health.settings import REDIS_SCHEMES, FleetSettings, HealthSettings
 from policies.loading import build_task_rules
 from policies.tasks import DEFAULT_TASK_RULES
 from policies.types import Candidate, Price
 
-FORMATS = ("openai",)
-STORES = ("memory", "redis")
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 SUPPORTS = ("tools", "vision", "json", "embeddings")
+_CANDIDATE = Candidate("", "", "")  # a target's profile defaults
 
 
 def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -84,12 +83,12 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     issues = Issues()
     data = _expand_tree(data, "", env, issues)
     root = Section(data, "", issues)
-    server = _server(root.sub("server"))
+    server = decode_section(root.sub("server"), ServerConfig)
     health = _health(root.sub("health"), env.get("TURNOUT_REDIS_URL", ""))
     providers = _providers(root.sub("providers"))
     targets = _targets(root.sub("targets"), providers)
-    resilience = decode_resilience(root.sub("resilience"))
-    telemetry = _telemetry(root.sub("telemetry"))
+    resilience = decode_section(root.sub("resilience"), ResilienceConfig)
+    telemetry = decode_section(root.sub("telemetry"), TelemetryConfig)
     tasks, task_problems = build_task_rules(root.raw("tasks"), "tasks")
     for tpath, message in task_problems:
         issues.add(tpath, message)
@@ -128,114 +127,27 @@ def _expand_tree(node: object, path: str, env: Mapping[str, str], issues: Issues
     return node
 
 
-def _server(s: Section) -> ServerConfig:
-    d = ServerConfig()
-    port = s.get("port", int, d.port)
-    if not 0 <= port <= 65535:
-        s.issues.add(join(s.path, "port"), f"must be between 0 and 65535, got {port}")
-    cfg = ServerConfig(
-        host=s.get("host", str, d.host),
-        port=port,
-        max_body_bytes=s.positive("max_body_bytes", int, DEFAULT_MAX_BODY_BYTES),
-        config_poll_s=max(0.0, s.get("config_poll_s", float, d.config_poll_s)),
-        grace_s=s.positive("grace_s", float, d.grace_s),
-        admin_token=s.get("admin_token", str, ""),
-        debug_header=s.get("debug_header", bool, d.debug_header),
-        header_timeout_s=s.positive("header_timeout_s", float, d.header_timeout_s),
-        body_timeout_s=s.positive("body_timeout_s", float, d.body_timeout_s),
-        max_connections=s.positive("max_connections", int, d.max_connections),
-        max_body_bytes_in_flight=s.positive(
-            "max_body_bytes_in_flight", int, d.max_body_bytes_in_flight
-        ),
-    )
-    s.done()
-    return cfg
-
-
-def _telemetry(s: Section) -> TelemetryConfig:
-    d = TraceSettings()
-    exporter = s.get("traces_exporter", str, d.exporter).lower()
-    if exporter not in EXPORTERS:
-        s.issues.add(join(s.path, "traces_exporter"), f"must be one of {', '.join(EXPORTERS)}")
-    ratio = s.get("sample_ratio", float, d.sample_ratio)
-    if not 0.0 <= ratio <= 1.0:
-        s.issues.add(join(s.path, "sample_ratio"), "must be between 0 and 1")
-    log_format = s.get("log_format", str, "text")
-    if log_format not in ("text", "json"):
-        s.issues.add(join(s.path, "log_format"), "must be text or json")
-    recent = s.get("recent_traces", int, 0)
-    if recent < 0:
-        s.issues.add(join(s.path, "recent_traces"), "must be 0 or more")
-    traces = TraceSettings(
-        service_name=s.get("service_name", str, d.service_name),
-        exporter=exporter,
-        otlp_endpoint=s.get("otlp_endpoint", str, d.otlp_endpoint),
-        sample_ratio=ratio,
-        record_content=s.get("record_content", bool, d.record_content),
-        otlp_protocol=s.get("otlp_protocol", str, d.otlp_protocol).lower(),
-        metrics_otlp=s.get("metrics_otlp", bool, d.metrics_otlp),
-    )
-    s.done()
-    return TelemetryConfig(traces, log_format, max(0, recent))
-
-
 def _health(s: Section, env_redis_url: str) -> HealthConfig:
-    store = s.get("store", str, "memory")
-    if store not in STORES:
-        s.issues.add(join(s.path, "store"), f"unknown store {store!r} (known: {', '.join(STORES)})")
-    redis_url = s.get("redis_url", str, "")
+    values = decode_fields(s, HealthConfig)
+    fleet: FleetSettings = values["fleet"]
+    url_path = join(s.path, entry(FleetSettings, "url").key)
     if env_redis_url:
         # TURNOUT_REDIS_URL alone turns the fleet store on (a sidecar's usual wiring).
-        store, redis_url = "redis", env_redis_url
-    if store == "redis" and not redis_url:
-        s.issues.add(join(s.path, "redis_url"), "required when store is 'redis'")
-    elif redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
+        values["store"], fleet = "redis", replace(fleet, url=env_redis_url)
+    if values["store"] == "redis" and not fleet.url:
+        s.issues.add(url_path, "required when store is 'redis'")
+    elif fleet.url and urlsplit(fleet.url).scheme not in REDIS_SCHEMES:
         s.issues.add(
-            join(s.path, "redis_url"),
-            f"must start with one of {', '.join(REDIS_SCHEMES)}:// (got {urlsplit(redis_url).scheme or 'no scheme'})",
+            url_path,
+            f"must start with one of {', '.join(REDIS_SCHEMES)}:// (got {urlsplit(fleet.url).scheme or 'no scheme'})",
         )
-    dc = HealthConfig()
-    dh = HealthSettings()
-    b, db = s.sub("breaker"), BreakerSettings()
-    breaker = BreakerSettings(
-        consecutive_failures=b.positive("consecutive_failures", int, db.consecutive_failures),
-        failure_rate=b.positive("failure_rate", float, db.failure_rate),
-        min_calls=b.positive("min_calls", int, db.min_calls),
-        open_s=b.positive("open_s", float, db.open_s),
-        open_max_s=b.positive("open_max_s", float, db.open_max_s),
-        jitter=b.get("jitter", float, db.jitter),
-        half_open_successes=b.positive("half_open_successes", int, db.half_open_successes),
-        misconfigured_open_s=b.positive("misconfigured_open_s", float, db.misconfigured_open_s),
-    )
-    b.done()
-    t, dt = s.sub("throttle"), ThrottleSettings()
-    throttle = ThrottleSettings(
-        default_s=t.positive("default_s", float, dt.default_s),
-        max_s=t.positive("max_s", float, dt.max_s),
-        retry_after_max_s=t.positive("retry_after_max_s", float, dt.retry_after_max_s),
-    )
-    t.done()
-    settings = HealthSettings(
-        window_s=s.positive("window_s", float, dh.window_s),
-        bucket_s=s.positive("bucket_s", float, dh.bucket_s),
-        ewma_tau_s=s.positive("ewma_tau_s", float, dh.ewma_tau_s),
-        breaker=breaker,
-        throttle=throttle,
-    )
+    settings: HealthSettings = values["settings"]
     if settings.bucket_s > settings.window_s:
-        s.issues.add(join(s.path, "bucket_s"), "must not exceed window_s")
-    health = HealthConfig(
-        store=store,
-        redis_url=redis_url,
-        key_prefix=s.get("key_prefix", str, dc.key_prefix) or dc.key_prefix,
-        sync_period_s=s.positive("sync_period_s", float, dc.sync_period_s),
-        redis_timeout_s=s.positive("redis_timeout_s", float, dc.redis_timeout_s),
-        probe_lock_s=s.positive("probe_lock_s", float, dc.probe_lock_s),
-        pubsub=s.get("pubsub", bool, dc.pubsub),
-        settings=settings,
-    )
+        s.issues.add(
+            join(s.path, entry(HealthSettings, "bucket_s").key), "must not exceed window_s"
+        )
     s.done()
-    return health
+    return HealthConfig(**(values | {"fleet": fleet}))
 
 
 def _providers(s: Section) -> dict[str, ProviderConfig]:
@@ -265,11 +177,6 @@ def _providers(s: Section) -> dict[str, ProviderConfig]:
                     "carries credentials (user:password@) and api_key is set: both would be "
                     "sent as Authorization; keep one",
                 )
-        fmt = p.get("format", str, "openai")
-        if fmt not in FORMATS:
-            p.issues.add(
-                join(p.path, "format"), f"unknown format {fmt!r} (known: {', '.join(FORMATS)})"
-            )
         headers_s = p.sub("headers")
         headers = {
             str(k): headers_s.coerce(v, str, join(headers_s.path, str(k)), "")
@@ -283,12 +190,9 @@ def _providers(s: Section) -> dict[str, ProviderConfig]:
         out[str(name)] = ProviderConfig(
             name=str(name),
             base_url=base_url.rstrip("/"),
-            api_key=p.get("api_key", str, ""),
-            format=fmt,
             headers=MappingProxyType(headers),
             query=MappingProxyType(query),
-            timeouts=Timeouts(**decode_timeouts(p.sub("timeouts"))),
-            max_connections=p.positive("max_connections", int, 100),
+            **decode_fields(p, ProviderConfig),
         )
         p.done()
     return out
@@ -298,9 +202,10 @@ def _price(s: Section) -> Price | None:
     if not s.data:
         s.done()
         return None
+    d = Price()
     price = Price(
-        input_per_mtok=s.get("input_per_mtok", float, 0.0),
-        output_per_mtok=s.get("output_per_mtok", float, 0.0),
+        input_per_mtok=s.get("input_per_mtok", float, d.input_per_mtok),
+        output_per_mtok=s.get("output_per_mtok", float, d.output_per_mtok),
     )
     s.done()
     return price
@@ -346,7 +251,7 @@ def _targets(s: Section, providers: Mapping[str, ProviderConfig]) -> dict[str, T
             model=model,
             context_window=context_window,
             price=_price(t.sub("price")),
-            weight=t.get("weight", float, 1.0),
+            weight=t.get("weight", float, _CANDIDATE.weight),
             capabilities=MappingProxyType(caps),
             supports=frozenset(supports),
         )

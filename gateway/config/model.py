@@ -6,35 +6,62 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.budget import BudgetSettings
+from gateway.config.fields import INLINE, nested, setting
 from gateway.telemetry.tracing import TraceSettings
-from health.settings import HealthSettings
+from health.settings import FleetSettings, HealthSettings
+from policies.loading import DEFAULT_POLICY_FACTORY, PolicyFactory
 from policies.tasks import DEFAULT_TASK_RULES, TaskRules
 from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+FORMATS = ("openai",)
+STORES = ("memory", "redis")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Per-phase upstream timeouts, in seconds. `total_s` bounds a whole request."""
 
-    connect_s: float = 2.0
-    headers_s: float = 10.0
-    first_token_s: float = 30.0
-    idle_s: float = 30.0
-    total_s: float = 600.0
+    connect_s: float = setting(2.0, "seconds: TCP (+TLS) connect", live=True, positive=True)
+    headers_s: float = setting(
+        10.0, "seconds: response headers of a streaming request", live=True, positive=True
+    )
+    first_token_s: float = setting(
+        30.0,
+        "seconds: first output token of a stream (a non-streaming answer gets total_s)",
+        live=True,
+        positive=True,
+    )
+    idle_s: float = setting(
+        30.0, "seconds: longest silence between two streamed chunks", live=True, positive=True
+    )
+    total_s: float = setting(
+        600.0,
+        "seconds: a whole attempt, and a non-streaming answer's wait; re-sent only within a "
+        "deadline",
+        live=True,
+        positive=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     name: str
     base_url: str
-    api_key: str = field(default="", repr=False)  # never printed
-    format: str = "openai"
+    api_key: str = setting(
+        "", "sent as `Authorization: Bearer ...`; empty sends none", live=True, secret=True
+    )
+    format: str = setting("openai", "wire format (only openai today)", live=True, choices=FORMATS)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     query: Mapping[str, str] = field(default_factory=dict, repr=False)  # e.g. Azure api-version
-    timeouts: Timeouts = Timeouts()
-    max_connections: int = 100
+    timeouts: Timeouts = field(
+        default_factory=Timeouts, metadata=nested("per-phase upstream timeouts, in seconds")
+    )
+    max_connections: int = setting(
+        100, "connection pool size to this provider", live=True, positive=True
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,70 +114,181 @@ class RouteMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    """The attempt loop's knobs (defaults: docs/reliability.md). All apply live: each request
+    reads them, and a reload hands the budget's to the retry budget."""
+
+    max_attempts: int = setting(
+        3,
+        "attempts per request, each on a different target (routes may override)",
+        live=True,
+        positive=True,
+    )
+    backoff_base_s: float = setting(0.05, "full-jitter backoff base", live=True, positive=True)
+    backoff_cap_s: float = setting(1.0, "full-jitter backoff cap", live=True, positive=True)
+    budget: BudgetSettings = field(default_factory=BudgetSettings, metadata=INLINE)
+    deadline_s: float | None = setting(
+        None,
+        "default deadline of every route; unset: only each attempt's total_s",
+        live=True,
+        positive=True,
+    )
+    deadline_header: str = setting(
+        "x-turnout-deadline-ms",
+        "a client header that can shorten the deadline (milliseconds)",
+        live=True,
+        lower=True,
+        or_default=True,
+    )
+    panic: bool = setting(
+        True,
+        "when every candidate is open or throttled, one attempt on the least-bad one",
+        live=True,
+    )
+
+
+_RESILIENCE = ResilienceConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     alias: str
     candidates: tuple[str, ...]
     policy: str = "priority"  # its name, for headers, logs and traces
-    policy_spec: Any = field(default=None, compare=False)  # the YAML, built per runtime
-    max_attempts: int = 3  # default: resilience.max_attempts
+    policy_spec: Any = None  # the YAML as written: what a reload compares
+    # Fresh policies of this spec, decoded (and built once, as its check) by the loader.
+    make_policy: PolicyFactory = field(default=DEFAULT_POLICY_FACTORY, compare=False, repr=False)
+    max_attempts: int = setting(
+        _RESILIENCE.max_attempts,
+        "upstream attempts per request (default: resilience.max_attempts)",
+        live=True,
+        positive=True,
+    )
     timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides the provider's
-    deadline_s: float | None = None  # default: resilience.deadline_s; None: no deadline
+    deadline_s: float | None = setting(
+        _RESILIENCE.deadline_s,
+        "one deadline for the whole request (default: resilience.deadline_s)",
+        live=True,
+        positive=True,
+    )
     hedge: Hedge | None = None
     match: RouteMatch = field(default_factory=RouteMatch)
-    debug: bool = False  # explain every decision in an `x-turnout-route` response header
+    debug: bool = setting(
+        False,
+        "every response carries an x-turnout-route header explaining the routing",
+        live=True,
+    )
     key: str = ""  # unique per route: alias#n (several routes may share an alias)
 
 
 @dataclass(frozen=True, slots=True)
-class ResilienceConfig:
-    """The attempt loop's knobs (defaults: docs/reliability.md)."""
-
-    max_attempts: int = 3
-    backoff_base_s: float = 0.05
-    backoff_cap_s: float = 1.0
-    budget_ratio: float = 0.2
-    budget_min_retries: int = 10
-    budget_window_s: float = 10.0
-    deadline_s: float | None = None  # None: bounded only by each attempt's total_s
-    deadline_header: str = "x-turnout-deadline-ms"
-    panic: bool = True  # all candidates open: one attempt on the least-bad one
-
-
-@dataclass(frozen=True, slots=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    config_poll_s: float = 1.0  # watch the config file and reload on change; 0 = off
-    grace_s: float = 10.0  # on SIGTERM: how long requests in flight may take to finish
-    admin_token: str = field(default="", repr=False)  # protects /admin/* and /ui when set
-    debug_header: bool = True  # honour callers' x-turnout-debug (routing explained to them)
-    header_timeout_s: float = 10.0  # a request's headers, from its first byte
-    body_timeout_s: float = 60.0  # a request's whole body, once its headers are in
-    max_connections: int = 1000  # open client connections; above: 503 and close
-    # Request-body bytes all requests in flight may hold (each holds ~3x in memory: the body,
-    # its parsed form, an attempt's copy); above: 503. One request is always admitted.
-    max_body_bytes_in_flight: int = 2 * DEFAULT_MAX_BODY_BYTES
+    """The listening socket and the admin surface. What the socket and the server's
+    lifecycle took at start (host, port, connection limits, grace, the poller) needs a
+    restart; what each request reads applies live."""
+
+    host: str = setting("127.0.0.1", "address to bind (0.0.0.0 in a container)", live=False)
+    port: int = setting(
+        8080, "port to bind (0 = any free port)", live=False, minimum=0, maximum=65535
+    )
+    max_body_bytes: int = setting(
+        DEFAULT_MAX_BODY_BYTES, "larger request bodies get 413", live=True, positive=True
+    )
+    config_poll_s: float = setting(
+        1.0,
+        "how often the config file is checked for changes (reload); 0 turns it off",
+        live=False,
+        minimum=0,
+    )
+    grace_s: float = setting(
+        10.0,
+        "on SIGTERM, how long requests in flight may take before they are ended",
+        live=False,
+        positive=True,
+    )
+    admin_token: str = setting(
+        "",
+        "when set, /admin/* and /ui need `Authorization: Bearer <token>` "
+        "(e.g. ${TURNOUT_ADMIN_TOKEN})",
+        live=True,
+        secret=True,
+    )
+    debug_header: bool = setting(
+        True,
+        "honour a caller's `x-turnout-debug: route` (the answer then explains the routing "
+        "decision: target ids, scores, exclusions); false: only routes with `debug: true` "
+        "explain",
+        live=True,
+    )
+    header_timeout_s: float = setting(
+        10.0,
+        "a request's headers must arrive within this, from its first byte (else 408 and the "
+        "connection is closed)",
+        live=False,
+        positive=True,
+    )
+    body_timeout_s: float = setting(
+        60.0,
+        "a request's whole body must arrive within this once its headers are in (else 408)",
+        live=True,
+        positive=True,
+    )
+    max_connections: int = setting(
+        1000,
+        "open client connections at most; a new one above it gets 503 with Retry-After and "
+        "is closed",
+        live=False,
+        positive=True,
+    )
+    # Each body in flight holds ~3x its size in memory (the body, its parsed form, an
+    # attempt's copy); one request is always admitted.
+    max_body_bytes_in_flight: int = setting(
+        2 * DEFAULT_MAX_BODY_BYTES,
+        "request-body bytes all requests in flight may hold together; above it a new request "
+        "gets 503 with Retry-After (one request alone is always admitted)",
+        live=True,
+        positive=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
-    store: str = "memory"
-    redis_url: str = field(default="", repr=False)  # may hold a password: never printed
-    key_prefix: str = "turnout"
-    sync_period_s: float = 0.25
-    redis_timeout_s: float = 0.2
-    probe_lock_s: float = 30.0
-    pubsub: bool = True
-    settings: HealthSettings = field(default_factory=HealthSettings)
+    """Target health: where it is kept, the error window, the breaker. The store is built
+    once, at start, with these settings: every key needs a restart."""
+
+    store: str = setting(
+        "memory",
+        "memory: this process only; redis: shared by every replica",
+        live=False,
+        choices=STORES,
+    )
+    fleet: FleetSettings = field(default_factory=FleetSettings, metadata=INLINE)
+    settings: HealthSettings = field(default_factory=HealthSettings, metadata=INLINE)
+
+    @property
+    def redis_url(self) -> str:
+        return self.fleet.url
 
 
 @dataclass(frozen=True, slots=True)
 class TelemetryConfig:
-    traces: TraceSettings = field(default_factory=TraceSettings)
-    log_format: str = "text"  # text | json (one line per notable event, with ids)
-    recent_traces: int = 0  # traces kept for the /ui dashboard (the demo keeps 200); 0 =
-    #                         none, and then no span is recorded unless an exporter is set
+    """Traces, metrics and logs: the tracer, exporters and log format are set up at start,
+    so every key needs a restart."""
+
+    traces: TraceSettings = field(default_factory=TraceSettings, metadata=INLINE)
+    log_format: str = setting(
+        "text",
+        "json: one JSON object per line with trace_id/span_id (TURNOUT_LOG_FORMAT overrides)",
+        live=False,
+        choices=LOG_FORMATS,
+    )
+    recent_traces: int = setting(
+        0,
+        "traces kept in memory for the /ui dashboard (the demo keeps 200); 0: none, and then "
+        "no span is recorded unless an exporter is set",
+        live=False,
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,13 @@
-"""Decoding routes, per-phase timeouts and the attempt loop's knobs."""
+"""Decoding routes: their candidates, policy, match, hedge and overrides."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from gateway.config.decode import Issues, Section, join
+from gateway.config.fields import entry
 from gateway.config.model import (
     Hedge,
     ProviderConfig,
@@ -15,46 +17,15 @@ from gateway.config.model import (
     TargetConfig,
     Timeouts,
 )
-from policies.loading import build_policy
+from gateway.config.sections import decode_overrides, read_setting
+from policies.loading import DEFAULT_POLICY_FACTORY, provision_policy
 from policies.types import Candidate
 
-TIMEOUT_KEYS = ("connect_s", "headers_s", "first_token_s", "idle_s", "total_s")
 
-
-def decode_timeouts(s: Section) -> dict[str, float]:
-    """The phase timeouts that are set (a provider fills the rest with defaults; a route's
-    override only the provider's fields it names)."""
-    out: dict[str, float] = {}
-    for key in TIMEOUT_KEYS:
-        if s.has(key):
-            out[key] = s.positive(key, float, getattr(Timeouts(), key))
-        else:
-            s.raw(key)  # known, even when absent
-    s.done()
-    return out
-
-
-def decode_resilience(s: Section) -> ResilienceConfig:
-    d = ResilienceConfig()
-    deadline = s.raw("deadline_s")
-    header = s.get("deadline_header", str, d.deadline_header).strip().lower()
-    cfg = ResilienceConfig(
-        max_attempts=s.positive("max_attempts", int, d.max_attempts),
-        backoff_base_s=s.positive("backoff_base_s", float, d.backoff_base_s),
-        backoff_cap_s=s.positive("backoff_cap_s", float, d.backoff_cap_s),
-        budget_ratio=s.get("budget_ratio", float, d.budget_ratio),
-        budget_min_retries=s.get("budget_min_retries", int, d.budget_min_retries),
-        budget_window_s=s.positive("budget_window_s", float, d.budget_window_s),
-        deadline_s=None if deadline is None else s.positive("deadline_s", float, 60.0),
-        deadline_header=header or d.deadline_header,
-        panic=s.get("panic", bool, d.panic),
-    )
-    if cfg.budget_ratio < 0:
-        s.issues.add(join(s.path, "budget_ratio"), "must not be negative")
-    if cfg.budget_min_retries < 0:
-        s.issues.add(join(s.path, "budget_min_retries"), "must not be negative")
-    s.done()
-    return cfg
+def _setting(r: Section, name: str, default: Any) -> Any:
+    """A route's override of a declared setting, or `default` (resilience's) when unset."""
+    e = entry(RouteConfig, name)
+    return default if r.raw(e.key) is None else read_setting(r, e)
 
 
 def _strings(s: Section) -> dict[str, str]:
@@ -120,28 +91,26 @@ def decode_routes(
         if not match.conditions:
             catch_all.add(alias)
         policy_raw = r.raw("policy")
-        built, problems = build_policy(policy_raw, join(r.path, "policy"))
+        # Provisioning the policy is its check: what comes back is what the runtime uses.
+        factory, problems = provision_policy(policy_raw, join(r.path, "policy"))
         for ppath, message in problems:
             issues.add(ppath, message)
-        policy = built.name if built is not None else str(policy_raw)
         candidates = _candidates(r, providers, targets)
-        deadline = r.raw("deadline_s")
         r.raw("hedge")  # a known key, even when absent
         out.append(
             RouteConfig(
                 alias=alias,
                 candidates=candidates,
-                policy=policy,
+                policy=factory.name if factory is not None else str(policy_raw),
                 policy_spec=policy_raw,
+                make_policy=factory if factory is not None else DEFAULT_POLICY_FACTORY,
                 match=match,
                 key=f"{alias}#{sum(1 for o in out if o.alias == alias)}",
-                max_attempts=r.positive("max_attempts", int, defaults.max_attempts),
-                timeouts=MappingProxyType(decode_timeouts(r.sub("timeouts"))),
-                deadline_s=defaults.deadline_s
-                if deadline is None
-                else r.positive("deadline_s", float, 1.0),
+                max_attempts=_setting(r, "max_attempts", defaults.max_attempts),
+                timeouts=MappingProxyType(decode_overrides(r.sub("timeouts"), Timeouts)),
+                deadline_s=_setting(r, "deadline_s", defaults.deadline_s),
                 hedge=_hedge(r.sub("hedge")) if r.has("hedge") else None,
-                debug=r.get("debug", bool, False),
+                debug=_setting(r, "debug", entry(RouteConfig, "debug").default),
             )
         )
         r.done()

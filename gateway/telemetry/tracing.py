@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from gateway.config.fields import setting
+
 EXPORTERS = ("none", "console", "otlp")
 log = logging.getLogger("turnout.telemetry")
 
@@ -39,13 +41,44 @@ def otlp_protocol(settings: TraceSettings) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TraceSettings:
-    service_name: str = "turnout"
-    exporter: str = "none"
-    otlp_endpoint: str = ""  # empty: the exporter's own default / OTEL_EXPORTER_OTLP_* vars
-    sample_ratio: float = 1.0
-    record_content: bool = False  # prompts and completions stay out of spans unless opted in
-    otlp_protocol: str = "http/protobuf"  # or "grpc" (needs opentelemetry-exporter-otlp-proto-grpc)
-    metrics_otlp: bool = False  # also push metrics by OTLP (Prometheus /metrics stays)
+    """`telemetry.*` for traces: the tracer is set up once, so none applies live."""
+
+    service_name: str = setting("turnout", "the service.name resource attribute", live=False)
+    exporter: str = setting(
+        "none",
+        "none, console or otlp; OTEL_TRACES_EXPORTER overrides",
+        live=False,
+        choices=EXPORTERS,
+        lower=True,
+        key="traces_exporter",
+    )
+    otlp_endpoint: str = setting(  # empty: the exporter's own default / OTEL_EXPORTER_OTLP_*
+        "",
+        "e.g. http://collector:4318; else OTEL_EXPORTER_OTLP_ENDPOINT or the default",
+        live=False,
+    )
+    sample_ratio: float = setting(
+        1.0,
+        "head sampling (parent-based); OTEL_TRACES_SAMPLER_ARG overrides",
+        live=False,
+        minimum=0,
+        maximum=1,
+    )
+    record_content: bool = setting(  # prompts and completions stay out of spans
+        False, "reserved: prompts and completions are never recorded yet", live=False
+    )
+    otlp_protocol: str = setting(  # any other value is read as HTTP
+        "http/protobuf",
+        "grpc needs opentelemetry-exporter-otlp-proto-grpc; OTEL_EXPORTER_OTLP_PROTOCOL "
+        "overrides",
+        live=False,
+        choices=("http/protobuf", "grpc"),
+        loose=True,
+        lower=True,
+    )
+    metrics_otlp: bool = setting(  # Prometheus /metrics stays
+        False, "also push metrics by OTLP every 15 s", live=False
+    )
 
 
 def _exporter(settings: TraceSettings) -> SpanExporter | None:
