@@ -69,8 +69,7 @@ class TraceSettings:
     )
     otlp_protocol: str = setting(  # any other value is read as HTTP
         "http/protobuf",
-        "grpc needs opentelemetry-exporter-otlp-proto-grpc; OTEL_EXPORTER_OTLP_PROTOCOL "
-        "overrides",
+        "grpc needs opentelemetry-exporter-otlp-proto-grpc; OTEL_EXPORTER_OTLP_PROTOCOL overrides",
         live=False,
         choices=("http/protobuf", "grpc"),
         loose=True,
