@@ -265,10 +265,6 @@ class HealthConfig:
     fleet: FleetSettings = field(default_factory=FleetSettings, metadata=INLINE)
     settings: HealthSettings = field(default_factory=HealthSettings, metadata=INLINE)
 
-    @property
-    def redis_url(self) -> str:
-        return self.fleet.url
-
 
 @dataclass(frozen=True, slots=True)
 class TelemetryConfig:
