@@ -31,7 +31,7 @@ async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     st = rt.store.status()
     body = {
-        "status": "draining" if rt.draining else "ready",
+        "status": "draining" if rt.drain.draining else "ready",
         "health_store": {"backend": st.backend, "degraded": st.degraded, "detail": st.detail},
         "config": rt.config.source,
         "reloads": {
@@ -40,7 +40,7 @@ async def readyz(request: web.Request) -> web.Response:
             "last_error": rt.last_reload_error or None,
         },
     }
-    return json_response(body, 503 if rt.draining else 200)
+    return json_response(body, 503 if rt.drain.draining else 200)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -164,8 +164,8 @@ async def feedback(request: web.Request) -> web.Response:
         )
     if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
         raise InvalidRequest("'score' must be a number between 0 and 1.", param="score")
-    served = rt.judge(request_id)
-    if served is None and request_id in rt.judged:
+    served = rt.answers.judge(request_id)
+    if served is None and rt.answers.judged(request_id):
         raise Conflict(
             f"Feedback for the answer '{request_id}' was already recorded (one per answer).",
             param="request_id",

@@ -25,7 +25,9 @@ from gateway.errors import (
 )
 from gateway.reload import ConfigWatcher, is_reloadable
 from gateway.routing import ROUTE_HEADER
-from gateway.runtime import SHUTDOWN, Runtime
+from gateway.runtime import Runtime
+from gateway.shutdown import absorb_shutdown
+from gateway.telemetry.gauges import register_health_gauges
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import RateLimitedLog
 from health.store import HealthStore
@@ -90,15 +92,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             Unauthorized("This endpoint needs the admin token (Authorization: Bearer ...).")
         )
     rt = request.app[RUNTIME]
-    task = asyncio.current_task()
-    if task is not None:
-        rt.active.add(task)
     try:
-        response = await handler(request)
+        with rt.drain.tracking():
+            response = await handler(request)
     except asyncio.CancelledError as exc:
-        if not (exc.args and exc.args[0] == SHUTDOWN and task is not None):
+        if not absorb_shutdown(exc):
             raise
-        task.uncancel()  # our own drain ended it: answer, rather than drop the connection
+        # Our own drain ended it: answer, rather than drop the connection.
         return _error_response(ShuttingDown("The gateway is shutting down; retry the request."))
     except GatewayError as err:
         return _error_response(err)
@@ -118,10 +118,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         _errors.error("unhandled", "unhandled error (request %s)", request_id, exc_info=True)
         body = error_body("Internal gateway error.", "server_error", "internal_error", None)
         return web.Response(status=500, body=body, content_type="application/json")
-    finally:
-        if task is not None:
-            rt.active.discard(task)
-    if not response.prepared and rt.draining:
+    if not response.prepared and rt.drain.draining:
         response.force_close()  # let the client reconnect to a replica that stays
     return response
 
@@ -142,7 +139,7 @@ def build_app(
 ) -> web.Application:
     app = web.Application(middlewares=[envelope], client_max_size=config.server.max_body_bytes + 1)
     runtime = Runtime(config, store, telemetry)
-    runtime.register_gauges()
+    register_health_gauges(runtime.telemetry.metrics, runtime.store, lambda: runtime.config.targets)
     app[RUNTIME] = runtime
     routes: list[tuple[str, str, Handler]] = [("POST", p, proxy.handle) for p in proxy.OPERATIONS]
     routes += [

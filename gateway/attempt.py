@@ -21,8 +21,17 @@ import orjson
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.sse import Kind, SseSplitter, inspect
 from gateway.telemetry.hub import Usage
-from gateway.upstream import provider_message, transport_outcome
-from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status, provider_failure
+from gateway.upstream import provider_message, read_chunk, transport_outcome
+from health.outcome import (
+    FailureReason,
+    Outcome,
+    OutcomeKind,
+    blamed,
+    classify_status,
+    provider_failure,
+    stalled,
+    succeeded,
+)
 
 ERROR_BODY_LIMIT = 1 << 20
 
@@ -148,29 +157,9 @@ def _connect_timeout(connect_s: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=connect_s, connect=None)
 
 
-_TIMEOUTS = frozenset(
-    {
-        FailureReason.HEADERS_TIMEOUT,
-        FailureReason.FIRST_TOKEN_TIMEOUT,
-        FailureReason.IDLE_TIMEOUT,
-        FailureReason.TOTAL_TIMEOUT,
-    }
-)
-
-
-DEADLINE_OUT = Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE)
-
-
-def blamed(outcome: Outcome, request_deadline: float) -> Outcome:
-    """A timer that fired because the *caller's* deadline ran out is not the provider's fault:
-    neutral, before the commit point and after it (`gateway.relay`)."""
-    if outcome.reason in _TIMEOUTS and asyncio.get_running_loop().time() >= request_deadline:
-        return DEADLINE_OUT
-    return outcome
-
-
 def _blame(result: AttemptResult, request_deadline: float) -> AttemptResult:
-    outcome = blamed(result.outcome, request_deadline)
+    now = asyncio.get_running_loop().time()
+    outcome = blamed(result.outcome, now, request_deadline)
     return result if outcome is result.outcome else AttemptResult(outcome)
 
 
@@ -212,15 +201,10 @@ async def _read_all(resp: aiohttp.ClientResponse, deadline: float, idle_s: float
     content = resp.content
     if content.is_eof():  # the usual case: a small body already arrived with the headers
         return content.read_nowait(-1)
-    loop = asyncio.get_running_loop()
     chunks: list[bytes] = []
-    async with asyncio.timeout(None) as cm:
-        while True:
-            cm.reschedule(min(loop.time() + idle_s, deadline))
-            chunk = await resp.content.readany()
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+    while chunk := await read_chunk(content, idle_s, deadline):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _read_json(
@@ -229,9 +213,8 @@ async def _read_json(
     loop = asyncio.get_running_loop()
     try:
         body = await _read_all(resp, deadline, idle_s)
-    except TimeoutError:
-        late = loop.time() >= deadline
-        return _fail(FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT)
+    except TimeoutError:  # blamed on the caller's deadline by the caller, if it was that
+        return AttemptResult(stalled(loop.time(), deadline, math.inf))
     except (aiohttp.ClientError, OSError) as exc:
         return AttemptResult(transport_outcome(exc))
     try:
@@ -241,7 +224,7 @@ async def _read_json(
     if not isinstance(parsed, dict) or "error" in parsed:
         return _fail(FailureReason.MALFORMED, "response body is not a result object")
     elapsed = loop.time() - started
-    outcome = Outcome(OutcomeKind.SUCCESS, status=resp.status, latency_s=elapsed, ttft_s=elapsed)
+    outcome = succeeded(resp.status, latency_s=elapsed, ttft_s=elapsed)
     ctype = resp.headers.get("Content-Type", "application/json")
     reply = Reply(resp.status, body, ctype, dict(resp.headers))
     return AttemptResult(outcome, reply=reply, usage=Usage.of(parsed))
@@ -289,8 +272,7 @@ async def _open_stream(
                             dict(resp.headers),
                             clocks,
                         )
-                        outcome = Outcome(OutcomeKind.SUCCESS, status=resp.status, ttft_s=ttft)
-                        return AttemptResult(outcome, stream=stream)
+                        return AttemptResult(succeeded(resp.status, ttft_s=ttft), stream=stream)
     except TimeoutError:
         return _fail(FailureReason.FIRST_TOKEN_TIMEOUT)
     except (aiohttp.ClientError, OSError) as exc:

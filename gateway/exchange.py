@@ -19,37 +19,47 @@ import orjson
 from aiohttp import web
 from opentelemetry import trace
 
-from gateway.attempt import AttemptResult, AttemptSpec, Reply, run_attempt
+from gateway.attempt import AttemptResult, AttemptSpec, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.driving import drive
 from gateway.failure import failure
 from gateway.headers import client_headers, upstream_headers
-from gateway.permits import CLIENT_GONE, INTERNAL, Permits
+from gateway.hedging import hedge_delay, race
+from gateway.permits import Permits
 from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from gateway.relay import relay_stream
 from gateway.runtime import Runtime
+from gateway.settle import Attempted, Learning, Listener, Settlement
 from health.breaker import Admission
-from health.outcome import FailureReason, Outcome, OutcomeKind
+from health.outcome import (
+    CLIENT_GONE,
+    HEDGE_LOST,
+    INTERNAL,
+    FailureReason,
+    OutcomeKind,
+    context_exceeded,
+)
 from health.signals import TargetHealth
 from health.store import Permit
-from policies.compose import observe
-from policies.types import Observation, Policy, Ranked
+from policies.types import Policy, Ranked
 
 log = logging.getLogger("turnout.exchange")
 
-HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
 _NO_RESULT = AttemptResult(CLIENT_GONE)
-_CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window")
 
 
 @dataclass(frozen=True, slots=True)
-class Attempted:
-    permit: Permit
-    result: AttemptResult
-    started_s: float  # loop time: the one clock of the request path (uvloop's is cached)
-    panic: bool = False
-    hedge: bool = False
-    span: Any = None  # the attempt's CLIENT span, ended when its outcome is settled
+class Ask:
+    """What the proxy resolved for one request: where it may go and how long it may take."""
+
+    request_id: str
+    operation: str  # chat | completions | embeddings
+    upstream_path: str  # under the provider's base URL, e.g. /chat/completions
+    payload: dict[str, Any]  # the parsed body; `model` is set per attempt
+    route: RouteConfig
+    ranked: list[Ranked]
+    deadline: float | None  # loop time, or None: no deadline
+    policy: Policy | None = None  # told what happened, if it learns (adaptive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,53 +86,42 @@ class _Gates:
         return target_id not in self.rt.panicking
 
 
-def is_context_error(reply: Reply | None) -> bool:
-    """A provider's 'prompt too long for this model': another, larger model may take it."""
-    if reply is None or reply.status not in (400, 413, 422):
-        return False
-    body = reply.body.lower()
-    return any(m in body for m in _CONTEXT_MARKERS)
-
-
 class Exchange:
     def __init__(
         self,
         request: web.Request,
         rt: Runtime,
         config: Config,
-        route: RouteConfig,
-        ranked: list[Ranked],
-        payload: dict[str, Any],
-        upstream_path: str,
-        operation: str,
-        request_id: str,
-        deadline: float | None,
+        ask: Ask,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        policy: Policy | None = None,
     ) -> None:
-        self.policy = policy  # told what happened, if it learns (adaptive)
         self.request = request
         self.rt = rt
         self.config = config
-        self.route = route
-        self.payload = payload
-        self.upstream_path = upstream_path
-        self.request_id = request_id
-        self.stream = payload.get("stream") is True
-        self.operation = operation
+        self.route = route = ask.route
+        self.payload = ask.payload
+        self.upstream_path = ask.upstream_path
+        self.request_id = ask.request_id
+        self.operation = ask.operation
+        self.stream = ask.payload.get("stream") is True
         self.loop = asyncio.get_running_loop()
         res = config.resilience
         limits = Limits(
             max_attempts=route.max_attempts,
             backoff_base_s=res.backoff_base_s,
             backoff_cap_s=res.backoff_cap_s,
-            deadline=deadline,
+            deadline=ask.deadline,
             stream=self.stream,
         )
-        self.plan = AttemptPlan([r.candidate for r in ranked], limits)
+        self.plan = AttemptPlan([r.candidate for r in ask.ranked], limits)
         self._sleep = sleep
-        self.permits = Permits(rt.store)  # every permit goes back, on every path
-        self.gates = _Gates(self.permits, rt, res.panic)
+        permits = Permits(rt.store)  # every permit goes back, on every path
+        self.gates = _Gates(permits, rt, res.panic)
+        learning = Learning.of(ask.policy)
+        listeners: tuple[Listener, ...] = (
+            (rt.telemetry,) if learning is None else (rt.telemetry, learning)
+        )
+        self.settlement = Settlement(permits, listeners, self.loop.time)
         self._context_error: Attempted | None = None
 
     async def run(self) -> web.StreamResponse:
@@ -133,7 +132,7 @@ class Exchange:
             cancelled = True
             raise
         finally:
-            self.permits.close(cancelled)  # every permit goes back, on every path
+            self.settlement.permits.close(cancelled)  # every permit goes back, on every path
 
     async def _run(self) -> web.StreamResponse:
         self.rt.budget.on_request()
@@ -147,12 +146,13 @@ class Exchange:
         if panic:  # one panic attempt per target at a time: a burst in an outage gets 503s
             self.rt.panicking.add(permit.target_id)
             try:
-                return self._judge(await self._attempt(permit, panic=True))
+                return self.judge(await self.attempt(permit, panic=True))
             finally:
                 self.rt.panicking.discard(permit.target_id)
-        if self.route.hedge is not None and self.plan.remaining():
-            return await self._hedged(permit)
-        return self._judge(await self._attempt(permit))
+        hedge = self.route.hedge
+        if hedge is not None and self.plan.remaining():
+            return await race(self, permit, hedge_delay(hedge, self.rt.store, permit.target_id))
+        return self.judge(await self.attempt(permit))
 
     def _timeouts(self, provider: Timeouts) -> Timeouts:
         """The provider's phase timeouts with the route's overrides."""
@@ -174,7 +174,7 @@ class Exchange:
             deadline=self.plan.limits.deadline,
         )
 
-    async def _attempt(
+    async def attempt(
         self, permit: Permit, *, panic: bool = False, hedge: bool = False
     ) -> Attempted:
         tel = self.rt.telemetry
@@ -190,13 +190,13 @@ class Exchange:
             result = await run_attempt(spec, self.rt.pool.session(spec.provider))
         except asyncio.CancelledError:
             # The client went away, or this hedge lost: neutral for health either way.
-            self._settle(
+            self.settlement.settle(
                 Attempted(permit, _NO_RESULT, started, span=span),
                 HEDGE_LOST if hedge else CLIENT_GONE,
             )
             raise
         except BaseException:
-            self._settle(Attempted(permit, _NO_RESULT, started, span=span), INTERNAL)
+            self.settlement.settle(Attempted(permit, _NO_RESULT, started, span=span), INTERNAL)
             raise
         return Attempted(permit, result, started, panic, hedge, span)
 
@@ -219,32 +219,23 @@ class Exchange:
             },
         )
 
-    def _settle(self, att: Attempted, outcome: Outcome) -> None:
-        """An attempt is over: health learns its outcome, its span ends, metrics count it."""
-        if not self.permits.release(att.permit, outcome):
-            return  # settled already
-        usage = att.result.usage
-        if att.result.stream is not None:
-            usage = att.result.stream.usage
-        duration = self.loop.time() - att.started_s
-        self.rt.telemetry.end_attempt(att.span, att.permit.target_id, outcome, duration, usage)
-        if self.policy is not None and outcome.kind is not OutcomeKind.NEUTRAL:
-            success = outcome.kind is OutcomeKind.SUCCESS
-            if success or outcome.kind.fails_over:  # a caller error says nothing of the target
-                observe(self.policy, Observation(att.permit.target_id, success, duration))
-
-    def _judge(self, att: Attempted) -> Attempted:
+    def judge(self, att: Attempted) -> Attempted:
         """Record an attempt's outcome in the plan and settle it (a committed stream is
         settled after its relay)."""
         outcome = att.result.outcome
         tid = att.permit.target_id
-        context = outcome.kind is OutcomeKind.CALLER_ERROR and is_context_error(att.result.reply)
+        reply = att.result.reply
+        context = (
+            outcome.kind is OutcomeKind.CALLER_ERROR
+            and reply is not None
+            and context_exceeded(reply.status, reply.body)
+        )
         self.plan.record(
             AttemptRecord(tid, outcome, att.panic, att.hedge), context_exceeded=context
         )
         if att.result.stream is not None:
             return att
-        self._settle(att, outcome)
+        self.settlement.settle(att, outcome)
         if context:
             self._context_error = att  # passed through if no larger candidate can take it
         if outcome.kind.fails_over or context:
@@ -258,76 +249,11 @@ class Exchange:
             self.rt.telemetry.failover(tid, outcome, len(self.plan.history))
         return att
 
-    async def _hedged(self, first: Permit) -> Attempted:
-        """Race a second candidate if the first has no first token after the hedge delay."""
-        hedge = self.route.hedge
-        assert hedge is not None
-        delay = hedge.after_s
-        if hedge.use_p95:
-            h = self.rt.store.snapshot([first.target_id], detailed=True)[first.target_id]
-            if h.ttft_ms_p95 is not None:
-                delay = max(delay, h.ttft_ms_p95 / 1000.0)
-        first_task = asyncio.create_task(self._attempt(first))
-        tasks = {first_task}
-        second: Permit | None = None
-        try:  # whatever ends this step (an answer, the client leaving), no task is left behind
-            done, _ = await asyncio.wait(tasks, timeout=delay)
-            if done:
-                tasks.clear()
-                return self._judge(first_task.result())
-            second = self.plan.hedge(self.gates, first.target_id)
-            if second is None:
-                att = await first_task
-                tasks.clear()
-                return self._judge(att)
-            log.info(
-                "hedging %s with %s (request %s)",
-                first.target_id,
-                second.target_id,
-                self.request_id,
-            )
-            tasks.add(asyncio.create_task(self._attempt(second, hedge=True)))
-            last: Attempted | None = None
-            while tasks:
-                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    att = t.result()
-                    kind = att.result.outcome.kind
-                    if kind is OutcomeKind.SUCCESS or kind is OutcomeKind.CALLER_ERROR:
-                        for other in done - {t}:
-                            self._discard(other.result())
-                        return self._judge(att)
-                    last = self._judge(att)
-            assert last is not None
-            return last
-        finally:
-            if tasks:
-                await self._cancel_losers(tasks, (first, second))
-
-    async def _cancel_losers(
-        self, tasks: set[asyncio.Task[Attempted]], permits: tuple[Permit | None, ...]
-    ) -> None:
-        """Cancel the attempts still running (their connections close) and account for them;
-        one that finished before its cancel landed is settled as the loser it is."""
-        for t in tasks:
-            t.cancel()
-        for p in permits:
-            if p is not None and p.target_id not in self.plan.tried:
-                self.plan.record(AttemptRecord(p.target_id, HEDGE_LOST, hedge=True))
-        for result in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(result, Attempted):
-                self._drop(result)
-
-    def _discard(self, att: Attempted) -> None:
-        """A second winner in the same instant: dropped, and recorded as the loser."""
-        self._drop(att)
-        self.plan.record(AttemptRecord(att.permit.target_id, HEDGE_LOST, hedge=True))
-
-    def _drop(self, att: Attempted) -> None:
+    def drop(self, att: Attempted) -> None:
         """A hedge's loser that got an answer anyway: close it, settle it neutral."""
         if att.result.stream is not None:
             att.result.stream.close()
-        self._settle(att, HEDGE_LOST)
+        self.settlement.settle(att, HEDGE_LOST)
 
     # -- finishing ---------------------------------------------------------------------------
 
@@ -346,7 +272,7 @@ class Exchange:
         if att is not None:
             outcome = att.result.outcome
             if outcome.kind is OutcomeKind.SUCCESS:
-                self.rt.remember(self.request_id, self.route.key, att.permit.target_id)
+                self.rt.answers.remember(self.request_id, self.route.key, att.permit.target_id)
             if att.result.stream is not None:
                 return await self._relay(att)
             reply = att.result.reply
@@ -393,7 +319,7 @@ class Exchange:
             final = CLIENT_GONE
         finally:
             stream.close()
-            self._settle(att, final)
+            self.settlement.settle(att, final)
             if final.kind is OutcomeKind.PROVIDER_FAILURE:
                 log.warning(
                     "stream from %s failed after the first byte: %s (request %s)",

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import logging
 
-from health.outcome import FailureReason, Outcome, OutcomeKind
+from health.outcome import CLIENT_GONE, INTERNAL, Outcome
 from health.store import HealthStore, Permit
 
 log = logging.getLogger("turnout.permits")
-
-CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
-INTERNAL = Outcome(OutcomeKind.NEUTRAL, FailureReason.INTERNAL)
 
 
 class Permits:

@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 from gateway.accept import Held, parse_payload, read_body
 from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.errors import InvalidRequest
-from gateway.exchange import Exchange
+from gateway.exchange import Ask, Exchange
 from gateway.routing import find_route, header_value, no_capable_target, route_request, wants_debug
 from gateway.runtime import Live
 
@@ -115,17 +115,14 @@ async def _proxy(
         request[EXPLANATION] = header_value(routed.explanation)
     if not ranked:
         raise no_capable_target(route, decision)
-    exchange = Exchange(
-        request,
-        rt,
-        config,
+    ask = Ask(
+        request[REQUEST_ID],
+        operation,
+        upstream_path,
+        payload,
         route,
         ranked,
-        payload,
-        upstream_path,
-        operation,
-        request[REQUEST_ID],
         deadline,
-        policy=routed.policy,
+        routed.policy,
     )
-    return await exchange.run()
+    return await Exchange(request, rt, config, ask).run()

@@ -15,12 +15,20 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.attempt import OpenStream, blamed
-from gateway.runtime import SHUTDOWN
+from gateway.attempt import OpenStream
+from gateway.shutdown import absorb_shutdown
 from gateway.sse import Kind, inspect
 from gateway.telemetry.hub import Usage
-from gateway.upstream import transport_outcome
-from health.outcome import FailureReason, Outcome, OutcomeKind, provider_failure
+from gateway.upstream import read_chunk, transport_outcome
+from health.outcome import (
+    CLIENT_GONE,
+    SHUTDOWN,
+    FailureReason,
+    Outcome,
+    provider_failure,
+    stalled,
+    succeeded,
+)
 
 DONE = b"data: [DONE]\n\n"
 
@@ -82,7 +90,6 @@ async def relay_stream(stream: OpenStream, response: web.StreamResponse) -> Outc
     """Relay the rest of `stream`, on the attempt's own timers (`stream.clocks`); return the
     attempt's final outcome (the client may be gone)."""
     loop = asyncio.get_running_loop()
-    idle_s, deadline = stream.clocks.idle_s, stream.clocks.end
     batch = _Batch(stream.finished, stream)
     batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
     batch.consume(stream.pending)  # events that came in the same read as the first token
@@ -90,39 +97,29 @@ async def relay_stream(stream: OpenStream, response: web.StreamResponse) -> Outc
         await _write(response, batch.take())
         if batch.done:
             return _success(stream, loop.time())
-        content = stream.response.content
-        try:
-            async with asyncio.timeout(None) as cm:
-                while batch.failure is None:
-                    cm.reschedule(min(loop.time() + idle_s, deadline))
-                    chunk = await content.readany()
-                    if not chunk:
-                        break
-                    # A slow client is not an idle upstream: no upstream timer while writing.
-                    cm.reschedule(None)
-                    batch.consume(stream.splitter.feed(chunk))
-                    data = batch.take()
-                    if data:
-                        await _write(response, data)
-                    if batch.done:
-                        return _success(stream, loop.time())
-        except TimeoutError:
-            late = loop.time() >= deadline
-            batch.failure = blamed(
-                provider_failure(
-                    FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT
-                ),
-                stream.clocks.request_deadline,
-            )
+        content, clocks = stream.response.content, stream.clocks
+        while batch.failure is None:
+            try:
+                chunk = await read_chunk(content, clocks.idle_s, clocks.end)
+            except TimeoutError:
+                batch.failure = stalled(loop.time(), clocks.end, clocks.request_deadline)
+                break
+            if not chunk:
+                break
+            batch.consume(stream.splitter.feed(chunk))
+            data = batch.take()
+            if data:
+                await _write(response, data)
+            if batch.done:
+                return _success(stream, loop.time())
     except ClientGone:
-        return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
+        return CLIENT_GONE
     except (aiohttp.ClientError, OSError) as exc:
         batch.failure = transport_outcome(exc)
     except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if not (exc.args and exc.args[0] == SHUTDOWN and task is not None):
+        if not absorb_shutdown(exc):
             raise
-        task.uncancel()  # the drain's grace is over: end the stream honestly, not silently
+        # The drain's grace is over: end the stream honestly, not silently.
         with contextlib.suppress(ClientGone):
             await _write(
                 response,
@@ -130,7 +127,7 @@ async def relay_stream(stream: OpenStream, response: web.StreamResponse) -> Outc
                     "The gateway is shutting down; the answer is incomplete.", "shutting_down"
                 ),
             )
-        return Outcome(OutcomeKind.NEUTRAL, FailureReason.SHUTDOWN)
+        return SHUTDOWN
     failure = batch.failure
     if failure is None:
         # The upstream closed the stream without [DONE].
@@ -138,7 +135,7 @@ async def relay_stream(stream: OpenStream, response: web.StreamResponse) -> Outc
             try:
                 await _write(response, DONE)
             except ClientGone:
-                return Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
+                return CLIENT_GONE
             return _success(stream, loop.time())
         failure = provider_failure(FailureReason.CUT, "stream ended before a finish reason")
     with contextlib.suppress(ClientGone):
@@ -147,12 +144,7 @@ async def relay_stream(stream: OpenStream, response: web.StreamResponse) -> Outc
 
 
 def _success(stream: OpenStream, now: float) -> Outcome:
-    return Outcome(
-        OutcomeKind.SUCCESS,
-        status=stream.response.status,
-        latency_s=now - stream.started_s,
-        ttft_s=stream.ttft_s,
-    )
+    return succeeded(stream.response.status, latency_s=now - stream.started_s, ttft_s=stream.ttft_s)
 
 
 def _error_of(failure: Outcome) -> bytes:

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from gateway.accept import BodyBytes
+from gateway.answers import Answers
 from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config.decode import ConfigIssue
 from gateway.config.diff import Change
 from gateway.config.model import Config
+from gateway.shutdown import Drain
 from gateway.telemetry.hub import Telemetry
 from gateway.upstream import UpstreamPool
 from health.fleet import FleetStore
@@ -26,8 +26,6 @@ from health.memory import MemoryStore
 from health.store import HealthStore
 from policies.compose import share
 from policies.types import Policy
-
-SHUTDOWN = "turnout-shutdown"  # the cancel message that ends requests after the grace period
 
 
 def _budget_settings(config: Config) -> BudgetSettings:
@@ -83,16 +81,12 @@ class Runtime:
         self.budget = RetryBudget(_budget_settings(config))
         self.body_bytes = BodyBytes(config.server.max_body_bytes_in_flight)
         self.panicking: set[str] = set()  # targets with a panic attempt in flight
-        self.draining = False
-        self.served: OrderedDict[str, tuple[str, str]] = (
-            OrderedDict()
-        )  # request id -> route, target
-        self.judged: OrderedDict[str, None] = OrderedDict()  # ids whose feedback was recorded
+        self.drain = Drain()  # the requests in flight, for the drain at shutdown
+        self.answers = Answers()  # who answered what, for feedback
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_reload: ReloadReport | None = None
         self.loaded_wall_s = time.time()  # when the config in use was loaded
-        self.active: set[asyncio.Task[Any]] = set()  # requests in flight (for the drain)
         self.started_wall_s = time.time()
         self.live = Live(config, self._policies(config))
 
@@ -123,22 +117,6 @@ class Runtime:
         self.store.retain_learned(learning)  # a route that left (or stopped learning): forget
         return out
 
-    def judge(self, request_id: str) -> tuple[str, str] | None:
-        """Take the answer `request_id` for its one verdict: (route, target), or None if it is
-        unknown or already judged (one verdict per answer: replays must not skew learning)."""
-        served = self.served.pop(request_id, None)
-        if served is not None:
-            self.judged[request_id] = None
-            if len(self.judged) > 10_000:
-                self.judged.popitem(last=False)
-        return served
-
-    def remember(self, request_id: str, route: str, target_id: str) -> None:
-        """Which target answered a request, for `POST /v1/feedback` (the last 10k)."""
-        self.served[request_id] = (route, target_id)
-        if len(self.served) > 10_000:
-            self.served.popitem(last=False)
-
     def swap(self, config: Config, changes: Sequence[Change] | None = None) -> None:
         """Use `config` from the next request on; requests in flight keep the one they read.
 
@@ -164,40 +142,3 @@ class Runtime:
         await self.store.close()
         self.telemetry.metrics.flush()  # on the loop that adds: the shutdown runs in a thread
         await asyncio.to_thread(self.telemetry.shutdown)  # bounded: flush timeouts are short
-
-    def register_gauges(self) -> None:
-        """Scrape-time gauges: breaker state, throttling, in flight, Redis degraded."""
-        states = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
-
-        def per_target() -> list[tuple[str, dict[str, str], Any]]:
-            snap = self.store.snapshot(self.config.targets)
-            return [(tid, {"target": tid}, h) for tid, h in snap.items()]
-
-        m = self.telemetry.metrics
-        m.gauge(
-            "turnout.breaker.state",
-            "0 closed, 1 half-open, 2 open",
-            lambda: [(states[h.state.value], labels) for _, labels, h in per_target()],
-        )
-        m.gauge(
-            "turnout.target.throttled",
-            "1 while a target is throttled (Retry-After)",
-            lambda: [
-                (1.0 if h.throttled_for_s > 0 else 0.0, labels) for _, labels, h in per_target()
-            ],
-        )
-        m.gauge(
-            "turnout.target.in_flight",
-            "Upstream attempts in flight",
-            lambda: [(float(h.in_flight), labels) for _, labels, h in per_target()],
-        )
-        m.gauge(
-            "turnout.redis.degraded",
-            "1 while the fleet store runs on local health only",
-            lambda: [
-                (
-                    1.0 if self.store.status().degraded else 0.0,
-                    {"backend": self.store.status().backend},
-                )
-            ],
-        )

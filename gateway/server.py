@@ -13,7 +13,6 @@ from aiohttp import web
 
 from gateway.context import RUNTIME
 from gateway.protocol import ConnectionLimits, GuardedRunner
-from gateway.runtime import SHUTDOWN
 
 log = logging.getLogger("turnout.server")
 
@@ -87,20 +86,15 @@ class Server:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        rt = self.app[RUNTIME]
-        rt.draining = True
+        drain = self.app[RUNTIME].drain
+        drain.draining = True
         for site in list(runner.sites):
             await site.stop()
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self.grace_s
-        while rt.active and (remaining := until - loop.time()) > 0:
-            await asyncio.wait(list(rt.active), timeout=remaining)
-        left = list(rt.active)
-        if left:
-            log.warning("grace period over: ending %d requests still in flight", len(left))
-            for task in left:
-                task.cancel(SHUTDOWN)
-            await asyncio.wait(left, timeout=2.0)
+        if drain.active and self.grace_s > 0:
+            log.info("draining: %d requests in flight", len(drain.active))
+        ended = await drain.finish(self.grace_s)
+        if ended:
+            log.warning("grace period over: ended %d requests still in flight", ended)
         await runner.cleanup()
 
 

@@ -1,5 +1,5 @@
-"""Connections to providers: one pooled aiohttp session per provider, and transport errors
-mapped to outcomes."""
+"""Connections to providers: one pooled aiohttp session per provider, reading a body under
+an idle timer, and transport errors mapped to outcomes."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ class UpstreamPool:
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+async def read_chunk(content: aiohttp.StreamReader, idle_s: float, end_s: float) -> bytes:
+    """The next chunk of a provider's body (b"" at its end). TimeoutError after `idle_s` of
+    silence or at `end_s` (loop time); classify it with `health.outcome.stalled`. The timer
+    runs only while waiting for the provider, never while the caller writes what came."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout_at(min(loop.time() + idle_s, end_s)):
+        return await content.readany()
 
 
 def transport_outcome(exc: BaseException) -> Outcome:

@@ -1,7 +1,10 @@
 """The one place that classifies an upstream attempt.
 
 Everything else (health windows, breakers, the retry loop, metrics, spans) consumes an
-`Outcome` and never looks at status codes or exceptions again. The table is docs/reliability.md's:
+`Outcome` and never looks at status codes or exceptions again. Statuses, timers, the caller's
+deadline, context-length errors and the neutral endings are classified here; the one adapter
+from aiohttp's exceptions to a reason is `gateway.upstream.transport_outcome`. The table is
+docs/reliability.md's:
 
     success            2xx, complete stream
     provider_failure   5xx/529, 3xx (never followed), connect refused/reset/timeout, no headers/first token in time,
@@ -83,6 +86,57 @@ class Outcome:
         return self.reason.value
 
 
+def succeeded(
+    status: int, *, latency_s: float | None = None, ttft_s: float | None = None
+) -> Outcome:
+    return Outcome(OutcomeKind.SUCCESS, status=status, latency_s=latency_s, ttft_s=ttft_s)
+
+
+# The neutral endings: the caller's or the gateway's own doing, never evidence about a target.
+CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
+INTERNAL = Outcome(OutcomeKind.NEUTRAL, FailureReason.INTERNAL)
+HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
+DEADLINE = Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE)
+SHUTDOWN = Outcome(OutcomeKind.NEUTRAL, FailureReason.SHUTDOWN)
+
+_TIMERS = frozenset(
+    {
+        FailureReason.HEADERS_TIMEOUT,
+        FailureReason.FIRST_TOKEN_TIMEOUT,
+        FailureReason.IDLE_TIMEOUT,
+        FailureReason.TOTAL_TIMEOUT,
+    }
+)
+
+
+def blamed(outcome: Outcome, now_s: float, request_deadline_s: float) -> Outcome:
+    """A timer that fired because the *caller's* deadline ran out is not the provider's fault:
+    neutral, before the commit point and after it."""
+    if outcome.reason in _TIMERS and now_s >= request_deadline_s:
+        return DEADLINE
+    return outcome
+
+
+def stalled(now_s: float, end_s: float, request_deadline_s: float) -> Outcome:
+    """A body or stream read that got nothing in time: the attempt's whole time (`end_s`, the
+    sooner of its total_s and the request's deadline) ran out, or only its idle limit."""
+    late = now_s >= end_s
+    reason = FailureReason.TOTAL_TIMEOUT if late else FailureReason.IDLE_TIMEOUT
+    return blamed(provider_failure(reason), now_s, request_deadline_s)
+
+
+_CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window")
+
+
+def context_exceeded(status: int, body: bytes) -> bool:
+    """A provider's 'prompt too long for this model' (a caller error): another, larger model
+    may take it, so the loop goes on among larger candidates."""
+    if status not in (400, 413, 422):
+        return False
+    lowered = body.lower()
+    return any(m in lowered for m in _CONTEXT_MARKERS)
+
+
 # Statuses that say the target, as configured, cannot serve (a caller cannot cause them: the
 # gateway picks the path and the model), with what each means.
 MISCONFIGURED_STATUS = {
@@ -102,7 +156,7 @@ def classify_status(
 ) -> Outcome:
     """Classify an HTTP status received from a provider (no body has been relayed yet)."""
     if 200 <= status < 300:
-        return Outcome(OutcomeKind.SUCCESS, status=status, latency_s=latency_s)
+        return succeeded(status, latency_s=latency_s)
     if status == 429:
         return Outcome(
             OutcomeKind.THROTTLED,

@@ -226,8 +226,16 @@ def share(policy: Policy, memory_for: Callable[[str], LearnedMemory]) -> list[st
     return suffixes
 
 
+def learner(policy: Policy) -> Callable[[Observation], None] | None:
+    """What to tell when `policy` learns (its `observe`), or None if it does not."""
+    if isinstance(policy, Composite) and not policy.learners:
+        return None  # built-in policies compose parts; most of them have none that learns
+    learn = getattr(policy, "observe", None)
+    return learn if callable(learn) else None
+
+
 def observe(policy: Policy, observation: Observation) -> None:
     """Report what happened to `policy` if it learns (cheap no-op otherwise)."""
-    learn = getattr(policy, "observe", None)
-    if callable(learn):
+    learn = learner(policy)
+    if learn is not None:
         learn(observation)

@@ -91,7 +91,7 @@ class Telemetry:
         }
         return self.tracer.start_span(f"{op} {model}", kind=SpanKind.CLIENT, attributes=attributes)
 
-    def end_attempt(
+    def settled(
         self,
         span: trace.Span,
         target_id: str,
@@ -99,7 +99,7 @@ class Telemetry:
         duration_s: float,
         usage: Usage | None = None,
     ) -> None:
-        """Close an attempt's span and count it."""
+        """An attempt was settled (`gateway.settle`): close its span and count it."""
         kind = outcome.kind.value
         labels = {"target": target_id, "outcome": kind}
         m = self.metrics
