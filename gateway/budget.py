@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.config.fields import setting
 from health.clock import Clock, MonotonicClock
+from health.declared import setting
 from health.window import SlidingWindow
 
 

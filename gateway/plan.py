@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.config.model import ResilienceConfig
 from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
@@ -59,11 +60,14 @@ class Gates(Protocol):
         ...
 
 
+_DEFAULTS = ResilienceConfig()  # the declared defaults (gateway.config.model), not copies
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_attempts: int = 3
-    backoff_base_s: float = 0.05
-    backoff_cap_s: float = 1.0
+    max_attempts: int = _DEFAULTS.max_attempts
+    backoff_base_s: float = _DEFAULTS.backoff_base_s
+    backoff_cap_s: float = _DEFAULTS.backoff_cap_s
     deadline: float | None = None  # loop time
     stream: bool = False
     min_attempt_s: float = 0.05  # an attempt with less time than this is not started

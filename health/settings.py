@@ -1,6 +1,6 @@
 """Health knobs, as frozen values. Defaults: docs/reliability.md.
 
-Each field is declared once with its doc and checks (`gateway.config.fields.setting`): the
+Each field is declared once with its doc and checks (`health.declared.setting`): the
 config loader, the JSON Schema and the reload report read them from here. The store is built
 at start with these values, so none of them applies live.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.config.fields import nested, setting
+from health.declared import nested, setting
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """What a reload changes, key by key, and what `/admin/config` shows of a section: both read
-the declarations (`gateway.config.fields`), so a key's YAML name, whether it applies live and
+the declarations (`health.declared`), so a key's YAML name, whether it applies live and
 whether it is a secret are said once.
 
 Providers, targets, routes and tasks apply live: each request reads them from the config it
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.decode import join
-from gateway.config.fields import KEY, Part, Setting, entries
 from gateway.config.model import Config
+from health.declared import KEY, Part, Setting, entries
 
 REDACTED = "<redacted>"
 SECTIONS = ("server", "health", "resilience", "telemetry")  # sections of declared settings

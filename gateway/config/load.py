@@ -14,7 +14,6 @@ import yaml
 
 from gateway.config.decode import ConfigError, ConfigIssue, Issues, Section, join
 from gateway.config.expand import expand
-from gateway.config.fields import entry
 from gateway.config.model import (
     Config,
     HealthConfig,
@@ -26,6 +25,7 @@ from gateway.config.model import (
 )
 from gateway.config.routes import decode_routes
 from gateway.config.sections import decode_fields, decode_section
+from health.declared import entry
 from health.settings import REDIS_SCHEMES, FleetSettings, HealthSettings
 from policies.loading import build_task_rules
 from policies.tasks import DEFAULT_TASK_RULES

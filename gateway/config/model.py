@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.budget import BudgetSettings
-from gateway.config.fields import INLINE, nested, setting
 from gateway.telemetry.tracing import TraceSettings
+from health.declared import INLINE, nested, setting
 from health.settings import FleetSettings, HealthSettings
 from policies.loading import DEFAULT_POLICY_FACTORY, PolicyFactory
 from policies.tasks import DEFAULT_TASK_RULES, TaskRules

@@ -7,7 +7,6 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.config.decode import Issues, Section, join
-from gateway.config.fields import entry
 from gateway.config.model import (
     Hedge,
     ProviderConfig,
@@ -18,6 +17,7 @@ from gateway.config.model import (
     Timeouts,
 )
 from gateway.config.sections import decode_overrides, read_setting
+from health.declared import entry
 from policies.loading import DEFAULT_POLICY_FACTORY, provision_policy
 from policies.types import Candidate
 

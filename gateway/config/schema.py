@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.config.fields import entry
 from gateway.config.load import SUPPORTS
 from gateway.config.model import (
     HealthConfig,
@@ -48,6 +47,7 @@ from gateway.config.schema_policies import (
     strings,
     tasks_defs,
 )
+from health.declared import entry
 from health.settings import REDIS_SCHEMES
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -1,12 +1,12 @@
-"""The JSON Schema of the sections whose keys are declared fields (`gateway.config.fields`):
+"""The JSON Schema of the sections whose keys are declared fields (`health.declared`):
 each key's type, default, description and range come from its declaration."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.config.fields import Entry, Part, Setting, flat
 from gateway.config.schema_policies import Schema, boolean, choice, integer, number, section, string
+from health.declared import Entry, Part, Setting, flat
 
 
 def setting_schema(e: Entry, *, with_default: bool = True, **extra: Any) -> Schema:

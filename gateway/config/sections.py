@@ -1,4 +1,4 @@
-"""One decoder for every section whose keys are declared fields (`gateway.config.fields`):
+"""One decoder for every section whose keys are declared fields (`health.declared`):
 the type, default, checks and YAML key of each value come from its declaration."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from gateway.config.decode import Section, join
-from gateway.config.fields import Entry, Part, Setting, entries, flat
+from health.declared import Entry, Part, Setting, entries, flat
 
 T = TypeVar("T")
 

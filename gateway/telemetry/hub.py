@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from gateway.config.model import TelemetryConfig
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recent import RecentTraces
 from gateway.telemetry.tracing import TraceSettings, Tracing, otlp_protocol
@@ -55,7 +56,8 @@ class Telemetry:
     traces: TraceSettings = field(default_factory=TraceSettings)
     span_processors: Iterable[SpanProcessor] = ()
     metric_readers: Iterable[MetricReader] = ()
-    recent_traces: int = 200  # kept for the dashboard (/ui); 0: none, spans only for export
+    # kept for the dashboard (/ui); 0: none, spans only for export (telemetry.recent_traces)
+    recent_traces: int = TelemetryConfig().recent_traces
 
     def __post_init__(self) -> None:
         self.recent = RecentTraces(max(1, self.recent_traces))

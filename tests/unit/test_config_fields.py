@@ -1,4 +1,4 @@
-"""Each config setting is declared once (`gateway.config.fields`): the loader, the JSON Schema,
+"""Each config setting is declared once (`health.declared`): the loader, the JSON Schema,
 the `/admin/config` view, the reload report and docs/configuration.md all agree with the
 declaration — checked here against the declarations, never against copied values. Also the
 reload itself: a per-key report, policies provisioned once, the retry budget applied live."""
@@ -16,7 +16,6 @@ import yaml
 from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config import ConfigError, load_data
 from gateway.config.diff import REDACTED, changes, view
-from gateway.config.fields import Entry, Part, Setting, flat
 from gateway.config.model import (
     HealthConfig,
     ProviderConfig,
@@ -29,6 +28,7 @@ from gateway.config.schema import config_schema
 from gateway.reload import reload
 from gateway.runtime import Runtime
 from health.clock import ManualClock
+from health.declared import Entry, Part, Setting, flat
 from health.settings import BreakerSettings, ThrottleSettings
 from tests.builders import REPO_ROOT
 

@@ -12,8 +12,9 @@ nothing here is repeated elsewhere.
 dataclass whose settings sit at its parent's level in the YAML (`HealthConfig.settings` holds
 `window_s`...).
 
-This module imports nothing of Turnout's, so the lower layers (health, budget, tracing) can
-declare their settings with it.
+It lives in `health`, the lowest of Turnout's packages, and imports nothing of Turnout's,
+so every layer (health's own settings, the retry budget, tracing, the gateway's config model)
+declares its settings with it without an import cycle.
 """
 
 from __future__ import annotations
