@@ -5,7 +5,9 @@ for a side effect is tests/waiting.py):
 - timeout presets for providers (each named for what the tests using it need);
 - configs: `make_config()`;
 - ports, sims, gateways and `turnout serve` processes started outside fixtures;
-- a client's view of the answers: `post()` and `Reply`, SSE, `/admin/targets`, `/metrics`.
+- a client's view of the answers: `post()` and `Reply`, SSE, `/admin/targets`, `/metrics`;
+- the resilience tests' pair of sims `p` and `b` behind route `chat` (`start_pair()`), their
+  config (`build_config()`), prompt, answers (`expected()`) and errors (`error_of()`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import build_app
 from gateway.config import Config, load_data
 from gateway.server import Server
+from gateway.sim.answers import answer_text
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 from gateway.telemetry.hub import Telemetry
@@ -39,10 +42,13 @@ from tests.waiting import until
 
 __all__ = [
     "CHAT",
+    "ERROR_KEYS",
     "FAILOVER_TIMEOUTS",
     "FAST_TIMEOUTS",
     "LONG_ANSWER_TIMEOUTS",
+    "N_WORDS",
     "PATIENT_TIMEOUTS",
+    "PROMPT",
     "REPO_ROOT",
     "STALL_TIMEOUTS",
     "TIGHT_TIMEOUTS",
@@ -53,16 +59,21 @@ __all__ = [
     "SimFactory",
     "admin_targets",
     "answer_of",
+    "build_config",
     "chat",
     "closed_port",
+    "error_of",
+    "expected",
     "free_port",
     "kill_group",
+    "last_seq",
     "make_config",
     "post",
     "scrape",
     "set_fault",
     "sse_events",
     "start_gateway",
+    "start_pair",
     "start_serve",
     "start_sim",
     "stream_text",
@@ -333,3 +344,78 @@ def scrape(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     """The sum of the `scrape`d samples named `name` whose labels include `labels`."""
     return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
+
+
+# --- two sims behind one route (the test_resilience_* files) ----------------------------------
+
+# The prompt and answer length of the resilience tests: `expected()` is a sim's answer to it.
+PROMPT = "how do breakers work"
+N_WORDS = 6
+ERROR_KEYS = {"message", "type", "code", "param"}  # the fields of OpenAI's error object
+
+
+def build_config(
+    sims: dict[str, SimServer],
+    routes: list[dict[str, Any]],
+    *,
+    timeouts: dict[str, float] | None = None,
+    targets: dict[str, Any] | None = None,
+    resilience: dict[str, Any] | None = None,
+    breaker: dict[str, Any] | None = None,
+) -> Config:
+    """One provider per sim (named like it); routes and targets written out in full."""
+    data: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "providers": {
+            name: {
+                "base_url": sim.base_url,
+                "api_key": f"key-{name}",
+                "timeouts": timeouts or STALL_TIMEOUTS,
+            }
+            for name, sim in sims.items()
+        },
+        "routes": routes,
+    }
+    if targets is not None:
+        data["targets"] = targets
+    if resilience is not None:
+        data["resilience"] = resilience
+    if breaker is not None:
+        data["health"] = {"breaker": breaker}
+    return load_data(data, env={})
+
+
+def expected(sim: str, model: str = "m") -> str:
+    """What sim `sim` answers `PROMPT` with, as `model`."""
+    return answer_text(sim, model, PROMPT, N_WORDS)
+
+
+def error_of(reply: Reply, status: int, code: str | None) -> dict[str, Any]:
+    """The OpenAI-shaped error of `reply`, checked for status, shape and code."""
+    assert reply.status == status, (reply.status, reply.body)
+    assert reply.headers["content-type"].startswith("application/json")
+    error = reply.json()["error"]
+    assert set(error) == ERROR_KEYS, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    return dict(error)
+
+
+def last_seq(sim: SimServer) -> int:
+    """The `seq` of `sim`'s latest attempt (0 before any), for `attempts(since=...)`."""
+    log = sim.state.attempts()
+    return int(log[-1]["seq"]) if log else 0
+
+
+async def start_pair(
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    route: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> tuple[SimServer, SimServer, Server]:
+    """Sims `p` (primary) and `b` (backup), and a gateway with route `chat: [m@p, m@b]`."""
+    p = await sim_factory("p", n_words=N_WORDS)
+    b = await sim_factory("b", n_words=N_WORDS)
+    routes = [{"alias": "chat", "candidates": ["m@p", "m@b"], **(route or {})}]
+    gw = await gateway_factory(build_config({"p": p, "b": b}, routes, **kwargs))
+    return p, b, gw
