@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.checks import config_warnings
 from gateway.config import Config, ConfigError, load_file
-from gateway.errors import counted
+from gateway.config.checks import config_warnings
+from gateway.edge.errors import counted
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -66,8 +66,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import build_app
-    from gateway.server import Server, run, wait_for_signal
+    from gateway.edge.app import build_app
+    from gateway.edge.server import Server, run, wait_for_signal
 
     path = _config_path(args.config)
     config = _load_or_exit(path)
@@ -79,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env_port = os.environ.get("TURNOUT_PORT")
     port = args.port if args.port is not None else int(env_port) if env_port else config.server.port
     if args.workers > 1:
-        from gateway.workers import supervise
+        from gateway.edge.workers import supervise
 
         if port == 0:
             print("--workers needs a fixed --port (workers share it)", file=sys.stderr)
@@ -108,8 +108,8 @@ def _reload_on_sighup(app: Any) -> None:
     import asyncio
     import signal
 
-    from gateway.context import RUNTIME
-    from gateway.reload import reload
+    from gateway.edge.context import RUNTIME
+    from gateway.runtime.reload import reload
 
     loop = asyncio.get_running_loop()
     rt = app[RUNTIME]
@@ -124,7 +124,7 @@ def _reload_on_sighup(app: Any) -> None:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from gateway.server import run
+    from gateway.edge.server import run
     from gateway.sim.cli import run_sim
 
     run(run_sim(args))
@@ -133,7 +133,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
-    from gateway.server import run
+    from gateway.edge.server import run
 
     run(run_demo(args.port, chaos=args.chaos, chaos_period_s=args.chaos_period))
     return 0

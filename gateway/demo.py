@@ -8,9 +8,9 @@ import itertools
 import sys
 from typing import Any
 
-from gateway.app import build_app
 from gateway.config import Config, load_data
-from gateway.server import Server, wait_for_signal
+from gateway.edge.app import build_app
+from gateway.edge.server import Server, wait_for_signal
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 

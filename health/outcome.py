@@ -3,7 +3,7 @@
 Everything else (health windows, breakers, the retry loop, metrics, spans) consumes an
 `Outcome` and never looks at status codes or exceptions again. Statuses, timers, the caller's
 deadline, context-length errors and the neutral endings are classified here; the one adapter
-from aiohttp's exceptions to a reason is `gateway.upstream.transport_outcome`. The table is
+from aiohttp's exceptions to a reason is `gateway.upstream.pool.transport_outcome`. The table is
 docs/reliability.md's:
 
     success            2xx, complete stream

@@ -27,9 +27,9 @@ import aiohttp
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import build_app
 from gateway.config import Config, load_data
-from gateway.server import Server
+from gateway.edge.app import build_app
+from gateway.edge.server import Server
 from gateway.sim.answers import answer_text
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from gateway.config import Config
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim.server import SimServer
 from tests.builders import GatewayFactory, RedisProcess, SimFactory, start_gateway, start_sim
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.budget import BudgetSettings
+from gateway.resilience.budget import BudgetSettings
 from gateway.telemetry.tracing import TraceSettings
 from health.declared import INLINE, nested, setting
 from health.settings import FleetSettings, HealthSettings

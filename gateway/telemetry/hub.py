@@ -101,7 +101,7 @@ class Telemetry:
         duration_s: float,
         usage: Usage | None = None,
     ) -> None:
-        """An attempt was settled (`gateway.settle`): close its span and count it."""
+        """An attempt was settled (`gateway.pipeline.settle`): close its span and count it."""
         kind = outcome.kind.value
         labels = {"target": target_id, "outcome": kind}
         m = self.metrics

@@ -15,9 +15,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.app import build_app
 from gateway.config import load_data
-from gateway.server import Server
+from gateway.edge.app import build_app
+from gateway.edge.server import Server
 
 ANSWER = orjson.dumps(
     {

@@ -163,7 +163,7 @@ def profile_report(
 
 
 def _frame(frame: str) -> str:
-    """'handle (gateway/proxy.py:52)' -> 'handle (gateway/proxy.py)', paths shortened."""
+    """'handle (gateway/pipeline/proxy.py:52)' -> 'handle (gateway/pipeline/proxy.py)', paths shortened."""
     m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
     if not m:
         return frame

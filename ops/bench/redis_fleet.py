@@ -13,9 +13,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.app import build_app
 from gateway.config import Config, load_data
-from gateway.server import Server
+from gateway.edge.app import build_app
+from gateway.edge.server import Server
 from ops.bench.net import LOOPBACK
 from ops.bench.redis_monitor import client_list
 

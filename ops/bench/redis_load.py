@@ -61,7 +61,7 @@ if not __package__:  # run as a file (`python ops/bench/redis_load.py`): re-run 
 from redis.asyncio import Redis
 
 from gateway.config import Config
-from gateway.server import run
+from gateway.edge.server import run
 from gateway.sim.faults import Fault
 from ops.bench.redis_fleet import (
     FAILING,

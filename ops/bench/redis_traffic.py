@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.server import run
+from gateway.edge.server import run
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 from ops.bench.net import LOOPBACK

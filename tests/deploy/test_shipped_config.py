@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gateway.config import Config, RouteConfig, load_file
-from gateway.runtime import Runtime
+from gateway.runtime.state import Runtime
 from health.clock import ManualClock
 from health.memory import MemoryStore
 from health.outcome import FailureReason, Outcome, OutcomeKind

@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 from tests.builders import CHAT, GatewayFactory, SimFactory, chat, closed_port, make_config

@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim.faults import Fault
 from gateway.telemetry.recent import RecentTraces, Timeline
 from tests.builders import CHAT, REPO_ROOT, GatewayFactory, SimFactory, chat, make_config

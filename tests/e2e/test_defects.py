@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.accept import MAX_DEPTH, too_deep
+from gateway.edge.accept import MAX_DEPTH, too_deep
 from gateway.sim.faults import Fault
 from tests.builders import (
     CHAT,
@@ -103,7 +103,7 @@ async def test_a_huge_deadline_header_is_a_400_and_traces_stay_readable(
 
 
 def test_reasoning_and_audio_deltas_are_output_for_the_commit_point() -> None:
-    from gateway.sse import inspect
+    from gateway.upstream.sse import inspect
 
     for delta in (
         {"reasoning": "thinking"},
@@ -260,7 +260,7 @@ async def test_a_non_streaming_answer_past_total_s_is_re_sent_within_a_deadline(
 async def test_large_bodies_in_flight_are_bounded_and_the_bound_frees(
     sim_factory: SimFactory, gateway_factory: GatewayFactory
 ) -> None:
-    from gateway.context import RUNTIME
+    from gateway.edge.context import RUNTIME
 
     sim = await sim_factory("sim-a", latency_ms=1000)
     server = {"host": "127.0.0.1", "port": 0, "max_body_bytes": 4096}

@@ -17,7 +17,7 @@ import openai
 import orjson
 import pytest
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text
 from tests.builders import (

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim import SimServer
 from gateway.sim.answers import answer_text, answer_words
 from tests.builders import (

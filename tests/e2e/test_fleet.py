@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 from tests.builders import (

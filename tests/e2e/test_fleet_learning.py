@@ -12,7 +12,7 @@ import aiohttp
 import yaml
 
 from gateway.config import load_data, load_file
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim.server import SimServer
 from health.fleet import FleetSettings, FleetStore
 from health.learned import Evidence

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from tests.builders import GatewayFactory, SimFactory, chat, make_config
 
 SECRET = "sk-caller-SECRET-0123456789"

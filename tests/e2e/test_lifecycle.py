@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gateway.config import load_file
-from gateway.server import Server
+from gateway.edge.server import Server
 from tests.builders import (
     CHAT,
     SimFactory,

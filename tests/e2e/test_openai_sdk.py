@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim.answers import answer_text
 from gateway.sim.server import SimServer
 from tests.builders import GatewayFactory, SimFactory, make_config

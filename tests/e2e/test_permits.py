@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.context import RUNTIME
-from gateway.permits import Permits
+from gateway.edge.context import RUNTIME
+from gateway.resilience.permits import Permits
 from gateway.sim.faults import Fault
 from health.clock import ManualClock
 from health.memory import MemoryStore

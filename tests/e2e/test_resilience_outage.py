@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim import SimServer
 from tests.builders import (
     PROMPT,

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from gateway.config import Config
-from gateway.server import Server
+from gateway.edge.server import Server
 from gateway.sim.faults import Fault
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import TraceSettings

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gateway.plan import AttemptPlan, Limits
+from gateway.resilience.plan import AttemptPlan, Limits
 from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status
 from health.store import Permit
 from policies.types import Candidate
@@ -23,7 +23,7 @@ CREDENTIAL = classify_status(401)
 BAD_REQUEST = classify_status(400)  # caller error
 CONTEXT_400 = classify_status(400)  # a caller error the exchange recognised as context length
 CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
-# What gateway/attempt.py `_blame` returns when the caller's deadline ran out mid-attempt.
+# What gateway/upstream/attempt.py `_blame` returns when the caller's deadline ran out mid-attempt.
 DEADLINE_OUT = Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE)
 
 NOW = 500.0

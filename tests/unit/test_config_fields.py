@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config import ConfigError, load_data
 from gateway.config.diff import REDACTED, changes, view
 from gateway.config.model import (
@@ -25,8 +24,9 @@ from gateway.config.model import (
     Timeouts,
 )
 from gateway.config.schema import config_schema
-from gateway.reload import reload
-from gateway.runtime import Runtime
+from gateway.resilience.budget import BudgetSettings, RetryBudget
+from gateway.runtime.reload import reload
+from gateway.runtime.state import Runtime
 from health.clock import ManualClock
 from health.declared import Entry, Part, Setting, flat
 from health.settings import BreakerSettings, ThrottleSettings

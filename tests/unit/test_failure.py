@@ -1,12 +1,12 @@
-"""The error a request gets when nothing answered: `gateway.failure.failure`, a pure function."""
+"""The error a request gets when nothing answered: `gateway.pipeline.failure.failure`, a pure function."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from gateway.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable
-from gateway.failure import failure
-from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
+from gateway.edge.errors import AllCandidatesFailed, GatewayTimeout, NoCandidateAvailable
+from gateway.pipeline.failure import failure
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from health.breaker import BreakerState
 from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status
 from health.signals import TargetHealth

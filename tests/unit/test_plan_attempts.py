@@ -1,4 +1,4 @@
-"""The attempt plan (`gateway.plan.AttemptPlan`) step by step: which target comes next (rank
+"""The attempt plan (`gateway.resilience.plan.AttemptPlan`) step by step: which target comes next (rank
 order, denied targets skipped, the panic target), when `decide` stops and why (success, caller
 error, max attempts, deadline, budget, client gone, exhausted), and the context-length fallback
 to strictly larger windows.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from tests.unit.planning import (
     BAD_REQUEST,

@@ -1,4 +1,4 @@
-"""The retry budget (`gateway.budget.RetryBudget`) on a ManualClock: a ratio of the requests
+"""The retry budget (`gateway.resilience.budget.RetryBudget`) on a ManualClock: a ratio of the requests
 plus a floor, over a sliding window; and attempt plans in a total outage that it keeps from
 becoming a retry storm.
 
@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from gateway.budget import BudgetSettings, RetryBudget
-from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
+from gateway.resilience.budget import BudgetSettings, RetryBudget
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from health.clock import ManualClock
 from tests.unit.planning import FAIL_503, Gate, ranked
 

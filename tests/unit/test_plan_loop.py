@@ -1,4 +1,4 @@
-"""The real retry loop (`gateway.driving.drive`) in virtual time, with a fake attempt: the
+"""The real retry loop (`gateway.resilience.driving.drive`) in virtual time, with a fake attempt: the
 failover order, full-jitter waits on the same clock, and every way it stops (success, max
 attempts, deadline, budget, exhausted, panic, caller and context errors, client gone,
 unanswered); then the plan's hedge pick and the dry run (`would_try`) against the same gates.
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway.budget import BudgetSettings, RetryBudget
-from gateway.driving import drive
-from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop, would_try
+from gateway.resilience.budget import BudgetSettings, RetryBudget
+from gateway.resilience.driving import drive
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop, would_try
 from health.breaker import Admission
 from health.clock import ManualClock
 from health.outcome import FailureReason, Outcome, OutcomeKind

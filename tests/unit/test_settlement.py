@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gateway.attempt import AttemptResult
-from gateway.permits import Permits
-from gateway.settle import Attempted, Learning, Settlement
+from gateway.pipeline.settle import Attempted, Learning, Settlement
+from gateway.resilience.permits import Permits
 from gateway.telemetry.hub import Usage
+from gateway.upstream.attempt import AttemptResult
 from health.clock import ManualClock
 from health.memory import MemoryStore
 from health.outcome import (

@@ -2,7 +2,7 @@
 
     pick -> attempt (records its outcome in the plan) -> after: stop, or wait and pick again
 
-Every decision is the planner's (`gateway.plan`): `after` sets `plan.stop` or `plan.wait_s`
+Every decision is the planner's (`gateway.resilience.plan`): `after` sets `plan.stop` or `plan.wait_s`
 once per attempt, so tenacity's strategies here are pure reads of the plan and the order in
 which tenacity calls them does not matter. The clock and sleep are injected: the tests drive
 this very loop in virtual time with a fake `attempt`.
@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import tenacity
 
-from gateway.plan import AttemptPlan, Gates
+from gateway.resilience.plan import AttemptPlan, Gates
 from health.store import Permit
 
 T = TypeVar("T")

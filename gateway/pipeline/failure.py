@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from gateway.errors import (
+from gateway.edge.errors import (
     AllCandidatesFailed,
     GatewayError,
     GatewayTimeout,
     NoCandidateAvailable,
     counted,
 )
-from gateway.plan import AttemptPlan, Stop
+from gateway.resilience.plan import AttemptPlan, Stop
 from health.signals import TargetHealth
 
 

@@ -13,18 +13,18 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from aiohttp import web
 
-from gateway.accept import parse_payload, read_body
-from gateway.admin import json_response
+from gateway.admin.endpoints import json_response
 from gateway.config.decode import ConfigIssue
 from gateway.config.diff import SECTIONS, view
 from gateway.config.model import Config, RouteConfig
-from gateway.context import RUNTIME
-from gateway.errors import InvalidRequest
-from gateway.plan import would_try
-from gateway.proxy import OPERATIONS
-from gateway.reload import is_reloadable
-from gateway.routing import Routed, find_route, route_request
-from gateway.runtime import ReloadReport
+from gateway.edge.accept import parse_payload, read_body
+from gateway.edge.context import RUNTIME
+from gateway.edge.errors import InvalidRequest
+from gateway.pipeline.proxy import OPERATIONS
+from gateway.pipeline.routing import Routed, find_route, route_request
+from gateway.resilience.plan import would_try
+from gateway.runtime.reload import is_reloadable
+from gateway.runtime.state import ReloadReport
 from health.breaker import Admission
 from policies.types import health_of
 

@@ -1,7 +1,7 @@
 """The attempt planner: which target each attempt goes to, how long to wait, when to stop.
 
 Pure decisions on explicit inputs (time, the `Gates` of health and budget), so the whole retry
-policy is tested without sockets or sleeping. Three calls make the loop (`gateway.driving`):
+policy is tested without sockets or sleeping. Three calls make the loop (`gateway.resilience.driving`):
 `pick` (the next permit, the panic attempt, or EXHAUSTED), `after` (every stop reason and the
 one budget spend for a retry, then the backoff) and `hedge` (a second target, the other budget
 spend). The dry run (`would_try`) asks the same planner.

@@ -9,8 +9,8 @@ import time
 import orjson
 from aiohttp import web
 
-from gateway.context import RUNTIME
-from gateway.errors import Conflict, InvalidRequest, NotFound, Unprocessable, counted
+from gateway.edge.context import RUNTIME
+from gateway.edge.errors import Conflict, InvalidRequest, NotFound, Unprocessable, counted
 from health.signals import TargetHealth
 
 
@@ -106,7 +106,7 @@ async def targets(request: web.Request) -> web.Response:
 
 async def reload_config(request: web.Request) -> web.Response:
     """POST /admin/reload: re-read the config file; keep the old config if it is invalid."""
-    from gateway.reload import is_reloadable, reload
+    from gateway.runtime.reload import is_reloadable, reload
 
     rt = request.app[RUNTIME]
     if not await asyncio.to_thread(is_reloadable, rt.config.source):

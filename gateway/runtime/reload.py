@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gateway.config import ConfigError, load_file
 from gateway.config.diff import Change, changes
-from gateway.runtime import ReloadReport, Runtime
+from gateway.runtime.state import ReloadReport, Runtime
 
 log = logging.getLogger("turnout.reload")
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.attempt import AttemptResult
-from gateway.permits import Permits
+from gateway.resilience.permits import Permits
 from gateway.telemetry.hub import Usage
+from gateway.upstream.attempt import AttemptResult
 from health.outcome import Outcome, OutcomeKind
 from health.store import Permit
 from policies.compose import learner

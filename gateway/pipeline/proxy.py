@@ -1,6 +1,6 @@
 """The proxied endpoints: accept -> resolve -> rank -> exchange (attempt loop, relay).
 
-This module reads the request and decides *what* to send where; `gateway.exchange` runs the
+This module reads the request and decides *what* to send where; `gateway.pipeline.exchange` runs the
 attempts and writes the answer.
 """
 
@@ -11,12 +11,18 @@ import asyncio
 from aiohttp import web
 from opentelemetry.trace import SpanKind
 
-from gateway.accept import Held, parse_payload, read_body
-from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
-from gateway.errors import InvalidRequest
-from gateway.exchange import Ask, Exchange
-from gateway.routing import find_route, header_value, no_capable_target, route_request, wants_debug
-from gateway.runtime import Live
+from gateway.edge.accept import Held, parse_payload, read_body
+from gateway.edge.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.edge.errors import InvalidRequest
+from gateway.pipeline.exchange import Ask, Exchange
+from gateway.pipeline.routing import (
+    find_route,
+    header_value,
+    no_capable_target,
+    route_request,
+    wants_debug,
+)
+from gateway.runtime.state import Live
 
 # path on the gateway -> (operation, path under the provider's base URL)
 OPERATIONS = {

@@ -25,7 +25,7 @@ from aiohttp import HttpVersion11, hdrs, web, web_protocol, web_server
 from aiohttp import http_exceptions as hx
 from aiohttp.web_request import BaseRequest
 
-from gateway.errors import error_body
+from gateway.edge.errors import error_body
 from gateway.telemetry.logs import RateLimitedLog
 
 log = logging.getLogger("turnout.http")
@@ -257,7 +257,7 @@ class _Server(web_server.Server):
 
 
 class GuardedRunner(web.AppRunner):
-    """An AppRunner whose connections are `_Handler`s (`gateway.server` uses it)."""
+    """An AppRunner whose connections are `_Handler`s (`gateway.edge.server` uses it)."""
 
     def __init__(self, app: web.Application, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)

@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import admin, admin_routing, dashboard, protocol, proxy
+from gateway.admin import dashboard
+from gateway.admin import endpoints as admin
+from gateway.admin import routing as admin_routing
 from gateway.config.model import Config
-from gateway.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
-from gateway.errors import (
+from gateway.edge import protocol
+from gateway.edge.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.edge.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
@@ -23,10 +26,11 @@ from gateway.errors import (
     Unauthorized,
     error_body,
 )
-from gateway.reload import ConfigWatcher, is_reloadable
-from gateway.routing import ROUTE_HEADER
-from gateway.runtime import Runtime
-from gateway.shutdown import absorb_shutdown
+from gateway.edge.shutdown import absorb_shutdown
+from gateway.pipeline import proxy
+from gateway.pipeline.routing import ROUTE_HEADER
+from gateway.runtime.reload import ConfigWatcher, is_reloadable
+from gateway.runtime.state import Runtime
 from gateway.telemetry.gauges import register_health_gauges
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import RateLimitedLog

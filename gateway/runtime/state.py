@@ -11,15 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from gateway.accept import BodyBytes
-from gateway.answers import Answers
-from gateway.budget import BudgetSettings, RetryBudget
 from gateway.config.decode import ConfigIssue
 from gateway.config.diff import Change
 from gateway.config.model import Config
-from gateway.shutdown import Drain
+from gateway.edge.accept import BodyBytes
+from gateway.edge.shutdown import Drain
+from gateway.pipeline.answers import Answers
+from gateway.resilience.budget import BudgetSettings, RetryBudget
 from gateway.telemetry.hub import Telemetry
-from gateway.upstream import UpstreamPool
+from gateway.upstream.pool import UpstreamPool
 from health.fleet import FleetStore
 from health.learned import Space
 from health.memory import MemoryStore

@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.context import RUNTIME
-from gateway.protocol import ConnectionLimits, GuardedRunner
+from gateway.edge.context import RUNTIME
+from gateway.edge.protocol import ConnectionLimits, GuardedRunner
 
 log = logging.getLogger("turnout.server")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.model import Config, RouteConfig
-from gateway.errors import InvalidRequest, UnknownModel
-from gateway.runtime import Live
+from gateway.edge.errors import InvalidRequest, UnknownModel
+from gateway.runtime.state import Live
 from health.store import HealthSnapshot, HealthStore
 from policies.compose import decide
 from policies.features import InvalidFeature, extract

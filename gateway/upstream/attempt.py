@@ -3,7 +3,7 @@
 Non-streaming: the whole body is read and checked before anything is sent to the client.
 Streaming: events are read and held until the first one that carries output, so a provider
 that fails before its first token still fails over invisibly. The caller then relays the
-rest (`gateway.relay`) or, on failure, tries the next candidate.
+rest (`gateway.upstream.relay`) or, on failure, tries the next candidate.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import aiohttp
 import orjson
 
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
-from gateway.sse import Kind, SseSplitter, inspect
 from gateway.telemetry.hub import Usage
-from gateway.upstream import provider_message, read_chunk, transport_outcome
+from gateway.upstream.pool import provider_message, read_chunk, transport_outcome
+from gateway.upstream.sse import Kind, SseSplitter, inspect
 from health.outcome import (
     FailureReason,
     Outcome,

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.admin import json_response
-from gateway.context import RUNTIME
-from gateway.errors import InvalidRequest, NotFound
-from gateway.runtime import Runtime
+from gateway.admin.endpoints import json_response
+from gateway.edge.context import RUNTIME
+from gateway.edge.errors import InvalidRequest, NotFound
+from gateway.runtime.state import Runtime
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parents[1] / "static"
 ASSETS = {
     "dashboard.html": "text/html",
     "dashboard.js": "text/javascript",

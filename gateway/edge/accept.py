@@ -10,7 +10,7 @@ import orjson
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.errors import (
+from gateway.edge.errors import (
     InvalidRequest,
     Overloaded,
     PayloadTooLarge,
@@ -21,7 +21,7 @@ from gateway.errors import (
 # The field each operation cannot do without, checked before any upstream is bothered.
 REQUIRED_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
 # Content codings aiohttp can decode (br and zstd only with their optional packages: without
-# them aiohttp refuses the request itself, see gateway.protocol). Others would pass as is.
+# them aiohttp refuses the request itself, see gateway.edge.protocol). Others would pass as is.
 CODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
 BAD_ENCODING = (
     "The request body could not be decoded with its Content-Encoding "

@@ -1,5 +1,5 @@
-"""One request's attempts: the planner decides (`gateway.plan`), the loop drives
-(`gateway.driving`), this module does the I/O.
+"""One request's attempts: the planner decides (`gateway.resilience.plan`), the loop drives
+(`gateway.resilience.driving`), this module does the I/O.
 
 attempt: build the upstream request for the picked target -> run it (or a hedged pair) ->
          record the classified outcome in the plan, settle the permit (health, span, metrics)
@@ -19,17 +19,17 @@ import orjson
 from aiohttp import web
 from opentelemetry import trace
 
-from gateway.attempt import AttemptResult, AttemptSpec, run_attempt
 from gateway.config.model import Config, RouteConfig, Timeouts
-from gateway.driving import drive
-from gateway.failure import failure
-from gateway.headers import client_headers, upstream_headers
-from gateway.hedging import hedge_delay, race
-from gateway.permits import Permits
-from gateway.plan import AttemptPlan, AttemptRecord, Limits, Stop
-from gateway.relay import relay_stream
-from gateway.runtime import Runtime
-from gateway.settle import Attempted, Learning, Listener, Settlement
+from gateway.edge.headers import client_headers, upstream_headers
+from gateway.pipeline.failure import failure
+from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement
+from gateway.resilience.driving import drive
+from gateway.resilience.hedging import hedge_delay, race
+from gateway.resilience.permits import Permits
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
+from gateway.runtime.state import Runtime
+from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
+from gateway.upstream.relay import relay_stream
 from health.breaker import Admission
 from health.outcome import (
     CLIENT_GONE,

@@ -15,11 +15,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.attempt import OpenStream
-from gateway.shutdown import absorb_shutdown
-from gateway.sse import Kind, inspect
+from gateway.edge.shutdown import absorb_shutdown
 from gateway.telemetry.hub import Usage
-from gateway.upstream import read_chunk, transport_outcome
+from gateway.upstream.attempt import OpenStream
+from gateway.upstream.pool import read_chunk, transport_outcome
+from gateway.upstream.sse import Kind, inspect
 from health.outcome import (
     CLIENT_GONE,
     SHUTDOWN,

@@ -13,8 +13,8 @@ import logging
 from typing import Protocol
 
 from gateway.config.model import Hedge
-from gateway.plan import AttemptPlan, AttemptRecord, Gates
-from gateway.settle import Attempted
+from gateway.pipeline.settle import Attempted
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Gates
 from health.outcome import HEDGE_LOST, OutcomeKind
 from health.store import HealthStore, Permit
 
@@ -22,7 +22,7 @@ log = logging.getLogger("turnout.exchange")
 
 
 class Racer(Protocol):
-    """What a hedged step needs from the request it runs in (`gateway.exchange`)."""
+    """What a hedged step needs from the request it runs in (`gateway.pipeline.exchange`)."""
 
     @property
     def plan(self) -> AttemptPlan: ...

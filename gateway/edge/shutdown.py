@@ -28,7 +28,7 @@ def absorb_shutdown(exc: asyncio.CancelledError) -> bool:
 
 class Drain:
     """The requests in flight, for a drain that lets them finish: `/readyz` reads `draining`,
-    `gateway.app` tracks each request's task, `gateway.server` ends them (`finish`)."""
+    `gateway.edge.app` tracks each request's task, `gateway.edge.server` ends them (`finish`)."""
 
     def __init__(self) -> None:
         self.active: set[asyncio.Task[Any]] = set()

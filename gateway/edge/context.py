@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.runtime import Runtime
+from gateway.runtime.state import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
 

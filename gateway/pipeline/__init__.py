@@ -1,0 +1,3 @@
+"""One request's way through the gateway: proxy (read, resolve the route, rank) -> exchange
+(the attempts) -> settle (what each attempt taught) -> failure (the one error when nothing
+answered); answers remembers who answered, for feedback."""
