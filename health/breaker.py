@@ -2,7 +2,14 @@
 
 closed --(N consecutive failures, or failure rate over the window)--> open
 open   --(open time elapsed)--> half_open: exactly one probe at a time
-half_open --(K probe successes)--> closed;  --(a probe failure)--> open, for longer
+half_open --(K probe successes)--> closed (traffic ramps up: slow start)
+          --(a probe failure)--> open again, for as long as before
+
+Recovery is detected on a steady cadence: a failed probe re-opens the breaker for the same
+time as the trip that began the outage, so a 60 s outage is probed every `open_s` and the
+target gets traffic back within about `open_s` of recovering. What lengthens the open time is
+flapping: a trip soon (within `open_max_s`) after a recovery doubles it, up to `open_max_s`.
+After a recovery the target's share of traffic ramps up over `slow_start_s` (`warmth`).
 
 pybreaker (1.4) holds the state, the consecutive-failure and probe-success counters and the
 transition listeners. Its call API is not used to guard the upstream call itself, because for
@@ -146,6 +153,7 @@ class Breaker:
         self._now = 0.0
         self._open_until = 0.0
         self._closed_at: float | None = None
+        self._recovered_at: float | None = None  # when it last closed after being open
         self._trips = 0
         self._probe_in_flight = False
         # What the next transition is about, set just before we make pybreaker move.
@@ -178,6 +186,20 @@ class Breaker:
             self._cb.half_open()
             state = BreakerState.HALF_OPEN
         return state
+
+    def warmth(self, now_s: float) -> float:
+        """The share of traffic the target should get now: 1.0, or during the slow start
+        after a recovery a ramp from 0.1 to 1.0. Admission (open, half-open) is `admit`'s
+        business: a probe is never held back by the ramp."""
+        recovered = self._recovered_at
+        if recovered is None:
+            return 1.0
+        ramp_s = self._settings.slow_start_s
+        elapsed = now_s - recovered
+        if ramp_s <= 0 or elapsed >= ramp_s:
+            self._recovered_at = None  # the ramp is over: the hot path is one check again
+            return 1.0
+        return 0.1 + 0.9 * max(0.0, elapsed) / ramp_s
 
     def open_until(self) -> float | None:
         return self._open_until if self._cb.current_state == pybreaker.STATE_OPEN else None
@@ -292,15 +314,26 @@ class Breaker:
         self._due_at = None
         self._probe_in_flight = False
         if to is BreakerState.OPEN:
-            if self._closed_at is not None and now - self._closed_at >= self._settings.open_max_s:
+            self._recovered_at = None
+            # A trip from closed begins an outage: if it follows a recovery closely, the target
+            # is flapping and stays away longer (trips count up). A failed probe is the same
+            # outage going on: open again for as long as before, so probing stays steady.
+            new_outage = from_state is BreakerState.CLOSED
+            closed_at = self._closed_at
+            if (
+                new_outage
+                and closed_at is not None
+                and now - closed_at >= self._settings.open_max_s
+            ):
                 self._trips = 0  # it stayed healthy long enough: forget the old trips
+            level = self._trips if new_outage else max(0, self._trips - 1)
             if self._forced_open_s is not None:
                 open_s = self._forced_open_s
             else:
                 s = self._settings
-                base = min(s.open_max_s, s.open_s * (2 ** min(self._trips, 30)))
+                base = min(s.open_max_s, s.open_s * (2 ** min(level, 30)))
                 open_s = base * (1.0 + self._rng.uniform(-s.jitter, s.jitter))
-            if self._forced_origin == "local":
+            if self._forced_origin == "local" and (new_outage or self._trips == 0):
                 self._trips += 1
             self._open_until = now + open_s
             self.origin = self._forced_origin
@@ -310,6 +343,8 @@ class Breaker:
             # Not a reset: a target that fails again soon after recovering (flapping) is
             # opened for longer; the count is forgotten once it has stayed closed a while.
             self._closed_at = now
+            if from_state is not BreakerState.CLOSED:
+                self._recovered_at = now  # traffic comes back gradually (slow start)
         reason = self._reason or to.value
         self.last_transition = Transition(to, at_s, reason)
         self._reason = ""

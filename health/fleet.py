@@ -102,6 +102,9 @@ class FleetStore:
             return Admission.DENY
         return verdict
 
+    def warmth(self, target_id: str) -> float:
+        return self.local.warmth(target_id)  # a recovery the fleet adopted ramps here too
+
     def acquire(self, target_id: str) -> Permit | None:
         now = self._clock.now()
         sig = self.local.signals(target_id)

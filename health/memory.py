@@ -64,6 +64,10 @@ class MemoryStore:
             return Admission.ALLOW
         return sig.peek(self._clock.now())
 
+    def warmth(self, target_id: str) -> float:
+        sig = self._targets.get(target_id)
+        return 1.0 if sig is None else sig.breaker.warmth(self._clock.now())
+
     def acquire(self, target_id: str) -> Permit | None:
         now = self._clock.now()
         sig = self.signals(target_id)

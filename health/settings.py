@@ -29,12 +29,23 @@ class BreakerSettings:
         20, "calls in the window needed before failure_rate counts", live=False, positive=True
     )
     open_s: float = setting(
-        10.0, "open time; doubles on each consecutive trip", live=False, positive=True
+        10.0,
+        "open time, and the cadence at which an outage is probed; doubles on each trip that "
+        "follows a recovery within open_max_s (flapping), not on failed probes",
+        live=False,
+        positive=True,
     )
     open_max_s: float = setting(120.0, "cap of the open time", live=False, positive=True)
     jitter: float = setting(0.2, "+- fraction applied to open times", live=False)
     half_open_successes: int = setting(
         2, "probe successes needed to close; one probe at a time", live=False, positive=True
+    )
+    slow_start_s: float = setting(
+        20.0,
+        "after a recovery, the target's share of traffic ramps from 10% to all of it over "
+        "this long (a provider that just came back is not flooded); 0: all at once",
+        live=False,
+        minimum=0,
     )
     misconfigured_open_s: float = setting(
         300.0, "how long a 401/403/404 keeps a target aside", live=False, positive=True

@@ -60,6 +60,11 @@ class HealthStore(Protocol):
         """What `acquire` would answer, without taking a probe slot."""
         ...
 
+    def warmth(self, target_id: str) -> float:
+        """The share of traffic the target should get now: 1.0, less while it ramps up after
+        a recovery (slow start; `health.breaker`)."""
+        ...
+
     def release(self, permit: Permit, outcome: Outcome) -> None:
         """Record the attempt's outcome and free its in-flight slot. Call exactly once."""
         ...

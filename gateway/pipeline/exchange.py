@@ -79,6 +79,9 @@ class _Gates:
     def admission(self, target_id: str) -> Admission:
         return self.rt.store.admission(target_id)
 
+    def warmth(self, target_id: str) -> float:
+        return self.rt.store.warmth(target_id)
+
     def spend(self) -> bool:
         return self.rt.budget.try_spend()
 

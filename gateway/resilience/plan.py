@@ -51,6 +51,10 @@ class Gates(Protocol):
         """What `acquire` would answer, without taking anything."""
         ...
 
+    def warmth(self, target_id: str) -> float:
+        """The target's share of traffic now (< 1 while it ramps up after a recovery)."""
+        ...
+
     def spend(self) -> bool:
         """Take one retry from the budget (False: empty)."""
         ...
@@ -108,13 +112,33 @@ class AttemptPlan:
         """Candidates still worth trying, in rank order (health not consulted)."""
         return [c for c in self.ranked if self._eligible(c)]
 
-    def next_target(self, acquire: Callable[[str], Permit | None]) -> Permit | None:
-        """The next candidate health admits; denied ones are skipped for this request."""
+    def next_target(
+        self,
+        acquire: Callable[[str], Permit | None],
+        warmth: Callable[[str], float] | None = None,
+    ) -> Permit | None:
+        """The next candidate health admits; denied ones are skipped for this request.
+
+        A target ramping up after a recovery (`warmth` < 1) is passed over by a share of
+        requests, which go to the next candidates; it is still taken when none of them is
+        admitted (a ramp never turns a request away)."""
+        deferred: list[str] = []
         for c in self.remaining():
-            permit = acquire(c.target_id)
+            tid = c.target_id
+            if warmth is not None:
+                share = warmth(tid)
+                if share < 1.0 and self.rng.random() >= share:
+                    deferred.append(tid)
+                    continue
+            permit = acquire(tid)
             if permit is not None:
                 return permit
-            self.skipped.add(c.target_id)
+            self.skipped.add(tid)
+        for tid in deferred:
+            permit = acquire(tid)
+            if permit is not None:
+                return permit
+            self.skipped.add(tid)
         return None
 
     def panic_target(self) -> str | None:
@@ -127,7 +151,7 @@ class AttemptPlan:
     def pick(self, gates: Gates) -> tuple[Permit, bool] | None:
         """The next attempt: a permit and whether it is the panic attempt; None (and
         `stop` EXHAUSTED) when no candidate is admitted and no panic attempt may be made."""
-        permit = self.next_target(gates.acquire)
+        permit = self.next_target(gates.acquire, gates.warmth)
         if permit is not None:
             return permit, False
         tid = self.panic_target() if gates.panic else None
@@ -146,7 +170,7 @@ class AttemptPlan:
             return None
         self.skipped.add(busy)
         try:
-            return self.next_target(gates.acquire)
+            return self.next_target(gates.acquire, gates.warmth)
         finally:
             self.skipped.discard(busy)
 
@@ -236,6 +260,9 @@ class _DryGates:
 
     def admission(self, target_id: str) -> Admission:
         return self.peek(target_id)
+
+    def warmth(self, target_id: str) -> float:
+        return 1.0  # the order the loop would take, not a draw of the slow-start ramp
 
     def spend(self) -> bool:
         return True

@@ -106,6 +106,7 @@ FLAP_BREAKER: dict[str, Any] = {
     "open_s": 0.5,
     "jitter": 0.0,
     "half_open_successes": 1,
+    "slow_start_s": 0,  # traffic back at once (the ramp has its own test below)
 }
 
 
@@ -180,7 +181,8 @@ async def test_flapping_primary_is_probed_once_recovers_and_opens_again(
     d2 = open_duration(second)
     assert d2 >= 0.5 - 0.01
 
-    # A failed probe opens it for twice as long (consecutive trips double the open time).
+    # A failed probe reopens it for as long as this outage's trip (flapping doubled that; a
+    # failed probe goes on probing at the same cadence; before issue 14 it doubled again).
     before_probe = last_seq(p)
     reopened_at = p.state.attempts()[-1]["t_end"]
 
@@ -194,7 +196,7 @@ async def test_flapping_primary_is_probed_once_recovers_and_opens_again(
     async def reopened() -> None:
         t = (await admin_targets(http, gw))["m@p"]
         assert t["last_transition"]["reason"] == "probe failed"
-        assert open_duration(t) == pytest.approx(2 * d2, abs=0.02)
+        assert open_duration(t) == pytest.approx(d2, abs=0.02)
 
     await eventually(reopened)
     failed_probe = p.state.attempts(since=before_probe)
@@ -218,6 +220,49 @@ async def test_flapping_primary_reopens_for_longer_than_the_first_time(
     assert (await admin_targets(http, gw))["m@p"]["state"] == "closed"
     d2 = open_duration(await _trip_primary(http, gw, p, b))  # down again within ~0.1 s
     assert d2 > d1 * 1.5, (d1, d2)
+
+
+async def test_an_outage_is_probed_steadily_and_traffic_ramps_back_after_recovery(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """The fault suite's failing case, scaled down (issue 14): the primary answers 503 for a
+    while under steady traffic, then recovers. Before, each failed probe doubled the open time
+    and the recovered primary got no traffic for the rest of the run."""
+    breaker = {**FLAP_BREAKER, "half_open_successes": 2, "slow_start_s": 2.0}
+    p, b, gw = await start_pair(sim_factory, gateway_factory, breaker=breaker)
+    await _trip_primary(http, gw, p, b)
+    outage_s = 2.5  # five open times: four failed probes at least
+    down_until = time.monotonic() + outage_s
+    replies: list[tuple[float, Reply]] = []
+
+    async def steady(until_s: float) -> None:
+        while time.monotonic() < until_s:
+            began = time.monotonic()
+            if began >= down_until and p.state.fault.mode != "ok":
+                set_fault(p, {"mode": "ok"})
+            replies.append((began, await post(http, gw, chat(PROMPT))))
+            await asyncio.sleep(0.02)
+
+    before = last_seq(p)
+    await steady(down_until + 4.0)
+    assert all(r.status == 200 for _, r in replies), [r.status for _, r in replies]
+    on_p = [t for t, r in replies if r.target == "m@p"]
+    assert on_p, "the primary never got traffic back"
+    # Back within about one open time of recovering (0.5 s; generous for a loaded machine).
+    assert on_p[0] - down_until < 1.5, on_p[0] - down_until
+    # Probed on a steady cadence during the outage: about one attempt per open time.
+    probes = [a for a in p.state.attempts(since=before) if a["t_start"] < down_until]
+    assert 2 <= len(probes) <= outage_s / 0.5 + 2, len(probes)
+    # Slow start: the primary's share grows over the ramp, then it takes all of it.
+    closed = (await admin_targets(http, gw))["m@p"]["last_transition"]
+    assert closed["to"] == "closed" and closed["reason"] == "probes succeeded"
+
+    def share(lo: float, hi: float) -> float:
+        window = [r.target for t, r in replies if on_p[0] + lo <= t < on_p[0] + hi]
+        return window.count("m@p") / max(1, len(window))
+
+    assert share(0.0, 0.6) < share(1.5, 2.5)
+    assert share(2.6, 4.0) > 0.9
 
 
 # --- panic ---------------------------------------------------------------------------------

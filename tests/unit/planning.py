@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gateway.resilience.plan import AttemptPlan, Limits
-from health.outcome import FailureReason, Outcome, OutcomeKind, classify_status
+from health.outcome import CLIENT_GONE, classify_status
+from health.outcome import DEADLINE as DEADLINE_OUT
 from health.store import Permit
 from policies.types import Candidate
 
@@ -22,9 +23,23 @@ THROTTLED = classify_status(429, retry_after="5")
 CREDENTIAL = classify_status(401)
 BAD_REQUEST = classify_status(400)  # caller error
 CONTEXT_400 = classify_status(400)  # a caller error the exchange recognised as context length
-CLIENT_GONE = Outcome(OutcomeKind.NEUTRAL, FailureReason.CLIENT_GONE)
-# What gateway/upstream/attempt.py `_blame` returns when the caller's deadline ran out mid-attempt.
-DEADLINE_OUT = Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE)
+# CLIENT_GONE, and DEADLINE_OUT: what `health.outcome.blamed` makes of a timer that fired
+# because the caller's deadline ran out mid-attempt.
+__all__ = [
+    "BAD_REQUEST",
+    "CLIENT_GONE",
+    "CONTEXT_400",
+    "CREDENTIAL",
+    "DEADLINE_OUT",
+    "FAIL_503",
+    "NOW",
+    "OK",
+    "THROTTLED",
+    "Gate",
+    "cand",
+    "make_plan",
+    "ranked",
+]
 
 NOW = 500.0
 

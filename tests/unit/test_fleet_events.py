@@ -83,12 +83,14 @@ def test_peer_trip_adopts_the_trip_count_for_the_backoff_and_never_lowers_it() -
     assert b.trips == 3
     clock.advance(10.0)
     assert b.admit(clock.now()) is Admission.PROBE
-    b.on_failure(clock.now(), WindowCounts(0, 1), probe=True)  # failed probe: 10 s * 2**3
-    assert b.open_until() == clock.now() + 80.0
-    assert b.trips == 4
+    # A failed probe goes on with the peer's outage at its level (the third trip: 10 s * 2**2),
+    # it does not count a trip of its own (before issue 14 it doubled again, to 80 s).
+    b.on_failure(clock.now(), WindowCounts(0, 1), probe=True)
+    assert b.open_until() == clock.now() + 40.0
+    assert b.trips == 3
     apply_event(sig, trip(1.0, trips=1), clock.now())
-    assert b.trips == 4
-    assert b.open_until() == clock.now() + 80.0
+    assert b.trips == 3
+    assert b.open_until() == clock.now() + 40.0
 
 
 def test_peer_trip_reopens_a_half_open_breaker() -> None:
@@ -112,15 +114,15 @@ def test_peer_close_closes_an_open_breaker_and_backoff_decays_once_healthy() -> 
     b = sig.breaker
     for _ in range(5):
         b.on_failure(clock.now(), EMPTY, probe=False)
-    for _ in range(2):  # two failed probes: the open time has doubled twice
+    for _ in range(2):  # two failed probes: the same outage, probed every open_s
         clock.advance(b.open_until() - clock.now())  # type: ignore[operator]
         assert b.admit(clock.now()) is Admission.PROBE
         b.on_failure(clock.now(), EMPTY, probe=True)
-    assert b.trips == 3
-    assert b.open_until() == clock.now() + 40.0
+    assert b.trips == 1
+    assert b.open_until() == clock.now() + 10.0
     apply_event(sig, FleetEvent(EventKind.CLOSE, TID, reason="probes succeeded"), clock.now())
     assert b.state(clock.now()) is BreakerState.CLOSED
-    assert b.trips == 3  # remembered: a flapping target is opened for longer
+    assert b.trips == 1  # remembered: a flapping target is opened for longer
     assert b.consecutive_failures == 0
     assert b.open_until() is None
     assert sig.peek(clock.now()) is Admission.ALLOW

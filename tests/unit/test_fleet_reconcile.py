@@ -63,8 +63,9 @@ def test_reconcile_adopts_the_trip_count_so_a_missed_event_keeps_the_backoff() -
     clock.advance(10.0)
     sync(sig, reading(half_open=True, trips=3), clock.now(), resync=False)
     assert b.admit(clock.now()) is Admission.PROBE
-    b.on_failure(clock.now(), WindowCounts(0, 1), probe=True)  # failed probe: 10 s * 2**3
-    assert b.open_until() == clock.now() + 80.0
+    # A failed probe goes on at the peer's level (its third trip: 10 s * 2**2).
+    b.on_failure(clock.now(), WindowCounts(0, 1), probe=True)
+    assert b.open_until() == clock.now() + 40.0
 
 
 @pytest.mark.parametrize(("marker", "trips"), [(b"4", 4), (b"1", 1), (None, 0), (b"x", 0)])

@@ -124,16 +124,72 @@ def test_breaker_trips_on_consecutive_failures_and_probes_once() -> None:
     assert b.admit(10.3) is Admission.ALLOW
 
 
-def test_breaker_open_time_doubles_on_consecutive_trips_and_caps() -> None:
+def test_a_failed_probe_reopens_for_as_long_as_before_so_an_outage_is_probed_steadily() -> None:
+    # Before: each failed probe doubled the open time (10, 20, 40 s), so a primary that came
+    # back after 60 s was not probed again until ~88 s (issue 14).
+    b = Breaker(BreakerSettings(jitter=0.0, open_s=10, open_max_s=120), random.Random(1))
+    b.trip(0.0, "test")
+    probes = []
+    now = 0.0
+    while now < 60.0:
+        until = b.open_until()
+        assert until is not None
+        now = until
+        assert b.admit(now) is Admission.PROBE
+        probes.append(now)
+        b.on_failure(now, WindowCounts(0, 1), probe=True)  # the outage goes on
+    assert probes == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    assert b.trips == 1  # one outage, one trip
+
+
+def _recover(b: Breaker, now: float) -> float:
+    """Wait out the open time and pass both probes; the time it closed."""
+    until = b.open_until()
+    assert until is not None
+    for i in range(2):
+        assert b.admit(until + i) is Admission.PROBE
+        b.on_success(until + i, probe=True)
+    assert b.state(until + 1) is BreakerState.CLOSED
+    return until + 1
+
+
+def test_flapping_lengthens_the_open_time_and_caps_and_a_calm_spell_forgets_it() -> None:
     b = Breaker(BreakerSettings(jitter=0.0, open_s=10, open_max_s=30), random.Random(1))
     b.trip(0.0, "test")
     assert b.open_until() == 10.0
-    assert b.admit(10.0) is Admission.PROBE
-    b.on_failure(10.0, WindowCounts(0, 1), probe=True)  # failed probe: open again, longer
-    assert b.open_until() == 30.0
-    assert b.admit(30.0) is Admission.PROBE
-    b.on_failure(30.0, WindowCounts(0, 1), probe=True)
-    assert b.open_until() == 60.0  # capped at 30 s
+    closed = _recover(b, 0.0)
+    b.trip(closed + 1, "again")  # it failed again soon after recovering: flapping
+    assert b.open_until() == closed + 1 + 20.0
+    closed = _recover(b, closed)
+    b.trip(closed + 1, "again")
+    assert b.open_until() == closed + 1 + 30.0  # doubled, capped at open_max_s
+    until = b.open_until()
+    assert until is not None
+    b.admit(until)
+    b.on_failure(until, WindowCounts(0, 1), probe=True)  # a failed probe keeps the level
+    assert b.open_until() == until + 30.0
+    closed = _recover(b, until)
+    b.trip(closed + 30.0, "much later")  # it stayed healthy for open_max_s: a fresh outage
+    assert b.open_until() == closed + 30.0 + 10.0
+
+
+def test_slow_start_ramps_the_share_of_traffic_after_a_recovery() -> None:
+    b = Breaker(BreakerSettings(jitter=0.0, open_s=10, slow_start_s=20), random.Random(1))
+    assert b.warmth(0.0) == 1.0  # never tripped: all of it
+    b.trip(0.0, "test")
+    assert b.warmth(5.0) == 1.0  # open: admission says no; the ramp never holds a probe back
+    closed = _recover(b, 0.0)
+    assert b.warmth(closed) == pytest.approx(0.1)
+    assert b.warmth(closed + 10.0) == pytest.approx(0.55)
+    assert b.warmth(closed + 20.0) == 1.0
+    assert b.warmth(closed + 21.0) == 1.0
+
+
+def test_slow_start_off_gives_all_traffic_back_at_once() -> None:
+    b = Breaker(BreakerSettings(jitter=0.0, open_s=10, slow_start_s=0), random.Random(1))
+    b.trip(0.0, "test")
+    closed = _recover(b, 0.0)
+    assert b.warmth(closed) == 1.0
 
 
 def test_breaker_jitter_stays_within_bounds() -> None:

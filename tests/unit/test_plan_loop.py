@@ -58,6 +58,9 @@ class LoopGates:
     def admission(self, target_id: str) -> Admission:
         return Admission.DENY if target_id in self.denied else Admission.ALLOW
 
+    def warmth(self, target_id: str) -> float:
+        return 1.0
+
     def spend(self) -> bool:
         return self.budget.try_spend()
 
