@@ -64,6 +64,10 @@ class FailureReason(enum.Enum):
     INTERNAL = "internal"  # the gateway itself failed during the attempt: neutral
 
 
+_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+_TRANSIENT_REASONS = frozenset({FailureReason.CONNECTION_RESET, FailureReason.CONNECT_ERROR})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The classified result of one upstream attempt."""
@@ -75,6 +79,17 @@ class Outcome:
     ttft_s: float | None = None
     retry_after_s: float | None = None
     detail: str = ""
+
+    @property
+    def transient(self) -> bool:
+        """A provider failure that a second try on the same target often gets past: a one-off
+        500/502/503/504, a reset connection or a failed connect. Not a timeout (a second try
+        would cost the same wait) nor a refused connection (nothing is listening)."""
+        if self.kind is not OutcomeKind.PROVIDER_FAILURE:
+            return False
+        if self.reason is FailureReason.STATUS:
+            return self.status in _TRANSIENT_STATUS
+        return self.reason in _TRANSIENT_REASONS
 
     @property
     def summary(self) -> str:

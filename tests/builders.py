@@ -152,6 +152,11 @@ TIGHT_TIMEOUTS = {
 # --- configs ----------------------------------------------------------------------------------
 
 
+# The configs built here fail over at once: most tests pin failover itself (which target, how
+# many attempts); same-target retries (on by default) have their own tests, which ask for them.
+NO_SAME_TARGET_RETRIES: dict[str, Any] = {"same_target_retries": 0}
+
+
 def make_config(
     providers: dict[str, str],
     routes: dict[str, list[str]],
@@ -173,6 +178,7 @@ def make_config(
     }
     if extra:
         data.update(extra)
+    data["resilience"] = {**NO_SAME_TARGET_RETRIES, **data.get("resilience", {})}
     return load_data(data, env={})
 
 
@@ -378,8 +384,7 @@ def build_config(
     }
     if targets is not None:
         data["targets"] = targets
-    if resilience is not None:
-        data["resilience"] = resilience
+    data["resilience"] = {**NO_SAME_TARGET_RETRIES, **(resilience or {})}
     if breaker is not None:
         data["health"] = {"breaker": breaker}
     return load_data(data, env={})

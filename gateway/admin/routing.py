@@ -22,7 +22,7 @@ from gateway.edge.context import RUNTIME
 from gateway.edge.errors import InvalidRequest
 from gateway.pipeline.proxy import OPERATIONS
 from gateway.pipeline.routing import Routed, find_route, route_request
-from gateway.resilience.plan import would_try
+from gateway.resilience.plan import SameTarget, would_try
 from gateway.runtime.reload import is_reloadable
 from gateway.runtime.state import ReloadReport
 from health.breaker import Admission
@@ -129,7 +129,11 @@ def _operation(request: web.Request, payload: object) -> str:
 
 
 def decision_view(
-    routed: Routed, *, panic: bool, peek: Callable[[str], Admission]
+    routed: Routed,
+    *,
+    panic: bool,
+    peek: Callable[[str], Admission],
+    retries: Callable[[str], SameTarget],
 ) -> dict[str, object]:
     d, f = routed.decision, routed.features
     ranked = []
@@ -170,7 +174,7 @@ def decision_view(
         # the attempt loop's order if every attempt failed, from the loop's own planner: the
         # targets health admits now; with none, the one panic attempt
         "would_try": would_try(
-            [r.candidate for r in d.ranked], routed.route.max_attempts, peek, panic
+            [r.candidate for r in d.ranked], routed.route.max_attempts, peek, panic, retries
         ),
         "explanation": routed.explanation,
         "error": None
@@ -199,6 +203,12 @@ async def dry_run(request: web.Request) -> web.Response:
     routed = route_request(
         live, rt.store, route, operation, payload, len(body), request.headers, explain=True
     )
-    answer = decision_view(routed, panic=live.config.resilience.panic, peek=rt.store.admission)
+    config = live.config
+    answer = decision_view(
+        routed,
+        panic=config.resilience.panic,
+        peek=rt.store.admission,
+        retries=lambda tid: SameTarget.of(config, routed.route, tid),
+    )
     answer["endpoint"] = _ENDPOINTS[operation]
     return json_response(answer)

@@ -62,6 +62,19 @@ class ProviderConfig:
     max_connections: int = setting(
         100, "connection pool size to this provider", live=True, positive=True
     )
+    same_target_retries: int | None = setting(
+        None,
+        "this provider's targets: same-target retries (default: resilience.same_target_retries)",
+        live=True,
+        minimum=0,
+    )
+    retry_after_wait_s: float | None = setting(
+        None,
+        "this provider's targets: longest Retry-After waited out (default: "
+        "resilience.retry_after_wait_s)",
+        live=True,
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +133,27 @@ class ResilienceConfig:
 
     max_attempts: int = setting(
         3,
-        "attempts per request, each on a different target (routes may override)",
+        "targets tried per request (same-target retries come on top; routes may override)",
         live=True,
         positive=True,
     )
     backoff_base_s: float = setting(0.05, "full-jitter backoff base", live=True, positive=True)
     backoff_cap_s: float = setting(1.0, "full-jitter backoff cap", live=True, positive=True)
+    same_target_retries: int = setting(
+        1,
+        "after a transient failure (500/502/503/504, a reset or connect error) or a short "
+        "429, attempts on the same target before failing over (providers and routes may "
+        "override)",
+        live=True,
+        minimum=0,
+    )
+    retry_after_wait_s: float = setting(
+        2.0,
+        "a 429 whose Retry-After is at most this is waited out on the same target (if the "
+        "deadline allows and same_target_retries are left); longer: fail over at once",
+        live=True,
+        minimum=0,
+    )
     budget: BudgetSettings = field(default_factory=BudgetSettings, metadata=INLINE)
     deadline_s: float | None = setting(
         None,
@@ -160,7 +188,7 @@ class RouteConfig:
     make_policy: PolicyFactory = field(default=DEFAULT_POLICY_FACTORY, compare=False, repr=False)
     max_attempts: int = setting(
         _RESILIENCE.max_attempts,
-        "upstream attempts per request (default: resilience.max_attempts)",
+        "targets tried per request (default: resilience.max_attempts)",
         live=True,
         positive=True,
     )
@@ -170,6 +198,20 @@ class RouteConfig:
         "one deadline for the whole request (default: resilience.deadline_s)",
         live=True,
         positive=True,
+    )
+    same_target_retries: int | None = setting(
+        None,
+        "same-target retries on this route's targets (default: the provider's, else "
+        "resilience.same_target_retries)",
+        live=True,
+        minimum=0,
+    )
+    retry_after_wait_s: float | None = setting(
+        None,
+        "longest Retry-After waited out on this route (default: the provider's, else "
+        "resilience.retry_after_wait_s)",
+        live=True,
+        minimum=0,
     )
     hedge: Hedge | None = None
     match: RouteMatch = field(default_factory=RouteMatch)

@@ -109,6 +109,8 @@ def decode_routes(
                 max_attempts=_setting(r, "max_attempts", defaults.max_attempts),
                 timeouts=MappingProxyType(decode_overrides(r.sub("timeouts"), Timeouts)),
                 deadline_s=_setting(r, "deadline_s", defaults.deadline_s),
+                same_target_retries=_setting(r, "same_target_retries", None),
+                retry_after_wait_s=_setting(r, "retry_after_wait_s", None),
                 hedge=_hedge(r.sub("hedge")) if r.has("hedge") else None,
                 debug=_setting(r, "debug", entry(RouteConfig, "debug").default),
             )

@@ -161,6 +161,8 @@ def _route() -> Schema:
                 properties(Timeouts, with_default=False),
             ),
             "deadline_s": setting_schema(entry(RouteConfig, "deadline_s")),
+            "same_target_retries": setting_schema(entry(RouteConfig, "same_target_retries")),
+            "retry_after_wait_s": setting_schema(entry(RouteConfig, "retry_after_wait_s")),
             "hedge": hedge,
             "match": match,
             "debug": setting_schema(entry(RouteConfig, "debug")),

@@ -26,7 +26,7 @@ from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement
 from gateway.resilience.driving import drive
 from gateway.resilience.hedging import hedge_delay, race
 from gateway.resilience.permits import Permits
-from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, SameTarget, Stop
 from gateway.runtime.state import Runtime
 from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
 from gateway.upstream.relay import relay_stream
@@ -69,6 +69,8 @@ class _Gates:
     permits: Permits
     rt: Runtime
     panic: bool
+    config: Config
+    route: RouteConfig
 
     def acquire(self, target_id: str) -> Permit | None:
         return self.permits.acquire(target_id)
@@ -81,6 +83,9 @@ class _Gates:
 
     def warmth(self, target_id: str) -> float:
         return self.rt.store.warmth(target_id)
+
+    def same_target(self, target_id: str) -> SameTarget:
+        return SameTarget.of(self.config, self.route, target_id)
 
     def spend(self) -> bool:
         return self.rt.budget.try_spend()
@@ -119,7 +124,7 @@ class Exchange:
         self.plan = AttemptPlan([r.candidate for r in ask.ranked], limits)
         self._sleep = sleep
         permits = Permits(rt.store)  # every permit goes back, on every path
-        self.gates = _Gates(permits, rt, res.panic)
+        self.gates = _Gates(permits, rt, res.panic, config, route)
         learning = Learning.of(ask.policy)
         listeners: tuple[Listener, ...] = (
             (rt.telemetry,) if learning is None else (rt.telemetry, learning)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.config.model import ResilienceConfig
+from gateway.config.model import Config, ResilienceConfig, RouteConfig
 from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
@@ -55,6 +55,10 @@ class Gates(Protocol):
         """The target's share of traffic now (< 1 while it ramps up after a recovery)."""
         ...
 
+    def same_target(self, target_id: str) -> SameTarget:
+        """How far this request may retry `target_id` itself (asked only after a failure)."""
+        ...
+
     def spend(self) -> bool:
         """Take one retry from the budget (False: empty)."""
         ...
@@ -65,6 +69,36 @@ class Gates(Protocol):
 
 
 _DEFAULTS = ResilienceConfig()  # the declared defaults (gateway.config.model), not copies
+
+
+@dataclass(frozen=True, slots=True)
+class SameTarget:
+    """Retries on the target that just failed, before failing over: after a transient failure
+    (`Outcome.transient`) with the usual backoff, or after a 429 whose Retry-After is at most
+    `retry_after_wait_s`, once it has passed. `retries` bounds both, per target and request."""
+
+    retries: int = _DEFAULTS.same_target_retries
+    retry_after_wait_s: float = _DEFAULTS.retry_after_wait_s
+
+    @staticmethod
+    def of(config: Config, route: RouteConfig, target_id: str) -> SameTarget:
+        """The route's setting, else the target's provider's, else resilience's."""
+        provider = config.providers[config.targets[target_id].provider]
+        resilience = config.resilience
+        retries = route.same_target_retries
+        if retries is None:
+            retries = provider.same_target_retries
+        wait = route.retry_after_wait_s
+        if wait is None:
+            wait = provider.retry_after_wait_s
+        return SameTarget(
+            resilience.same_target_retries if retries is None else retries,
+            resilience.retry_after_wait_s if wait is None else wait,
+        )
+
+
+NO_SAME_TARGET = SameTarget(0, 0.0)
+_THROTTLE_MARGIN_S = 0.02  # past the Retry-After: the store's throttle has surely expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +130,7 @@ class AttemptPlan:
     last_was_context: bool = False
     stop: Stop | None = None
     wait_s: float = 0.0  # before the next attempt, once `after` said go on
+    again: str | None = None  # the next attempt retries this target, once `after` said so
 
     @property
     def tried(self) -> set[str]:
@@ -151,6 +186,11 @@ class AttemptPlan:
     def pick(self, gates: Gates) -> tuple[Permit, bool] | None:
         """The next attempt: a permit and whether it is the panic attempt; None (and
         `stop` EXHAUSTED) when no candidate is admitted and no panic attempt may be made."""
+        if self.again is not None:
+            same, self.again = self.again, None
+            permit = gates.acquire(same)  # None if its breaker opened meanwhile: fail over
+            if permit is not None:
+                return permit, False
         permit = self.next_target(gates.acquire, gates.warmth)
         if permit is not None:
             return permit, False
@@ -175,11 +215,46 @@ class AttemptPlan:
             self.skipped.discard(busy)
 
     def after(self, now: float, gates: Gates) -> Stop | None:
-        """After an attempt was recorded: why to stop, or None to go on after `wait_s`."""
-        stop = self.decide(now, gates.spend, lambda tid: gates.admission(tid) is not Admission.DENY)
+        """After an attempt was recorded: why to stop, or None to go on after `wait_s` (on
+        `again` when it is a same-target retry)."""
+        retry = self._same_target(now, gates)
+        stop = self.decide(
+            now,
+            gates.spend,
+            lambda tid: gates.admission(tid) is not Admission.DENY,
+            retry_same=retry is not None,
+        )
         if stop is None:
-            self.wait_s = self.backoff_s(len(self.history), now)
+            if retry is not None:
+                self.again, self.wait_s = retry
+            else:
+                self.wait_s = self.backoff_s(len(self.history), now)
         return stop
+
+    def _same_target(self, now: float, gates: Gates) -> tuple[str, float] | None:
+        """The target that just failed and the wait before trying it again, if the failure
+        was transient (or a short 429) and it has same-target retries left."""
+        if not self.history:
+            return None
+        last = self.history[-1]
+        outcome = last.outcome
+        throttled = outcome.kind is OutcomeKind.THROTTLED and outcome.retry_after_s is not None
+        if last.panic or last.hedge or not (throttled or outcome.transient):
+            return None
+        policy = gates.same_target(last.target_id)
+        done = sum(1 for r in self.history if r.target_id == last.target_id)
+        if done > policy.retries:
+            return None
+        if throttled:
+            assert outcome.retry_after_s is not None
+            if outcome.retry_after_s > policy.retry_after_wait_s:
+                return None  # a long wait: another target now beats this one later
+            wait = outcome.retry_after_s + _THROTTLE_MARGIN_S
+        else:
+            wait = self.backoff_s(len(self.history), now)
+        if self.time_left(now) < wait + self.limits.min_attempt_s:
+            return None  # the deadline cannot afford the wait: fail over at once
+        return last.target_id, wait
 
     def record(self, record: AttemptRecord, *, context_exceeded: bool = False) -> None:
         self.history.append(record)
@@ -195,9 +270,13 @@ class AttemptPlan:
         now: float,
         budget_ok: Callable[[], bool],
         available: Callable[[str], bool] = lambda _tid: True,
+        *,
+        retry_same: bool = False,
     ) -> Stop | None:
         """After an attempt: stop (and why), or None to go on. Spends budget only to go on;
-        `available` (health, without side effects) keeps it from paying for a dead end."""
+        `available` (health, without side effects) keeps it from paying for a dead end;
+        `retry_same`: the next attempt is on the same target, so other candidates need not
+        remain."""
         if self.stop is not None:
             return self.stop
         last = self.history[-1] if self.history else None
@@ -212,11 +291,11 @@ class AttemptPlan:
             stop = Stop.PASS_THROUGH
         elif last is not None and self._unanswered(last):
             stop = Stop.UNANSWERED
-        elif len(self.history) >= self.limits.max_attempts:
-            stop = Stop.MAX_ATTEMPTS
+        elif not retry_same and len(self.tried) >= self.limits.max_attempts:
+            stop = Stop.MAX_ATTEMPTS  # targets tried; same-target retries are bounded apart
         elif self.time_left(now) < self.limits.min_attempt_s:
             stop = Stop.DEADLINE
-        elif not any(available(c.target_id) for c in self.remaining()):
+        elif not retry_same and not any(available(c.target_id) for c in self.remaining()):
             stop = Stop.EXHAUSTED
         elif not budget_ok():
             stop = Stop.BUDGET
@@ -250,6 +329,7 @@ class _DryGates:
 
     peek: Callable[[str], Admission]
     panic: bool
+    retries: Callable[[str], SameTarget]
 
     def acquire(self, target_id: str) -> Permit | None:
         verdict = self.peek(target_id)
@@ -264,6 +344,9 @@ class _DryGates:
     def warmth(self, target_id: str) -> float:
         return 1.0  # the order the loop would take, not a draw of the slow-start ramp
 
+    def same_target(self, target_id: str) -> SameTarget:
+        return self.retries(target_id)
+
     def spend(self) -> bool:
         return True
 
@@ -272,11 +355,16 @@ class _DryGates:
 
 
 def would_try(
-    ranked: Sequence[Candidate], max_attempts: int, peek: Callable[[str], Admission], panic: bool
+    ranked: Sequence[Candidate],
+    max_attempts: int,
+    peek: Callable[[str], Admission],
+    panic: bool,
+    retries: Callable[[str], SameTarget] = lambda _tid: NO_SAME_TARGET,
 ) -> list[str]:
-    """The targets the loop would try, in order, if every attempt failed (the dry run)."""
+    """The targets the loop would try, in order, if every attempt failed with a 503 (the dry
+    run): a target appears again for each same-target retry it would get."""
     plan = AttemptPlan(ranked, Limits(max_attempts=max_attempts))
-    gates = _DryGates(peek, panic)
+    gates = _DryGates(peek, panic, retries)
     tried: list[str] = []
     while (picked := plan.pick(gates)) is not None:
         tried.append(picked[0].target_id)

@@ -66,7 +66,7 @@ BROKEN_ISSUES = [
     "so this one could never be chosen",
     "routes[2].candidates: required: a non-empty list of target ids",
     "routes[2].colour: unknown key (known keys: alias, candidates, deadline_s, debug, hedge, "
-    "match, max_attempts, policy, timeouts)",
+    "match, max_attempts, policy, retry_after_wait_s, same_target_retries, timeouts)",
 ]
 
 
@@ -394,7 +394,8 @@ def test_demo_serves_fails_over_and_stops_cleanly(
         text, target, attempts = ask(client)
         assert text.strip()
         assert text.startswith("[sim-b]")
-        assert (target, attempts) == ("small@sim-b", "2")
+        # sim-a's 503 was retried once on sim-a (a one-off is common), then sim-b answered
+        assert (target, attempts) == ("small@sim-b", "3")
 
     started = time.monotonic()
     demo.proc.send_signal(sig)

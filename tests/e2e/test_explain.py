@@ -148,7 +148,8 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
     assert d["ranked"][0]["score"] > d["ranked"][1]["score"]
     assert "lowest_cost=" in d["ranked"][0]["note"]
     assert d["features"]["task"] == "chat" and d["features"]["tools"] is False
-    assert d["would_try"] == ["cheap", "strong"]
+    # each target once more for a 503 (the dry run's failure), as the loop would
+    assert d["would_try"] == ["cheap", "cheap", "strong", "strong"]
     assert d["excluded"] == [] and d["error"] is None
 
     async with http.post(gw.url + "/admin/route", json=chat(model="r", tools=TOOLS)) as r:
@@ -162,7 +163,7 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
         gw.url + "/admin/route", json=chat(model="planner"), headers={"x-agent-role": "planner"}
     ) as r:
         d = await r.json()
-    assert d["route"] == "planner#0" and d["would_try"] == ["strong"]
+    assert d["route"] == "planner#0" and d["would_try"] == ["strong", "strong"]
     async with http.post(gw.url + "/admin/route", json=chat(model="planner")) as r:
         assert (await r.json())["route"] == "planner#1"
 
@@ -179,7 +180,7 @@ async def test_admin_route_is_a_dry_run_that_explains_scores_and_exclusions(
     ((excluded),) = d["excluded"]
     assert excluded["target"] == "cheap" and excluded["by"] == "health"
     assert excluded["reason"].startswith("breaker open")
-    assert d["would_try"] == ["strong"]
+    assert d["would_try"] == ["strong", "strong"]
 
     # A route without the health filter ranks the open target last, and the dry run does not
     # count it among the targets that would be tried.

@@ -8,20 +8,17 @@ No sockets, no sleeping: time is a ManualClock, randomness is seeded.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable
-from typing import Any
-
 import pytest
 
-from gateway.resilience.budget import BudgetSettings, RetryBudget
-from gateway.resilience.driving import drive
-from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop, would_try
+from gateway.resilience.budget import BudgetSettings
+from gateway.resilience.plan import (
+    Stop,
+    would_try,
+)
 from health.breaker import Admission
 from health.clock import ManualClock
 from health.outcome import FailureReason, Outcome, OutcomeKind
 from health.store import Permit
-from policies.types import Candidate
 from tests.unit.planning import (
     BAD_REQUEST,
     CLIENT_GONE,
@@ -29,98 +26,12 @@ from tests.unit.planning import (
     FAIL_503,
     OK,
     THROTTLED,
+    Loop,
+    LoopGates,
     cand,
     make_plan,
     ranked,
 )
-
-
-class LoopGates:
-    """Health and budget as the planner sees them: a denied set, a real RetryBudget on the
-    virtual clock, panic on or off, other requests' panic attempts."""
-
-    def __init__(
-        self, clock: ManualClock, denied: Iterable[str], budget: BudgetSettings, panic: bool
-    ) -> None:
-        self.denied = set(denied)
-        self.budget = RetryBudget(budget, clock)
-        self.panic = panic
-        self.panicking: set[str] = set()
-        self.forced: list[str] = []
-
-    def acquire(self, target_id: str) -> Permit | None:
-        return None if target_id in self.denied else Permit(target_id, probe=False)
-
-    def force_acquire(self, target_id: str) -> Permit:
-        self.forced.append(target_id)
-        return Permit(target_id, probe=False)
-
-    def admission(self, target_id: str) -> Admission:
-        return Admission.DENY if target_id in self.denied else Admission.ALLOW
-
-    def warmth(self, target_id: str) -> float:
-        return 1.0
-
-    def spend(self) -> bool:
-        return self.budget.try_spend()
-
-    def panic_free(self, target_id: str) -> bool:
-        return target_id not in self.panicking
-
-
-class Loop:
-    """The real loop with a fake attempt: each attempt takes `attempt_s` of virtual time and
-    ends as `script` says; sleeps advance the same clock. Records when each attempt started."""
-
-    def __init__(
-        self,
-        cands: list[Candidate],
-        script: dict[str, Outcome],
-        *,
-        denied: Iterable[str] = (),
-        context_errors: Iterable[str] = (),
-        attempt_s: float = 0.2,
-        budget: BudgetSettings | None = None,
-        seed: int = 7,
-        panic: bool = True,
-        **limits: Any,
-    ) -> None:
-        self.clock = ManualClock(100.0)
-        self.plan = AttemptPlan(cands, Limits(**limits), rng=random.Random(seed))
-        settings = budget or BudgetSettings(ratio=0.2, min_retries=10, window_s=10.0)
-        self.gates = LoopGates(self.clock, denied, settings, panic)
-        self.script = script
-        self.context_errors = set(context_errors)
-        self.attempt_s = attempt_s
-        self.starts: list[tuple[str, float]] = []  # (target, virtual time the attempt began)
-        self.waits: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(seconds)
-
-    async def attempt(self, permit: Permit, panic: bool) -> tuple[str, Outcome]:
-        tid = permit.target_id
-        self.starts.append((tid, self.clock.now()))
-        self.clock.advance(self.attempt_s)
-        outcome = self.script[tid]
-        context = outcome.kind is OutcomeKind.CALLER_ERROR and tid in self.context_errors
-        self.plan.record(AttemptRecord(tid, outcome, panic=panic), context_exceeded=context)
-        return tid, outcome
-
-    @property
-    def targets(self) -> list[str]:
-        return [t for t, _ in self.starts]
-
-    async def run(self) -> tuple[str, Outcome] | None:
-        self.gates.budget.on_request()
-        return await drive(self.plan, self.gates, self.attempt, self.clock.now, self.sleep)
-
-    def assert_timeline(self) -> None:
-        """Each attempt starts exactly when the previous one ended plus the wait before it."""
-        for i in range(1, len(self.starts)):
-            gap = self.starts[i][1] - (self.starts[i - 1][1] + self.attempt_s)
-            assert gap == pytest.approx(self.waits[i - 1], abs=1e-9)
 
 
 async def test_loop_fails_over_in_rank_order_with_full_jitter_waits() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.resilience.budget import BudgetSettings, RetryBudget
 from gateway.resilience.driving import drive
-from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop, would_try
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, SameTarget, Stop, would_try
 from health.breaker import Admission, BreakerState
 from health.clock import ManualClock
 from health.memory import MemoryStore
@@ -45,6 +45,9 @@ class StoreGates:
 
     def warmth(self, target_id: str) -> float:
         return self.store.warmth(target_id)
+
+    def same_target(self, target_id: str) -> SameTarget:
+        return SameTarget()  # the shipped defaults
 
     def spend(self) -> bool:
         return self.budget.try_spend()
@@ -123,7 +126,7 @@ async def test_a_primary_that_recovers_gets_traffic_back_within_one_open_time() 
 async def test_after_a_recovery_the_primary_s_share_ramps_up_over_slow_start() -> None:
     settings = BreakerSettings(jitter=0.0, slow_start_s=20.0)
     fleet = Fleet(down_from=1.0, down_until=15.0, settings=settings)
-    await fleet.run(until=20.0, every_s=1.0)  # trips, probes, recovers (closes by ~21 s)
+    await fleet.run(until=30.0, every_s=1.0)  # trips, probes, recovers (closes by ~26 s)
     closed = fleet.store.snapshot(["primary"])["primary"].last_transition
     assert closed is not None and closed.to is BreakerState.CLOSED
     start = len(fleet.served)
