@@ -51,7 +51,8 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         default=Fault(),
         metavar="SPEC",
         help="starting fault: ok, status:503, status:429:2, hang, reset, slow_first_token:20, "
-        "cut:5, stall:5, malformed:5, no_done, drip:0.3 (append *N to affect N requests)",
+        "cut:5, stall:5, malformed:5, garbled:5 (one bad line after 5 events, then the rest), "
+        "garbled:5:4 (four bad lines), no_done, drip:0.3 (append *N to affect N requests)",
     )
 
 

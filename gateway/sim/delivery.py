@@ -129,10 +129,15 @@ async def send_stream(
     if mode == "drip":
         interval_s = fault.interval_s
     limit = fault.after_chunks if mode in ("cut", "stall", "malformed") else len(events)
+    garble_at = min(fault.after_chunks, len(events)) if mode == "garbled" else -1
     for i, event in enumerate(events[:limit]):
+        if i == garble_at:
+            await _garble(resp, fault.times, interval_s)
         if i:
             await pause(interval_s)
         await resp.write(event)
+    if garble_at == len(events):
+        await _garble(resp, fault.times, interval_s)
     if mode == "cut":
         abort_connection(request)
         attempt.finish("cut")
@@ -150,7 +155,14 @@ async def send_stream(
         outcome = "no_done"
     else:
         await resp.write(SSE_DONE)
-        outcome = "completed"
+        outcome = "garbled" if mode == "garbled" else "completed"
     await resp.write_eof()
     attempt.finish(outcome)
     return resp
+
+
+async def _garble(resp: web.StreamResponse, times: int, interval_s: float) -> None:
+    """``times`` invalid JSON data lines in a row, paced like the events around them."""
+    for _ in range(times):
+        await pause(interval_s)
+        await resp.write(SSE_MALFORMED)

@@ -13,6 +13,9 @@ Modes and what a client observes:
 - ``stall``: ``after_chunks`` SSE events, then silence until the client leaves.
 - ``malformed``: ``after_chunks`` SSE events, then an invalid JSON ``data:`` line and the end of
   the response without ``[DONE]``; non-streamed, a 200 whose body is not JSON.
+- ``garbled``: the complete, valid stream to ``data: [DONE]``, with ``times`` (default 1)
+  invalid JSON ``data:`` lines in a row after the first ``after_chunks`` events (at the end,
+  before ``[DONE]``, if the answer has fewer events); non-streamed, a normal answer.
 - ``no_done``: the complete stream including ``finish_reason``, but no ``data: [DONE]``.
 - ``drip``: the complete, valid stream with events ``interval_s`` apart.
 
@@ -29,8 +32,8 @@ from typing import Any, Literal
 import orjson
 
 FaultMode = Literal[
-    "ok", "status", "hang", "reset", "slow_first_token", "cut", "stall", "malformed", "no_done",
-    "drip",
+    "ok", "status", "hang", "reset", "slow_first_token", "cut", "stall", "malformed", "garbled",
+    "no_done", "drip",
 ]  # fmt: skip
 
 # The keys each mode accepts besides "mode" and "count"; anything else is rejected.
@@ -43,6 +46,7 @@ _MODE_KEYS: dict[str, tuple[str, ...]] = {
     "cut": ("after_chunks",),
     "stall": ("after_chunks",),
     "malformed": ("after_chunks",),
+    "garbled": ("after_chunks", "times"),
     "no_done": (),
     "drip": ("interval_s",),
 }
@@ -66,6 +70,7 @@ class Fault:
     delay_s: float = DEFAULT_DELAY_S
     after_chunks: int = DEFAULT_AFTER_CHUNKS
     interval_s: float = DEFAULT_INTERVAL_S
+    times: int = 1
     count: int | None = None
 
     @classmethod
@@ -105,13 +110,16 @@ class Fault:
             kwargs["interval_s"] = _seconds(data, "interval_s")
         if "after_chunks" in data:
             kwargs["after_chunks"] = _int(data, "after_chunks", minimum=0)
+        if "times" in data:
+            kwargs["times"] = _int(data, "times", minimum=1)
         return cls(**kwargs)
 
     @classmethod
     def parse_spec(cls, spec: str) -> Fault:
         """Parse a CLI spec: ``ok``, ``status:503``, ``status:429:2`` (Retry-After 2 s; the
         third part may also be an HTTP-date), ``hang``, ``reset``, ``slow_first_token:20``,
-        ``cut:5``, ``stall:5``, ``malformed:5``, ``no_done``, ``drip:0.3``. A ``*N`` suffix
+        ``cut:5``, ``stall:5``, ``malformed:5``, ``garbled:5`` (one bad line after 5 events),
+        ``garbled:5:4`` (four in a row), ``no_done``, ``drip:0.3``. A ``*N`` suffix
         sets ``count`` (``status:503*2``); a spec starting with ``{`` is read as JSON."""
         text = spec.strip()
         try:
@@ -163,8 +171,11 @@ def _spec_to_json(text: str) -> dict[str, Any]:
         keys = _MODE_KEYS.get(mode, ())
         if not keys:
             raise ValueError(f"fault mode {mode!r} takes no parameter")
-        key = keys[0]
-        out[key] = _number(rest, key, integer=key == "after_chunks")
+        values = rest.split(":") if mode == "garbled" else [rest]  # garbled:AFTER[:TIMES]
+        if len(values) > len(keys):
+            raise ValueError(f"fault mode {mode!r} takes at most {len(keys)} parameter(s)")
+        for key, value in zip(keys, values, strict=False):
+            out[key] = _number(value, key, integer=key in ("after_chunks", "times"))
     return out
 
 

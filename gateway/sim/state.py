@@ -49,7 +49,7 @@ class SimSettings:
 class Attempt:
     """One request the sim saw. ``outcome`` is "running" until the attempt ends, then one of
     completed, client_disconnected, server_closed, hang, reset, cut, stalled, malformed,
-    no_done."""
+    garbled (the complete stream, with invalid lines in it), no_done."""
 
     seq: int
     t_start: float

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 SSE_DONE = b"data: [DONE]\n\n"
-# What the "malformed" fault sends: a data line whose JSON never closes.
+# What the "malformed" and "garbled" faults send: a data line whose JSON never closes.
 SSE_MALFORMED = b'data: {"choices": [\n\n'
 
 _STATUS_TYPES: dict[int, str] = {

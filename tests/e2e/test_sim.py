@@ -120,6 +120,9 @@ def test_embedding_vector_is_deterministic_unit_length() -> None:
         ("cut:5", {"mode": "cut", "after_chunks": 5}),
         ("stall:5", {"mode": "stall", "after_chunks": 5}),
         ("malformed:5", {"mode": "malformed", "after_chunks": 5}),
+        ("garbled", {"mode": "garbled", "after_chunks": 3, "times": 1}),
+        ("garbled:5", {"mode": "garbled", "after_chunks": 5, "times": 1}),
+        ("garbled:5:4", {"mode": "garbled", "after_chunks": 5, "times": 4}),
         ("no_done", {"mode": "no_done"}),
         ("drip:0.3", {"mode": "drip", "interval_s": 0.3}),
         ("status:500*2", {"mode": "status", "status": 500, "count": 2}),
@@ -149,6 +152,8 @@ def test_fault_spec_parses_like_json(spec: str, json: dict[str, Any] | None) -> 
         ({"mode": "cut", "after_chunks": 1.5}, "'after_chunks' must be an integer"),
         ({"mode": "ok", "count": 0}, "'count' must be >= 1"),
         ({"mode": "ok", "count": True}, "'count' must be an integer"),
+        ({"mode": "garbled", "times": 0}, "'times' must be >= 1"),
+        ({"mode": "cut", "times": 2}, "unknown key(s) 'times'"),
     ],
 )
 def test_bad_fault_json_is_rejected_with_a_clear_message(data: Any, needle: str) -> None:
@@ -157,7 +162,10 @@ def test_bad_fault_json_is_rejected_with_a_clear_message(data: Any, needle: str)
     assert needle in str(info.value)
 
 
-@pytest.mark.parametrize("spec", ["", "nope", "status", "status:abc", "cut:x", "hang:3", "ok*0"])
+@pytest.mark.parametrize(
+    "spec",
+    ["", "nope", "status", "status:abc", "cut:x", "hang:3", "ok*0", "cut:1:2", "garbled:1:2:3"],
+)
 def test_bad_fault_spec_is_rejected(spec: str) -> None:
     with pytest.raises(ValueError, match="bad fault spec"):
         Fault.parse_spec(spec)
@@ -454,6 +462,34 @@ async def test_malformed_sends_bad_json_and_no_done(
         with pytest.raises(orjson.JSONDecodeError):
             orjson.loads(await r.read())
     assert last(sim)["outcome"] == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("after_chunks", "times"), [(2, 1), (2, 3), (0, 1), (N_CHAT_EVENTS, 2), (99, 1)]
+)
+async def test_garbled_sends_bad_lines_inside_a_complete_stream(
+    sim: SimServer, session: aiohttp.ClientSession, after_chunks: int, times: int
+) -> None:
+    sim.state.set_fault(Fault(mode="garbled", after_chunks=after_chunks, times=times))
+    events: list[bytes] = []
+    async with session.post(sim.base_url + "/chat/completions", json=STREAM) as r:
+        assert r.status == 200
+        await read_events(r, events)
+    assert len(events) == N_CHAT_EVENTS + times + 1
+    assert events[-1] == b"[DONE]"
+    at = min(after_chunks, N_CHAT_EVENTS)  # the bad lines come in a row after `at` events
+    bad = events[at : at + times]
+    good = events[:at] + events[at + times : -1]
+    for raw in bad:
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(raw)
+    chunks = [orjson.loads(raw) for raw in good]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == expected()
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert last(sim)["outcome"] == "garbled"
+    async with session.post(sim.base_url + "/chat/completions", json=CHAT) as r:
+        assert (await r.json())["choices"][0]["message"]["content"] == expected()
 
 
 async def test_no_done_sends_a_complete_stream_without_done(
