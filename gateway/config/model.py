@@ -173,6 +173,13 @@ class ResilienceConfig:
         "when every candidate is open or throttled, one attempt on the least-bad one",
         live=True,
     )
+    stream_malformed_max: int = setting(
+        3,
+        "malformed events a stream may have after its first byte, each dropped; one more ends "
+        "it as a provider failure (0: the first does)",
+        live=True,
+        minimum=0,
+    )
 
 
 _RESILIENCE = ResilienceConfig()

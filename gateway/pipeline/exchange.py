@@ -28,6 +28,7 @@ from gateway.resilience.hedging import hedge_delay, race
 from gateway.resilience.permits import Permits
 from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, SameTarget, Stop
 from gateway.runtime.state import Runtime
+from gateway.telemetry.logs import RateLimitedLog
 from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
 from gateway.upstream.relay import relay_stream
 from health.breaker import Admission
@@ -44,6 +45,9 @@ from health.store import Permit
 from policies.types import Policy, Ranked
 
 log = logging.getLogger("turnout.exchange")
+# Keyed by target id (the config's vocabulary): a provider that garbles every stream costs a
+# few lines a minute, not one per request.
+_malformed_log = RateLimitedLog(log)
 
 _NO_RESULT = AttemptResult(CLIENT_GONE)
 
@@ -303,6 +307,22 @@ class Exchange:
 
         raise failure(self.plan, health, self.config.resilience.deadline_header)
 
+    def _malformed(self, att: Attempted, count: int) -> None:
+        """A committed stream met malformed events: count them, note them on the attempt's
+        span, and say so in one rate-limited line (never their bytes: they may be content)."""
+        tid = att.permit.target_id
+        limit = self.config.resilience.stream_malformed_max
+        self.rt.telemetry.malformed_events(att.span, tid, count, limit)
+        _malformed_log.warning(
+            tid,
+            "stream from %s had %d malformed event(s) after the first byte; up to %d are "
+            "dropped (request %s)",
+            tid,
+            count,
+            limit,
+            self.request_id,
+        )
+
     async def _relay(self, att: Attempted) -> web.StreamResponse:
         stream = att.result.stream
         assert stream is not None
@@ -320,13 +340,17 @@ class Exchange:
         final = CLIENT_GONE
         try:
             await response.prepare(self.request)
-            final = await relay_stream(stream, response)
+            final = await relay_stream(
+                stream, response, malformed_max=self.config.resilience.stream_malformed_max
+            )
             if final.reason not in (FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN):
                 await response.write_eof()
         except ConnectionError:
             final = CLIENT_GONE
         finally:
             stream.close()
+            if stream.malformed:  # before the settlement ends the span
+                self._malformed(att, stream.malformed)
             self.settlement.settle(att, final)
             if final.kind is OutcomeKind.PROVIDER_FAILURE:
                 log.warning(

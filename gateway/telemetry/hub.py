@@ -24,6 +24,7 @@ from gateway.telemetry.tracing import TraceSettings, Tracing, otlp_protocol
 from health.outcome import Outcome, OutcomeKind
 from policies.types import Decision
 
+MALFORMED_EVENT = "turnout.stream.malformed"  # on the attempt's span
 GENAI_OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
 
@@ -151,6 +152,15 @@ class Telemetry:
                     "turnout.reason": outcome.summary,
                     "turnout.attempt": attempt,
                 },
+            )
+
+    def malformed_events(self, span: Any, target_id: str, count: int, limit: int) -> None:
+        """A committed stream met `count` malformed events (up to `limit` were dropped)."""
+        self.metrics.malformed_events.add(count, {"target": target_id})
+        if span is not None and span.is_recording():
+            span.add_event(
+                MALFORMED_EVENT,
+                {"turnout.malformed_events": count, "turnout.malformed_max": limit},
             )
 
     def ranked(self, route: str, decision: Decision, explanation: str) -> None:

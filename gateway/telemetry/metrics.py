@@ -98,6 +98,11 @@ class Metrics:
             description="Attempts that failed on the provider's side (the loop moves on if it "
             "can), by target and reason",
         )
+        self.malformed_events = m.create_counter(
+            "turnout.stream.malformed_events",
+            description="Malformed SSE events in streams after their first byte (dropped up to "
+            "resilience.stream_malformed_max per stream; one more ends the stream), by target",
+        )
         self.budget_exhausted = m.create_counter(
             "turnout.retry_budget.exhausted", description="Requests that found no retry budget"
         )

@@ -90,6 +90,7 @@ class OpenStream:
     headers: dict[str, str]
     clocks: Clocks
     usage: Usage | None = None  # filled by the relay from the events it passes on
+    malformed: int = 0  # malformed events the relay met: dropped, or one past the limit
 
     def close(self) -> None:
         self.response.close()

@@ -1,9 +1,12 @@
 """Relaying a committed stream to the client, event by event, with honest endings.
 
 After the first byte has reached the client nothing can be retried: a stall, reset, cut,
-malformed event or upstream error ends the stream with an in-band SSE `error` event and no
-`[DONE]`, so a truncated answer is never presented as complete. A stream that ends without
-`[DONE]` but after a finish reason is complete: it is finalised with `[DONE]` at once.
+upstream error or a run of malformed events ends the stream with an in-band SSE `error` event
+and no `[DONE]`, so a truncated answer is never presented as complete. A single malformed
+event (up to `malformed_max` in one stream, `resilience.stream_malformed_max`) is dropped,
+never sent on, and counted in `OpenStream.malformed`; the rest of the answer is relayed. A
+stream that ends without `[DONE]` but after a finish reason is complete: it is finalised with
+`[DONE]` at once.
 """
 
 from __future__ import annotations
@@ -52,14 +55,15 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
 class _Batch:
     """What a batch of upstream events amounts to: bytes to send, and how the stream stands."""
 
-    __slots__ = ("done", "failure", "finished", "out", "stream")
+    __slots__ = ("done", "failure", "finished", "malformed_max", "out", "stream")
 
-    def __init__(self, finished: bool, stream: OpenStream) -> None:
+    def __init__(self, finished: bool, stream: OpenStream, malformed_max: int) -> None:
         self.stream = stream
         self.out: list[bytes] = []
         self.done = False
         self.failure: Outcome | None = None
         self.finished = finished
+        self.malformed_max = malformed_max
 
     def consume(self, raws: list[bytes]) -> None:
         for raw in raws:
@@ -69,8 +73,15 @@ class _Batch:
                 self.done = True
                 return
             if info.kind is Kind.MALFORMED:
-                self.failure = provider_failure(FailureReason.MALFORMED, "malformed event")
-                return
+                # Dropped: its bytes may be half an answer, not something to show or log.
+                stream = self.stream
+                stream.malformed += 1
+                if stream.malformed > self.malformed_max:
+                    self.failure = provider_failure(
+                        FailureReason.MALFORMED, _too_many(stream.malformed)
+                    )
+                    return
+                continue
             if info.kind is Kind.ERROR:
                 self.failure = provider_failure(FailureReason.UPSTREAM_ERROR_EVENT)
                 return
@@ -86,11 +97,18 @@ class _Batch:
         return data
 
 
-async def relay_stream(stream: OpenStream, response: web.StreamResponse) -> Outcome:
+def _too_many(malformed: int) -> str:
+    return "malformed event" if malformed == 1 else f"{malformed} malformed events"
+
+
+async def relay_stream(
+    stream: OpenStream, response: web.StreamResponse, *, malformed_max: int
+) -> Outcome:
     """Relay the rest of `stream`, on the attempt's own timers (`stream.clocks`); return the
-    attempt's final outcome (the client may be gone)."""
+    attempt's final outcome (the client may be gone). Up to `malformed_max` malformed events
+    are dropped (counted in `stream.malformed`); one more is a provider failure."""
     loop = asyncio.get_running_loop()
-    batch = _Batch(stream.finished, stream)
+    batch = _Batch(stream.finished, stream, malformed_max)
     batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
     batch.consume(stream.pending)  # events that came in the same read as the first token
     try:

@@ -30,6 +30,7 @@ from tests.builders import (
     sse_events,
     start_pair,
 )
+from tests.waiting import eventually
 
 
 @pytest.mark.parametrize(
@@ -57,10 +58,17 @@ async def test_broken_stream_before_the_first_token_fails_over(
 
 
 @pytest.mark.parametrize(
-    ("fault", "p_outcome"),
+    ("fault", "code", "p_outcomes"),
     [
-        pytest.param({"mode": "malformed", "after_chunks": 3}, "malformed", id="malformed"),
-        pytest.param({"mode": "cut", "after_chunks": 3}, "cut", id="cut"),
+        # A run: one more malformed event than resilience.stream_malformed_max (3) tolerates.
+        # The sim may have written its whole answer before the gateway hung up.
+        pytest.param(
+            {"mode": "garbled", "after_chunks": 3, "times": 4},
+            "malformed",
+            {"garbled", "client_disconnected"},
+            id="malformed-run",
+        ),
+        pytest.param({"mode": "cut", "after_chunks": 3}, "cut", {"cut"}, id="cut"),
     ],
 )
 async def test_broken_stream_after_the_first_byte_ends_with_an_error_event(
@@ -68,7 +76,8 @@ async def test_broken_stream_after_the_first_byte_ends_with_an_error_event(
     gateway_factory: GatewayFactory,
     http: aiohttp.ClientSession,
     fault: dict[str, Any],
-    p_outcome: str,
+    code: str,
+    p_outcomes: set[str],
 ) -> None:
     p, b, gw = await start_pair(sim_factory, gateway_factory)
     set_fault(p, fault)
@@ -81,12 +90,16 @@ async def test_broken_stream_after_the_first_byte_ends_with_an_error_event(
     assert name == "error"
     error = orjson.loads(data)["error"]
     assert set(error) == ERROR_KEYS
-    assert error["code"] == f"upstream_{p_outcome}"
+    assert error["code"] == f"upstream_{code}"
     # What did arrive is p's partial answer, never b's.
     text = "".join(
         c["delta"].get("content") or "" for _, d in events[:-1] for c in orjson.loads(d)["choices"]
     )
     assert text and expected("p").startswith(text) and text != expected("p")
-    assert [a["outcome"] for a in p.state.attempts()] == [p_outcome]
+
+    async def p_ended() -> None:  # the sim notices a hang-up in its own time
+        assert [a["outcome"] for a in p.state.attempts()] in [[o] for o in p_outcomes]
+
+    await eventually(p_ended)
     assert b.state.attempts() == []  # nothing is retried once bytes reached the caller
     assert (await admin_targets(http, gw))["m@p"]["consecutive_failures"] == 1

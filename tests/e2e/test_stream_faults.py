@@ -1,7 +1,9 @@
 """Faults after the first content byte: the gateway has committed to one target, so nothing is
 retried. A broken stream ends with an in-band SSE `error` event (an OpenAI error object) and
 never with `data: [DONE]`; the OpenAI SDK raises on it. A stream that is complete but lacks
-`[DONE]` is finished by the gateway. Mid-stream failures count against the target's health.
+`[DONE]` is finished by the gateway. A few malformed events (`resilience.stream_malformed_max`,
+3) are dropped and the answer goes on; one more ends the stream. Mid-stream failures count
+against the target's health.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gateway.edge.server import Server
 from gateway.sim import Fault, SimServer
 from gateway.sim.answers import answer_text, answer_words
 from gateway.sim.delivery import reset_connection
+from gateway.sim.wire import SSE_DONE, SSE_MALFORMED
 from tests.builders import (
     CHAT,
     STALL_TIMEOUTS,
@@ -29,7 +32,9 @@ from tests.builders import (
     admin_targets,
     chat,
     make_config,
+    scrape,
     sse_events,
+    value,
 )
 from tests.waiting import eventually
 
@@ -102,13 +107,18 @@ async def start(
     n_words: int = N_WORDS,
     timeouts: dict[str, float] | None = None,
     chunk_interval_ms: float = CHUNK_INTERVAL_MS,
+    malformed_max: int | None = None,
 ) -> Setup:
     a = await sim_factory("sim-a", n_words=n_words, chunk_interval_ms=chunk_interval_ms)
     b = await sim_factory("sim-b", n_words=n_words, chunk_interval_ms=chunk_interval_ms)
+    extra = None
+    if malformed_max is not None:
+        extra = {"resilience": {"stream_malformed_max": malformed_max}}
     config = make_config(
         {"a": a_url or a.base_url, "b": b.base_url},
         {"chat": ["m1@a", "m1@b"]},
         timeouts=timeouts or STALL_TIMEOUTS,
+        extra=extra,
     )
     return Setup(a, b, await gateway_factory(config))
 
@@ -184,10 +194,14 @@ async def error_event_mid_stream(request: web.Request, resp: web.StreamResponse)
 # --- sim faults after the first content chunk --------------------------------------------
 
 # (fault, error code). after_chunks 5 = the role chunk and the first 4 content chunks.
+# A run of malformed events: 4 in a row, one more than the default 3 that are dropped.
+MALFORMED_RUN = {"mode": "garbled", "after_chunks": 5, "times": 4}
 SIM_MID_STREAM = [
     pytest.param({"mode": "cut", "after_chunks": 5}, "upstream_cut", id="cut"),
     pytest.param({"mode": "stall", "after_chunks": 5}, "upstream_idle_timeout", id="stall"),
-    pytest.param({"mode": "malformed", "after_chunks": 5}, "upstream_malformed", id="malformed"),
+    pytest.param(MALFORMED_RUN, "upstream_malformed", id="malformed-run"),
+    # One malformed line is dropped; the response then ends before a finish reason: a cut.
+    pytest.param({"mode": "malformed", "after_chunks": 5}, "upstream_cut", id="malformed-then-eof"),
 ]
 
 
@@ -280,6 +294,127 @@ async def test_total_timeout_mid_stream_ends_with_error_event(
     await assert_health(http, s.gw, "m1@a", failures=1, calls=1)
 
 
+# --- malformed events after the first byte: a few are dropped, a run ends the stream ------
+
+
+async def stream_metrics(http: aiohttp.ClientSession, gw: Server) -> tuple[float, float, float]:
+    """(malformed events counted, successful attempts, failed attempts) of target m1@a."""
+    async with http.get(gw.url + "/metrics") as r:
+        samples = scrape(await r.text())
+    return (
+        value(samples, "turnout_stream_malformed_events_total", target="m1@a"),
+        value(samples, "turnout_attempts_total", target="m1@a", outcome="success"),
+        value(samples, "turnout_attempts_total", target="m1@a", outcome="provider_failure"),
+    )
+
+
+async def assert_metrics(
+    http: aiohttp.ClientSession, gw: Server, expected: tuple[float, float, float]
+) -> None:
+    async def check() -> None:
+        assert await stream_metrics(http, gw) == expected
+
+    await eventually(check)
+
+
+def assert_complete(body: bytes, text: str) -> None:
+    """Plain data events carrying exactly `text`, then one [DONE]; no error, no bad line."""
+    events = sse_events(body)
+    assert events[-1] == (None, "[DONE]")
+    assert body.count(b"[DONE]") == 1
+    assert all(name is None for name, _ in events), events
+    assert SSE_MALFORMED.strip() not in body
+    assert content_of(events) == text  # every event parses: none was passed on malformed
+
+
+@pytest.mark.parametrize("interval_ms", [CHUNK_INTERVAL_MS, 0], ids=["paced", "burst"])
+@pytest.mark.parametrize("times", [1, 3], ids=["one", "up-to-the-limit"])
+async def test_malformed_events_mid_stream_are_dropped_and_the_answer_completes(
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+    times: int,
+    interval_ms: float,
+) -> None:
+    s = await start(sim_factory, gateway_factory, chunk_interval_ms=interval_ms)
+    s.a.state.set_fault(Fault.from_json({"mode": "garbled", "after_chunks": 5, "times": times}))
+    async with http.post(s.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
+        assert resp.status == 200
+        assert resp.headers["x-turnout-target"] == "m1@a"
+        assert resp.headers["x-turnout-attempts"] == "1"
+        body = await resp.read()
+    assert_complete(body, answer_text("sim-a", "m1", PROMPT, N_WORDS))
+    assert [a["outcome"] for a in s.a.state.attempts()] == ["garbled"]
+    assert s.b.state.attempts() == []
+    await assert_health(http, s.gw, "m1@a", failures=0, calls=1)
+    await assert_metrics(http, s.gw, (times, 1, 0))
+
+
+@pytest.mark.parametrize(
+    ("malformed_max", "times"),
+    [
+        pytest.param(1, 2, id="run-above-a-configured-limit"),
+        pytest.param(0, 1, id="strict-with-0"),  # the behaviour before issue 14
+    ],
+)
+async def test_malformed_events_beyond_the_limit_end_the_stream(
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+    malformed_max: int,
+    times: int,
+) -> None:
+    s = await start(sim_factory, gateway_factory, malformed_max=malformed_max)
+    s.a.state.set_fault(Fault.from_json({"mode": "garbled", "after_chunks": 5, "times": times}))
+    async with http.post(s.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
+        assert resp.status == 200
+        assert resp.headers["x-turnout-target"] == "m1@a"
+        body = await resp.read()
+    text, error = assert_ends_with_error(body, "upstream_malformed")
+    assert "(malformed)" in error["message"]
+    assert text == "".join(words()[:4])  # what came before the bad lines, and nothing after
+    assert SSE_MALFORMED.strip() not in body
+    assert s.b.state.attempts() == []  # committed: no failover
+    await assert_health(http, s.gw, "m1@a", failures=1, calls=1)
+    await assert_metrics(http, s.gw, (times, 0, 1))
+
+
+async def malformed_between_pieces(request: web.Request, resp: web.StreamResponse) -> None:
+    """A complete answer with a malformed line between each two of its 4 content chunks: 3
+    in all, never two in a row."""
+    await resp.write(_chunk({"role": "assistant", "content": ""}))
+    for i, piece in enumerate(SCRIPTED_PIECES):
+        if i:
+            await resp.write(SSE_MALFORMED)
+        await asyncio.sleep(0.01)
+        await resp.write(_chunk({"content": piece}))
+    await resp.write(_chunk({}, "stop"))
+    await resp.write(SSE_DONE)
+    await resp.write_eof()
+
+
+@pytest.mark.parametrize("malformed_max", [3, 2])
+async def test_malformed_events_are_counted_per_stream_not_per_run(
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+    scripted: Callable[[Script], Awaitable[str]],
+    malformed_max: int,
+) -> None:
+    url = await scripted(malformed_between_pieces)
+    s = await start(sim_factory, gateway_factory, a_url=url, malformed_max=malformed_max)
+    async with http.post(s.gw.url + CHAT, json=chat(PROMPT, stream=True)) as resp:
+        assert resp.status == 200
+        body = await resp.read()
+    if malformed_max == 3:
+        assert_complete(body, "".join(SCRIPTED_PIECES))
+        await assert_metrics(http, s.gw, (3, 1, 0))
+    else:  # the third one ends it, though none came right after another
+        text, _ = assert_ends_with_error(body, "upstream_malformed")
+        assert text == "".join(SCRIPTED_PIECES[:3])
+        await assert_metrics(http, s.gw, (3, 0, 1))
+
+
 # --- the OpenAI SDK raises on the in-band error ------------------------------------------
 
 
@@ -289,7 +424,7 @@ async def test_total_timeout_mid_stream_ends_with_error_event(
     [
         pytest.param({"mode": "cut", "after_chunks": 5}, id="cut"),
         pytest.param({"mode": "stall", "after_chunks": 5}, id="stall"),
-        pytest.param({"mode": "malformed", "after_chunks": 5}, id="malformed"),
+        pytest.param(MALFORMED_RUN, id="malformed-run"),
     ],
 )
 async def test_sdk_stream_raises_api_error(setup: Setup, fault: dict[str, Any], kind: str) -> None:
@@ -325,6 +460,19 @@ async def test_sdk_stream_raises_api_error(setup: Setup, fault: dict[str, Any], 
     assert isinstance(info.value.body, dict)
     assert info.value.body["code"].startswith("upstream_")
     assert "".join(received) == "".join(words()[:4])
+
+
+async def test_sdk_stream_gets_the_whole_answer_past_a_malformed_event(setup: Setup) -> None:
+    setup.a.state.set_fault(Fault.from_json({"mode": "garbled", "after_chunks": 5}))
+    async with openai.AsyncOpenAI(
+        base_url=setup.gw.url + "/v1", api_key="k", max_retries=0, timeout=10
+    ) as client:
+        stream = await client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": PROMPT}], stream=True
+        )
+        async with stream:
+            text = "".join([c.choices[0].delta.content or "" async for c in stream])
+    assert text == answer_text("sim-a", "m1", PROMPT, N_WORDS)
 
 
 # --- streams that are slow or lack [DONE] but are complete -------------------------------

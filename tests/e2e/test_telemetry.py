@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ from tests.builders import (
     start_gateway,
     value,
 )
+from tests.waiting import eventually
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -123,6 +125,42 @@ async def test_stream_span_ends_with_usage_and_ttft(traced: Any, sim_factory: Si
     assert a["turnout.outcome"] == "success"
     assert a["turnout.ttft_ms"] > 0
     assert a["gen_ai.usage.output_tokens"] > 0
+
+
+async def test_a_dropped_malformed_event_is_on_the_attempt_span_and_logged_once(
+    traced: Any, sim_factory: SimFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = await sim_factory("sim-a", chunk_interval_ms=5)
+    sim.state.set_fault(Fault.from_json({"mode": "garbled", "after_chunks": 4, "times": 2}))
+    # A target id of its own: the log line is rate-limited per target, per process.
+    gw = await traced(make_config({"garbler": sim.base_url}, {"chat": ["m@garbler"]}))
+    with caplog.at_level(logging.WARNING, logger="turnout.exchange"):
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(gw.url + CHAT, json=chat(SECRET_PROMPT, stream=True)) as r,
+        ):
+            assert r.status == 200
+            body = await r.read()
+        assert body.endswith(b"data: [DONE]\n\n") and b"event: error" not in body
+
+        def client_span_ended() -> None:
+            spans = traced.exporter.get_finished_spans()
+            assert len([sp for sp in spans if sp.kind is SpanKind.CLIENT]) == 1
+
+        await eventually(client_span_ended)
+    spans = traced.exporter.get_finished_spans()
+    [span] = [sp for sp in spans if sp.kind is SpanKind.CLIENT]
+    assert dict(span.attributes or {})["turnout.outcome"] == "success"
+    events = [e for e in span.events if e.name == "turnout.stream.malformed"]
+    assert len(events) == 1
+    assert dict(events[0].attributes or {}) == {
+        "turnout.malformed_events": 2,
+        "turnout.malformed_max": 3,
+    }
+    lines = [rec.getMessage() for rec in caplog.records if "malformed" in rec.getMessage()]
+    assert len(lines) == 1, lines
+    assert "m@garbler had 2 malformed event(s)" in lines[0]
+    assert "choices" not in lines[0]  # never the event's bytes
 
 
 async def test_metrics_are_prometheus_text_and_move(traced: Any, sim_factory: SimFactory) -> None:
