@@ -187,6 +187,11 @@ class Breaker:
             state = BreakerState.HALF_OPEN
         return state
 
+    @property
+    def ramping(self) -> bool:
+        """Whether a slow start may be under way (`warmth` can be below 1)."""
+        return self._recovered_at is not None
+
     def warmth(self, now_s: float) -> float:
         """The share of traffic the target should get now: 1.0, or during the slow start
         after a recovery a ramp from 0.1 to 1.0. Admission (open, half-open) is `admit`'s

@@ -66,7 +66,9 @@ class MemoryStore:
 
     def warmth(self, target_id: str) -> float:
         sig = self._targets.get(target_id)
-        return 1.0 if sig is None else sig.breaker.warmth(self._clock.now())
+        if sig is None or not sig.breaker.ramping:
+            return 1.0  # the usual case: no clock read
+        return sig.breaker.warmth(self._clock.now())
 
     def acquire(self, target_id: str) -> Permit | None:
         now = self._clock.now()

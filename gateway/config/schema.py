@@ -5,7 +5,7 @@ It mirrors the strict decoders (`gateway.config.load`, `.routes`, `policies.load
 error), types, enums and ranges. The sections of declared settings (server, health,
 resilience, telemetry, timeouts, a route's overrides) are generated from their declarations
 (`gateway.config.schema_fields`): type, default, description and range are never written
-here. The policy parts' params come from their dataclasses (`gateway.config.schema_policies`). tests/unit/test_schema.py checks every section's keys against
+here. The policy parts' params come from their dataclasses (`gateway.config.schema_policies`; the building blocks are `gateway.config.schema_types`). tests/unit/test_schema.py checks every section's keys against
 the decoders' own "known keys" lists, so a key added to a decoder without the schema fails.
 
 It describes the file as written, before `${VAR}` expansion: a number may also be a string
@@ -31,7 +31,8 @@ from gateway.config.model import (
     Timeouts,
 )
 from gateway.config.schema_fields import properties, section_of, setting_schema
-from gateway.config.schema_policies import (
+from gateway.config.schema_policies import policy_defs, tasks_defs
+from gateway.config.schema_types import (
     ENV_DEF,
     ENV_REF,
     ENV_STRING,
@@ -40,12 +41,10 @@ from gateway.config.schema_policies import (
     env_or,
     integer,
     number,
-    policy_defs,
     ref,
     section,
     string,
     strings,
-    tasks_defs,
 )
 from health.declared import entry
 from health.settings import REDIS_SCHEMES

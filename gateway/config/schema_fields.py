@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.config.schema_policies import Schema, boolean, choice, integer, number, section, string
+from gateway.config.schema_types import Schema, boolean, choice, integer, number, section, string
 from health.declared import Entry, Part, Setting, flat
 
 

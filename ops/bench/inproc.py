@@ -16,8 +16,13 @@ import orjson
 from aiohttp import web
 
 from gateway.config import load_data
-from gateway.edge.app import build_app
-from gateway.edge.server import Server
+
+try:
+    from gateway.edge.app import build_app
+    from gateway.edge.server import Server
+except ImportError:  # a tree from before the pipeline layout (8f4bffa), for --rev
+    from gateway.app import build_app  # type: ignore[no-redef,import-not-found]
+    from gateway.server import Server  # type: ignore[no-redef,import-not-found]
 
 ANSWER = orjson.dumps(
     {
