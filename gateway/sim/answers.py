@@ -49,12 +49,29 @@ def answer_text(name: str, model: str, prompt: str, n_words: int) -> str:
     return "".join(answer_words(name, model, prompt, n_words))
 
 
+def continuation(words: list[str], prefilled: str) -> list[str]:
+    """The chunks that continue `prefilled` into the answer `words`: the rest of the answer
+    when `prefilled` is a prefix of it (a word it cut in two is finished first), else the whole
+    answer (a model would not know how to go on from text it did not write)."""
+    text = "".join(words)
+    if not text.startswith(prefilled):
+        return words
+    out: list[str] = []
+    at = 0
+    for word in words:
+        end = at + len(word)
+        if end > len(prefilled):
+            out.append(word[max(0, len(prefilled) - at) :])
+        at = end
+    return out
+
+
 def count_tokens(text: str) -> int:
     """The sim's token count: whitespace-separated words."""
     return len(text.split())
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
     """Text of a chat message ``content``: a string or a list of content parts."""
     if isinstance(content, str):
         return content
@@ -83,7 +100,7 @@ def prompt_of(body: Mapping[str, Any]) -> str:
     if isinstance(messages, list):
         for message in reversed(messages):
             if isinstance(message, Mapping) and message.get("role") == "user":
-                return _content_text(message.get("content"))
+                return content_text(message.get("content"))
         return ""
     return _prompt_text(body.get("prompt"))
 
@@ -93,9 +110,7 @@ def prompt_tokens_of(body: Mapping[str, Any]) -> int:
     messages = body.get("messages")
     if isinstance(messages, list):
         return sum(
-            count_tokens(_content_text(m.get("content")))
-            for m in messages
-            if isinstance(m, Mapping)
+            count_tokens(content_text(m.get("content"))) for m in messages if isinstance(m, Mapping)
         )
     return count_tokens(_prompt_text(body.get("prompt")))
 

@@ -46,6 +46,19 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument(
+        "--voice",
+        default="",
+        help="the name the answers carry, '[VOICE] ...' (default: --name); sims with one voice "
+        "answer alike, like two providers of one model",
+    )
+    parser.add_argument(
+        "--prefill",
+        choices=("ignore", "continue", "reject"),
+        default="ignore",
+        help="a chat request ending with an assistant message: answer from scratch (ignore, "
+        "as OpenAI does), continue it, or reject it with a 400",
+    )
+    parser.add_argument(
         "--fault",
         type=_fault,
         default=Fault(),
@@ -66,6 +79,8 @@ async def run_sim(args: argparse.Namespace) -> None:
         n_words=args.words,
         models=args.models,
         api_key=args.api_key,
+        voice=args.voice,
+        prefill=args.prefill,
         fault=args.fault,
     )
     await sim.start(args.host, args.port)

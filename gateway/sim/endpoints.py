@@ -55,8 +55,18 @@ def _model(body: dict[str, Any]) -> str | Reply:
     return model
 
 
-def _generate(settings: SimSettings, body: dict[str, Any], model: str, *, chat: bool) -> Reply:
-    words = answers.answer_words(settings.name, model, answers.prompt_of(body), settings.n_words)
+def _generate(
+    settings: SimSettings,
+    body: dict[str, Any],
+    model: str,
+    *,
+    chat: bool,
+    prefilled: str | None = None,
+) -> Reply:
+    voice = settings.voice or settings.name
+    words = answers.answer_words(voice, model, answers.prompt_of(body), settings.n_words)
+    if prefilled is not None:
+        words = answers.continuation(words, prefilled)
     text = "".join(words)
     use = wire.usage(answers.prompt_tokens_of(body), answers.count_tokens(text))
     created = int(time.time())
@@ -76,7 +86,18 @@ def chat_completions(settings: SimSettings, body: dict[str, Any]) -> Reply:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return error_reply(400, "'messages' must be a non-empty array", param="messages")
-    return _generate(settings, body, model, chat=True)
+    last = messages[-1]
+    prefilled = None
+    if isinstance(last, dict) and last.get("role") == "assistant" and settings.prefill != "ignore":
+        if settings.prefill == "reject":
+            return error_reply(
+                400,
+                "This model does not support assistant prefill: the last message must be a "
+                "user or tool message.",
+                param="messages",
+            )
+        prefilled = answers.content_text(last.get("content"))
+    return _generate(settings, body, model, chat=True, prefilled=prefilled)
 
 
 def completions(settings: SimSettings, body: dict[str, Any]) -> Reply:

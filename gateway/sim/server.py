@@ -206,6 +206,8 @@ class SimServer:
         models: Iterable[str] = DEFAULT_MODELS,
         api_key: str | None = None,
         embedding_dims: int = 8,
+        voice: str = "",
+        prefill: str = "ignore",
         fault: Fault | None = None,
         state: SimState | None = None,
     ) -> None:
@@ -218,6 +220,8 @@ class SimServer:
                 models=tuple(models),
                 api_key=api_key,
                 embedding_dims=embedding_dims,
+                voice=voice,
+                prefill=prefill,
             )
             state = SimState(settings=settings)
         if fault is not None:

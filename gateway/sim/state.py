@@ -24,6 +24,9 @@ _SUMMARY_STR_CHARS = 200  # a longer string field is shown as "<str N chars>"
 _LOGGED_HEADERS = frozenset({"authorization", "api-key", "traceparent", "tracestate", "user-agent"})
 
 
+PREFILL_MODES = ("ignore", "continue", "reject")
+
+
 @dataclass(frozen=True)
 class SimSettings:
     """How the sim answers when no fault interferes."""
@@ -35,8 +38,17 @@ class SimSettings:
     models: tuple[str, ...] = DEFAULT_MODELS  # listed by /v1/models; any model is accepted
     api_key: str | None = None  # when set, requests need "Authorization: Bearer <api_key>"
     embedding_dims: int = 8  # overridable per request with "dimensions"
+    # Who the answer says it is ("[voice] ..."; default: the name): two sims with one voice
+    # answer alike, as two providers of the same model would (a continuation can be spliced).
+    voice: str = ""
+    # A chat request that ends with an assistant message (prefill): "ignore" it and answer
+    # from scratch (as OpenAI does), "continue" it (the rest of the answer, if it is a prefix),
+    # or "reject" it with a 400 (as providers without prefill support do).
+    prefill: str = "ignore"
 
     def __post_init__(self) -> None:
+        if self.prefill not in PREFILL_MODES:
+            raise ValueError(f"prefill must be one of {', '.join(PREFILL_MODES)}")
         if self.latency_ms < 0 or self.chunk_interval_ms < 0:
             raise ValueError("latency_ms and chunk_interval_ms must be >= 0")
         if self.n_words < 0:
