@@ -62,6 +62,7 @@ class FailureReason(enum.Enum):
     SHUTDOWN = "shutdown"  # our own drain ended it: neutral
     HEDGE_LOST = "hedge_lost"  # another hedged attempt answered first: cancelled, neutral
     INTERNAL = "internal"  # the gateway itself failed during the attempt: neutral
+    DIVERGED = "diverged"  # a continuation's regenerated answer differs from what was sent
 
 
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
@@ -113,6 +114,9 @@ INTERNAL = Outcome(OutcomeKind.NEUTRAL, FailureReason.INTERNAL)
 HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
 DEADLINE = Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE)
 SHUTDOWN = Outcome(OutcomeKind.NEUTRAL, FailureReason.SHUTDOWN)
+# A continuation that answered, but with another text than the client already has: a model may
+# answer differently each time; not the target's fault, and not usable.
+DIVERGED = Outcome(OutcomeKind.NEUTRAL, FailureReason.DIVERGED)
 
 _TIMERS = frozenset(
     {

@@ -31,7 +31,7 @@ from policies.loading import build_task_rules
 from policies.tasks import DEFAULT_TASK_RULES
 from policies.types import Candidate, Price
 
-SUPPORTS = ("tools", "vision", "json", "embeddings")
+SUPPORTS = ("tools", "vision", "json", "embeddings", "prefill")
 _CANDIDATE = Candidate("", "", "")  # a target's profile defaults
 
 

@@ -180,6 +180,13 @@ class ResilienceConfig:
         live=True,
         minimum=0,
     )
+    continuation: bool = setting(
+        True,
+        "a stream that fails after its first byte is completed on the next candidate inside "
+        "the same client stream (prefill where the target supports it, else a regenerated "
+        "answer spliced if it begins with the delivered text); routes may opt out",
+        live=True,
+    )
 
 
 _RESILIENCE = ResilienceConfig()
@@ -219,6 +226,12 @@ class RouteConfig:
         "resilience.retry_after_wait_s)",
         live=True,
         minimum=0,
+    )
+    continuation: bool = setting(
+        _RESILIENCE.continuation,
+        "complete a stream cut after its first byte on the next candidate (default: "
+        "resilience.continuation)",
+        live=True,
     )
     hedge: Hedge | None = None
     match: RouteMatch = field(default_factory=RouteMatch)

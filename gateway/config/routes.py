@@ -111,6 +111,7 @@ def decode_routes(
                 deadline_s=_setting(r, "deadline_s", defaults.deadline_s),
                 same_target_retries=_setting(r, "same_target_retries", None),
                 retry_after_wait_s=_setting(r, "retry_after_wait_s", None),
+                continuation=_setting(r, "continuation", defaults.continuation),
                 hedge=_hedge(r.sub("hedge")) if r.has("hedge") else None,
                 debug=_setting(r, "debug", entry(RouteConfig, "debug").default),
             )

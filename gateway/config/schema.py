@@ -162,6 +162,7 @@ def _route() -> Schema:
             "deadline_s": setting_schema(entry(RouteConfig, "deadline_s")),
             "same_target_retries": setting_schema(entry(RouteConfig, "same_target_retries")),
             "retry_after_wait_s": setting_schema(entry(RouteConfig, "retry_after_wait_s")),
+            "continuation": setting_schema(entry(RouteConfig, "continuation"), with_default=False),
             "hedge": hedge,
             "match": match,
             "debug": setting_schema(entry(RouteConfig, "debug")),

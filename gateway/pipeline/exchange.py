@@ -21,6 +21,7 @@ from opentelemetry import trace
 
 from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.edge.headers import client_headers, upstream_headers
+from gateway.pipeline.continuation import continue_stream
 from gateway.pipeline.failure import failure
 from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement
 from gateway.resilience.driving import drive
@@ -30,13 +31,15 @@ from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, SameTarg
 from gateway.runtime.state import Runtime
 from gateway.telemetry.logs import RateLimitedLog
 from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
-from gateway.upstream.relay import relay_stream
+from gateway.upstream.relay import end_with_error, relay_stream
+from gateway.upstream.seam import Seam
 from health.breaker import Admission
 from health.outcome import (
     CLIENT_GONE,
     HEDGE_LOST,
     INTERNAL,
     FailureReason,
+    Outcome,
     OutcomeKind,
     context_exceeded,
 )
@@ -126,7 +129,7 @@ class Exchange:
             stream=self.stream,
         )
         self.plan = AttemptPlan([r.candidate for r in ask.ranked], limits)
-        self._sleep = sleep
+        self.sleep = sleep
         permits = Permits(rt.store)  # every permit goes back, on every path
         self.gates = _Gates(permits, rt, res.panic, config, route)
         learning = Learning.of(ask.policy)
@@ -135,6 +138,13 @@ class Exchange:
         )
         self.settlement = Settlement(permits, listeners, self.loop.time)
         self._context_error: Attempted | None = None
+        self.sent: list[bytes] = []  # the data events a committed stream sent the client
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def settle(self, att: Attempted, outcome: Outcome) -> bool:
+        return self.settlement.settle(att, outcome)
 
     async def run(self) -> web.StreamResponse:
         cancelled = False
@@ -148,7 +158,7 @@ class Exchange:
 
     async def _run(self) -> web.StreamResponse:
         self.rt.budget.on_request()
-        last = await drive(self.plan, self.gates, self._try, self.loop.time, self._sleep)
+        last = await drive(self.plan, self.gates, self._try, self.loop.time, self.sleep)
         return await self._finish(last)
 
     # -- attempts ----------------------------------------------------------------------------
@@ -171,15 +181,16 @@ class Exchange:
         overrides = self.route.timeouts
         return dataclasses.replace(provider, **overrides) if overrides else provider
 
-    def _spec(self, target_id: str) -> AttemptSpec:
+    def _spec(self, target_id: str, body: dict[str, Any] | None = None) -> AttemptSpec:
         target = self.config.targets[target_id]
         provider = self.config.providers[target.provider]
-        self.payload["model"] = target.model
+        payload = self.payload if body is None else body
+        payload["model"] = target.model
         return AttemptSpec(
             target=target,
             provider=provider,
             path=self.upstream_path,
-            body=orjson.dumps(self.payload),
+            body=orjson.dumps(payload),
             headers=upstream_headers(self.request.headers, provider, self.request_id),
             stream=self.stream,
             timeouts=self._timeouts(provider.timeouts),
@@ -187,15 +198,21 @@ class Exchange:
         )
 
     async def attempt(
-        self, permit: Permit, *, panic: bool = False, hedge: bool = False
+        self,
+        permit: Permit,
+        *,
+        panic: bool = False,
+        hedge: bool = False,
+        body: dict[str, Any] | None = None,
     ) -> Attempted:
+        """One attempt on `permit`'s target with the request (or `body`: a continuation's)."""
         tel = self.rt.telemetry
         started = self.loop.time()
         span = trace.INVALID_SPAN  # not tracing: no attributes to build, nothing to end
         # The permit is released on every path: an exception of our own before or during the
         # attempt settles it as neutral (it said nothing about the target) and propagates.
         try:
-            spec = self._spec(permit.target_id)
+            spec = self._spec(permit.target_id, body)
             if tel.tracing.recording:
                 span = self._attempt_span(spec, permit, panic, hedge)
                 tel.tracing.inject(spec.headers, span)
@@ -326,29 +343,55 @@ class Exchange:
     async def _relay(self, att: Attempted) -> web.StreamResponse:
         stream = att.result.stream
         assert stream is not None
-        tid = att.permit.target_id
         response = web.StreamResponse(
             status=stream.response.status,
             headers={
                 **client_headers(stream.headers),
-                **self._headers(tid),
+                **self._headers(att.permit.target_id),
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",
             },
         )
-        final = CLIENT_GONE
         try:
             await response.prepare(self.request)
-            final = await relay_stream(
-                stream, response, malformed_max=self.config.resilience.stream_malformed_max
-            )
+        except ConnectionError:
+            stream.close()
+            self.settlement.settle(att, CLIENT_GONE)
+            return response
+        final = await self.relay_one(att, response)
+        if final.kind is OutcomeKind.PROVIDER_FAILURE:
+            final = await continue_stream(self, response, att.permit.target_id, final)
+        try:
             if final.reason not in (FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN):
+                if final.kind is not OutcomeKind.SUCCESS:  # the answer is incomplete
+                    await end_with_error(response, final)
                 await response.write_eof()
+        except ConnectionError:
+            pass  # the client left as the stream ended: nothing more to tell it
+        return response
+
+    async def relay_one(
+        self, att: Attempted, response: web.StreamResponse, seam: Seam | None = None
+    ) -> Outcome:
+        """Relay one committed stream into `response` (a continuation's through `seam`),
+        settle its attempt and return its outcome; its events join `sent`."""
+        stream = att.result.stream
+        assert stream is not None
+        tid = att.permit.target_id
+        final = CLIENT_GONE
+        try:
+            final = await relay_stream(
+                stream,
+                response,
+                malformed_max=self.config.resilience.stream_malformed_max,
+                seam=seam,
+            )
         except ConnectionError:
             final = CLIENT_GONE
         finally:
             stream.close()
+            self.sent.extend(stream.relayed)
             if stream.malformed:  # before the settlement ends the span
                 self._malformed(att, stream.malformed)
             self.settlement.settle(att, final)
@@ -359,4 +402,4 @@ class Exchange:
                     final.summary,
                     self.request_id,
                 )
-        return response
+        return final

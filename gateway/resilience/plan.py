@@ -9,6 +9,7 @@ spend). The dry run (`would_try`) asks the same planner.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 from collections.abc import Callable, Sequence
@@ -230,6 +231,18 @@ class AttemptPlan:
             else:
                 self.wait_s = self.backoff_s(len(self.history), now)
         return stop
+
+    def reopen(self, target_id: str, outcome: Outcome, now: float, gates: Gates) -> Stop | None:
+        """A committed stream from `target_id` failed after its first byte: its record becomes
+        `outcome` and the plan decides again, as after any attempt (a continuation on the next
+        candidate, after `wait_s`; or why to stop)."""
+        for i in range(len(self.history) - 1, -1, -1):
+            record = self.history[i]
+            if record.target_id == target_id and record.outcome.kind is OutcomeKind.SUCCESS:
+                self.history[i] = dataclasses.replace(record, outcome=outcome)
+                break
+        self.stop = None
+        return self.after(now, gates)
 
     def _same_target(self, now: float, gates: Gates) -> tuple[str, float] | None:
         """The target that just failed and the wait before trying it again, if the failure

@@ -83,6 +83,8 @@ class Runtime:
         self.panicking: set[str] = set()  # targets with a panic attempt in flight
         self.drain = Drain()  # the requests in flight, for the drain at shutdown
         self.answers = Answers()  # who answered what, for feedback
+        # Targets that answered a prefill continuation with a 400: regenerate there instead.
+        self.prefill_refused: set[str] = set()
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_reload: ReloadReport | None = None

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import aiohttp
@@ -91,6 +91,7 @@ class OpenStream:
     clocks: Clocks
     usage: Usage | None = None  # filled by the relay from the events it passes on
     malformed: int = 0  # malformed events the relay met: dropped, or one past the limit
+    relayed: list[bytes] = field(default_factory=list)  # data events sent to the client
 
     def close(self) -> None:
         self.response.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 
 import aiohttp
 import orjson
@@ -22,9 +23,11 @@ from gateway.edge.shutdown import absorb_shutdown
 from gateway.telemetry.hub import Usage
 from gateway.upstream.attempt import OpenStream
 from gateway.upstream.pool import read_chunk, transport_outcome
+from gateway.upstream.seam import Diverged, Seam
 from gateway.upstream.sse import Kind, inspect
 from health.outcome import (
     CLIENT_GONE,
+    DIVERGED,
     SHUTDOWN,
     FailureReason,
     Outcome,
@@ -55,15 +58,18 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
 class _Batch:
     """What a batch of upstream events amounts to: bytes to send, and how the stream stands."""
 
-    __slots__ = ("done", "failure", "finished", "malformed_max", "out", "stream")
+    __slots__ = ("done", "failure", "finished", "malformed_max", "out", "seam", "stream")
 
-    def __init__(self, finished: bool, stream: OpenStream, malformed_max: int) -> None:
+    def __init__(
+        self, finished: bool, stream: OpenStream, malformed_max: int, seam: Seam | None = None
+    ) -> None:
         self.stream = stream
         self.out: list[bytes] = []
         self.done = False
         self.failure: Outcome | None = None
         self.finished = finished
         self.malformed_max = malformed_max
+        self.seam = seam
 
     def consume(self, raws: list[bytes]) -> None:
         for raw in raws:
@@ -86,11 +92,21 @@ class _Batch:
                 self.failure = provider_failure(FailureReason.UPSTREAM_ERROR_EVENT)
                 return
             if info.kind is Kind.DATA:
-                self.finished = self.finished or info.finished
                 payload = info.payload
+                if self.seam is not None:  # a continuation: only what the client lacks
+                    try:
+                        rewritten = self.seam.rewrite(payload)
+                    except Diverged as exc:
+                        self.failure = dataclasses.replace(DIVERGED, detail=str(exc))
+                        return
+                    if rewritten is None:
+                        continue
+                    raw = rewritten
+                self.finished = self.finished or info.finished
                 if self.stream.usage is None or payload.get("usage"):
                     self.stream.usage = Usage.of(payload) or self.stream.usage
                 self.out.append(raw + b"\n\n")
+                self.stream.relayed.append(raw)
 
     def take(self) -> bytes:
         data, self.out = b"".join(self.out), []
@@ -102,14 +118,25 @@ def _too_many(malformed: int) -> str:
 
 
 async def relay_stream(
-    stream: OpenStream, response: web.StreamResponse, *, malformed_max: int
+    stream: OpenStream,
+    response: web.StreamResponse,
+    *,
+    malformed_max: int,
+    seam: Seam | None = None,
 ) -> Outcome:
     """Relay the rest of `stream`, on the attempt's own timers (`stream.clocks`); return the
     attempt's final outcome (the client may be gone). Up to `malformed_max` malformed events
-    are dropped (counted in `stream.malformed`); one more is a provider failure."""
+    are dropped (counted in `stream.malformed`); one more is a provider failure. A failure is
+    returned, not written: the caller continues the answer elsewhere or ends the stream with
+    `end_with_error`. `seam`: this stream continues an earlier one (`gateway.upstream.seam`).
+    Every data event sent is kept in `stream.relayed`."""
     loop = asyncio.get_running_loop()
-    batch = _Batch(stream.finished, stream, malformed_max)
-    batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
+    batch = _Batch(stream.finished, stream, malformed_max, seam)
+    if seam is None:
+        batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
+        stream.relayed.extend(stream.prelude)
+    else:
+        batch.consume(stream.prelude)
     batch.consume(stream.pending)  # events that came in the same read as the first token
     try:
         await _write(response, batch.take())
@@ -156,9 +183,13 @@ async def relay_stream(
                 return CLIENT_GONE
             return _success(stream, loop.time())
         failure = provider_failure(FailureReason.CUT, "stream ended before a finish reason")
+    return failure
+
+
+async def end_with_error(response: web.StreamResponse, failure: Outcome) -> None:
+    """End a stream whose answer is incomplete with an in-band error naming why (no [DONE])."""
     with contextlib.suppress(ClientGone):
         await _write(response, _error_of(failure))
-    return failure
 
 
 def _success(stream: OpenStream, now: float) -> Outcome:

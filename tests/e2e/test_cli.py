@@ -65,8 +65,9 @@ BROKEN_ISSUES = [
     "routes[2].alias: duplicate alias 'one': an earlier route for it has no `match`, "
     "so this one could never be chosen",
     "routes[2].candidates: required: a non-empty list of target ids",
-    "routes[2].colour: unknown key (known keys: alias, candidates, deadline_s, debug, hedge, "
-    "match, max_attempts, policy, retry_after_wait_s, same_target_retries, timeouts)",
+    "routes[2].colour: unknown key (known keys: alias, candidates, continuation, deadline_s, "
+    "debug, hedge, match, max_attempts, policy, retry_after_wait_s, same_target_retries, "
+    "timeouts)",
 ]
 
 

@@ -79,7 +79,8 @@ async def test_broken_stream_after_the_first_byte_ends_with_an_error_event(
     code: str,
     p_outcomes: set[str],
 ) -> None:
-    p, b, gw = await start_pair(sim_factory, gateway_factory)
+    # Continuation off: this pins the honest ending (tests/e2e/test_continuation.py continues).
+    p, b, gw = await start_pair(sim_factory, gateway_factory, route={"continuation": False})
     set_fault(p, fault)
     r = await post(http, gw, chat(PROMPT, stream=True))
     assert r.status == 200

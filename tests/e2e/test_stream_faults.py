@@ -1,5 +1,6 @@
-"""Faults after the first content byte: the gateway has committed to one target, so nothing is
-retried. A broken stream ends with an in-band SSE `error` event (an OpenAI error object) and
+"""Faults after the first content byte, with continuation off (`resilience.continuation`): the
+gateway has committed to one target, so nothing is retried. (tests/e2e/test_continuation.py
+covers completing the answer elsewhere.) A broken stream ends with an in-band SSE `error` event (an OpenAI error object) and
 never with `data: [DONE]`; the OpenAI SDK raises on it. A stream that is complete but lacks
 `[DONE]` is finished by the gateway. A few malformed events (`resilience.stream_malformed_max`,
 3) are dropped and the answer goes on; one more ends the stream. Mid-stream failures count
@@ -111,9 +112,10 @@ async def start(
 ) -> Setup:
     a = await sim_factory("sim-a", n_words=n_words, chunk_interval_ms=chunk_interval_ms)
     b = await sim_factory("sim-b", n_words=n_words, chunk_interval_ms=chunk_interval_ms)
-    extra = None
+    resilience: dict[str, Any] = {"continuation": False}
     if malformed_max is not None:
-        extra = {"resilience": {"stream_malformed_max": malformed_max}}
+        resilience["stream_malformed_max"] = malformed_max
+    extra = {"resilience": resilience}
     config = make_config(
         {"a": a_url or a.base_url, "b": b.base_url},
         {"chat": ["m1@a", "m1@b"]},

@@ -577,7 +577,7 @@ def _set(path: tuple[str | int, ...], value: object) -> dict[str, Any]:
             ("targets", "t", "supports"),
             ["tools", "telepathy"],
             "targets.t.supports[1]: unknown feature 'telepathy' "
-            "(known: tools, vision, json, embeddings)",
+            "(known: tools, vision, json, embeddings, prefill)",
         ),
         (("routes",), {"alias": "r"}, "routes: expected a list, got dict"),
         (("health", "store"), "etcd", "health.store: unknown store 'etcd' (known: memory, redis)"),

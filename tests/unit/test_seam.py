@@ -1,0 +1,112 @@
+"""The seam of a continued stream (`gateway.upstream.seam`), pure: what the client already has,
+and how a continuation's events are joined to it — nothing duplicated or dropped at the seam,
+a regenerated answer that differs is noticed, only plain text answers are continued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.upstream.seam import Delivered, Diverged, Seam, delivered
+
+
+def chunk(content: str | None = None, *, finish: str | None = None, **delta: Any) -> bytes:
+    d: dict[str, Any] = dict(delta)
+    if content is not None:
+        d["content"] = content
+    choice = {"index": 0, "delta": d, "finish_reason": finish}
+    return b"data: " + orjson.dumps({"id": "chatcmpl-new", "model": "m2", "choices": [choice]})
+
+
+def first(content: str, **delta: Any) -> bytes:
+    d = {"content": content, **delta}
+    choice = {"index": 0, "delta": d, "finish_reason": None}
+    return b"data: " + orjson.dumps({"id": "chatcmpl-old", "model": "m1", "choices": [choice]})
+
+
+def text_of(events: list[bytes | None]) -> str:
+    out = []
+    for raw in events:
+        if raw is None:
+            continue
+        obj = orjson.loads(raw[len(b"data: ") :])
+        for ch in obj.get("choices") or []:
+            out.append(ch["delta"].get("content") or "")
+    return "".join(out)
+
+
+def feed(seam: Seam, raws: list[bytes]) -> list[bytes | None]:
+    return [seam.rewrite(orjson.loads(raw[len(b"data: ") :])) for raw in raws]
+
+
+def test_delivered_is_the_text_and_the_stream_id() -> None:
+    events = [first("", role="assistant"), first("Hello"), first(", wor")]
+    assert delivered(events) == Delivered("Hello, wor", "chatcmpl-old")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        first("", tool_calls=[{"index": 0, "id": "call_1", "function": {"name": "f"}}]),
+        first("", reasoning_content="thinking"),
+        first("", refusal="no"),
+        b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"a"}},'
+        b'{"index":1,"delta":{"content":"b"}}]}',
+        b'data: {"id":"x","choices":[{"index":0,"text":"a completion"}]}',
+    ],
+    ids=["tool-calls", "reasoning", "refusal", "n>1", "completion"],
+)
+def test_only_a_plain_text_chat_answer_is_continued(event: bytes) -> None:
+    assert delivered([first("Hello"), event]) is None
+
+
+def test_a_regenerated_answer_is_relayed_from_where_the_client_stopped() -> None:
+    seam = Seam(Delivered("Hello, wor", "chatcmpl-old"), regenerate=True)
+    # The new stream's chunks cut the text in other places than the first did.
+    out = feed(
+        seam,
+        [chunk("", role="assistant"), chunk("Hel"), chunk("lo, w"), chunk("orld"), chunk("!")],
+    )
+    assert out[:3] == [None, None, None]  # what the client has is not sent again
+    assert text_of(out) == "ld!"
+    assert "Hello, wor" + text_of(out) == "Hello, world!"
+    for raw in out[3:]:
+        assert raw is not None
+        assert orjson.loads(raw[len(b"data: ") :])["id"] == "chatcmpl-old"  # one stream
+    assert seam.joined
+
+
+def test_the_seam_falls_exactly_on_a_chunk_boundary() -> None:
+    seam = Seam(Delivered("Hello", "id"), regenerate=True)
+    out = feed(seam, [chunk("Hello"), chunk(" there"), chunk(finish="stop")])
+    assert out[0] is None
+    assert text_of(out) == " there"
+    assert out[2] is not None  # the finish chunk goes on
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [[chunk("Hello, pla")], [chunk("Help")], [chunk("Hel"), chunk(finish="stop")]],
+    ids=["differs-late", "differs-early", "ends-early"],
+)
+def test_a_regenerated_answer_that_differs_is_noticed(chunks: list[bytes]) -> None:
+    seam = Seam(Delivered("Hello, wor", "id"), regenerate=True)
+    with pytest.raises(Diverged):
+        feed(seam, chunks)
+
+
+def test_a_prefill_continuation_is_relayed_whole_as_the_same_stream() -> None:
+    seam = Seam(Delivered("Hello, wor", "chatcmpl-old"), regenerate=False)
+    out = feed(seam, [chunk("", role="assistant"), chunk("ld"), chunk("!", finish="stop")])
+    assert out[0] is None  # a second role announcement mid-stream: nothing for the client
+    assert text_of(out) == "ld!"
+    assert all(orjson.loads(r[6:])["id"] == "chatcmpl-old" for r in out if r is not None)
+
+
+def test_a_usage_chunk_passes_before_the_seam() -> None:
+    seam = Seam(Delivered("Hello", "id"), regenerate=True)
+    usage = {"id": "x", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}
+    raw = seam.rewrite(usage)
+    assert raw is not None and orjson.loads(raw[6:])["usage"]["completion_tokens"] == 5
