@@ -1,4 +1,5 @@
-"""A client, Turnout and a tiny upstream in one process, on loopback: N chat requests.
+"""A client, Turnout and a tiny upstream in one process, on loopback: N chat requests
+(`--stream`: N streamed answers of 20 content chunks each).
 
     python -m ops.bench.inproc 500      # run from the tree whose gateway is measured
 
@@ -37,16 +38,38 @@ ANSWER = orjson.dumps(
     }
 )
 REQUEST = orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}]})
+STREAM_REQUEST = orjson.dumps(
+    {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+)
+STREAM_EVENTS = 20  # content chunks per streamed answer, then a finish chunk and [DONE]
+
+
+def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    body = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "model": "m"}
+    return b"data: " + orjson.dumps({**body, "choices": [choice]}) + b"\n\n"
+
+
+STREAM_BODY = b"".join(
+    [
+        _chunk({"role": "assistant", "content": ""}),
+        *(_chunk({"content": f" word{i}"}) for i in range(STREAM_EVENTS)),
+        _chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+)
 WORKERS = 4
 WARM_UP = 80
 
 
 async def _upstream(request: web.Request) -> web.Response:
-    await request.read()
+    body = await request.read()
+    if b'"stream":true' in body:
+        return web.Response(body=STREAM_BODY, content_type="text/event-stream")
     return web.Response(body=ANSWER, content_type="application/json")
 
 
-async def run(n: int) -> None:
+async def run(n: int, stream: bool = False) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
     runner = web.AppRunner(app, access_log=None)
@@ -71,7 +94,8 @@ async def run(n: int) -> None:
             async def worker(count: int) -> None:
                 for _ in range(count):
                     url = gateway.url + "/v1/chat/completions"
-                    async with http.post(url, data=REQUEST, headers=headers) as resp:
+                    body = STREAM_REQUEST if stream else REQUEST
+                    async with http.post(url, data=body, headers=headers) as resp:
                         await resp.read()
                         if resp.status != 200:
                             raise RuntimeError(f"status {resp.status}")
@@ -86,7 +110,8 @@ async def run(n: int) -> None:
 def main(argv: list[str]) -> int:
     import uvloop
 
-    uvloop.run(run(int(argv[0]) if argv else 500))
+    args = [a for a in argv if a != "--stream"]
+    uvloop.run(run(int(args[0]) if args else 500, stream="--stream" in argv))
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python -m ops.bench.instructions                     # this tree
     python -m ops.bench.instructions --rev fc1d76a       # and a git revision, side by side
+    python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
 
 `ops.bench.inproc` (client + Turnout + a tiny upstream in one process) runs twice under
 callgrind, with N and 5N requests; the difference divided by 4N is the instructions one
@@ -24,11 +25,12 @@ REPO = Path(__file__).resolve().parents[2]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def count(tree: Path, n: int, out: Path) -> int:
+def count(tree: Path, n: int, out: Path, stream: bool = False) -> int:
     """Instructions of one `inproc` run of `n` requests on `tree`'s gateway."""
+    extra = ["--stream"] if stream else []
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-         sys.executable, "-m", "ops.bench.inproc", str(n)],
+         sys.executable, "-m", "ops.bench.inproc", str(n), *extra],
         cwd=tree, capture_output=True, text=True, check=False,
     )  # fmt: skip
     found = _COLLECTED.search(proc.stderr)
@@ -37,10 +39,10 @@ def count(tree: Path, n: int, out: Path) -> int:
     return int(found.group(1))
 
 
-def per_request(tree: Path, n: int, tmp: Path) -> float:
+def per_request(tree: Path, n: int, tmp: Path, stream: bool = False) -> float:
     with ThreadPoolExecutor(2) as pool:  # the two runs side by side: counts do not interfere
-        small = pool.submit(count, tree, n, tmp / "small.out")
-        large = pool.submit(count, tree, 5 * n, tmp / "large.out")
+        small = pool.submit(count, tree, n, tmp / "small.out", stream)
+        large = pool.submit(count, tree, 5 * n, tmp / "large.out", stream)
         return (large.result() - small.result()) / (4 * n)
 
 
@@ -48,11 +50,12 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rev", help="also measure this git revision (checked out in a worktree)")
     ap.add_argument("-n", type=int, default=100, help="requests in the small run (large: 5n)")
+    ap.add_argument("--stream", action="store_true", help="streamed answers (20 chunks each)")
     args = ap.parse_args(argv)
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        rows.append(("this tree", per_request(REPO, args.n, tmp)))
+        rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
         if args.rev:
             wt = tmp / "rev"
             subprocess.run(
@@ -66,7 +69,7 @@ def main(argv: list[str]) -> int:
                         (REPO / "ops/bench" / name).read_bytes()
                     )
                 (wt / "ops" / "__init__.py").touch()
-                rows.append((args.rev, per_request(wt, args.n, tmp)))
+                rows.append((args.rev, per_request(wt, args.n, tmp, args.stream)))
             finally:
                 subprocess.run(
                     ["git", "worktree", "remove", "--force", str(wt)], cwd=REPO, check=False
