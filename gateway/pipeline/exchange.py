@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.edge.headers import client_headers, upstream_headers
-from gateway.pipeline.continuation import continue_stream
+from gateway.pipeline import streamed
 from gateway.pipeline.failure import failure
 from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement
 from gateway.resilience.driving import drive
@@ -29,16 +29,13 @@ from gateway.resilience.hedging import hedge_delay, race
 from gateway.resilience.permits import Permits
 from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, SameTarget, Stop
 from gateway.runtime.state import Runtime
-from gateway.telemetry.logs import RateLimitedLog
 from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
-from gateway.upstream.relay import end_with_error, relay_stream
 from gateway.upstream.seam import Seam
 from health.breaker import Admission
 from health.outcome import (
     CLIENT_GONE,
     HEDGE_LOST,
     INTERNAL,
-    FailureReason,
     Outcome,
     OutcomeKind,
     context_exceeded,
@@ -48,9 +45,6 @@ from health.store import Permit
 from policies.types import Policy, Ranked
 
 log = logging.getLogger("turnout.exchange")
-# Keyed by target id (the config's vocabulary): a provider that garbles every stream costs a
-# few lines a minute, not one per request.
-_malformed_log = RateLimitedLog(log)
 
 _NO_RESULT = AttemptResult(CLIENT_GONE)
 
@@ -286,7 +280,7 @@ class Exchange:
 
     # -- finishing ---------------------------------------------------------------------------
 
-    def _headers(self, target_id: str) -> dict[str, str]:
+    def answer_headers(self, target_id: str) -> dict[str, str]:
         out = {
             "x-turnout-target": target_id,
             "x-turnout-attempts": str(len(self.plan.history)),
@@ -303,14 +297,14 @@ class Exchange:
             if outcome.kind is OutcomeKind.SUCCESS:
                 self.rt.answers.remember(self.request_id, self.route.key, att.permit.target_id)
             if att.result.stream is not None:
-                return await self._relay(att)
+                return await streamed.answer_with_stream(self, att)
             reply = att.result.reply
             if reply is not None and outcome.kind in (
                 OutcomeKind.SUCCESS,
                 OutcomeKind.CALLER_ERROR,
             ):
                 out = client_headers(reply.headers)
-                out.update(self._headers(att.permit.target_id))
+                out.update(self.answer_headers(att.permit.target_id))
                 out["Content-Type"] = reply.content_type
                 return web.Response(status=reply.status, body=reply.body, headers=out)
         self._fail()
@@ -324,82 +318,9 @@ class Exchange:
 
         raise failure(self.plan, health, self.config.resilience.deadline_header)
 
-    def _malformed(self, att: Attempted, count: int) -> None:
-        """A committed stream met malformed events: count them, note them on the attempt's
-        span, and say so in one rate-limited line (never their bytes: they may be content)."""
-        tid = att.permit.target_id
-        limit = self.config.resilience.stream_malformed_max
-        self.rt.telemetry.malformed_events(att.span, tid, count, limit)
-        _malformed_log.warning(
-            tid,
-            "stream from %s had %d malformed event(s) after the first byte; up to %d are "
-            "dropped (request %s)",
-            tid,
-            count,
-            limit,
-            self.request_id,
-        )
-
-    async def _relay(self, att: Attempted) -> web.StreamResponse:
-        stream = att.result.stream
-        assert stream is not None
-        response = web.StreamResponse(
-            status=stream.response.status,
-            headers={
-                **client_headers(stream.headers),
-                **self._headers(att.permit.target_id),
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            },
-        )
-        try:
-            await response.prepare(self.request)
-        except ConnectionError:
-            stream.close()
-            self.settlement.settle(att, CLIENT_GONE)
-            return response
-        final = await self.relay_one(att, response)
-        if final.kind is OutcomeKind.PROVIDER_FAILURE:
-            final = await continue_stream(self, response, att.permit.target_id, final)
-        try:
-            if final.reason not in (FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN):
-                if final.kind is not OutcomeKind.SUCCESS:  # the answer is incomplete
-                    await end_with_error(response, final)
-                await response.write_eof()
-        except ConnectionError:
-            pass  # the client left as the stream ended: nothing more to tell it
-        return response
-
     async def relay_one(
         self, att: Attempted, response: web.StreamResponse, seam: Seam | None = None
     ) -> Outcome:
         """Relay one committed stream into `response` (a continuation's through `seam`),
         settle its attempt and return its outcome; its events join `sent`."""
-        stream = att.result.stream
-        assert stream is not None
-        tid = att.permit.target_id
-        final = CLIENT_GONE
-        try:
-            final = await relay_stream(
-                stream,
-                response,
-                malformed_max=self.config.resilience.stream_malformed_max,
-                seam=seam,
-            )
-        except ConnectionError:
-            final = CLIENT_GONE
-        finally:
-            stream.close()
-            self.sent.extend(stream.relayed)
-            if stream.malformed:  # before the settlement ends the span
-                self._malformed(att, stream.malformed)
-            self.settlement.settle(att, final)
-            if final.kind is OutcomeKind.PROVIDER_FAILURE:
-                log.warning(
-                    "stream from %s failed after the first byte: %s (request %s)",
-                    tid,
-                    final.summary,
-                    self.request_id,
-                )
-        return final
+        return await streamed.relay_one(self, att, response, seam)
