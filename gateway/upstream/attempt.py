@@ -20,7 +20,7 @@ import orjson
 
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.telemetry.hub import Usage
-from gateway.upstream.pool import provider_message, read_chunk, transport_outcome
+from gateway.upstream.pool import IdleReads, provider_message, transport_outcome
 from gateway.upstream.sse import Kind, SseSplitter, inspect
 from health.outcome import (
     FailureReason,
@@ -204,8 +204,9 @@ async def _read_all(resp: aiohttp.ClientResponse, deadline: float, idle_s: float
     if content.is_eof():  # the usual case: a small body already arrived with the headers
         return content.read_nowait(-1)
     chunks: list[bytes] = []
-    while chunk := await read_chunk(content, idle_s, deadline):
-        chunks.append(chunk)
+    async with IdleReads(content, idle_s, deadline) as reads:
+        while chunk := await reads.next():
+            chunks.append(chunk)
     return b"".join(chunks)
 
 

@@ -1,5 +1,5 @@
 """Connections to providers: one pooled aiohttp session per provider, reading a body under
-an idle timer, and transport errors mapped to outcomes."""
+an idle timer (`IdleReads`), and transport errors mapped to outcomes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import errno
 import re
 from collections.abc import Iterable
+from types import TracebackType
 
 import aiohttp
 import orjson
@@ -49,13 +50,44 @@ class UpstreamPool:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
 
-async def read_chunk(content: aiohttp.StreamReader, idle_s: float, end_s: float) -> bytes:
-    """The next chunk of a provider's body (b"" at its end). TimeoutError after `idle_s` of
-    silence or at `end_s` (loop time); classify it with `health.outcome.stalled`. The timer
-    runs only while waiting for the provider, never while the caller writes what came."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout_at(min(loop.time() + idle_s, end_s)):
-        return await content.readany()
+class IdleReads:
+    """Reads a provider's body chunk by chunk under one timer: TimeoutError (raised when the
+    `async with` block exits) after `idle_s` of silence or at `end_s` (loop time); classify it
+    with `health.outcome.stalled`. The timer runs only while waiting for the provider, never
+    while the caller writes what came. One timer per body, rescheduled per chunk.
+
+        async with IdleReads(content, idle_s, end_s) as reads:
+            while chunk := await reads.next(): ...
+    """
+
+    __slots__ = ("_cm", "_content", "_end_s", "_idle_s", "_loop")
+
+    def __init__(self, content: aiohttp.StreamReader, idle_s: float, end_s: float) -> None:
+        self._content = content
+        self._idle_s = idle_s
+        self._end_s = end_s
+        self._loop = asyncio.get_running_loop()
+        self._cm = asyncio.timeout(None)
+
+    async def __aenter__(self) -> IdleReads:
+        await self._cm.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._cm.__aexit__(exc_type, exc, tb)
+
+    async def next(self) -> bytes:
+        """The next chunk (b"" at the end of the body)."""
+        cm = self._cm
+        cm.reschedule(min(self._loop.time() + self._idle_s, self._end_s))
+        chunk = await self._content.readany()
+        cm.reschedule(None)
+        return chunk
 
 
 def transport_outcome(exc: BaseException) -> Outcome:

@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway.edge.shutdown import absorb_shutdown
 from gateway.telemetry.hub import Usage
 from gateway.upstream.attempt import OpenStream
-from gateway.upstream.pool import read_chunk, transport_outcome
+from gateway.upstream.pool import IdleReads, transport_outcome
 from gateway.upstream.seam import Diverged, Seam
 from gateway.upstream.sse import Kind, inspect
 from health.outcome import (
@@ -142,21 +142,21 @@ async def relay_stream(
         await _write(response, batch.take())
         if batch.done:
             return _success(stream, loop.time())
-        content, clocks = stream.response.content, stream.clocks
-        while batch.failure is None:
-            try:
-                chunk = await read_chunk(content, clocks.idle_s, clocks.end)
-            except TimeoutError:
-                batch.failure = stalled(loop.time(), clocks.end, clocks.request_deadline)
-                break
-            if not chunk:
-                break
-            batch.consume(stream.splitter.feed(chunk))
-            data = batch.take()
-            if data:
-                await _write(response, data)
-            if batch.done:
-                return _success(stream, loop.time())
+        clocks = stream.clocks
+        try:
+            async with IdleReads(stream.response.content, clocks.idle_s, clocks.end) as reads:
+                while batch.failure is None:
+                    chunk = await reads.next()
+                    if not chunk:
+                        break
+                    batch.consume(stream.splitter.feed(chunk))
+                    data = batch.take()
+                    if data:
+                        await _write(response, data)
+                    if batch.done:
+                        return _success(stream, loop.time())
+        except TimeoutError:
+            batch.failure = stalled(loop.time(), clocks.end, clocks.request_deadline)
     except ClientGone:
         return CLIENT_GONE
     except (aiohttp.ClientError, OSError) as exc:
