@@ -66,6 +66,10 @@ class Admission(enum.Enum):
     ALLOW = "allow"
     PROBE = "probe"
     DENY = "deny"
+    # Not for a new request while another candidate is admitted: the target has stopped
+    # answering (`TargetSignals.hung`). `acquire` says no; the planner still sends a request
+    # to it when nothing else would take it (it may only be slow).
+    DEFER = "defer"
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,12 @@ class FleetStore:
     def force_acquire(self, target_id: str) -> Permit:
         return self.local.force_acquire(target_id)
 
+    def heard(self, target_id: str) -> None:
+        self.local.heard(target_id)  # not shared: in-flight counts are local too
+
+    def first_token_p95_s(self, target_id: str) -> float | None:
+        return self.local.first_token_p95_s(target_id)
+
     def release(self, permit: Permit, outcome: Outcome) -> None:
         tid = permit.target_id
         sig = self.local.signals(tid)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from health.breaker import Admission, TransitionLog
 from health.clock import Clock, MonotonicClock
 from health.learned import Book, Space
-from health.outcome import Outcome
+from health.outcome import Outcome, OutcomeKind
 from health.settings import HealthSettings
 from health.signals import TargetHealth, TargetSignals
 from health.store import HealthSnapshot, Permit, StoreStatus
@@ -74,21 +74,38 @@ class MemoryStore:
         now = self._clock.now()
         sig = self.signals(target_id)
         verdict = sig.admit(now)
-        if verdict is Admission.DENY:
+        if verdict is Admission.DENY or verdict is Admission.DEFER:
             return None
-        sig.in_flight += 1
-        return Permit(target_id, verdict is Admission.PROBE)
+        sig.in_flight += 1  # `TargetSignals.started`, inlined: the hot path
+        if not sig.waiting:
+            sig.waiting_since = now
+        sig.waiting += 1
+        return Permit(target_id, verdict is Admission.PROBE, sig.epoch)
 
     def force_acquire(self, target_id: str) -> Permit:
-        """A permit regardless of the breaker: the panic attempt when every candidate is out."""
+        """A permit regardless of the breaker: the panic attempt when every candidate is out,
+        or the last resort on a target that is not answering."""
         sig = self.signals(target_id)
-        sig.in_flight += 1
-        return Permit(target_id, False)
+        return Permit(target_id, False, sig.started(self._clock.now()))
 
     def release(self, permit: Permit, outcome: Outcome) -> None:
         sig = self.signals(permit.target_id)
-        sig.in_flight = max(0, sig.in_flight - 1)
+        if outcome.kind is OutcomeKind.SUCCESS:  # `TargetSignals.ended`, inlined: the hot path
+            sig.in_flight = max(0, sig.in_flight - 1)
+            sig.epoch += 1
+            sig.waiting = 0
+        else:
+            sig.ended(permit.epoch, outcome)
         sig.record(outcome, self._clock.now(), probe=permit.probe)
+
+    def heard(self, target_id: str) -> None:
+        sig = self._targets.get(target_id)
+        if sig is not None:
+            sig.heard()
+
+    def first_token_p95_s(self, target_id: str) -> float | None:
+        sig = self._targets.get(target_id)
+        return None if sig is None else sig.ttft_samples.p95()
 
     def learned(self, space: str) -> Space:
         return self.book.space(space)

@@ -67,6 +67,16 @@ class FailureReason(enum.Enum):
 
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 _TRANSIENT_REASONS = frozenset({FailureReason.CONNECTION_RESET, FailureReason.CONNECT_ERROR})
+_SILENT = frozenset(
+    {
+        FailureReason.CONNECT_TIMEOUT,
+        FailureReason.HEADERS_TIMEOUT,
+        FailureReason.FIRST_TOKEN_TIMEOUT,
+        FailureReason.IDLE_TIMEOUT,
+        FailureReason.TOTAL_TIMEOUT,
+    }
+)
+TIMED_OUT = _SILENT  # the reasons of an attempt that got nothing back in time
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,16 @@ class Outcome:
         if self.reason is FailureReason.STATUS:
             return self.status in _TRANSIENT_STATUS
         return self.reason in _TRANSIENT_REASONS
+
+    @property
+    def answered(self) -> bool:
+        """The target sent something back (an answer, an error status, a bad body, a refused
+        or reset connection): it is not silent. Not a timer that fired, nor a neutral ending
+        (the client left, the deadline, a lost hedge), which say nothing about that."""
+        kind = self.kind
+        if kind is OutcomeKind.SUCCESS:  # the hot path: no set lookup (an enum's hash is slow)
+            return True
+        return kind is not OutcomeKind.NEUTRAL and self.reason not in _SILENT
 
     @property
     def summary(self) -> str:

@@ -74,6 +74,33 @@ class ThrottleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HangSettings:
+    """When a target that has stopped answering is passed over by new requests: requests
+    have waited on it, without a single answer coming back, for longer than
+    max(floor_s, factor x its TTFT peak-EWMA) (floor_s alone while it has no history). The
+    first answer of any kind, or a breaker trip, ends it."""
+
+    enabled: bool = setting(
+        True,
+        "pass over a target whose requests have waited far past its usual time to first "
+        "byte with nothing coming back (it takes a request only when nothing else is admitted)",
+        live=False,
+    )
+    factor: float = setting(
+        4.0,
+        "not answering: silent for longer than this many times its TTFT peak-EWMA...",
+        live=False,
+        positive=True,
+    )
+    floor_s: float = setting(
+        1.0,
+        "...and never sooner than this; the whole limit while it has no history",
+        live=False,
+        positive=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class HealthSettings:
     window_s: float = setting(10.0, "the sliding error-rate window", live=False, positive=True)
     bucket_s: float = setting(
@@ -87,6 +114,10 @@ class HealthSettings:
     )
     throttle: ThrottleSettings = field(
         default_factory=ThrottleSettings, metadata=nested("how long a 429 keeps a target aside")
+    )
+    hang: HangSettings = field(
+        default_factory=HangSettings,
+        metadata=nested("when a target that stopped answering is passed over"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -34,6 +35,10 @@ class TargetHealth:
     fleet_error_rate: float | None = None  # None: no fleet view (memory store, or Redis down)
     fleet_window_calls: int = 0
     misconfigured_reason: str = ""  # what the provider said, when misconfigured
+    # How long requests have been waiting on it with nothing coming back (0: none waiting),
+    # and the limit past which it is not answering (0: hang detection off).
+    silent_s: float = 0.0
+    hang_after_s: float = 0.0
 
     @property
     def available(self) -> bool:
@@ -42,8 +47,9 @@ class TargetHealth:
 
     def why_unavailable(self) -> str | None:
         """Why the target cannot take traffic now, or None. The one rule, the store's
-        admission's too: its breaker is open, or it is throttled. A misconfigured target is
-        open for `misconfigured_open_s`, then probed like any other (the key may be fixed)."""
+        admission's too: its breaker is open, it is throttled, or it has stopped answering
+        (`TargetSignals.hung`: admission DEFER). A misconfigured target is open for
+        `misconfigured_open_s`, then probed like any other (the key may be fixed)."""
         if self.state is BreakerState.OPEN:
             if self.misconfigured:
                 why = self.misconfigured_reason or "rejected by the provider"
@@ -51,6 +57,11 @@ class TargetHealth:
             return f"breaker open ({self.open_for_s:.1f}s left)"
         if self.throttled_for_s > 0:
             return f"throttled ({self.throttled_for_s:.1f}s left)"
+        if self.silent_s > self.hang_after_s > 0 and self.state is BreakerState.CLOSED:
+            return (
+                f"not answering (requests waiting {self.silent_s:.1f}s with nothing back; "
+                f"limit {self.hang_after_s:.1f}s)"
+            )
         return None
 
     @staticmethod
@@ -90,6 +101,16 @@ class TargetSignals:
         self.latency_samples = Reservoir()
         self.ttft_samples = Reservoir()
         self.in_flight = 0
+        # Attempts started since the target last answered and still in flight, since when
+        # (the first of them started; meaningful while `waiting` > 0), and the answer count
+        # a permit was issued in (its `epoch`): an attempt older than the last answer is not
+        # one of the waiting ones.
+        self.waiting = 0
+        self.waiting_since = 0.0
+        self.epoch = 0
+        self._hang = settings.hang.enabled
+        # Below this much silence no limit can be passed: the hot path's one comparison.
+        self._hang_floor_s = settings.hang.floor_s if self._hang else math.inf
         self.throttled_until = 0.0
         self._throttle_streak = 0
         self.misconfigured = False
@@ -103,12 +124,68 @@ class TargetSignals:
     def admit(self, now_s: float) -> Admission:
         if now_s < self.throttled_until:
             return Admission.DENY
-        return self.breaker.admit(now_s)
+        verdict = self.breaker.admit(now_s)
+        if (
+            self.waiting
+            and now_s - self.waiting_since > self._hang_floor_s
+            and verdict is Admission.ALLOW
+            and self.hung(now_s)
+        ):
+            return Admission.DEFER
+        return verdict
 
     def peek(self, now_s: float) -> Admission:
         if now_s < self.throttled_until:
             return Admission.DENY
-        return self.breaker.peek(now_s)
+        verdict = self.breaker.peek(now_s)
+        if (
+            self.waiting
+            and now_s - self.waiting_since > self._hang_floor_s
+            and verdict is Admission.ALLOW
+            and self.hung(now_s)
+        ):
+            return Admission.DEFER
+        return verdict
+
+    # -- stopped answering -------------------------------------------------------------------
+
+    def hang_after_s(self) -> float:
+        """Silence past which the target is not answering: max(floor, factor x its TTFT
+        peak-EWMA), the floor alone while it has no history; 0 when detection is off."""
+        if not self._hang:
+            return 0.0
+        h = self._settings.hang
+        usual = self.ttft.value
+        return h.floor_s if usual is None else max(h.floor_s, h.factor * usual)
+
+    def silent_s(self, now_s: float) -> float:
+        """How long requests have been waiting on it with nothing coming back (0: none)."""
+        return now_s - self.waiting_since if self.waiting else 0.0
+
+    def hung(self, now_s: float) -> bool:
+        """Requests have waited on it, without one answer, for longer than `hang_after_s`."""
+        return self._hang and self.waiting > 0 and self.silent_s(now_s) > self.hang_after_s()
+
+    def started(self, now_s: float) -> int:
+        """An attempt was sent: counted in flight and waiting; returns the permit's epoch."""
+        self.in_flight += 1
+        if not self.waiting:
+            self.waiting_since = now_s
+        self.waiting += 1
+        return self.epoch
+
+    def heard(self) -> None:
+        """Something came back from the target: nothing is waiting on it since then."""
+        self.epoch += 1
+        self.waiting = 0
+
+    def ended(self, epoch: int, outcome: Outcome) -> None:
+        """An attempt of `epoch` is over: out of flight, and an answer if it was one."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if outcome.answered:
+            self.heard()
+        elif epoch == self.epoch and self.waiting:
+            self.waiting -= 1  # it left unanswered (timed out, cancelled): no longer waiting
 
     def record(self, outcome: Outcome, now_s: float, *, probe: bool) -> None:
         kind = outcome.kind
@@ -156,6 +233,8 @@ class TargetSignals:
         fleet = self.fleet_window
         open_until = self.breaker.open_until()
         state = self.breaker.state(now_s)
+        silent_s = now_s - self.waiting_since if self.waiting else 0.0
+        # The limit only matters past the floor (or to operators): skipped on the usual path.
         return TargetHealth(
             target_id=self.target_id,
             state=state,
@@ -175,4 +254,6 @@ class TargetSignals:
             fleet_error_rate=None if fleet is None else fleet.failure_rate,
             fleet_window_calls=0 if fleet is None else fleet.total,
             misconfigured_reason=self.misconfigured_reason,
+            silent_s=silent_s,
+            hang_after_s=self.hang_after_s() if detailed or silent_s > self._hang_floor_s else 0.0,
         )

@@ -25,6 +25,7 @@ class Permit:
 
     target_id: str
     probe: bool
+    epoch: int = 0  # the target's answer count when it was issued (`TargetSignals.epoch`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,16 @@ class HealthStore(Protocol):
 
     def release(self, permit: Permit, outcome: Outcome) -> None:
         """Record the attempt's outcome and free its in-flight slot. Call exactly once."""
+        ...
+
+    def heard(self, target_id: str) -> None:
+        """Something came back from the target before its attempt is released (a stream's
+        first output event): it is answering."""
+        ...
+
+    def first_token_p95_s(self, target_id: str) -> float | None:
+        """The target's recent p95 time to first token in seconds (None: no samples), cheap
+        enough for every attempt (re-sorted once per 32 samples)."""
         ...
 
     def learned(self, space: str) -> Space:

@@ -77,6 +77,10 @@ def target_view(
         "ttft_ms_p50": h.ttft_ms_p50,
         "ttft_ms_ewma": h.ttft_ms_ewma,
         "in_flight": h.in_flight,
+        # Why it takes no new requests now (the one rule, `TargetHealth.why_unavailable`).
+        "unavailable": h.why_unavailable(),
+        "waiting_without_answer_s": round(h.silent_s, 3),  # requests waiting, nothing back
+        "hang_after_s": round(h.hang_after_s, 3),  # ... past this it is not answering
         "throttled_until": _wall(h.throttled_for_s, now_wall),
         "open_until": _wall(h.open_for_s, now_wall),
         "last_transition": None

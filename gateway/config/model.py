@@ -21,6 +21,27 @@ LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
+class AdaptiveTimeouts:
+    """A target's first-token and idle limits from its observed p95 time to first token:
+    clamp(factor x p95, floor_s, cap_s) in place of the fixed ones, so a slow but healthy
+    model is not cut by a fixed number and a dead one is cut well before it. The last
+    candidate a request can try keeps at least its fixed limits; a target with no samples
+    gets the fixed ones."""
+
+    enabled: bool = setting(
+        False,
+        "first_token_s and idle_s from the target's p95 time to first token (x factor, "
+        "within floor_s and cap_s); the last candidate keeps at least the fixed ones",
+        live=True,
+    )
+    factor: float = setting(
+        3.0, "the limit is this many times the p95...", live=True, positive=True
+    )
+    floor_s: float = setting(5.0, "...never below this...", live=True, positive=True)
+    cap_s: float = setting(120.0, "...nor above this", live=True, positive=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Timeouts:
     """Per-phase upstream timeouts, in seconds. `total_s` bounds a whole request."""
 
@@ -43,6 +64,10 @@ class Timeouts:
         "deadline",
         live=True,
         positive=True,
+    )
+    adaptive: AdaptiveTimeouts = field(
+        default_factory=AdaptiveTimeouts,
+        metadata=nested("first-token and idle limits from the target's observed p95 TTFT"),
     )
 
 
@@ -206,7 +231,7 @@ class RouteConfig:
         live=True,
         positive=True,
     )
-    timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides the provider's
+    timeouts: Mapping[str, Any] = field(default_factory=dict)  # overrides the provider's
     deadline_s: float | None = setting(
         _RESILIENCE.deadline_s,
         "one deadline for the whole request (default: resilience.deadline_s)",

@@ -79,10 +79,16 @@ def decode_section(s: Section, cls: type[T], **given: Any) -> T:
 
 def decode_overrides(s: Section, cls: type[Any]) -> dict[str, Any]:
     """Only the keys of `cls` that `s` sets (a route's overrides of a provider's timeouts),
-    by field name; the others are known but left out."""
+    by field name; the others are known but left out. A nested part that `s` sets replaces
+    the provider's whole (its unset keys take their defaults)."""
     out: dict[str, Any] = {}
     for e in flat(cls):
-        if s.has(e.key):
+        if isinstance(e.meta, Part):
+            if s.has(e.key):
+                out[e.name] = decode_section(s.sub(e.key), e.hint)
+            else:
+                s.raw(e.key)
+        elif s.has(e.key):
             out[e.name] = read_setting(s, e)
         else:
             s.raw(e.key)  # known, even when absent

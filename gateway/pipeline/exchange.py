@@ -24,6 +24,7 @@ from gateway.edge.headers import client_headers, upstream_headers
 from gateway.pipeline import streamed
 from gateway.pipeline.failure import failure
 from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement
+from gateway.resilience.adaptive import adapted
 from gateway.resilience.driving import drive
 from gateway.resilience.hedging import hedge_delay, race
 from gateway.resilience.permits import Permits
@@ -170,10 +171,22 @@ class Exchange:
             return await race(self, permit, hedge_delay(hedge, self.rt.store, permit.target_id))
         return self.judge(await self.attempt(permit))
 
-    def _timeouts(self, provider: Timeouts) -> Timeouts:
-        """The provider's phase timeouts with the route's overrides."""
+    def _timeouts(self, provider: Timeouts, target_id: str) -> Timeouts:
+        """The provider's phase timeouts with the route's overrides; first-token and idle
+        limits from the target's p95 when adaptive (`gateway.resilience.adaptive`)."""
         overrides = self.route.timeouts
-        return dataclasses.replace(provider, **overrides) if overrides else provider
+        t = dataclasses.replace(provider, **overrides) if overrides else provider
+        if not t.adaptive.enabled:
+            return t
+        p95_s = self.rt.store.first_token_p95_s(target_id)
+        return adapted(t, p95_s, final=self._final(target_id))
+
+    def _final(self, target_id: str) -> bool:
+        """Whether an attempt on `target_id` is the last one this request's plan can try."""
+        plan = self.plan
+        if len(plan.tried | {target_id}) >= plan.limits.max_attempts:
+            return True
+        return not any(c.target_id != target_id for c in plan.remaining())
 
     def _spec(self, target_id: str, body: dict[str, Any] | None = None) -> AttemptSpec:
         target = self.config.targets[target_id]
@@ -187,8 +200,9 @@ class Exchange:
             body=orjson.dumps(payload),
             headers=upstream_headers(self.request.headers, provider, self.request_id),
             stream=self.stream,
-            timeouts=self._timeouts(provider.timeouts),
+            timeouts=self._timeouts(provider.timeouts, target_id),
             deadline=self.plan.limits.deadline,
+            heard=self.rt.store.heard if self.stream else None,  # a stream's first event
         )
 
     async def attempt(

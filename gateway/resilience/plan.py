@@ -18,7 +18,7 @@ from typing import Protocol
 
 from gateway.config.model import Config, ResilienceConfig, RouteConfig
 from health.breaker import Admission
-from health.outcome import FailureReason, Outcome, OutcomeKind
+from health.outcome import TIMED_OUT, FailureReason, Outcome, OutcomeKind
 from health.store import Permit
 from policies.types import Candidate
 
@@ -99,6 +99,16 @@ class SameTarget:
 
 
 NO_SAME_TARGET = SameTarget(0, 0.0)
+_ADMITS = (Admission.ALLOW, Admission.PROBE)
+# After a timeout on a target health has since set aside (not answering, or its breaker
+# opened): the retry is that dead target's cost, not a storm (docs/reliability.md, section 3).
+_SET_ASIDE = (Admission.DEFER, Admission.DENY)
+
+
+def _free() -> bool:
+    return True
+
+
 _THROTTLE_MARGIN_S = 0.02  # past the Retry-After: the store's throttle has surely expired
 
 
@@ -195,17 +205,46 @@ class AttemptPlan:
         permit = self.next_target(gates.acquire, gates.warmth)
         if permit is not None:
             return permit, False
+        permit = self._last_resort(gates)
+        if permit is not None:
+            return permit, False
         tid = self.panic_target() if gates.panic else None
         if tid is not None and gates.panic_free(tid):
             return gates.force_acquire(tid), True
         self.stop = Stop.EXHAUSTED
         return None
 
+    def _deferred(self, gates: Gates) -> str | None:
+        """The first candidate passed over only because it is not answering (admission
+        DEFER), not tried yet."""
+        tried = self.tried
+        for c in self.ranked:
+            tid = c.target_id
+            if tid not in self.skipped or tid in tried:
+                continue
+            if self.min_context is not None and not (
+                c.context_window is not None and c.context_window > self.min_context
+            ):
+                continue
+            if gates.admission(tid) is Admission.DEFER:
+                return tid
+        return None
+
+    def _last_resort(self, gates: Gates) -> Permit | None:
+        """Nothing else is admitted: a candidate passed over only because it is not answering
+        takes the request after all. It may only be slow, and a request with nowhere else to
+        go is not better off turned away (nor limited to one panic attempt at a time)."""
+        tid = self._deferred(gates) if self.skipped else None
+        if tid is None:
+            return None
+        self.skipped.discard(tid)
+        return gates.force_acquire(tid)
+
     def hedge(self, gates: Gates, busy: str) -> Permit | None:
         """A second target to race `busy` (in flight, so not a candidate), if health admits
         one and the budget allows one more attempt (spent only when there is a target)."""
         others = (c.target_id for c in self.remaining() if c.target_id != busy)
-        if not any(gates.admission(t) is not Admission.DENY for t in others):
+        if not any(gates.admission(t) in _ADMITS for t in others):
             return None
         if not gates.spend():
             return None
@@ -218,12 +257,19 @@ class AttemptPlan:
     def after(self, now: float, gates: Gates) -> Stop | None:
         """After an attempt was recorded: why to stop, or None to go on after `wait_s` (on
         `again` when it is a same-target retry)."""
+        history = self.history
+        last_kind = history[-1].outcome.kind if history else None
+        if last_kind is OutcomeKind.SUCCESS and self.stop is None:
+            self.stop = Stop.SUCCESS  # the usual case, what `decide` says first, in short
+            return self.stop
         retry = self._same_target(now, gates)
+        failed = last_kind is OutcomeKind.PROVIDER_FAILURE
         stop = self.decide(
             now,
-            gates.spend,
+            _free if failed and self._stuck_on_dead(gates) else gates.spend,
             lambda tid: gates.admission(tid) is not Admission.DENY,
             retry_same=retry is not None,
+            deferred=bool(self.skipped) and self._deferred(gates) is not None,
         )
         if stop is None:
             if retry is not None:
@@ -243,6 +289,19 @@ class AttemptPlan:
                 break
         self.stop = None
         return self.after(now, gates)
+
+    def _stuck_on_dead(self, gates: Gates) -> bool:
+        """The last attempt timed out on a target that health has since set aside (it is not
+        answering, or its breaker opened): its retry is not charged to the retry budget."""
+        if not self.history:
+            return False
+        last = self.history[-1]
+        outcome = last.outcome
+        if outcome.kind is not OutcomeKind.PROVIDER_FAILURE or last.hedge:
+            return False  # the usual case, a success: no set lookup
+        if outcome.reason not in TIMED_OUT:
+            return False
+        return gates.admission(last.target_id) in _SET_ASIDE
 
     def _same_target(self, now: float, gates: Gates) -> tuple[str, float] | None:
         """The target that just failed and the wait before trying it again, if the failure
@@ -285,11 +344,13 @@ class AttemptPlan:
         available: Callable[[str], bool] = lambda _tid: True,
         *,
         retry_same: bool = False,
+        deferred: bool = False,
     ) -> Stop | None:
         """After an attempt: stop (and why), or None to go on. Spends budget only to go on;
         `available` (health, without side effects) keeps it from paying for a dead end;
         `retry_same`: the next attempt is on the same target, so other candidates need not
-        remain."""
+        remain; `deferred`: a candidate passed over as not answering is left (the last
+        resort)."""
         if self.stop is not None:
             return self.stop
         last = self.history[-1] if self.history else None
@@ -308,7 +369,11 @@ class AttemptPlan:
             stop = Stop.MAX_ATTEMPTS  # targets tried; same-target retries are bounded apart
         elif self.time_left(now) < self.limits.min_attempt_s:
             stop = Stop.DEADLINE
-        elif not retry_same and not any(available(c.target_id) for c in self.remaining()):
+        elif (
+            not retry_same
+            and not deferred
+            and not any(available(c.target_id) for c in self.remaining())
+        ):
             stop = Stop.EXHAUSTED
         elif not budget_ok():
             stop = Stop.BUDGET
@@ -346,7 +411,7 @@ class _DryGates:
 
     def acquire(self, target_id: str) -> Permit | None:
         verdict = self.peek(target_id)
-        return None if verdict is Admission.DENY else Permit(target_id, verdict is Admission.PROBE)
+        return None if verdict not in _ADMITS else Permit(target_id, verdict is Admission.PROBE)
 
     def force_acquire(self, target_id: str) -> Permit:
         return Permit(target_id, False)

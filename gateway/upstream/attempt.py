@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -48,6 +49,9 @@ class AttemptSpec:
     stream: bool
     timeouts: Timeouts  # the provider's, with the route's overrides
     deadline: float | None = None  # the whole request's (loop time), if it has one
+    # Told the target id when a stream reaches its first output event: the target answered,
+    # long before its attempt is released after the relay (`HealthStore.heard`).
+    heard: Callable[[str], None] | None = None
 
     @property
     def url(self) -> str:
@@ -143,6 +147,8 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
         if spec.stream:
             clocks = Clocks(deadline, request_deadline, t.idle_s)
             result = await _open_stream(resp, started, started + t.first_token_s, clocks)
+            if result.stream is not None and spec.heard is not None:
+                spec.heard(spec.target.id)
         else:
             result = await _read_json(resp, started, deadline, t.idle_s)
     except BaseException:

@@ -25,6 +25,7 @@ from gateway.resilience.plan import (
 )
 from health.breaker import Admission
 from health.clock import ManualClock
+from health.memory import MemoryStore
 from health.outcome import CLIENT_GONE, Outcome, OutcomeKind, classify_status
 from health.outcome import DEADLINE as DEADLINE_OUT
 from health.store import Permit
@@ -51,6 +52,7 @@ __all__ = [
     "Gate",
     "Loop",
     "LoopGates",
+    "StoreGates",
     "cand",
     "make_plan",
     "ranked",
@@ -132,6 +134,39 @@ class LoopGates:
 
     def panic_free(self, target_id: str) -> bool:
         return target_id not in self.panicking
+
+
+class StoreGates:
+    """The planner's gates over a real MemoryStore, as the exchange builds them, with a real
+    retry budget on the same clock."""
+
+    def __init__(
+        self, store: MemoryStore, clock: ManualClock, budget: BudgetSettings | None = None
+    ) -> None:
+        self.store = store
+        self.budget = RetryBudget(budget or BudgetSettings(), clock)
+        self.panic = True
+
+    def acquire(self, target_id: str) -> Permit | None:
+        return self.store.acquire(target_id)
+
+    def force_acquire(self, target_id: str) -> Permit:
+        return self.store.force_acquire(target_id)
+
+    def admission(self, target_id: str) -> Admission:
+        return self.store.admission(target_id)
+
+    def warmth(self, target_id: str) -> float:
+        return self.store.warmth(target_id)
+
+    def same_target(self, target_id: str) -> SameTarget:
+        return SameTarget()  # the shipped defaults
+
+    def spend(self) -> bool:
+        return self.budget.try_spend()
+
+    def panic_free(self, target_id: str) -> bool:
+        return True
 
 
 class Loop:

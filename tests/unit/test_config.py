@@ -391,7 +391,7 @@ def test_typo_of_a_real_key_is_rejected() -> None:
     data["providers"]["a"]["timeouts"] = {"conect_s": 1}
     assert only_issue(data) == (
         "providers.a.timeouts.conect_s: unknown key "
-        "(known keys: connect_s, first_token_s, headers_s, idle_s, total_s)"
+        "(known keys: adaptive, connect_s, first_token_s, headers_s, idle_s, total_s)"
     )
 
 

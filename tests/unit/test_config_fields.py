@@ -29,7 +29,7 @@ from gateway.runtime.reload import reload
 from gateway.runtime.state import Runtime
 from health.clock import ManualClock
 from health.declared import Entry, Part, Setting, flat
-from health.settings import BreakerSettings, ThrottleSettings
+from health.settings import BreakerSettings, HangSettings, ThrottleSettings
 from tests.builders import REPO_ROOT
 
 SCHEMA = config_schema()
@@ -44,6 +44,7 @@ SECTIONS: list[tuple[tuple[str, ...], type[Any]]] = [
     (("health",), HealthConfig),
     (("health", "breaker"), BreakerSettings),
     (("health", "throttle"), ThrottleSettings),
+    (("health", "hang"), HangSettings),
     (("resilience",), ResilienceConfig),
     (("telemetry",), TelemetryConfig),
 ]

@@ -11,49 +11,18 @@ import random
 
 import pytest
 
-from gateway.resilience.budget import BudgetSettings, RetryBudget
 from gateway.resilience.driving import drive
-from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, SameTarget, Stop, would_try
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop, would_try
 from health.breaker import Admission, BreakerState
 from health.clock import ManualClock
 from health.memory import MemoryStore
 from health.outcome import Outcome, classify_status
 from health.settings import BreakerSettings, HealthSettings
 from health.store import Permit
-from tests.unit.planning import Gate, cand, make_plan, ranked
+from tests.unit.planning import Gate, StoreGates, cand, make_plan, ranked
 
 OK = classify_status(200)
 DOWN = classify_status(503)
-
-
-class StoreGates:
-    """The planner's gates over a real MemoryStore, as the exchange builds them."""
-
-    def __init__(self, store: MemoryStore, clock: ManualClock) -> None:
-        self.store = store
-        self.budget = RetryBudget(BudgetSettings(), clock)
-        self.panic = True
-
-    def acquire(self, target_id: str) -> Permit | None:
-        return self.store.acquire(target_id)
-
-    def force_acquire(self, target_id: str) -> Permit:
-        return self.store.force_acquire(target_id)
-
-    def admission(self, target_id: str) -> Admission:
-        return self.store.admission(target_id)
-
-    def warmth(self, target_id: str) -> float:
-        return self.store.warmth(target_id)
-
-    def same_target(self, target_id: str) -> SameTarget:
-        return SameTarget()  # the shipped defaults
-
-    def spend(self) -> bool:
-        return self.budget.try_spend()
-
-    def panic_free(self, target_id: str) -> bool:
-        return True
 
 
 class Fleet:
