@@ -22,7 +22,8 @@ from gateway.edge.context import RUNTIME
 from gateway.edge.errors import InvalidRequest
 from gateway.pipeline.proxy import OPERATIONS
 from gateway.pipeline.routing import Routed, find_route, route_request
-from gateway.resilience.plan import SameTarget, would_try
+from gateway.resilience.dry_run import would_try
+from gateway.resilience.same_target import SameTarget
 from gateway.runtime.reload import is_reloadable
 from gateway.runtime.state import ReloadReport
 from health.breaker import Admission

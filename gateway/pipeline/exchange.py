@@ -28,7 +28,8 @@ from gateway.resilience.adaptive import adapted
 from gateway.resilience.driving import drive
 from gateway.resilience.hedging import hedge_delay, race
 from gateway.resilience.permits import Permits
-from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, SameTarget, Stop
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
+from gateway.resilience.same_target import SameTarget
 from gateway.runtime.state import Runtime
 from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
 from gateway.upstream.seam import Seam
@@ -179,14 +180,7 @@ class Exchange:
         if not t.adaptive.enabled:
             return t
         p95_s = self.rt.store.first_token_p95_s(target_id)
-        return adapted(t, p95_s, final=self._final(target_id))
-
-    def _final(self, target_id: str) -> bool:
-        """Whether an attempt on `target_id` is the last one this request's plan can try."""
-        plan = self.plan
-        if len(plan.tried | {target_id}) >= plan.limits.max_attempts:
-            return True
-        return not any(c.target_id != target_id for c in plan.remaining())
+        return adapted(t, p95_s, final=self.plan.is_last(target_id))
 
     def _spec(self, target_id: str, body: dict[str, Any] | None = None) -> AttemptSpec:
         target = self.config.targets[target_id]

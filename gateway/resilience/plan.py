@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.config.model import Config, ResilienceConfig, RouteConfig
+from gateway.config.model import ResilienceConfig
+from gateway.resilience.same_target import THROTTLE_MARGIN_S, SameTarget
 from health.breaker import Admission
 from health.outcome import TIMED_OUT, FailureReason, Outcome, OutcomeKind
 from health.store import Permit
@@ -72,34 +73,7 @@ class Gates(Protocol):
 _DEFAULTS = ResilienceConfig()  # the declared defaults (gateway.config.model), not copies
 
 
-@dataclass(frozen=True, slots=True)
-class SameTarget:
-    """Retries on the target that just failed, before failing over: after a transient failure
-    (`Outcome.transient`) with the usual backoff, or after a 429 whose Retry-After is at most
-    `retry_after_wait_s`, once it has passed. `retries` bounds both, per target and request."""
-
-    retries: int = _DEFAULTS.same_target_retries
-    retry_after_wait_s: float = _DEFAULTS.retry_after_wait_s
-
-    @staticmethod
-    def of(config: Config, route: RouteConfig, target_id: str) -> SameTarget:
-        """The route's setting, else the target's provider's, else resilience's."""
-        provider = config.providers[config.targets[target_id].provider]
-        resilience = config.resilience
-        retries = route.same_target_retries
-        if retries is None:
-            retries = provider.same_target_retries
-        wait = route.retry_after_wait_s
-        if wait is None:
-            wait = provider.retry_after_wait_s
-        return SameTarget(
-            resilience.same_target_retries if retries is None else retries,
-            resilience.retry_after_wait_s if wait is None else wait,
-        )
-
-
-NO_SAME_TARGET = SameTarget(0, 0.0)
-_ADMITS = (Admission.ALLOW, Admission.PROBE)
+ADMITS = (Admission.ALLOW, Admission.PROBE)  # what `acquire` turns into a permit
 # After a timeout on a target health has since set aside (not answering, or its breaker
 # opened): the retry is that dead target's cost, not a storm (docs/reliability.md, section 3).
 _SET_ASIDE = (Admission.DEFER, Admission.DENY)
@@ -107,9 +81,6 @@ _SET_ASIDE = (Admission.DEFER, Admission.DENY)
 
 def _free() -> bool:
     return True
-
-
-_THROTTLE_MARGIN_S = 0.02  # past the Retry-After: the store's throttle has surely expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +158,13 @@ class AttemptPlan:
             self.skipped.add(tid)
         return None
 
+    def is_last(self, target_id: str) -> bool:
+        """Whether an attempt on `target_id` is the last one this plan can make (no other
+        candidate left, or it is the last target `max_attempts` allows)."""
+        if len(self.tried | {target_id}) >= self.limits.max_attempts:
+            return True
+        return not any(c.target_id != target_id for c in self.remaining())
+
     def panic_target(self) -> str | None:
         """All candidates are out: the least-bad one (the policy ranks benched ones by how soon
         they may recover), for a single attempt. Only before any other attempt."""
@@ -244,7 +222,7 @@ class AttemptPlan:
         """A second target to race `busy` (in flight, so not a candidate), if health admits
         one and the budget allows one more attempt (spent only when there is a target)."""
         others = (c.target_id for c in self.remaining() if c.target_id != busy)
-        if not any(gates.admission(t) in _ADMITS for t in others):
+        if not any(gates.admission(t) in ADMITS for t in others):
             return None
         if not gates.spend():
             return None
@@ -321,7 +299,7 @@ class AttemptPlan:
             assert outcome.retry_after_s is not None
             if outcome.retry_after_s > policy.retry_after_wait_s:
                 return None  # a long wait: another target now beats this one later
-            wait = outcome.retry_after_s + _THROTTLE_MARGIN_S
+            wait = outcome.retry_after_s + THROTTLE_MARGIN_S
         else:
             wait = self.backoff_s(len(self.history), now)
         if self.time_left(now) < wait + self.limits.min_attempt_s:
@@ -396,57 +374,3 @@ class AttemptPlan:
         ceiling = min(lim.backoff_cap_s, lim.backoff_base_s * (2 ** max(0, attempt_number - 1)))
         wait = self.rng.uniform(0.0, ceiling)
         return max(0.0, min(wait, self.time_left(now) - lim.min_attempt_s))
-
-
-_DRY_FAILURE = Outcome(OutcomeKind.PROVIDER_FAILURE, FailureReason.STATUS, status=503)
-
-
-@dataclass(frozen=True, slots=True)
-class _DryGates:
-    """Health as it is now, nothing taken; a budget that never runs out."""
-
-    peek: Callable[[str], Admission]
-    panic: bool
-    retries: Callable[[str], SameTarget]
-
-    def acquire(self, target_id: str) -> Permit | None:
-        verdict = self.peek(target_id)
-        return None if verdict not in _ADMITS else Permit(target_id, verdict is Admission.PROBE)
-
-    def force_acquire(self, target_id: str) -> Permit:
-        return Permit(target_id, False)
-
-    def admission(self, target_id: str) -> Admission:
-        return self.peek(target_id)
-
-    def warmth(self, target_id: str) -> float:
-        return 1.0  # the order the loop would take, not a draw of the slow-start ramp
-
-    def same_target(self, target_id: str) -> SameTarget:
-        return self.retries(target_id)
-
-    def spend(self) -> bool:
-        return True
-
-    def panic_free(self, target_id: str) -> bool:
-        return True
-
-
-def would_try(
-    ranked: Sequence[Candidate],
-    max_attempts: int,
-    peek: Callable[[str], Admission],
-    panic: bool,
-    retries: Callable[[str], SameTarget] = lambda _tid: NO_SAME_TARGET,
-) -> list[str]:
-    """The targets the loop would try, in order, if every attempt failed with a 503 (the dry
-    run): a target appears again for each same-target retry it would get."""
-    plan = AttemptPlan(ranked, Limits(max_attempts=max_attempts))
-    gates = _DryGates(peek, panic, retries)
-    tried: list[str] = []
-    while (picked := plan.pick(gates)) is not None:
-        tried.append(picked[0].target_id)
-        plan.record(AttemptRecord(picked[0].target_id, _DRY_FAILURE, panic=picked[1]))
-        if plan.after(0.0, gates) is not None:
-            break
-    return tried

@@ -16,13 +16,8 @@ import pytest
 
 from gateway.resilience.budget import BudgetSettings, RetryBudget
 from gateway.resilience.driving import drive
-from gateway.resilience.plan import (
-    NO_SAME_TARGET,
-    AttemptPlan,
-    AttemptRecord,
-    Limits,
-    SameTarget,
-)
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits
+from gateway.resilience.same_target import NO_SAME_TARGET, SameTarget
 from health.breaker import Admission
 from health.clock import ManualClock
 from health.memory import MemoryStore

@@ -11,10 +11,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.resilience.budget import BudgetSettings
-from gateway.resilience.plan import (
-    Stop,
-    would_try,
-)
+from gateway.resilience.dry_run import would_try
+from gateway.resilience.plan import Stop
 from health.breaker import Admission
 from health.clock import ManualClock
 from health.outcome import FailureReason, Outcome, OutcomeKind

@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import load_text
-from gateway.resilience.plan import AttemptRecord, SameTarget, Stop, would_try
+from gateway.resilience.dry_run import would_try
+from gateway.resilience.plan import AttemptRecord, Stop
+from gateway.resilience.same_target import SameTarget
 from health.breaker import Admission
 from health.outcome import FailureReason, Outcome, classify_status, provider_failure
 from tests.unit.planning import FAIL_503, OK, Loop, ranked

@@ -12,7 +12,8 @@ import random
 import pytest
 
 from gateway.resilience.driving import drive
-from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop, would_try
+from gateway.resilience.dry_run import would_try
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from health.breaker import Admission, BreakerState
 from health.clock import ManualClock
 from health.memory import MemoryStore
