@@ -30,7 +30,8 @@ PROMPT = "what does a turnout do"
 N_WORDS = 24
 VOICE = "model-x"  # the voice two replicas of one model share (a regenerated answer splices)
 
-# Scaled down: every phase limit is ~0.5 s, a breaker opens for 0.5 s, the ramp is 2 s.
+# Scaled down: every phase limit is ~0.5 s, a breaker opens for 0.5 s, the ramp is 2 s, hang
+# detection needs 0.2 s of silence.
 TIMEOUTS: dict[str, float] = {
     "connect_s": 0.5,
     "headers_s": 0.5,
@@ -39,6 +40,9 @@ TIMEOUTS: dict[str, float] = {
     "total_s": 5.0,
 }
 BREAKER: dict[str, Any] = {"open_s": 0.5, "slow_start_s": 2.0}
+# Hang detection scaled with the timeouts: 0.2 s of silence (below the 0.5 s limits) sets a
+# target aside, as the default 1 s does below real timeouts of 10-30 s.
+HANG: dict[str, Any] = {"floor_s": 0.2}
 CLIENT_TIMEOUT_S = 15.0  # one request, at most: a hang here is a finding, not a wait
 
 
@@ -72,7 +76,7 @@ def gateway_config(urls: dict[str, str], specs: dict[str, SimSpec]) -> Config:
             for name, spec in specs.items()
         },
         "routes": [{"alias": ALIAS, "candidates": [f"{MODEL}@{name}" for name in urls]}],
-        "health": {"breaker": BREAKER},
+        "health": {"breaker": BREAKER, "hang": HANG},
     }
     return load_data(data, env={})
 
