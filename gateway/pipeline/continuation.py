@@ -125,8 +125,13 @@ async def continue_stream(
         ex.request_id,
     )
 
+    cuts = [1]  # committed streams that failed so far: billed, and in the usage estimate
+
     async def step(permit: Permit, panic: bool) -> Outcome:
-        return await _continue_on(ex, response, permit, panic)
+        outcome, joined = await _continue_on(ex, response, permit, panic, cuts[0])
+        if joined and outcome.kind is OutcomeKind.PROVIDER_FAILURE:
+            cuts[0] += 1
+        return outcome
 
     await drive(plan, ex.gates, step, ex.now, ex.sleep)
     last = plan.history[-1].outcome if plan.history else cut
@@ -136,9 +141,10 @@ async def continue_stream(
 
 
 async def _continue_on(
-    ex: Continuing, response: web.StreamResponse, permit: Permit, panic: bool
-) -> Outcome:
-    """One continuation attempt, recorded in the plan like any attempt."""
+    ex: Continuing, response: web.StreamResponse, permit: Permit, panic: bool, cuts: int
+) -> tuple[Outcome, bool]:
+    """One continuation attempt, recorded in the plan like any attempt; its outcome and
+    whether it reached the client (a stream that then fails is one more cut)."""
     have = delivered(ex.sent)
     assert have is not None  # checked before, and a seam only passes text on
     tid = permit.target_id
@@ -162,19 +168,19 @@ async def _continue_on(
             again = ex.gates.acquire(tid)
             if again is None:
                 ex.plan.record(AttemptRecord(tid, result.outcome, panic=panic))
-                return result.outcome
+                return result.outcome, False
             att = await ex.attempt(again, panic=panic, body=dict(ex.payload))
             result = att.result
             prefill = False
         if result.stream is None:
-            return ex.judge(att).result.outcome
-    seam = Seam(have, regenerate=not prefill)
+            return ex.judge(att).result.outcome, False
+    seam = Seam(have, regenerate=not prefill, cuts=cuts)
     _mark(att, have, prefill)
     outcome = await ex.relay_one(att, response, seam)
     ex.plan.record(AttemptRecord(tid, outcome, panic=panic))
     if outcome.kind is not OutcomeKind.SUCCESS:
         log.info("continuation on %s ended: %s (request %s)", tid, outcome.summary, ex.request_id)
-    return outcome
+    return outcome, seam.joined
 
 
 def _mark(att: Attempted, have: Delivered, prefill: bool) -> None:

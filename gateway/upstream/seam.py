@@ -14,12 +14,14 @@ tool calls, a refusal, reasoning or audio, or several choices, is not (`delivere
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from gateway.upstream.sse import Kind, inspect
+from policies.features import CHARS_PER_TOKEN
 
 # Delta keys a continuation can carry on: text, and the role announcement.
 _TEXT_ONLY = frozenset({"role", "content"})
@@ -72,13 +74,18 @@ class Seam:
 
     `regenerate`: the target answers from scratch; its text is matched against what was
     delivered and only what follows is sent. Otherwise (prefill) its text is the continuation.
+    A usage chunk is made to cover the `cuts` earlier, failed attempts too (they were billed):
+    their tokens are estimated and the estimate is named in `usage.turnout_estimated`.
     """
 
-    __slots__ = ("_id", "_pending", "joined")
+    __slots__ = ("_cuts", "_delivered_chars", "_id", "_pending", "_prefill", "joined")
 
-    def __init__(self, delivered: Delivered, *, regenerate: bool) -> None:
+    def __init__(self, delivered: Delivered, *, regenerate: bool, cuts: int = 1) -> None:
         self._id = delivered.id
         self._pending = delivered.text if regenerate else ""
+        self._prefill = not regenerate
+        self._delivered_chars = len(delivered.text)
+        self._cuts = cuts
         self.joined = not self._pending  # the continuation's own text has begun
 
     def rewrite(self, payload: dict[str, Any]) -> bytes | None:
@@ -114,4 +121,27 @@ class Seam:
     def _event(self, payload: dict[str, Any]) -> bytes:
         if self._id:
             payload["id"] = self._id
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            self._bill_earlier(usage)
         return b"data: " + orjson.dumps(payload)
+
+    def _bill_earlier(self, usage: dict[str, Any]) -> None:
+        """Add the failed attempts' tokens to this one's usage: each was sent the prompt (a
+        prefill continuation's prompt holds the delivered text too) and together they
+        generated at least the delivered text."""
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return
+        delivered = math.ceil(self._delivered_chars / CHARS_PER_TOKEN)
+        first_prompt = max(0, prompt - delivered) if self._prefill else prompt
+        extra_prompt, extra_completion = self._cuts * first_prompt, delivered
+        usage["prompt_tokens"] = prompt + extra_prompt
+        usage["completion_tokens"] = completion + extra_completion
+        if isinstance(usage.get("total_tokens"), int):
+            usage["total_tokens"] += extra_prompt + extra_completion
+        usage["turnout_estimated"] = {
+            "prompt_tokens": extra_prompt,
+            "completion_tokens": extra_completion,
+            "failed_attempts": self._cuts,
+        }

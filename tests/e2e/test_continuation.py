@@ -8,6 +8,7 @@ answers differently: the splice is refused and the stream ends with the first fa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ import pytest
 
 from gateway.edge.server import Server
 from gateway.sim import SimServer
-from gateway.sim.answers import answer_text
+from gateway.sim.answers import answer_text, answer_words, count_tokens, prompt_tokens_of
 from tests.builders import (
     GatewayFactory,
     SimFactory,
@@ -182,3 +183,30 @@ async def test_the_openai_sdk_reads_one_complete_answer_across_the_seam(
     assert text == FULL
     assert finish == "stop"
     assert len(b.state.attempts()) == 1  # b wrote the rest
+
+
+async def test_usage_of_a_continued_stream_covers_the_failed_attempt_and_says_so(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    p, b, gw = await pair(sim_factory, gateway_factory)
+    set_fault(p, CUT)
+    body = chat(PROMPT, stream=True, stream_options={"include_usage": True})
+    r = await post(http, gw, body)
+    assert assert_one_complete_answer(r.body) == FULL
+    usage = next(
+        orjson.loads(d)["usage"]
+        for n, d in sse_events(r.body)
+        if n is None and d != "[DONE]" and orjson.loads(d).get("usage")
+    )
+    own_prompt = prompt_tokens_of(body)  # what b billed for the prompt, as p did
+    own_completion = count_tokens(FULL)  # b regenerated the whole answer
+    estimated = usage["turnout_estimated"]
+    assert estimated["failed_attempts"] == 1
+    assert estimated["prompt_tokens"] == own_prompt  # p was sent the same prompt
+    # p's 8 events before the cut: the role chunk, then 7 chunks of text
+    delivered = "".join(answer_words(VOICE, "m", PROMPT, N_WORDS)[:7])
+    assert estimated["completion_tokens"] == math.ceil(len(delivered) / 4)
+    assert usage["prompt_tokens"] == 2 * own_prompt
+    assert usage["completion_tokens"] == own_completion + estimated["completion_tokens"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert len(b.state.attempts()) == 1

@@ -105,8 +105,27 @@ def test_a_prefill_continuation_is_relayed_whole_as_the_same_stream() -> None:
     assert all(orjson.loads(r[6:])["id"] == "chatcmpl-old" for r in out if r is not None)
 
 
-def test_a_usage_chunk_passes_before_the_seam() -> None:
-    seam = Seam(Delivered("Hello", "id"), regenerate=True)
-    usage = {"id": "x", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}
-    raw = seam.rewrite(usage)
-    assert raw is not None and orjson.loads(raw[6:])["usage"]["completion_tokens"] == 5
+def test_a_usage_chunk_covers_the_failed_attempts_and_says_so() -> None:
+    seam = Seam(Delivered("Hello", "id"), regenerate=True)  # one failed attempt before
+    usage = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    raw = seam.rewrite({"id": "x", "choices": [], "usage": usage})
+    assert raw is not None
+    got = orjson.loads(raw[6:])["usage"]
+    # the cut attempt was sent the same prompt (3) and generated at least "Hello" (2 tokens)
+    assert (got["prompt_tokens"], got["completion_tokens"], got["total_tokens"]) == (6, 7, 13)
+    assert got["turnout_estimated"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "failed_attempts": 1,
+    }
+
+
+def test_a_prefill_continuation_s_prompt_already_holds_the_delivered_text() -> None:
+    seam = Seam(Delivered("Hello, world", "id"), regenerate=False, cuts=2)
+    usage = {"prompt_tokens": 10, "completion_tokens": 4}
+    raw = seam.rewrite({"id": "x", "choices": [], "usage": usage})
+    assert raw is not None
+    got = orjson.loads(raw[6:])["usage"]
+    # each of the 2 failed attempts was sent the prompt without the 3 delivered tokens
+    assert got["turnout_estimated"]["prompt_tokens"] == 2 * (10 - 3)
+    assert got["completion_tokens"] == 4 + 3
