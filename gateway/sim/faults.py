@@ -20,6 +20,8 @@ Modes and what a client observes:
 - ``drip``: the complete, valid stream with events ``interval_s`` apart.
 
 ``count: N`` applies the fault to the next N requests only; then the sim is ``ok`` again.
+``for_s: T`` applies it for T seconds from when it is set, then the sim is ``ok`` again (an
+outage that ends by itself: ``{"mode": "status", "status": 503, "for_s": 60}``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Fault:
     interval_s: float = DEFAULT_INTERVAL_S
     times: int = 1
     count: int | None = None
+    for_s: float | None = None  # the fault ends this long after it was set (SimState)
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
@@ -84,7 +87,7 @@ class Fault:
         mode = data.get("mode")
         if not isinstance(mode, str) or mode not in _MODE_KEYS:
             raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(MODES)}")
-        allowed = {"mode", "count", *_MODE_KEYS[mode]}
+        allowed = {"mode", "count", "for_s", *_MODE_KEYS[mode]}
         unknown = sorted(str(k) for k in data if k not in allowed)
         if unknown:
             raise ValueError(
@@ -94,6 +97,8 @@ class Fault:
         kwargs: dict[str, Any] = {"mode": mode}
         if data.get("count") is not None:
             kwargs["count"] = _int(data, "count", minimum=1)
+        if data.get("for_s") is not None:
+            kwargs["for_s"] = _seconds(data, "for_s")
         if mode == "status":
             if "status" not in data:
                 raise ValueError("fault mode 'status' needs a 'status' such as 503")
@@ -138,6 +143,8 @@ class Fault:
                 out[key] = value
         if self.count is not None:
             out["count"] = self.count
+        if self.for_s is not None:
+            out["for_s"] = self.for_s
         return out
 
     def consumed(self) -> Fault:

@@ -160,17 +160,23 @@ class SimState:
     _log_bytes: int = field(default=0, init=False)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
     _in_flight: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
+    _fault_until: float | None = field(default=None, init=False)  # monotonic, from for_s
 
     def __post_init__(self) -> None:
         if self.log_limit < 1 or self.log_bytes_limit < 0 or self.body_cap < 0:
             raise ValueError("log_limit must be >= 1, log_bytes_limit and body_cap >= 0")
         self.log = deque()
+        self.set_fault(self.fault)  # a for_s starts now
 
     def set_fault(self, fault: Fault) -> None:
         self.fault = fault
+        self._fault_until = None if fault.for_s is None else time.monotonic() + fault.for_s
 
     def take_fault(self) -> Fault:
-        """The fault for one new request; counts it against ``fault.count``."""
+        """The fault for one new request; counts it against ``fault.count``, and ends it once
+        ``fault.for_s`` has passed."""
+        if self._fault_until is not None and time.monotonic() >= self._fault_until:
+            self.set_fault(Fault())
         fault = self.fault
         self.fault = fault.consumed()
         return fault

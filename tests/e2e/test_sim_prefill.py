@@ -1,6 +1,7 @@
-"""The simulated provider's voice and prefill modes, over a real socket: what the continuation
-tests rely on (two sims of one voice answer alike; `prefill: continue` finishes a prefilled
-answer; `reject` refuses one with a 400 in OpenAI's shape)."""
+"""The simulated provider's voice and prefill modes and time-bounded faults, over a real
+socket: what the continuation and recovery tests rely on (two sims of one voice answer alike;
+`prefill: continue` finishes a prefilled answer; `reject` refuses one with a 400 in OpenAI's
+shape; a fault with `for_s` ends by itself)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.sim import SimServer, answer_text
+from gateway.sim import Fault, SimServer, answer_text
 from gateway.sim.answers import answer_words, continuation
 from gateway.sim.cli import add_sim_arguments
-from tests.builders import SimFactory, chat, sse_events
+from tests.builders import SimFactory, chat, set_fault, sse_events
+from tests.waiting import eventually
 
 PROMPT = "continue me"
 
@@ -99,3 +101,22 @@ def test_the_cli_takes_voice_and_prefill_and_rejects_an_unknown_mode() -> None:
         parser.parse_args(["--prefill", "sometimes"])
     with pytest.raises(ValueError, match="prefill"):
         SimServer("x", prefill="sometimes")
+
+
+async def test_a_fault_for_some_seconds_ends_by_itself(
+    sim_factory: SimFactory, http: aiohttp.ClientSession
+) -> None:
+    """A flapping provider's outage, as the recovery tests need it: down for `for_s`, then
+    healthy again with nobody changing the fault."""
+    sim = await sim_factory("v")
+    set_fault(sim, {"mode": "status", "status": 503, "for_s": 0.3})
+    assert (await ask(http, sim, chat(PROMPT, model="m")))[0] == 503
+    async with http.get(sim.url + "/_sim/fault") as r:
+        assert (await r.json())["for_s"] == 0.3
+
+    async def recovered() -> None:
+        assert (await ask(http, sim, chat(PROMPT, model="m")))[0] == 200
+
+    await eventually(recovered, timeout_s=3.0)
+    with pytest.raises(ValueError, match="for_s"):
+        Fault.from_json({"mode": "hang", "for_s": -1})
