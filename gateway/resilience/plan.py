@@ -1,10 +1,13 @@
 """The attempt planner: which target each attempt goes to, how long to wait, when to stop.
 
 Pure decisions on explicit inputs (time, the `Gates` of health and budget), so the whole retry
-policy is tested without sockets or sleeping. Three calls make the loop (`gateway.resilience.driving`):
-`pick` (the next permit, the panic attempt, or EXHAUSTED), `after` (every stop reason and the
-one budget spend for a retry, then the backoff) and `hedge` (a second target, the other budget
-spend). The dry run (`would_try`) asks the same planner.
+policy is tested without sockets or sleeping. Three calls make the loop
+(`gateway.resilience.driving`): `pick` (the next permit — a same-target retry, a ramping or a
+not-answering target's turn included — the panic attempt, or EXHAUSTED), `after` (every stop
+reason and the one budget spend for a retry, then the backoff or the same-target wait) and
+`hedge` (a second target, the other budget spend); `reopen` starts deciding again when a
+committed stream failed (`gateway.pipeline.continuation`). The dry run
+(`gateway.resilience.dry_run`) asks the same planner.
 """
 
 from __future__ import annotations
