@@ -46,6 +46,16 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# The probe lock, claimed idempotently: a lock that already holds our id is ours (a claim whose
+# reply timed out may still have been executed by Redis later: it must not lock us out too).
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 class FleetStore:
@@ -231,6 +241,10 @@ class FleetStore:
     def _failed(self, exc: BaseException) -> None:
         if not self._degraded:
             log.warning("redis degraded, serving on local health: %s", type(exc).__name__)
+            # The fleet's window froze when Redis went away: report it as absent (policies
+            # then rank by local signals) rather than go on ranking by a stale reading.
+            for tid in self.local.target_ids():
+                self.local.signals(tid).fleet_window = None
         self._degraded = True
         self._detail = f"redis unavailable: {type(exc).__name__}"
 
@@ -402,7 +416,7 @@ class FleetStore:
         for tid in wanted:
             self._claimed_at[tid] = now
             lock_ms = int(self.fleet.probe_lock_s * 1000)
-            pipe.set(self.keys.probe(tid), self.replica_id, nx=True, px=lock_ms)
+            pipe.eval(_CLAIM, 1, self.keys.probe(tid), self.replica_id, lock_ms)
         for tid, won in zip(wanted, await self._round_trip(pipe), strict=True):
             if won:
                 self._tokens.add(tid)
