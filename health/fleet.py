@@ -296,8 +296,9 @@ class FleetStore:
                 pipe.delete(k.open(ev.target_id), k.half_open(ev.target_id), k.probe(ev.target_id))
             elif ev.kind is EventKind.THROTTLE:
                 pipe.set(k.throttle(ev.target_id), 1, px=ms)
-            pipe.publish(k.channel, ev.encode())
-            self._last_event_at = self._wall()  # an event is as good as a heartbeat
+            if self._pubsub_ok:  # else peers learn it by reconciliation, nobody listens
+                pipe.publish(k.channel, ev.encode())
+                self._last_event_at = self._wall()  # an event is as good as a heartbeat
         for tid in unlocks:
             pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
         await self._round_trip(pipe)

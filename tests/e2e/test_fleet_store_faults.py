@@ -1,10 +1,11 @@
-"""Two FleetStore faults found by measurement (issue 18), against a real Redis server process:
+"""FleetStore faults found by measurement (issue 18), against a real Redis server process:
 
 - a probe-lock claim whose reply timed out, but that Redis executed later, left a lock holding
   this replica's id that nobody owned: the target stayed half-open fleet-wide until the lock
   expired (30 s). The claim is idempotent now: a lock that holds our id is ours.
 - while Redis was away the frozen fleet window was still reported (and ranked by) as if
   current; it is reported as absent once the store is degraded.
+- with `pubsub: false` every event was still published to a channel nobody listened to.
 """
 
 from __future__ import annotations
@@ -116,6 +117,31 @@ async def test_while_degraded_the_fleet_window_is_reported_absent(
             return not b.status().degraded and b.snapshot([TID])[TID].fleet_error_rate is not None
 
         await until(back, timeout_s=5.0)
+    finally:
+        for s in (a, b):
+            await s.close()
+
+
+async def test_without_pubsub_nothing_is_published_and_peers_still_converge(
+    redis_server: RedisProcess,
+) -> None:
+    """`health.pubsub: false` means reconciliation only: events were still PUBLISHed to a
+    channel nobody listened to (issue 18, item 7)."""
+    settings = FleetSettings(redis_server.url, sync_period_s=0.05, pubsub=False)
+    a = FleetStore(settings, FAST, replica_id="a")
+    b = FleetStore(settings, FAST, replica_id="b")
+    for s in (a, b):
+        s.track([TID])
+        await s.start()
+    try:
+        _trip(a)
+
+        async def b_sees_open() -> bool:
+            return b.snapshot([TID])[TID].state is BreakerState.OPEN
+
+        await until(b_sees_open, timeout_s=3.0)
+        stats = await a._client.info("commandstats")
+        assert "cmdstat_publish" not in stats, stats.get("cmdstat_publish")
     finally:
         for s in (a, b):
             await s.close()
