@@ -79,6 +79,7 @@ class FleetStore:
         self.keys = Keys(fleet.prefix)
         self._outbox: list[FleetEvent] = []
         self._unlocks: list[str] = []
+        self._renews: list[str] = []  # probe locks we keep for the next probe of a recovery
         self._deltas: dict[tuple[str, int], list[int]] = {}
         self._tokens: set[str] = set()  # targets whose fleet probe lock we hold
         self._demand: dict[str, float] = {}  # target -> last time a request wanted a probe
@@ -123,10 +124,9 @@ class FleetStore:
             if now - self._claimed_at.get(target_id, -1e9) >= self.fleet.sync_period_s:
                 self._wake.set()
             return None
-        permit = self.local.acquire(target_id)
-        if permit is not None and permit.probe:
-            self._tokens.discard(target_id)
-        return permit
+        # With the fleet's probe lock, this replica makes every probe of the recovery (the
+        # lock stays with it until the breaker closes or a probe fails): K probes, one prober.
+        return self.local.acquire(target_id)
 
     def force_acquire(self, target_id: str) -> Permit:
         return self.local.force_acquire(target_id)
@@ -145,7 +145,13 @@ class FleetStore:
         self.local.release(permit, outcome)
         now = self._clock.now()
         if permit.probe and self._coordinated:
-            self._unlocks.append(tid)
+            state = sig.breaker.state(now)
+            if state is BreakerState.HALF_OPEN and tid in self._tokens:
+                self._renews.append(tid)  # more probes to make: keep the lock, renewed
+            else:
+                self._tokens.discard(tid)
+                if state is not BreakerState.CLOSED:  # a CLOSE event deletes the lock itself
+                    self._unlocks.append(tid)
         after = sig.breaker.last_transition
         if after is not None and after is not before:
             if after.to is BreakerState.OPEN and sig.breaker.origin == "local":
@@ -219,7 +225,7 @@ class FleetStore:
             # hand over the last period's news and learning (a rolling restart loses nothing)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.fleet.timeout_s * 3):
-                    if self._outbox or self._unlocks:
+                    if self._outbox or self._unlocks or self._tokens:
                         await self._flush()
                     await self._tick()
         for c in (self._client, self._sub_client):
@@ -262,7 +268,7 @@ class FleetStore:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                if self._outbox or self._unlocks:
+                if self._outbox or self._unlocks or self._renews:
                     await self._flush()
                 if self._clock.now() >= next_tick:
                     next_tick = self._clock.now() + self.fleet.sync_period_s
@@ -278,6 +284,13 @@ class FleetStore:
     async def _flush(self) -> None:
         events, self._outbox = self._outbox, []
         unlocks, self._unlocks = self._unlocks, []
+        renews, self._renews = self._renews, []
+        # Only locks still held: a recovery that closed since must not get its lock renewed.
+        renews = [t for t in dict.fromkeys(renews) if t in self._tokens]
+        if self._closing:  # a lock kept by a replica that is going away would block probing
+            unlocks += [t for t in self._tokens if t not in unlocks]
+            self._tokens.clear()
+            renews = []
         k = self.keys
         pipe = self._client.pipeline(transaction=False)
         for ev in events:
@@ -293,7 +306,11 @@ class FleetStore:
                 # no extra command per tick)
                 pipe.set(k.half_open(ev.target_id), ev.trips, px=ms + grace_ms)
             elif ev.kind is EventKind.CLOSE:
-                pipe.delete(k.open(ev.target_id), k.half_open(ev.target_id), k.probe(ev.target_id))
+                pipe.delete(k.open(ev.target_id), k.half_open(ev.target_id))
+                # The lock outlives the recovery a little: a peer that has not heard of the
+                # close yet must not claim it and send one more, needless probe.
+                hold_ms = int(4 * self.fleet.sync_period_s * 1000)
+                pipe.set(k.probe(ev.target_id), self.replica_id, px=max(1, hold_ms))
             elif ev.kind is EventKind.THROTTLE:
                 pipe.set(k.throttle(ev.target_id), 1, px=ms)
             if self._pubsub_ok:  # else peers learn it by reconciliation, nobody listens
@@ -301,7 +318,13 @@ class FleetStore:
                 self._last_event_at = self._wall()  # an event is as good as a heartbeat
         for tid in unlocks:
             pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
-        await self._round_trip(pipe)
+        lock_ms = int(self.fleet.probe_lock_s * 1000)
+        for tid in renews:
+            pipe.eval(_CLAIM, 1, k.probe(tid), self.replica_id, lock_ms)
+        result = await self._round_trip(pipe)
+        for tid, still_ours in zip(renews, result[len(result) - len(renews) :], strict=True):
+            if not still_ours:  # it expired and another replica took it: its turn now
+                self._tokens.discard(tid)
         self._ok()
 
     def _claimable(self) -> list[str]:

@@ -145,3 +145,102 @@ async def test_without_pubsub_nothing_is_published_and_peers_still_converge(
     finally:
         for s in (a, b):
             await s.close()
+
+
+async def test_a_recovery_is_probed_k_times_by_one_replica(redis_server: RedisProcess) -> None:
+    """Every replica wants the probe; the lock's winner makes all `half_open_successes` probes
+    (it kept the lock between them), so a recovery costs K probes whatever the fleet size.
+    Before, the lock was handed over after each probe and each replica counted its own
+    successes: 3-4 probes from up to 3 replicas (issue 18, item 3)."""
+    two = HealthSettings(
+        breaker=BreakerSettings(
+            consecutive_failures=1, open_s=0.2, jitter=0.0, half_open_successes=2
+        )
+    )
+    settings = FleetSettings(redis_server.url, sync_period_s=0.05)
+    stores = [FleetStore(settings, two, replica_id=f"r{i}") for i in range(4)]
+    for s in stores:
+        s.track([TID])
+        await s.start()
+    try:
+        _trip(stores[0])
+
+        async def all_open() -> bool:
+            return all(s.snapshot([TID])[TID].state is BreakerState.OPEN for s in stores)
+
+        await until(all_open, timeout_s=3.0)
+        probes: list[str] = []
+
+        def ask(s: FleetStore) -> None:
+            permit = s.acquire(TID)
+            if permit is not None:
+                if permit.probe:
+                    probes.append(s.replica_id)
+                s.release(permit, classify_status(200))
+
+        async def first_probe() -> bool:
+            for s in stores:  # every replica has traffic that wants the target
+                ask(s)
+            return bool(probes)
+
+        await until(first_probe, timeout_s=3.0)
+        winner = probes[0]
+        # Only the others ask for a while: the winner keeps the lock for its next probe, so
+        # none of them may probe (before, the lock went back after each probe and was theirs).
+        for _ in range(8):
+            for s in stores:
+                if s.replica_id != winner:
+                    ask(s)
+            await asyncio.sleep(settings.sync_period_s)
+        assert probes == [winner], probes
+
+        async def recovered() -> bool:
+            for s in stores:
+                ask(s)
+            return all(s.snapshot([TID])[TID].state is BreakerState.CLOSED for s in stores)
+
+        await until(recovered, timeout_s=5.0)
+        assert len(probes) == 2, probes
+        assert len(set(probes)) == 1, probes  # one prober
+        # The lock is held a moment past the close (no late claim by a peer), then expires.
+        key = stores[0].keys.probe(TID)
+        assert 0 < await stores[0]._client.pttl(key) <= 4 * settings.sync_period_s * 1000
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_closing_replica_gives_its_probe_lock_back(redis_server: RedisProcess) -> None:
+    two = HealthSettings(
+        breaker=BreakerSettings(
+            consecutive_failures=1, open_s=0.2, jitter=0.0, half_open_successes=2
+        )
+    )
+    settings = FleetSettings(redis_server.url, sync_period_s=0.05, probe_lock_s=30.0)
+    a = FleetStore(settings, two, replica_id="a")
+    a.track([TID])
+    await a.start()
+    _trip(a)
+
+    async def probed_once() -> bool:
+        permit = a.acquire(TID)
+        if permit is None:
+            return False
+        a.release(permit, classify_status(200))  # 1 of 2: a keeps the lock for the next
+        return True
+
+    await until(probed_once, timeout_s=3.0)
+    key = a.keys.probe(TID)
+    client = a._client
+
+    async def held() -> bool:
+        return await client.get(key) == b"a"
+
+    await until(held, timeout_s=2.0)
+    await a.close()  # a rolling restart mid-recovery: the others must not wait 30 s
+    b = FleetStore(settings, two, replica_id="b")
+    await b.start()
+    try:
+        assert await b._client.get(key) is None
+    finally:
+        await b.close()
