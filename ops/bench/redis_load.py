@@ -1,4 +1,4 @@
-"""Redis load of the fleet health store vs request rate: it must not grow with traffic.
+"""Redis load of the fleet health store vs request rate: reads must not grow with traffic.
 
     .venv/bin/python -m ops.bench.redis_load                  # about 25 s
     .venv/bin/python -m ops.bench.redis_load --rates 50,500 --duration 6 --replicas 2 \
@@ -29,11 +29,12 @@ again (breaker open_s is 1 s here, `--open-s`, so that cycle fits in the phase).
 chat-b fail over to b2@sim: no request may fail in any phase.
 
 Expected steady cost per replica and tick (every `sync_period_s`), T targets:
-  4 T reads (PTTL open, EXISTS half_open, PTTL throttle, MGET window buckets)
-  + SET epoch NX + GET epoch
+  4 T reads (PTTL open, GET half-open marker, PTTL throttle, MGET window buckets)
+  + GET epoch (SET epoch NX only when it is missing: a new or emptied Redis)
   + INCRBY + EXPIRE per (target, 1 s bucket, s|f) that got outcomes since the last tick
-  + PUBLISH heartbeat about once a second.
-None of it depends on the request rate, only on T and the period.
+  + PUBLISH heartbeat about once a second (with pub/sub on).
+The reads depend only on T and the period; the writes on how many (target, bucket, kind)
+had outcomes, which grows somewhat with the rate (every kind of a busy target has some).
 """
 
 from __future__ import annotations
