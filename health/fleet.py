@@ -33,7 +33,7 @@ from health.fleet_view import FleetReading, apply_event, reconcile, trips_of
 from health.learned import Space
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
-from health.redis_conn import connect, describe
+from health.redis_conn import connect, describe, is_cluster
 from health.settings import FleetSettings, HealthSettings
 from health.store import HealthSnapshot, Permit, StoreStatus
 from health.window import WindowCounts
@@ -46,6 +46,7 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_MGET = "return redis.call('MGET', unpack(KEYS))"
 # The probe lock, claimed idempotently: a lock that already holds our id is ours (a claim whose
 # reply timed out may still have been executed by Redis later: it must not lock us out too).
 _CLAIM = """
@@ -91,6 +92,7 @@ class FleetStore:
         self._client: Any = None
         self._sub_client: Any = None
         self._pubsub_ok = True
+        self._cluster = is_cluster(fleet.url)
         self._degraded = True
         self._detail = "not connected yet"
         self._resync = True
@@ -379,7 +381,11 @@ class FleetStore:
             pipe.pttl(k.open(tid))
             pipe.get(k.half_open(tid))
             pipe.pttl(k.throttle(tid))
-            pipe.mget([k.bucket(tid, e, f) for e in epochs for f in ("s", "f")])
+            buckets = [k.bucket(tid, e, f) for e in epochs for f in ("s", "f")]
+            if self._cluster:  # a cluster pipeline refuses MGET; one target's keys share a slot
+                pipe.eval(_MGET, len(buckets), *buckets)
+            else:
+                pipe.mget(buckets)
         started = self._clock.now()
         try:
             result = await self._round_trip(pipe)

@@ -3,7 +3,10 @@ short timeouts, no retries (the next tick is the retry), a small bounded pool.
 
     redis://[:password@]host:port/db        rediss:// for TLS, unix:///path.sock?db=0
     redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]
-    redis+cluster://[:password@]host:port    (pub/sub is not used: reconciliation alone)
+    redis+cluster://[:password@]host:port    (pub/sub is not used: reconciliation alone; every
+                                             command of a tick is single-slot: one target's
+                                             keys share a hash tag, and MGET, which a
+                                             cluster pipeline refuses, runs as a script)
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ def _options(timeout_s: float, max_connections: int) -> dict[str, Any]:
         "max_connections": max_connections,
         "health_check_interval": 0,
     }
+
+
+def is_cluster(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "redis+cluster"
 
 
 def connect(url: str, *, timeout_s: float, max_connections: int = 4) -> tuple[Any, bool]:
@@ -67,10 +74,15 @@ def connect(url: str, *, timeout_s: float, max_connections: int = 4) -> tuple[An
         return client, True
     if scheme == "redis+cluster":
         plain = "redis://" + parts.netloc + (parts.path or "")
-        opts = _options(timeout_s, max_connections)
-        opts.pop("health_check_interval")
-        opts.pop("max_connections")
-        client = RedisCluster.from_url(plain, **opts)
+        client = RedisCluster.from_url(
+            plain,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            # No retries (MOVED/ASK are still followed): the next tick is the retry, and a
+            # stall must not hold the background loop.
+            retry=Retry(NoBackoff(), 0),
+            max_connections=max_connections,
+        )
         return client, False
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")

