@@ -50,6 +50,8 @@ def reconcile(
     b = sig.breaker
     state = b.state(now_s)
     tid = reading.target_id
+    if reading.open_ms is not None or reading.half_open:
+        sig.fleet_absent = 0
     if reading.open_ms is not None and reading.open_ms > 0:
         b.force_open(now_s, reading.open_ms / 1000.0, reading.trips, "opened by a peer")
     elif reading.half_open:
@@ -57,14 +59,20 @@ def reconcile(
             # The fleet is probing this target: wait for its verdict, probe only with the lock.
             b.force_open(now_s, 0.0, reading.trips, "half-open in the fleet")
     elif state is not BreakerState.CLOSED:
-        if not resync:
-            b.force_close(now_s, "closed by the fleet")
-        elif b.origin == "local":
-            # Redis lost it (restarted empty, or we could not write): publish it again.
-            remaining = b.open_until()
-            left = 0.0 if remaining is None else max(0.0, remaining - now_s)
+        remaining = b.open_until()
+        left = 0.0 if remaining is None else max(0.0, remaining - now_s)
+        if b.origin == "local" and (resync or left > 0):
+            # Our own open, with time left, is missing from Redis: Redis lost it (restarted
+            # empty, a Sentinel failover to a replica that missed the write, a restore) - it
+            # is not the fleet's verdict that the target recovered. Publish it again.
             out.append(FleetEvent(EventKind.TRIP, tid, left, b.trips, "resync"))
-        # else: a peer's open; keep it one period so its owner can re-publish it.
+        elif not resync and (b.origin == "local" or left <= 0 or sig.fleet_absent >= 1):
+            sig.fleet_absent = 0
+            b.force_close(now_s, "closed by the fleet")
+        else:
+            # A peer's open, with time left, vanished: keep it one reading more, so that its
+            # owner can re-publish it if Redis lost it (a close comes by pub/sub at once).
+            sig.fleet_absent += 1
     if reading.throttle_ms is not None and reading.throttle_ms > 0:
         sig.throttled_until = max(sig.throttled_until, now_s + reading.throttle_ms / 1000.0)
     elif resync and sig.throttled_until - now_s > 0.05:

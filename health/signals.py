@@ -116,6 +116,7 @@ class TargetSignals:
         self.misconfigured = False
         self.misconfigured_reason = ""
         self.fleet_window: WindowCounts | None = None  # set by a fleet store's reconciliation
+        self.fleet_absent = 0  # readings in a row without the peer's open we hold (fleet_view)
 
     @property
     def settings(self) -> HealthSettings:

@@ -244,3 +244,55 @@ async def test_a_closing_replica_gives_its_probe_lock_back(redis_server: RedisPr
         assert await b._client.get(key) is None
     finally:
         await b.close()
+
+
+async def test_a_trip_redis_lost_is_republished_by_its_owner_not_closed(
+    redis_server: RedisProcess,
+) -> None:
+    """Redis loses a trip without restarting empty (a Sentinel failover to a replica that had
+    not got the write, a restore): before, every replica read the missing key as "closed by
+    the fleet" and force-closed the breaker — its owner too, with most of its open time left —
+    and requests went to the broken target (issue 18, item 2)."""
+    long_open = HealthSettings(
+        breaker=BreakerSettings(consecutive_failures=1, open_s=30.0, jitter=0.0)
+    )
+    settings = FleetSettings(redis_server.url, sync_period_s=0.05)
+    a = FleetStore(settings, long_open, replica_id="a")
+    b = FleetStore(settings, long_open, replica_id="b")
+    for s in (a, b):
+        s.track([TID])
+        await s.start()
+    try:
+        _trip(a)
+
+        async def b_open() -> bool:
+            return b.snapshot([TID])[TID].state is BreakerState.OPEN
+
+        await until(b_open, timeout_s=3.0)
+        keys = a.keys
+        seen: set[BreakerState] = set()
+
+        async def watch_b() -> None:  # what b's requests would meet, every 10 ms
+            while True:
+                seen.add(b.snapshot([TID])[TID].state)
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch_b())
+        await a._client.delete(keys.open(TID), keys.half_open(TID))  # the write is lost
+
+        async def restored() -> bool:
+            return bool(await a._client.pttl(keys.open(TID)) > 20_000)
+
+        try:
+            await until(restored, timeout_s=3.0)  # its owner published it again
+            await asyncio.sleep(4 * settings.sync_period_s)  # b's next readings, too
+        finally:
+            watcher.cancel()
+        assert seen == {BreakerState.OPEN}, seen  # b never let a request through meanwhile
+        for _ in range(10):  # and nobody closed it meanwhile, over several ticks
+            assert a.snapshot([TID])[TID].state is BreakerState.OPEN
+            assert b.snapshot([TID])[TID].state is BreakerState.OPEN
+            await asyncio.sleep(settings.sync_period_s)
+    finally:
+        for s in (a, b):
+            await s.close()

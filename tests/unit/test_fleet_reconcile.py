@@ -126,13 +126,18 @@ def test_reconcile_half_open_marker_leaves_an_open_or_half_open_breaker_alone() 
     assert b.peek(clock.now()) is Admission.DENY  # our probe is still in flight
 
 
-def test_reconcile_no_keys_closes_a_breaker_a_peer_opened() -> None:
+def test_reconcile_no_keys_closes_a_breaker_a_peer_opened_at_the_second_reading() -> None:
     clock = ManualClock()
     sig = make_sig()
     apply_event(sig, trip(30.0, trips=2), clock.now())
     clock.advance(1.0)
-    assert sync(sig, reading(), clock.now(), resync=False) == []
     b = sig.breaker
+    # One reading without the keys: kept, so that its owner can re-publish it if Redis lost it
+    # (a real close arrives by pub/sub at once, and at the latest by the next reading).
+    assert sync(sig, reading(), clock.now(), resync=False) == []
+    assert b.state(clock.now()) is BreakerState.OPEN
+    clock.advance(0.25)
+    assert sync(sig, reading(), clock.now(), resync=False) == []
     assert b.state(clock.now()) is BreakerState.CLOSED
     assert b.trips > 0  # remembered until it has stayed closed for open_max_s
     assert b.last_transition is not None
@@ -219,17 +224,43 @@ def test_resync_does_not_republish_an_expired_throttle() -> None:
     assert sync(sig, reading(), clock.now(), resync=True) == []
 
 
-def test_without_resync_a_local_open_with_no_fleet_keys_closes() -> None:
+def test_our_own_open_missing_from_redis_is_republished_not_closed() -> None:
+    """Redis lost our trip (a Sentinel failover to a replica that missed the write, a restore;
+    no epoch change): before, a missing open key read as "closed by the fleet" and the
+    replica force-closed its own breaker with 45 s left (issue 18, item 2)."""
+    clock = ManualClock()
+    sig = make_sig()
+    b = sig.breaker
+    b.trip(clock.now(), "local")
+    clock.advance(1.0)
+    (ev,) = sync(sig, reading(), clock.now(), resync=False)
+    assert (ev.kind, ev.target_id, ev.reason) == (EventKind.TRIP, TID, "resync")
+    assert ev.duration_s == pytest.approx((b.open_until() or 0) - clock.now())
+    assert b.state(clock.now()) is BreakerState.OPEN  # still ours, still open
+
+
+def test_an_open_whose_time_ran_out_closes_when_the_fleet_has_no_keys() -> None:
     clock = ManualClock()
     sig = make_sig()
     b = sig.breaker
     b.trip(clock.now(), "local")
     b.trip(clock.now(), "local")
-    clock.advance(1.0)
+    clock.advance(30.0)  # our open time is over: half-open; the fleet has closed it since
     assert sync(sig, reading(), clock.now(), resync=False) == []
     assert b.state(clock.now()) is BreakerState.CLOSED  # the fleet closed it
     assert b.trips > 0  # remembered until it has stayed closed for open_max_s
     assert sig.peek(clock.now()) is Admission.ALLOW
+
+
+def test_a_peer_s_open_that_comes_back_is_not_closed() -> None:
+    clock = ManualClock()
+    sig = make_sig()
+    apply_event(sig, trip(10.0), clock.now())
+    clock.advance(1.0)
+    assert sync(sig, reading(), clock.now(), resync=False) == []  # missing once: kept
+    sync(sig, reading(open_ms=8_000), clock.now(), resync=False)  # its owner re-published it
+    assert sync(sig, reading(), clock.now(), resync=False) == []  # missing once again: kept
+    assert sig.breaker.state(clock.now()) is BreakerState.OPEN
 
 
 def test_without_resync_a_local_throttle_is_kept_and_not_republished() -> None:
