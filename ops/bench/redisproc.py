@@ -230,17 +230,22 @@ class ClusterProcess:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> ClusterProcess:
-        for node in self.nodes:
-            node.start()
-        cli = redis_cli(redis_binary())
-        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True,
-            check=True,
-            timeout=30,
-        )
-        self.wait_ok()
+        try:
+            for node in self.nodes:
+                node.start()
+            cli = redis_cli(redis_binary())
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            create = ["--cluster", "create", *addresses, "--cluster-replicas", "0"]
+            subprocess.run(
+                [cli, *create, "--cluster-yes"],
+                capture_output=True,
+                check=True,
+                timeout=30,
+            )
+            self.wait_ok()
+        except BaseException:
+            self.stop()  # no node outlives a cluster that could not be made
+            raise
         return self
 
     def wait_ok(self, timeout_s: float = 15.0) -> None:
