@@ -134,6 +134,8 @@ INTERNAL = Outcome(OutcomeKind.NEUTRAL, FailureReason.INTERNAL)
 HEDGE_LOST = Outcome(OutcomeKind.NEUTRAL, FailureReason.HEDGE_LOST)
 DEADLINE = Outcome(OutcomeKind.NEUTRAL, FailureReason.DEADLINE)
 SHUTDOWN = Outcome(OutcomeKind.NEUTRAL, FailureReason.SHUTDOWN)
+# Endings after which nobody is left to tell anything (the client left, or our drain ended it).
+UNHEARD = frozenset({FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN})
 # A continuation that answered, but with another text than the client already has: a model may
 # answer differently each time; not the target's fault, and not usable.
 DIVERGED = Outcome(OutcomeKind.NEUTRAL, FailureReason.DIVERGED)

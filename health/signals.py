@@ -125,20 +125,16 @@ class TargetSignals:
     def admit(self, now_s: float) -> Admission:
         if now_s < self.throttled_until:
             return Admission.DENY
-        verdict = self.breaker.admit(now_s)
-        if (
-            self.waiting
-            and now_s - self.waiting_since > self._hang_floor_s
-            and verdict is Admission.ALLOW
-            and self.hung(now_s)
-        ):
-            return Admission.DEFER
-        return verdict
+        return self._unless_hung(self.breaker.admit(now_s), now_s)
 
     def peek(self, now_s: float) -> Admission:
         if now_s < self.throttled_until:
             return Admission.DENY
-        verdict = self.breaker.peek(now_s)
+        return self._unless_hung(self.breaker.peek(now_s), now_s)
+
+    def _unless_hung(self, verdict: Admission, now_s: float) -> Admission:
+        """DEFER instead of ALLOW while the target is not answering (`hung`); the floor check
+        first, so the usual case costs one comparison."""
         if (
             self.waiting
             and now_s - self.waiting_since > self._hang_floor_s

@@ -38,6 +38,7 @@ from gateway.telemetry.hub import Telemetry
 # Shared with the benches: tests import ops, never the reverse.
 from ops.bench.net import free_port
 from ops.bench.redisproc import RedisProcess, SentinelProcess
+from ops.faults.harness import sse_events  # a client's SSE parser, not the gateway's
 from tests.waiting import until
 
 __all__ = [
@@ -288,25 +289,6 @@ async def post(
             started,
             time.monotonic() - started,
         )
-
-
-def sse_events(body: bytes) -> list[tuple[str | None, str]]:
-    """(event name, data) for every event of an SSE body (a client's parser, independent of the
-    gateway's own)."""
-    out: list[tuple[str | None, str]] = []
-    for block in body.decode().replace("\r\n", "\n").split("\n\n"):
-        if not block.strip():
-            continue
-        name: str | None = None
-        data: list[str] = []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(" ") else value)
-        out.append((name, "\n".join(data)))
-    return out
 
 
 def stream_text(body: bytes) -> str:

@@ -34,12 +34,10 @@ from gateway.resilience.driving import drive
 from gateway.resilience.plan import AttemptPlan, AttemptRecord, Gates
 from gateway.runtime.state import Runtime
 from gateway.upstream.seam import Delivered, Seam, delivered
-from health.outcome import FailureReason, Outcome, OutcomeKind
+from health.outcome import UNHEARD, Outcome, OutcomeKind
 from health.store import Permit
 
 log = logging.getLogger("turnout.exchange")
-
-_GONE = (FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN)  # nobody left to tell
 
 
 class Continuing(Protocol):
@@ -135,7 +133,7 @@ async def continue_stream(
 
     await drive(plan, ex.gates, step, ex.now, ex.sleep)
     last = plan.history[-1].outcome if plan.history else cut
-    if last.kind is OutcomeKind.SUCCESS or last.reason in _GONE:
+    if last.kind is OutcomeKind.SUCCESS or last.reason in UNHEARD:
         return last
     return cut
 

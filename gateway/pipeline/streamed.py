@@ -19,7 +19,7 @@ from gateway.pipeline.settle import Attempted
 from gateway.telemetry.logs import RateLimitedLog
 from gateway.upstream.relay import end_with_error, relay_stream
 from gateway.upstream.seam import Seam
-from health.outcome import CLIENT_GONE, FailureReason, Outcome, OutcomeKind
+from health.outcome import CLIENT_GONE, UNHEARD, Outcome, OutcomeKind
 
 if TYPE_CHECKING:
     from gateway.pipeline.exchange import Exchange
@@ -28,8 +28,6 @@ log = logging.getLogger("turnout.exchange")
 # Keyed by target id (the config's vocabulary): a provider that garbles every stream costs a
 # few lines a minute, not one per request.
 _malformed_log = RateLimitedLog(log)
-
-_GONE = (FailureReason.CLIENT_GONE, FailureReason.SHUTDOWN)
 
 
 async def answer_with_stream(ex: Exchange, att: Attempted) -> web.StreamResponse:
@@ -55,7 +53,7 @@ async def answer_with_stream(ex: Exchange, att: Attempted) -> web.StreamResponse
     if final.kind is OutcomeKind.PROVIDER_FAILURE:
         final = await continue_stream(ex, response, att.permit.target_id, final)
     try:
-        if final.reason not in _GONE:
+        if final.reason not in UNHEARD:
             if final.kind is not OutcomeKind.SUCCESS:  # the answer is incomplete
                 await end_with_error(response, final)
             await response.write_eof()

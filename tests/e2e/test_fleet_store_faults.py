@@ -25,6 +25,11 @@ FAST = HealthSettings(
 )
 
 
+TWO_PROBES = HealthSettings(  # a recovery takes two probe successes
+    breaker=BreakerSettings(consecutive_failures=1, open_s=0.2, jitter=0.0, half_open_successes=2)
+)
+
+
 def _trip(store: FleetStore) -> None:
     permit = store.acquire(TID)
     assert permit is not None
@@ -152,13 +157,8 @@ async def test_a_recovery_is_probed_k_times_by_one_replica(redis_server: RedisPr
     (it kept the lock between them), so a recovery costs K probes whatever the fleet size.
     Before, the lock was handed over after each probe and each replica counted its own
     successes: 3-4 probes from up to 3 replicas (issue 18, item 3)."""
-    two = HealthSettings(
-        breaker=BreakerSettings(
-            consecutive_failures=1, open_s=0.2, jitter=0.0, half_open_successes=2
-        )
-    )
     settings = FleetSettings(redis_server.url, sync_period_s=0.05)
-    stores = [FleetStore(settings, two, replica_id=f"r{i}") for i in range(4)]
+    stores = [FleetStore(settings, TWO_PROBES, replica_id=f"r{i}") for i in range(4)]
     for s in stores:
         s.track([TID])
         await s.start()
@@ -211,13 +211,8 @@ async def test_a_recovery_is_probed_k_times_by_one_replica(redis_server: RedisPr
 
 
 async def test_a_closing_replica_gives_its_probe_lock_back(redis_server: RedisProcess) -> None:
-    two = HealthSettings(
-        breaker=BreakerSettings(
-            consecutive_failures=1, open_s=0.2, jitter=0.0, half_open_successes=2
-        )
-    )
     settings = FleetSettings(redis_server.url, sync_period_s=0.05, probe_lock_s=30.0)
-    a = FleetStore(settings, two, replica_id="a")
+    a = FleetStore(settings, TWO_PROBES, replica_id="a")
     a.track([TID])
     await a.start()
     _trip(a)
@@ -238,7 +233,7 @@ async def test_a_closing_replica_gives_its_probe_lock_back(redis_server: RedisPr
 
     await until(held, timeout_s=2.0)
     await a.close()  # a rolling restart mid-recovery: the others must not wait 30 s
-    b = FleetStore(settings, two, replica_id="b")
+    b = FleetStore(settings, TWO_PROBES, replica_id="b")
     await b.start()
     try:
         assert await b._client.get(key) is None

@@ -12,15 +12,14 @@ import random
 import pytest
 
 from gateway.resilience.driving import drive
-from gateway.resilience.dry_run import would_try
 from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
-from health.breaker import Admission, BreakerState
+from health.breaker import BreakerState
 from health.clock import ManualClock
 from health.memory import MemoryStore
 from health.outcome import Outcome, classify_status
 from health.settings import BreakerSettings, HealthSettings
 from health.store import Permit
-from tests.unit.planning import Gate, StoreGates, cand, make_plan, ranked
+from tests.unit.planning import Gate, StoreGates, make_plan, ranked
 
 OK = classify_status(200)
 DOWN = classify_status(503)
@@ -139,8 +138,3 @@ def test_full_warmth_draws_nothing_so_a_healthy_plan_is_unchanged() -> None:
     permit = plan.next_target(Gate(), lambda tid: 1.0)
     assert permit is not None and permit.target_id == "a"
     assert plan.rng.getstate() == state  # no random draw on the hot path
-
-
-def test_the_dry_run_shows_the_order_without_drawing_the_ramp() -> None:
-    order = would_try([cand("a"), cand("b")], 3, lambda tid: Admission.ALLOW, panic=True)
-    assert order == ["a", "b"]
