@@ -26,6 +26,7 @@ __all__ = [
     "SentinelProcess",
     "free_port",
     "redis_binary",
+    "replica_of",
     "version_options",
 ]
 
@@ -173,11 +174,63 @@ class SentinelProcess:
             time.sleep(0.05)
         raise RuntimeError("redis sentinel did not report its master within 10 s")
 
+    def ask(self, *command: str) -> str:
+        """One command to the Sentinel, its reply as redis-cli prints it."""
+        cli = redis_cli(redis_binary())
+        out = subprocess.run(
+            [cli, "-p", str(self.port), *command], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout
+
+    def master_now(self, service: str = "mymaster") -> int:
+        """The port of the master the Sentinel names for `service` now."""
+        lines = self.ask("sentinel", "get-master-addr-by-name", service).split()
+        return int(lines[1]) if len(lines) == 2 else 0
+
+    def failover(self, service: str = "mymaster", timeout_s: float = 20.0) -> int:
+        """`SENTINEL FAILOVER` once a replica is known and ready; the new master's port once
+        the Sentinel names it (it has promoted the replica: `+switch-master`)."""
+        before = self.master_now(service)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:  # a replica the Sentinel has seen and may promote
+            replicas = self.ask("sentinel", "replicas", service)
+            if "slave" in replicas and "disconnected" not in replicas:
+                if "OK" in self.ask("sentinel", "failover", service):
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the Sentinel knows no replica it could promote")
+        while time.monotonic() < deadline:
+            now = self.master_now(service)
+            if now and now != before:
+                return now
+            time.sleep(0.02)
+        raise RuntimeError("the Sentinel did not switch masters in time")
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
         self.proc = None
+
+
+def replica_of(master: RedisProcess, workdir: Path) -> RedisProcess:
+    """A Redis replica of `master`, started and in sync (its link to the master up)."""
+    replica = RedisProcess(workdir, extra=("--replicaof", "127.0.0.1", str(master.port))).start()
+    cli = redis_cli(redis_binary())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        info = subprocess.run(
+            [cli, "-p", str(replica.port), "info", "replication"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
+        if "master_link_status:up" in info:
+            return replica
+        time.sleep(0.05)
+    replica.stop()
+    raise RuntimeError("the Redis replica did not sync with its master within 10 s")
 
 
 def redis_cli(server: str) -> str:
