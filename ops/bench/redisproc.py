@@ -194,9 +194,9 @@ class SentinelProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:  # a replica the Sentinel has seen and may promote
             replicas = self.ask("sentinel", "replicas", service)
-            if "slave" in replicas and "disconnected" not in replicas:
-                if "OK" in self.ask("sentinel", "failover", service):
-                    break
+            ready = "slave" in replicas and "disconnected" not in replicas
+            if ready and "OK" in self.ask("sentinel", "failover", service):
+                break
             time.sleep(0.1)
         else:
             raise RuntimeError("the Sentinel knows no replica it could promote")
