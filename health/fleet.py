@@ -6,7 +6,7 @@ The request path (snapshot/acquire/release) only touches memory. Background task
   remaining duration, plus a pub/sub message);
 - *reconcile*: every `sync_period_s` one pipelined round trip flushes window deltas and reads
   every target's fleet state, so a lost pub/sub message is repaired within a period;
-- *subscribe*: peers' events are applied as they arrive; a heartbeat notices a silent channel;
+- *subscribe*: peers' events are applied as they arrive; PING notices a dead subscription;
 - *probe lock*: in half-open, only the replica holding `SET NX PX` on the probe key may probe.
 
 When Redis is down, slow or paused, every round trip is cut short by a timeout, the store
@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from health import fleet_learned
+from health import fleet_learned, redis_conn
 from health.breaker import Admission, BreakerState, TransitionLog
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
@@ -33,7 +33,7 @@ from health.fleet_view import FleetReading, apply_event, reconcile, trips_of
 from health.learned import Space
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
-from health.redis_conn import connect, describe, is_cluster
+from health.redis_conn import connect, describe, follow_master, is_cluster
 from health.settings import FleetSettings, HealthSettings
 from health.store import HealthSnapshot, Permit, StoreStatus
 from health.window import WindowCounts
@@ -72,7 +72,7 @@ class FleetStore:
         self.fleet = fleet
         self.settings = settings or HealthSettings()
         self._clock = clock or MonotonicClock()  # this replica's decisions
-        # The fleet's shared time base: window buckets and heartbeats are compared across
+        # The fleet's shared time base: window buckets are compared across
         # machines, whose monotonic clocks have nothing in common.
         self._wall = wall
         self.local = MemoryStore(self.settings, clock=self._clock, shared_learning=True)
@@ -88,6 +88,7 @@ class FleetStore:
         self._dirty: dict[str, float] = {}  # target -> last local event (skip stale readings)
         self._wake = asyncio.Event()
         self._subscribed = asyncio.Event()
+        self._master_moved = asyncio.Event()  # resubscribe on the new master (Sentinel)
         self._tasks: list[asyncio.Task[None]] = []
         self._client: Any = None
         self._sub_client: Any = None
@@ -98,7 +99,6 @@ class FleetStore:
         self._resync = True
         self._epoch: bytes | None = None
         self._last_ok = 0.0
-        self._last_event_at = 0.0
         self._closing = False
 
     # -- the request path: memory only ---------------------------------------------------------
@@ -234,7 +234,7 @@ class FleetStore:
             if c is not None:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
-                        await c.aclose()
+                        await redis_conn.aclose(c)
 
     # -- background ------------------------------------------------------------------------------
 
@@ -317,7 +317,6 @@ class FleetStore:
                 pipe.set(k.throttle(ev.target_id), 1, px=ms)
             if self._pubsub_ok:  # else peers learn it by reconciliation, nobody listens
                 pipe.publish(k.channel, ev.encode())
-                self._last_event_at = self._wall()  # an event is as good as a heartbeat
         for tid in unlocks:
             pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
         lock_ms = int(self.fleet.probe_lock_s * 1000)
@@ -342,7 +341,20 @@ class FleetStore:
             and self.local.admission(tid) is Admission.PROBE
         ]
 
+    async def _follow_master(self) -> None:
+        """Sentinel: on the master the Sentinels name now, within one period of a failover."""
+        async with asyncio.timeout(self.fleet.timeout_s * 3):
+            if not await follow_master(self._client):
+                return
+            log.warning("redis master moved (%s): following it", describe(self.fleet.url))
+            if self._sub_client is not None:
+                await follow_master(self._sub_client)
+        self._master_moved.set()
+        # What we wrote to the old master since the switch is not on the new one: re-publish.
+        self._resync = True
+
     async def _tick(self) -> None:
+        await self._follow_master()
         k = self.keys
         now_wall = self._wall()
         bucket = self.settings.bucket_s
@@ -370,12 +382,6 @@ class FleetStore:
         alive_at = n
         pipe.get(k.epoch)
         n += 1
-        if self._pubsub_ok and now_wall - self._last_event_at >= self.fleet.heartbeat_s:
-            pipe.publish(
-                k.channel, FleetEvent(EventKind.HEARTBEAT, replica=self.replica_id).encode()
-            )
-            self._last_event_at = now_wall
-            n += 1
         reads_at = n
         for tid in targets:
             pipe.pttl(k.open(tid))
@@ -457,9 +463,11 @@ class FleetStore:
             self.keys.channel,
             self._on_message,
             subscribed=self._subscribed,
+            restart=self._master_moved,
             clock=self._clock,
             timeout_s=self.fleet.timeout_s,
             retry_s=self.fleet.sync_period_s,
+            ping_s=self.fleet.heartbeat_s,
             silent_after_s=3 * self.fleet.heartbeat_s,
         )
 

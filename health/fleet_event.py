@@ -14,7 +14,7 @@ class EventKind(enum.Enum):
     TRIP = "trip"  # a target's breaker opened; duration_s = how long it stays open
     CLOSE = "close"  # a target recovered (its probes succeeded)
     THROTTLE = "throttle"  # a target said 429; duration_s = Retry-After
-    HEARTBEAT = "heartbeat"  # proves the subscription is alive
+    HEARTBEAT = "heartbeat"  # sent by replicas before issue 18 (PING now): read and ignored
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
-"""The fleet's pub/sub subscription: lossy by design, watched by a heartbeat, resubscribed.
+"""The fleet's pub/sub subscription: lossy by design, watched by PING, resubscribed.
 
-Every replica publishes a heartbeat about once a second, so a subscription that hears nothing
-for a few seconds is dead even if its socket looks open; it is torn down and made again.
-Anything missed in between is repaired by reconciliation.
+Liveness is this replica's own business: every `ping_s` it sends PING on the subscribed
+connection, and a connection that answers nothing (not a pong, not a message) for
+`silent_after_s` is dead even if its socket looks open: it is torn down and made again. (Until
+issue 18 every replica published a heartbeat that every replica received: N² deliveries.)
+A `restart` event (the Redis master moved: Sentinel) makes it resubscribe at once, on the
+new master. Anything missed in between is repaired by reconciliation.
 """
 
 from __future__ import annotations
@@ -24,30 +27,39 @@ async def subscribe_forever(
     on_message: Callable[[bytes | str], None],
     *,
     subscribed: asyncio.Event,
+    restart: asyncio.Event,
     clock: Clock,
     timeout_s: float,
     retry_s: float,
+    ping_s: float,
     silent_after_s: float,
 ) -> None:
     backoff = retry_s
     while True:
         pubsub = client.pubsub()
         try:
+            restart.clear()
             async with asyncio.timeout(timeout_s * 2):
                 await pubsub.subscribe(channel)
             subscribed.set()
-            last = clock.now()
+            last = pinged = clock.now()
             backoff = retry_s
             while True:
+                if restart.is_set():
+                    raise ConnectionError("the Redis master moved")
+                now = clock.now()
+                if now - pinged >= ping_s:
+                    pinged = now
+                    async with asyncio.timeout(timeout_s * 2):
+                        await pubsub.ping()
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
                 now = clock.now()
-                if msg is not None and msg.get("type") == "message":
-                    last = now
-                    on_message(msg["data"])
+                if msg is not None:
+                    last = now  # a pong or a message: the connection is alive
+                    if msg.get("type") == "message":
+                        on_message(msg["data"])
                 elif now - last > silent_after_s:
-                    raise TimeoutError(
-                        f"no pub/sub message (not even a heartbeat) for {silent_after_s} s"
-                    )
+                    raise TimeoutError(f"no pong, no message for {silent_after_s} s")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # resubscribe; reconciliation covers the gap

@@ -157,7 +157,7 @@ class FleetSettings:
         30.0, "longest hold of the fleet-wide half-open probe lock", live=False, positive=True
     )
     half_open_grace_s: float = 600.0  # how long the fleet remembers a target is being probed
-    heartbeat_s: float = 1.0
+    heartbeat_s: float = 1.0  # PING on the subscribed connection this often
     pubsub: bool = setting(  # False: reconciliation alone (also forced for Redis Cluster)
         True,
         "push events through pub/sub as well as keys; false: reconciliation alone",
