@@ -24,19 +24,18 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from health import fleet_learned, redis_conn
+from health import fleet_learned, fleet_sync, redis_conn
 from health.breaker import Admission, BreakerState, TransitionLog
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
 from health.fleet_pubsub import subscribe_forever
-from health.fleet_view import FleetReading, apply_event, reconcile, trips_of
+from health.fleet_view import apply_event, reconcile
 from health.learned import Space
 from health.memory import MemoryStore
 from health.outcome import Outcome, OutcomeKind
-from health.redis_conn import connect, describe, follow_master, is_cluster
+from health.redis_conn import connect, describe, follow_master
 from health.settings import FleetSettings, HealthSettings
 from health.store import HealthSnapshot, Permit, StoreStatus
-from health.window import WindowCounts
 
 __all__ = ["FleetSettings", "FleetStore"]
 
@@ -46,7 +45,6 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_MGET = "return redis.call('MGET', unpack(KEYS))"
 # The probe lock, claimed idempotently: a lock that already holds our id is ours (a claim whose
 # reply timed out may still have been executed by Redis later: it must not lock us out too).
 _CLAIM = """
@@ -93,11 +91,11 @@ class FleetStore:
         self._client: Any = None
         self._sub_client: Any = None
         self._pubsub_ok = True
-        self._cluster = is_cluster(fleet.url)
         self._degraded = True
         self._detail = "not connected yet"
         self._resync = True
-        self._epoch: bytes | None = None
+        self._state = fleet_sync.StateView()  # the fleet's breaker records, as of the last tick
+        self._windows = fleet_sync.WindowCache()
         self._last_ok = 0.0
         self._closing = False
 
@@ -295,27 +293,21 @@ class FleetStore:
             renews = []
         k = self.keys
         pipe = self._client.pipeline(transaction=False)
+        if events:  # one script writes them all into the state hash
+            args: list[object] = [int(self.fleet.half_open_grace_s * 1000)]
+            for ev in events:
+                args += [ev.kind.value, ev.target_id, max(1, int(ev.duration_s * 1000)), ev.trips]
+            pipe.eval(fleet_sync.WRITE, 3, k.state, k.changes, k.meta, *args)
         for ev in events:
-            ev = FleetEvent(
-                ev.kind, ev.target_id, ev.duration_s, ev.trips, ev.reason, self.replica_id
-            )
-            ms = max(1, int(ev.duration_s * 1000))
-            if ev.kind is EventKind.TRIP:
-                pipe.set(k.open(ev.target_id), ev.trips, px=ms)
-                grace_ms = int(self.fleet.half_open_grace_s * 1000)
-                # the half-open marker outlives the open key and carries the trip count, so a
-                # replica that missed the event keeps the backoff exponent (read with GET:
-                # no extra command per tick)
-                pipe.set(k.half_open(ev.target_id), ev.trips, px=ms + grace_ms)
-            elif ev.kind is EventKind.CLOSE:
-                pipe.delete(k.open(ev.target_id), k.half_open(ev.target_id))
+            if ev.kind is EventKind.CLOSE:
                 # The lock outlives the recovery a little: a peer that has not heard of the
                 # close yet must not claim it and send one more, needless probe.
                 hold_ms = int(4 * self.fleet.sync_period_s * 1000)
                 pipe.set(k.probe(ev.target_id), self.replica_id, px=max(1, hold_ms))
-            elif ev.kind is EventKind.THROTTLE:
-                pipe.set(k.throttle(ev.target_id), 1, px=ms)
             if self._pubsub_ok:  # else peers learn it by reconciliation, nobody listens
+                ev = FleetEvent(
+                    ev.kind, ev.target_id, ev.duration_s, ev.trips, ev.reason, self.replica_id
+                )
                 pipe.publish(k.channel, ev.encode())
         for tid in unlocks:
             pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
@@ -350,48 +342,48 @@ class FleetStore:
             if self._sub_client is not None:
                 await follow_master(self._sub_client)
         self._master_moved.set()
-        # What we wrote to the old master since the switch is not on the new one: re-publish.
+        # What we wrote to the old master since the switch is not on the new one: re-publish,
+        # and read the new master's state afresh.
         self._resync = True
+        self._state.forget()
 
     async def _tick(self) -> None:
         await self._follow_master()
         k = self.keys
-        now_wall = self._wall()
         bucket = self.settings.bucket_s
         n_buckets = max(1, round(self.settings.window_s / bucket))
-        current = int(now_wall // bucket)
-        epochs = range(current - n_buckets + 1, current + 1)
+        current = int(self._wall() // bucket)
+        epochs = list(range(current - n_buckets + 1, current + 1))
         targets = sorted(self.local.target_ids())
         deltas, self._deltas = self._deltas, {}
         pipe = self._client.pipeline(transaction=False)
         ttl_s = int(self.settings.window_s + 2 * bucket + 1)
         n = 0
+        written: set[int] = set()
         for (tid, epoch), (s, f) in deltas.items():
             for field, count in (("s", s), ("f", f)):
                 if count:
-                    key = k.bucket(tid, epoch, field)
-                    pipe.incrby(key, count)
-                    pipe.expire(key, ttl_s)
-                    n += 2
+                    pipe.hincrby(k.window(epoch), f"{tid}|{field}", count)
+                    n += 1
+            written.add(epoch)
+        for epoch in written:
+            pipe.expire(k.window(epoch), ttl_s)
+            n += 1
         learned = self.local.book.drain()
         learned_at = n
         spaces = fleet_learned.queue(pipe, k, learned, fleet_learned.DEFAULT_TTL_S)
         n += len(spaces)
-        # Redis's "epoch": set once by whichever replica sees it missing. When it changes, Redis
-        # restarted empty, and every replica re-publishes what it knows (resync).
-        alive_at = n
-        pipe.get(k.epoch)
-        n += 1
-        reads_at = n
-        for tid in targets:
-            pipe.pttl(k.open(tid))
-            pipe.get(k.half_open(tid))
-            pipe.pttl(k.throttle(tid))
-            buckets = [k.bucket(tid, e, f) for e in epochs for f in ("s", "f")]
-            if self._cluster:  # a cluster pipeline refuses MGET; one target's keys share a slot
-                pipe.eval(_MGET, len(buckets), *buckets)
-            else:
-                pipe.mget(buckets)
+        # The state records changed since our last tick (none, mostly), Redis's epoch (named
+        # by whichever replica finds it missing: a new one means Redis came back empty, and
+        # every replica re-publishes what it knows) and the server's clock.
+        state_at = n
+        if self._degraded:
+            self._state.forget()  # back from an outage: Redis may hold anything now
+        state_args = self._state.args(uuid.uuid4().hex, self._clock.now())
+        pipe.eval(fleet_sync.TICK, 3, k.state, k.changes, k.meta, *state_args)
+        reads = self._windows.to_read(epochs)
+        for epoch in reads:
+            pipe.hgetall(k.window(epoch))
         started = self._clock.now()
         try:
             result = await self._round_trip(pipe)
@@ -400,34 +392,22 @@ class FleetStore:
             self.local.book.unsend(learned)
             raise
         fleet_learned.settle(self.local.book, spaces, result[learned_at : learned_at + len(spaces)])
-        tail = result[reads_at:]
-        epoch = result[alive_at]
-        if epoch is None:
-            # Redis is new or came back empty: whoever gets here first names its epoch.
-            async with asyncio.timeout(self.fleet.timeout_s * 1.5):
-                await self._client.set(k.epoch, uuid.uuid4().hex, nx=True)
-        if epoch != self._epoch:
-            self._resync = self._resync or self._epoch is not None
-            self._epoch = epoch
+        if self._state.absorb(result[state_at], self._clock.now()):
+            self._resync = True
+        for epoch, fields in zip(reads, result[state_at + 1 :], strict=True):
+            self._windows.absorb(epoch, fields)
         was_degraded = self._degraded
         self._ok()
         resync = self._resync or was_degraded
         self._resync = False
         now = self._clock.now()
+        now_ms = self._state.now_ms
         republish: list[FleetEvent] = []
-        for i, tid in enumerate(targets):
+        for tid in targets:
             if self._dirty.get(tid, 0.0) >= started - self.fleet.sync_period_s:
                 continue  # our own news is in flight: this reading may predate it
-            open_ms, marker, throttle_ms, counts = tail[4 * i : 4 * i + 4]
-            values = [int(v) if v is not None else 0 for v in counts]
-            reading = FleetReading(
-                tid,
-                open_ms if open_ms is not None and open_ms > 0 else None,
-                marker is not None,
-                throttle_ms if throttle_ms is not None and throttle_ms > 0 else None,
-                WindowCounts(sum(values[0::2]), sum(values[1::2])),
-                trips_of(marker),
-            )
+            record = self._state.record(tid)
+            reading = record.reading(tid, now_ms, self._windows.counts(tid, epochs))
             sig = self.local.signals(tid)
             republish.extend(reconcile(sig, reading, now, self.settings.breaker, resync=resync))
         for ev in republish:

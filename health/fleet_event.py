@@ -72,7 +72,8 @@ class FleetEvent:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names under a prefix. `{target}` is a hash tag: one target's keys share a Cluster slot."""
+    """Key names under a prefix. `{fleet}` is a hash tag: the state and the window share one
+    Cluster slot, so one script may read them together; a probe lock is in its target's slot."""
 
     prefix: str = "turnout"
 
@@ -81,23 +82,26 @@ class Keys:
         return f"{self.prefix}:events"
 
     @property
-    def epoch(self) -> str:
-        return f"{self.prefix}:epoch"
+    def state(self) -> str:
+        """The hash of every target's breaker record (fleet_sync)."""
+        return f"{self.prefix}:{{fleet}}:state"
 
-    def open(self, target_id: str) -> str:
-        return f"{self.prefix}:{{{target_id}}}:open"
+    @property
+    def meta(self) -> str:
+        """Hash: `epoch` (named by the first replica to find it missing), `v` (state version)."""
+        return f"{self.prefix}:{{fleet}}:meta"
 
-    def half_open(self, target_id: str) -> str:
-        return f"{self.prefix}:{{{target_id}}}:half_open"
+    @property
+    def changes(self) -> str:
+        """Sorted set: target -> the state version of its last change."""
+        return f"{self.prefix}:{{fleet}}:changes"
 
-    def throttle(self, target_id: str) -> str:
-        return f"{self.prefix}:{{{target_id}}}:throttle"
+    def window(self, epoch: int) -> str:
+        """One bucket of the fleet's error-rate window: fields `target|s`, `target|f`."""
+        return f"{self.prefix}:{{fleet}}:w:{epoch}"
 
     def probe(self, target_id: str) -> str:
         return f"{self.prefix}:{{{target_id}}}:probe"
-
-    def bucket(self, target_id: str, epoch: int, field: str) -> str:
-        return f"{self.prefix}:{{{target_id}}}:w:{epoch}:{field}"
 
     def learned(self, space: str) -> str:
         """One hash per learning route: `{target}|s` and `{target}|f` fields."""

@@ -28,13 +28,18 @@ the whole phase (`--fault-json`), so its breaker trips, goes half-open, is probe
 again (breaker open_s is 1 s here, `--open-s`, so that cycle fits in the phase). Requests on
 chat-b fail over to b2@sim: no request may fail in any phase.
 
-Expected steady cost per replica and tick (every `sync_period_s`), T targets:
-  4 T reads (PTTL open, GET half-open marker, PTTL throttle, MGET window buckets)
-  + GET epoch (SET epoch NX only when it is missing: a new or emptied Redis)
-  + INCRBY + EXPIRE per (target, 1 s bucket, s|f) that got outcomes since the last tick
-  + PUBLISH heartbeat about once a second (with pub/sub on).
-The reads depend only on T and the period; the writes on how many (target, bucket, kind)
-had outcomes, which grows somewhat with the rate (every kind of a busy target has some).
+Expected steady cost per replica and tick (every `sync_period_s`), whatever the number of
+targets (health/fleet_sync.py):
+  1 EVAL of the tick script (the state records changed since the last tick: none while
+    nothing happens) + 2 HGETALL of the window buckets still being written (the current and
+    the previous one; closed buckets are remembered)
+  + HINCRBY per (target, 1 s bucket, s|f) that got outcomes since the last tick, + one
+    EXPIRE per bucket written
+  + one SENTINEL query per tick with a redis+sentinel:// URL (to the Sentinels, not here).
+Events (trips, closes, throttles) add an EVAL of the write script and a PUBLISH each. The
+subscription's liveness is a PING on its own connection about once a second.
+The reads do not depend on the rate; the writes grow with how many (target, bucket, kind)
+had outcomes (every kind of a busy target has some).
 """
 
 from __future__ import annotations
@@ -249,7 +254,7 @@ async def bench(args: argparse.Namespace, redis: RedisProcess) -> dict[str, Any]
             },
             "model": {
                 "targets": n_targets,
-                "fixed_per_tick": 4 * n_targets + 2,
+                "fixed_per_tick": 3,
                 "ideal_ticks_per_s": 1.0 / args.sync_period,
             },
         }

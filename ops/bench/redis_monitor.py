@@ -27,15 +27,16 @@ _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
 def key_kind(key: str) -> str:
-    if key.endswith(":epoch"):
-        return "epoch"
     if ":w:" in key:
         return "window"
-    return key.rsplit(":", 1)[-1]
+    return key.rsplit(":", 1)[-1]  # state, changes, meta, probe, learned's space...
+
+
+_SCRIPTS = (("HSETNX", "tick"), ("'trip'", "write"), ("PEXPIRE", "claim"), ("'DEL'", "unlock"))
 
 
 def classify(args: list[str]) -> str:
-    """A label such as 'set epoch NX' or 'publish heartbeat' for one monitored command."""
+    """A label such as 'hincrby window' or 'publish trip' for one monitored command."""
     cmd = args[0].lower()
     rest = args[1:]
     if cmd == "publish" and len(rest) >= 2:
@@ -46,8 +47,12 @@ def classify(args: list[str]) -> str:
             found = re.search(r'"k":"(\w+)"', payload)
             kind = found.group(1) if found else "?"
         return f"publish {kind}"
-    if cmd in ("eval", "evalsha"):
-        return f"{cmd} unlock"
+    if cmd in ("eval", "evalsha"):  # which script (health/fleet_sync.py, health/fleet.py)
+        body = rest[0] if rest else ""
+        for marker, name in _SCRIPTS:
+            if marker in body:
+                return f"{cmd} {name}"
+        return f"{cmd} ?"
     if cmd == "del":
         return "del " + "+".join(key_kind(k) for k in rest)
     if not rest:

@@ -112,9 +112,10 @@ def report(result: dict[str, Any]) -> str:
         )
     m = result["model"]
     w(
-        f"Model per replica and tick: 4 x {m['targets']} reads + SET NX/GET epoch = "
-        f"{m['fixed_per_tick']} fixed, + INCRBY/EXPIRE per (target, 1 s bucket) with outcomes, "
-        f"+ a heartbeat PUBLISH ~1/s; ideal {m['ideal_ticks_per_s']:g} ticks/s"
+        f"Model per replica and tick, any number of targets ({m['targets']} here): EVAL tick "
+        f"+ 2 HGETALL window = {m['fixed_per_tick']} fixed, + HINCRBY per (target, 1 s bucket, "
+        f"kind) with outcomes + EXPIRE per bucket, + a PING ~1/s; ideal "
+        f"{m['ideal_ticks_per_s']:g} ticks/s"
     )
     failed = sum(ph["failed"] for ph in phases)
     w(f"Failed requests, all phases: {failed}" + ("" if failed == 0 else "   <-- MUST BE 0"))

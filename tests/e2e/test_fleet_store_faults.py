@@ -14,6 +14,7 @@ import asyncio
 
 from health.breaker import Admission, BreakerState
 from health.fleet import FleetSettings, FleetStore
+from health.fleet_sync import Record
 from health.outcome import FailureReason, classify_status, provider_failure
 from health.settings import BreakerSettings, HealthSettings
 from tests.builders import RedisProcess
@@ -273,10 +274,16 @@ async def test_a_trip_redis_lost_is_republished_by_its_owner_not_closed(
                 await asyncio.sleep(0.01)
 
         watcher = asyncio.create_task(watch_b())
-        await a._client.delete(keys.open(TID), keys.half_open(TID))  # the write is lost
+        # The write is lost, as on a replica that never got it: the record, its change and
+        # the version it took.
+        await a._client.hdel(keys.state, TID)
+        await a._client.zrem(keys.changes, TID)
+        await a._client.hincrby(keys.meta, "v", -1)
 
         async def restored() -> bool:
-            return bool(await a._client.pttl(keys.open(TID)) > 20_000)
+            record = Record.decode(await a._client.hget(keys.state, TID))
+            server_s, _ = await a._client.time()
+            return record.open_until > (server_s + 20) * 1000
 
         try:
             await until(restored, timeout_s=3.0)  # its owner published it again

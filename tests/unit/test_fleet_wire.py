@@ -107,16 +107,12 @@ def hash_tag(key: str) -> str:
     return key
 
 
+def fleet_keys(keys: Keys) -> list[str]:
+    return [keys.state, keys.changes, keys.meta, keys.window(1_700_000_000), keys.window(1)]
+
+
 def all_keys(keys: Keys, target_id: str) -> list[str]:
-    return [
-        keys.open(target_id),
-        keys.half_open(target_id),
-        keys.throttle(target_id),
-        keys.probe(target_id),
-        keys.bucket(target_id, 1_700_000_000, "s"),
-        keys.bucket(target_id, 1_700_000_000, "f"),
-        keys.bucket(target_id, 1_700_000_001, "s"),
-    ]
+    return [*fleet_keys(keys), keys.probe(target_id)]
 
 
 TARGETS = ["gpt-4o@openai", "claude-3.5:sonnet@anthropic", "m@p", "llama_3-70b@local.vllm"]
@@ -124,27 +120,31 @@ PREFIXES = ["turnout", "turnout2", "sy", "sy:a", "sy:a:b", "prod-eu"]
 
 
 @pytest.mark.parametrize("prefix", ["turnout", "sy:a"])
-@pytest.mark.parametrize("target_id", TARGETS)
-def test_one_targets_keys_share_its_hash_tag_and_the_prefix(prefix: str, target_id: str) -> None:
-    keys = Keys(prefix)
-    names = all_keys(keys, target_id)
+def test_the_fleets_keys_share_one_hash_slot_under_the_prefix(prefix: str) -> None:
+    """The tick's script reads the state and the window together: on a Cluster they must
+    be in one slot."""
+    names = fleet_keys(Keys(prefix))
     assert len(set(names)) == len(names)
     for name in names:
-        assert name.startswith(f"{prefix}:{{{target_id}}}:")
-        assert hash_tag(name) == target_id
+        assert name.startswith(f"{prefix}:{{fleet}}:")
+        assert hash_tag(name) == "fleet"
+
+
+@pytest.mark.parametrize("target_id", TARGETS)
+def test_a_probe_lock_is_in_its_targets_slot(target_id: str) -> None:
+    assert hash_tag(Keys("sy:a").probe(target_id)) == target_id
 
 
 def test_default_prefix_and_channel() -> None:
     assert Keys().prefix == "turnout"
     assert Keys().channel == "turnout:events"
-    assert Keys().open(TID) == "turnout:{gpt-4o@openai}:open"
+    assert Keys().state == "turnout:{fleet}:state"
+    assert Keys().probe(TID) == "turnout:{gpt-4o@openai}:probe"
 
 
-def test_targets_never_share_keys() -> None:
+def test_targets_never_share_probe_locks() -> None:
     keys = Keys()
-    sets = [set(all_keys(keys, t)) for t in TARGETS]
-    assert sum(len(s) for s in sets) == len(set().union(*sets))
-    assert len({hash_tag(keys.open(t)) for t in TARGETS}) == len(TARGETS)
+    assert len({keys.probe(t) for t in TARGETS}) == len(TARGETS)
 
 
 def test_two_prefixes_never_collide() -> None:
