@@ -10,7 +10,7 @@ Phases (each module's docstring says what it measures and how):
   probes       fleet_probes       probes per recovery, 3 and 30 replicas (goal: K=2 by one)
   faults       fleet_faults       SIGKILL, SIGSTOP, restart empty, DEBUG SLEEP under traffic
   cost         fleet_cost         Redis commands/CPU/bytes per replica, 4/40 targets, 50/500 req/s
-  model        fleet_model        3/30/300 replicas (quick: 100), fit a*N + b*N^2, at 1,000
+  model        fleet_model        3/30/300 replicas (quick: 100), fit c + a*N, at 1,000
   cluster      fleet_cluster      the same on a 3-master Redis Cluster, and a master killed
   sentinel     fleet_sentinel     a Sentinel failover under traffic: follow, keep trips, leaks
 

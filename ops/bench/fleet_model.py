@@ -11,10 +11,12 @@ and with the per-replica traffic of the 3-replica point. The commands whose rate
 rate for one replica alone is the on-schedule rate. At N replicas, `schedule` = (those
 commands/s) / (N x that rate): the share of its ticks an average replica achieved. Every cost
 is divided by it (normalised to on-schedule replicas), so an overloaded Python loop that ticks
-less does not flatter Redis's numbers. The model `x = a*N + b*N^2` (per-replica work + pub/sub
-fan-out) is fitted on the two smaller points, checked against the largest, and evaluated at
-1,000 replicas x 50 targets; when the fit gives b < 0 (fan-out lost in the noise), a row with
-b = 0 (through the 30-replica point) is shown as well.
+less does not flatter Redis's numbers. The model `x = c + a*N` (what Redis spends whatever the
+fleet, its own cron; and the work per replica) is fitted on the two smaller points, checked
+against the largest, and evaluated at 1,000 replicas x 50 targets. There is no N^2 term: since
+the heartbeats went (issue 18) a quiet fleet publishes nothing, and an event reaches N
+subscribers once - rare next to the ticks. (Before, every replica's heartbeat reached every
+replica: a fit with an N^2 term came out negative, that term lost in the noise of 3-100.)
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ class LoadPoint:
 @dataclass(frozen=True, slots=True)
 class Fit:
     metric: str
-    a: float
-    b: float
+    c: float  # whatever the fleet
+    a: float  # per replica
     at_largest: float
     measured_largest: float
     error_pct: float | None
@@ -131,14 +133,14 @@ async def _run(
     return w, docs, workers
 
 
-def _fit(metric: str, xs: list[int], ys: list[float], *, linear: bool = False) -> Fit:
-    """x = a*N + b*N^2 through the two smaller points (linear: b = 0, through the second)."""
-    (n1, n2, n3), (c1, c2, c3) = xs[:3], ys[:3]
-    b = 0.0 if linear else (c2 / n2 - c1 / n1) / (n2 - n1)
-    a = c2 / n2 if linear else c1 / n1 - b * n1
-    pred = a * n3 + b * n3 * n3
-    err = 100 * (pred - c3) / c3 if c3 else None
-    return Fit(metric, a, b, pred, c3, err, a * 1000 + b * 1000 * 1000)
+def _fit(metric: str, xs: list[int], ys: list[float]) -> Fit:
+    """x = c + a*N through the two smaller points."""
+    (n1, n2, n3), (y1, y2, y3) = xs[:3], ys[:3]
+    a = (y2 - y1) / (n2 - n1)
+    c = y1 - a * n1
+    pred = c + a * n3
+    err = 100 * (pred - y3) / y3 if y3 else None
+    return Fit(metric, c, a, pred, y3, err, c + a * 1000)
 
 
 async def load_model(
@@ -198,10 +200,7 @@ async def load_model(
         ("commands/s", [p.norm_cmd_s for p in points]),
         ("MB/s", [p.norm_bytes_s / 1e6 for p in points]),
     ):
-        fit = _fit(metric, xs, ys)
-        fits.append(fit)
-        if fit.b < 0:  # the fan-out term is lost in the noise: say so, and show b = 0 too
-            fits.append(_fit(metric + " (b=0)", xs, ys, linear=True))
+        fits.append(_fit(metric, xs, ys))
     return LoadModelResult(TARGETS, rate, sync_period_s, sorted(ticks), one, points, fits)
 
 
@@ -234,13 +233,13 @@ def render(r: LoadModelResult) -> str:
     )
     out = [table(title, head, rows)]
     n3 = r.points[-1].replicas if r.points else 0
-    fhead = ["metric (normalised)", "a (per N)", "b (per N^2)", f"model at {n3}"]
+    fhead = ["metric (normalised)", "c (fixed)", "a (per N)", f"model at {n3}"]
     fhead += [f"measured at {n3}", "error", "model at 1000 x 50 targets"]
     frows = [
         [
             f.metric,
+            f"{f.c:.4g}",
             f"{f.a:.4g}",
-            f"{f.b:.4g}",
             f"{f.at_largest:.4g}",
             f"{f.measured_largest:.4g}",
             "—" if f.error_pct is None else f"{f.error_pct:+.0f}%",
@@ -248,6 +247,6 @@ def render(r: LoadModelResult) -> str:
         ]
         for f in r.fits
     ]
-    fit_title = "model x = a*N + b*N^2, fitted on the two smaller counts (normalised by schedule)"
+    fit_title = "model x = c + a*N, fitted on the two smaller counts (normalised by schedule)"
     out.append(table(fit_title, fhead, frows))
     return "\n\n".join(out)
