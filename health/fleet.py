@@ -7,7 +7,7 @@ The request path (snapshot/acquire/release) only touches memory. Background task
 - *reconcile*: every `sync_period_s` one pipelined round trip flushes window deltas and reads
   every target's fleet state, so a lost pub/sub message is repaired within a period;
 - *subscribe*: peers' events are applied as they arrive; PING notices a dead subscription;
-- *probe lock*: in half-open, only the replica holding `SET NX PX` on the probe key may probe.
+- *probe lock*: in half-open, only the replica holding the probe key may probe (fleet_probe).
 
 When Redis is down, slow or paused, every round trip is cut short by a timeout, the store
 reports itself degraded and the replica runs on its local view (probing locally); when Redis
@@ -28,6 +28,7 @@ from health import fleet_learned, fleet_sync, redis_conn
 from health.breaker import Admission, BreakerState, TransitionLog
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
+from health.fleet_probe import ProbeLocks
 from health.fleet_pubsub import subscribe_forever
 from health.fleet_view import apply_event, reconcile
 from health.learned import Space
@@ -40,21 +41,6 @@ from health.store import HealthSnapshot, Permit, StoreStatus
 __all__ = ["FleetSettings", "FleetStore"]
 
 log = logging.getLogger("turnout.health.fleet")
-
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-# The probe lock, claimed idempotently: a lock that already holds our id is ours (a claim whose
-# reply timed out may still have been executed by Redis later: it must not lock us out too).
-_CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 class FleetStore:
@@ -77,12 +63,10 @@ class FleetStore:
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self.keys = Keys(fleet.prefix)
         self._outbox: list[FleetEvent] = []
-        self._unlocks: list[str] = []
-        self._renews: list[str] = []  # probe locks we keep for the next probe of a recovery
         self._deltas: dict[tuple[str, int], list[int]] = {}
-        self._tokens: set[str] = set()  # targets whose fleet probe lock we hold
-        self._demand: dict[str, float] = {}  # target -> last time a request wanted a probe
-        self._claimed_at: dict[str, float] = {}  # target -> last probe-lock attempt
+        self.probes = ProbeLocks(
+            self.keys, self.replica_id, lock_s=fleet.probe_lock_s, period_s=fleet.sync_period_s
+        )
         self._dirty: dict[str, float] = {}  # target -> last local event (skip stale readings)
         self._wake = asyncio.Event()
         self._subscribed = asyncio.Event()
@@ -109,7 +93,7 @@ class FleetStore:
 
     def admission(self, target_id: str) -> Admission:
         verdict = self.local.admission(target_id)
-        if verdict is Admission.PROBE and self._coordinated and target_id not in self._tokens:
+        if verdict is Admission.PROBE and self._coordinated and target_id not in self.probes.held:
             return Admission.DENY
         return verdict
 
@@ -119,9 +103,9 @@ class FleetStore:
     def acquire(self, target_id: str) -> Permit | None:
         now = self._clock.now()
         sig = self.local.signals(target_id)
-        if self._coordinated and sig.peek(now) is Admission.PROBE and target_id not in self._tokens:
-            self._demand[target_id] = now  # the sync loop will try to take the fleet probe lock
-            if now - self._claimed_at.get(target_id, -1e9) >= self.fleet.sync_period_s:
+        coordinated = self._coordinated and target_id not in self.probes.held
+        if coordinated and sig.peek(now) is Admission.PROBE:
+            if self.probes.want(target_id, now):  # the sync loop tries for the fleet's lock
                 self._wake.set()
             return None
         # With the fleet's probe lock, this replica makes every probe of the recovery (the
@@ -145,13 +129,7 @@ class FleetStore:
         self.local.release(permit, outcome)
         now = self._clock.now()
         if permit.probe and self._coordinated:
-            state = sig.breaker.state(now)
-            if state is BreakerState.HALF_OPEN and tid in self._tokens:
-                self._renews.append(tid)  # more probes to make: keep the lock, renewed
-            else:
-                self._tokens.discard(tid)
-                if state is not BreakerState.CLOSED:  # a CLOSE event deletes the lock itself
-                    self._unlocks.append(tid)
+            self.probes.probed(tid, sig.breaker.state(now))
         after = sig.breaker.last_transition
         if after is not None and after is not before:
             if after.to is BreakerState.OPEN and sig.breaker.origin == "local":
@@ -225,7 +203,7 @@ class FleetStore:
             # hand over the last period's news and learning (a rolling restart loses nothing)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.fleet.timeout_s * 3):
-                    if self._outbox or self._unlocks or self._tokens:
+                    if self._outbox or self.probes.pending or self.probes.held:
                         await self._flush()
                     await self._tick()
         for c in (self._client, self._sub_client):
@@ -268,7 +246,7 @@ class FleetStore:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                if self._outbox or self._unlocks or self._renews:
+                if self._outbox or self.probes.pending:
                     await self._flush()
                 if self._clock.now() >= next_tick:
                     next_tick = self._clock.now() + self.fleet.sync_period_s
@@ -283,14 +261,6 @@ class FleetStore:
 
     async def _flush(self) -> None:
         events, self._outbox = self._outbox, []
-        unlocks, self._unlocks = self._unlocks, []
-        renews, self._renews = self._renews, []
-        # Only locks still held: a recovery that closed since must not get its lock renewed.
-        renews = [t for t in dict.fromkeys(renews) if t in self._tokens]
-        if self._closing:  # a lock kept by a replica that is going away would block probing
-            unlocks += [t for t in self._tokens if t not in unlocks]
-            self._tokens.clear()
-            renews = []
         k = self.keys
         pipe = self._client.pipeline(transaction=False)
         if events:  # one script writes them all into the state hash
@@ -300,38 +270,19 @@ class FleetStore:
             pipe.eval(fleet_sync.WRITE, 3, k.state, k.changes, k.meta, *args)
         for ev in events:
             if ev.kind is EventKind.CLOSE:
-                # The lock outlives the recovery a little: a peer that has not heard of the
-                # close yet must not claim it and send one more, needless probe.
-                hold_ms = int(4 * self.fleet.sync_period_s * 1000)
-                pipe.set(k.probe(ev.target_id), self.replica_id, px=max(1, hold_ms))
+                self.probes.hold(pipe, ev.target_id)
             if self._pubsub_ok:  # else peers learn it by reconciliation, nobody listens
                 ev = FleetEvent(
                     ev.kind, ev.target_id, ev.duration_s, ev.trips, ev.reason, self.replica_id
                 )
                 pipe.publish(k.channel, ev.encode())
-        for tid in unlocks:
-            pipe.eval(_UNLOCK, 1, k.probe(tid), self.replica_id)
-        lock_ms = int(self.fleet.probe_lock_s * 1000)
-        for tid in renews:
-            pipe.eval(_CLAIM, 1, k.probe(tid), self.replica_id, lock_ms)
+        renews = self.probes.queue_flush(pipe, closing=self._closing)
         result = await self._round_trip(pipe)
-        for tid, still_ours in zip(renews, result[len(result) - len(renews) :], strict=True):
-            if not still_ours:  # it expired and another replica took it: its turn now
-                self._tokens.discard(tid)
+        self.probes.settle_renewals(renews, result[len(result) - len(renews) :])
         self._ok()
 
     def _claimable(self) -> list[str]:
-        """Half-open targets that requests want, whose lock we may try for (once a period)."""
-        now = self._clock.now()
-        period = self.fleet.sync_period_s
-        return [
-            tid
-            for tid, at in self._demand.items()
-            if now - at < 2.0
-            and tid not in self._tokens
-            and now - self._claimed_at.get(tid, -1e9) >= period
-            and self.local.admission(tid) is Admission.PROBE
-        ]
+        return self.probes.claimable(self._clock.now(), self.local.admission)
 
     async def _follow_master(self) -> None:
         """Sentinel: on the master the Sentinels name now, within one period of a failover."""
@@ -423,19 +374,12 @@ class FleetStore:
     async def _claim_probes(self) -> None:
         if self._closing:
             return  # a lock taken now would keep the fleet from probing until it expires
-        now = self._clock.now()
         wanted = self._claimable()
-        self._demand = {t: at for t, at in self._demand.items() if now - at < 2.0}
         if not wanted:
             return
         pipe = self._client.pipeline(transaction=False)
-        for tid in wanted:
-            self._claimed_at[tid] = now
-            lock_ms = int(self.fleet.probe_lock_s * 1000)
-            pipe.eval(_CLAIM, 1, self.keys.probe(tid), self.replica_id, lock_ms)
-        for tid, won in zip(wanted, await self._round_trip(pipe), strict=True):
-            if won:
-                self._tokens.add(tid)
+        self.probes.queue_claims(pipe, wanted, self._clock.now())
+        self.probes.settle_claims(wanted, await self._round_trip(pipe))
 
     async def _subscribe_loop(self) -> None:
         await subscribe_forever(
