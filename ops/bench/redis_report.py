@@ -52,8 +52,8 @@ def report(result: dict[str, Any]) -> str:
         "event-loop lag (ms);"
     )
     w(
-        "  degr = 'redis degraded' warnings (a round trip > 0.3 s); ticks/s = MGET calls / "
-        "targets / replicas"
+        "  degr = 'redis degraded' warnings (a round trip > 0.3 s); ticks/s = HSETNX calls (one "
+        "per tick script) / replicas"
     )
     if starved:
         w(
@@ -75,7 +75,7 @@ def report(result: dict[str, Any]) -> str:
     )
     if any(ph["per_replica"] for ph in phases):
         w("")
-        w("MONITOR: calls/s by replica and key kind (exact attribution; ticks = MGETs / targets)")
+        w("MONITOR: calls/s by replica and key kind (exact attribution; ticks = tick scripts)")
         for ph in phases:
             reps = ph["per_replica"]
             if not reps:
