@@ -166,7 +166,12 @@ def stalled(now_s: float, end_s: float, request_deadline_s: float) -> Outcome:
     return blamed(provider_failure(reason), now_s, request_deadline_s)
 
 
-_CONTEXT_MARKERS = (b"context_length_exceeded", b"maximum context length", b"context window")
+_CONTEXT_MARKERS = (
+    b"context_length_exceeded",
+    b"maximum context length",
+    b"context window",
+    b"prompt is too long",  # Anthropic's
+)
 
 
 def context_exceeded(status: int, body: bytes) -> bool:

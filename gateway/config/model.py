@@ -15,7 +15,7 @@ from policies.tasks import DEFAULT_TASK_RULES, TaskRules
 from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
-FORMATS = ("openai",)
+FORMATS = ("openai", "anthropic")
 STORES = ("memory", "redis")
 LOG_FORMATS = ("text", "json")
 
@@ -76,9 +76,17 @@ class ProviderConfig:
     name: str
     base_url: str
     api_key: str = setting(
-        "", "sent as `Authorization: Bearer ...`; empty sends none", live=True, secret=True
+        "",
+        "sent as `Authorization: Bearer ...` (anthropic: `x-api-key`); empty sends none",
+        live=True,
+        secret=True,
     )
-    format: str = setting("openai", "wire format (only openai today)", live=True, choices=FORMATS)
+    format: str = setting(
+        "openai",
+        "wire format: openai (Chat Completions), anthropic (Messages API; chat only)",
+        live=True,
+        choices=FORMATS,
+    )
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     query: Mapping[str, str] = field(default_factory=dict, repr=False)  # e.g. Azure api-version
     timeouts: Timeouts = field(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from multidict import CIMultiDictProxy
 
 from gateway.config.model import ProviderConfig
+from gateway.formats.anthropic_messages import VERSION as ANTHROPIC_VERSION
 
 # From the client to the provider (besides the ones we set ourselves).
 FORWARD_TO_PROVIDER = frozenset(
@@ -29,7 +30,12 @@ def upstream_headers(
     out["Content-Type"] = "application/json"
     out["Accept"] = "application/json, text/event-stream"
     out["X-Request-Id"] = request_id
-    if provider.api_key:
+    if provider.format == "anthropic":
+        if provider.api_key:
+            out["x-api-key"] = provider.api_key
+        if not any(k.lower() == "anthropic-version" for k in out):  # the provider's own wins
+            out["anthropic-version"] = ANTHROPIC_VERSION
+    elif provider.api_key:
         out["Authorization"] = f"Bearer {provider.api_key}"
     return out
 

@@ -21,6 +21,8 @@ from opentelemetry import trace
 
 from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.edge.headers import client_headers, upstream_headers
+from gateway.formats.translate import HEADER as TRANSLATION_HEADER
+from gateway.formats.translate import translation
 from gateway.pipeline import streamed
 from gateway.pipeline.failure import failure
 from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement
@@ -135,6 +137,7 @@ class Exchange:
         self.settlement = Settlement(permits, listeners, self.loop.time)
         self._context_error: Attempted | None = None
         self.sent: list[bytes] = []  # the data events a committed stream sent the client
+        self.translations: dict[str, str] = {}  # target -> how its request was translated
 
     def now(self) -> float:
         return self.loop.time()
@@ -187,16 +190,22 @@ class Exchange:
         provider = self.config.providers[target.provider]
         payload = self.payload if body is None else body
         payload["model"] = target.model
+        path = self.upstream_path
+        tr = translation(payload, self.operation, provider.format, target.model)
+        if tr is not None:  # another wire format: the answer comes back through `tr`
+            payload, path = tr.body, tr.path
+            self.translations[target_id] = tr.note
         return AttemptSpec(
             target=target,
             provider=provider,
-            path=self.upstream_path,
+            path=path,
             body=orjson.dumps(payload),
             headers=upstream_headers(self.request.headers, provider, self.request_id),
             stream=self.stream,
             timeouts=self._timeouts(provider.timeouts, target_id),
             deadline=self.plan.limits.deadline,
             heard=self.rt.store.heard if self.stream else None,  # a stream's first event
+            translation=tr,
         )
 
     async def attempt(
@@ -243,6 +252,7 @@ class Exchange:
                 "turnout.probe": permit.probe,
                 "turnout.hedge": hedge,
                 "turnout.panic": panic,
+                "turnout.translation": spec.translation.note if spec.translation else "",
                 "turnout.retry_budget_left": round(self.rt.budget.left(), 1),
                 "turnout.deadline_left_ms": -1
                 if self.plan.limits.deadline is None
@@ -295,6 +305,9 @@ class Exchange:
             # what the caller asked for; `model` in the body names the model that answered
             "x-turnout-alias": self.route.alias,
         }
+        note = self.translations.get(target_id)
+        if note is not None:  # what crossing wire formats cost: lossy, and what was dropped
+            out[TRANSLATION_HEADER] = note
         return out
 
     async def _finish(self, att: Attempted | None) -> web.StreamResponse:

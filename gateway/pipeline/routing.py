@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.config.model import Config, RouteConfig
 from gateway.edge.errors import InvalidRequest, UnknownModel
+from gateway.formats.translate import serves
 from gateway.runtime.state import Live
 from health.store import HealthSnapshot, HealthStore
 from policies.compose import decide
@@ -83,7 +84,13 @@ def route_request(
         features = extract(operation, payload, body_bytes, rules=config.tasks, headers=headers)
     except InvalidFeature as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
-    candidates = [config.targets[t].profile for t in route.candidates]
+    # A target whose wire format cannot carry the operation (an anthropic one, embeddings)
+    # is not a candidate for it.
+    candidates = [
+        config.targets[t].profile
+        for t in route.candidates
+        if serves(operation, config.providers[config.targets[t].provider].format)
+    ]
     policy = live.policies[route.key]
     snapshot = store.snapshot(route.candidates)
     decision = decide(policy, features, candidates, snapshot, explain=explain)

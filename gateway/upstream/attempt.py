@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
+from gateway.formats.translate import Splitter, Translation
 from gateway.telemetry.hub import Usage
 from gateway.upstream.pool import IdleReads, provider_message, transport_outcome
 from gateway.upstream.sse import Kind, SseSplitter, inspect
@@ -52,6 +53,8 @@ class AttemptSpec:
     # Told the target id when a stream reaches its first output event: the target answered,
     # long before its attempt is released after the relay (`HealthStore.heard`).
     heard: Callable[[str], None] | None = None
+    # The request crosses wire formats: its answer comes back through this (None: passed as is)
+    translation: Translation | None = None
 
     @property
     def url(self) -> str:
@@ -85,7 +88,7 @@ class OpenStream:
     """A streaming response whose first output event has arrived; not yet sent to the client."""
 
     response: aiohttp.ClientResponse
-    splitter: SseSplitter
+    splitter: Splitter  # the target's events, in the client's format
     prelude: list[bytes]  # checked events up to and including the first output
     pending: list[bytes]  # events read in the same batch, after it, not yet checked
     finished: bool
@@ -142,15 +145,18 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
     except OSError as exc:
         return AttemptResult(transport_outcome(exc))
     try:
+        tr = spec.translation
         if not 200 <= resp.status < 300:
-            return await _error_reply(resp, spec.provider, started, deadline, t.idle_s)
+            return await _error_reply(resp, spec.provider, started, deadline, t.idle_s, tr)
         if spec.stream:
             clocks = Clocks(deadline, request_deadline, t.idle_s)
-            result = await _open_stream(resp, started, started + t.first_token_s, clocks)
+            splitter = SseSplitter() if tr is None else tr.splitter()
+            first_by = started + t.first_token_s
+            result = await _open_stream(resp, started, first_by, clocks, splitter)
             if result.stream is not None and spec.heard is not None:
                 spec.heard(spec.target.id)
         else:
-            result = await _read_json(resp, started, deadline, t.idle_s)
+            result = await _read_json(resp, started, deadline, t.idle_s, tr)
     except BaseException:
         resp.close()
         raise
@@ -182,6 +188,7 @@ async def _error_reply(
     started: float,
     deadline: float,
     idle_s: float,
+    translation: Translation | None,
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
     try:
@@ -200,6 +207,8 @@ async def _error_reply(
     reply = None
     if outcome.kind is OutcomeKind.CALLER_ERROR:
         ctype = resp.headers.get("Content-Type", "application/json")
+        if translation is not None:  # the client reads errors in its own format
+            body, ctype = translation.error(resp.status, body), "application/json"
         reply = Reply(resp.status, body, ctype, dict(resp.headers))
     return AttemptResult(outcome, reply=reply)
 
@@ -217,7 +226,11 @@ async def _read_all(resp: aiohttp.ClientResponse, deadline: float, idle_s: float
 
 
 async def _read_json(
-    resp: aiohttp.ClientResponse, started: float, deadline: float, idle_s: float
+    resp: aiohttp.ClientResponse,
+    started: float,
+    deadline: float,
+    idle_s: float,
+    translation: Translation | None,
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
     try:
@@ -226,6 +239,11 @@ async def _read_json(
         return AttemptResult(stalled(loop.time(), deadline, math.inf))
     except (aiohttp.ClientError, OSError) as exc:
         return AttemptResult(transport_outcome(exc))
+    if translation is not None:
+        translated = translation.reply(body)
+        if translated is None:
+            return _fail(FailureReason.MALFORMED, "response body is not an answer")
+        body = translated
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -240,13 +258,16 @@ async def _read_json(
 
 
 async def _open_stream(
-    resp: aiohttp.ClientResponse, started: float, first_token_by: float, clocks: Clocks
+    resp: aiohttp.ClientResponse,
+    started: float,
+    first_token_by: float,
+    clocks: Clocks,
+    splitter: Splitter,
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
     ctype = resp.headers.get("Content-Type", "")
     if "text/event-stream" not in ctype:
         return _fail(FailureReason.MALFORMED, f"expected an event stream, got {ctype or 'nothing'}")
-    splitter = SseSplitter()
     prelude: list[bytes] = []
     try:
         async with asyncio.timeout_at(min(first_token_by, clocks.end)):

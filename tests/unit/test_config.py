@@ -585,8 +585,8 @@ def _set(path: tuple[str | int, ...], value: object) -> dict[str, Any]:
         (("health", "bucket_s"), 60, "health.bucket_s: must not exceed window_s"),
         (
             ("providers", "a", "format"),
-            "anthropic",
-            "providers.a.format: unknown format 'anthropic' (known: openai)",
+            "gemini",
+            "providers.a.format: unknown format 'gemini' (known: openai, anthropic)",
         ),
     ],
     ids=lambda v: None,

@@ -1,0 +1,1 @@
+"""Wire formats and translation between them (issue 15)."""

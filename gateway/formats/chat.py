@@ -1,0 +1,168 @@
+"""One model of a chat exchange, whatever the wire format: what every codec decodes into and
+encodes from when a request crosses formats (same-format traffic never comes here: it is
+passed through byte for byte).
+
+A request keeps what the client asked for that has a place here; what has none is named in
+`ChatRequest.dropped` (the `x-turnout-translation` header says so), never silently lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+Finish = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A base64 image (`data`, `media_type`) or one to fetch (`url`)."""
+
+    url: str = ""
+    data: str = ""
+    media_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """A call the model made: `arguments` is the JSON text of its input, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    tool_use_id: str
+    content: tuple[Text | Image, ...]
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    """Reasoning a model showed; `signature` is its vendor's, valid only with that vendor."""
+
+    text: str
+    signature: str = ""
+    vendor: str = ""
+
+
+Part = Text | Image | ToolUse | ToolResult | Thinking
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str = ""  # mode "tool": which
+    parallel: bool = True  # may the model call several tools at once
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: tuple[Message, ...]
+    system: tuple[Text, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False  # a stream ends with the usage (OpenAI's stream_options)
+    user: str = ""
+    dropped: frozenset[str] = frozenset()  # the client's fields this model has no place for
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0  # cached ones included
+    output_tokens: int = 0
+    cached_tokens: int = 0  # of the input, read from a prompt cache
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    id: str
+    model: str
+    parts: tuple[Part, ...]
+    finish: Finish | None
+    usage: Usage | None = None
+    dropped: frozenset[str] = frozenset()  # what the answer carried that the client's format cannot
+
+
+# -- a stream, as events in the model's terms ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    id: str
+    model: str
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    index: int  # the call's position among this answer's tool calls
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolArguments:
+    index: int
+    json: str  # a piece of the arguments' JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    finish: Finish | None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The stream is complete (its last event)."""
+
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The provider reported an error in the stream."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An event that could not be read (bad JSON): the relay's malformed-event rules apply."""
+
+
+Event = Started | TextDelta | ToolStarted | ToolArguments | Finished | Ended | Failed | Unreadable

@@ -1,0 +1,308 @@
+"""OpenAI's Chat Completions wire format, as the client's side of a translation: a request
+decoded into the chat model, an answer and its stream encoded back.
+
+Decoding is lenient (the gateway has already checked the body's shape): what has no place in
+the model is named in `ChatRequest.dropped`, never an error. A field left at its neutral value
+(`n: 1`, `logprobs: false`, a zero penalty...) is not a loss.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from gateway.formats import chat
+
+# Request fields the model carries (the rest are dropped, unless neutral).
+_HANDLED = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "stream_options",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "user",
+    }
+)
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "n": (None, 1),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "store": (None, False),
+    "metadata": (None, {}),
+    "response_format": (None, {"type": "text"}),
+}
+
+
+def _text_of(content: Any) -> list[chat.Text | chat.Image]:
+    """A message's content (a string or a list of parts) as text and image parts."""
+    if isinstance(content, str):
+        return [chat.Text(content)] if content else []
+    out: list[chat.Text | chat.Image] = []
+    if isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind in ("text", "refusal"):
+                text = part.get(kind)
+                if isinstance(text, str) and text:
+                    out.append(chat.Text(text))
+            elif kind == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                if isinstance(url, str):
+                    out.append(_image(url))
+    return out
+
+
+def _image(url: str) -> chat.Image:
+    if url.startswith("data:") and ";base64," in url:
+        head, data = url[5:].split(";base64,", 1)
+        return chat.Image(data=data, media_type=head or "image/png")
+    return chat.Image(url=url)
+
+
+def _unhandled_parts(content: Any) -> set[str]:
+    if not isinstance(content, list):
+        return set()
+    kinds = {p.get("type") for p in content if isinstance(p, dict)}
+    return {f"content.{k}" for k in kinds if k not in ("text", "refusal", "image_url")}
+
+
+def _messages(
+    raw: Any, dropped: set[str]
+) -> tuple[tuple[chat.Message, ...], tuple[chat.Text, ...]]:
+    messages: list[chat.Message] = []
+    system: list[chat.Text] = []
+    for m in raw if isinstance(raw, list) else []:
+        if not isinstance(m, dict):
+            continue
+        role = m.get("role")
+        content = m.get("content")
+        dropped |= _unhandled_parts(content)
+        if m.get("name"):
+            dropped.add("messages.name")
+        if role in ("system", "developer"):
+            if messages:
+                dropped.add("system_position")  # the other format has one system prompt, first
+            system.extend(p for p in _text_of(content) if isinstance(p, chat.Text))
+        elif role == "user":
+            messages.append(chat.Message("user", tuple(_text_of(content))))
+        elif role == "assistant":
+            parts: list[chat.Part] = list(_text_of(content))
+            for call in m.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    args = fn.get("arguments")
+                    parts.append(
+                        chat.ToolUse(
+                            str(call.get("id") or ""),
+                            str(fn.get("name") or ""),
+                            args if isinstance(args, str) else "{}",
+                        )
+                    )
+            if m.get("function_call"):
+                dropped.add("function_call")
+            messages.append(chat.Message("assistant", tuple(parts)))
+        elif role == "tool":
+            result = chat.ToolResult(str(m.get("tool_call_id") or ""), tuple(_text_of(content)))
+            messages.append(chat.Message("user", (result,)))
+        else:
+            dropped.add(f"messages.role.{role}")
+    return tuple(messages), tuple(system)
+
+
+def _tools(raw: Any, dropped: set[str]) -> tuple[chat.Tool, ...]:
+    out: list[chat.Tool] = []
+    for t in raw if isinstance(raw, list) else []:
+        fn = t.get("function") if isinstance(t, dict) and t.get("type") == "function" else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            dropped.add("tools")
+            continue
+        if fn.get("strict"):
+            dropped.add("tools.strict")
+        schema = fn.get("parameters")
+        out.append(
+            chat.Tool(
+                fn["name"],
+                str(fn.get("description") or ""),
+                schema if isinstance(schema, dict) else {"type": "object"},
+            )
+        )
+    return tuple(out)
+
+
+def _tool_choice(raw: Any, parallel: Any) -> chat.ToolChoice | None:
+    may_parallel = parallel is not False
+    if raw in ("auto", "none", "required"):
+        return chat.ToolChoice(raw, parallel=may_parallel)
+    if isinstance(raw, dict):
+        fn = raw.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return chat.ToolChoice("tool", fn["name"], parallel=may_parallel)
+    return None if may_parallel else chat.ToolChoice("auto", parallel=False)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
+    dropped: set[str] = set()
+    messages, system = _messages(payload.get("messages"), dropped)
+    tools = _tools(payload.get("tools"), dropped)
+    for key, value in payload.items():
+        if key not in _HANDLED and value not in _NEUTRAL.get(key, (None,)):
+            dropped.add(key)
+    max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
+    stop = payload.get("stop")
+    stops = (stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str))
+    options = payload.get("stream_options")
+    return chat.ChatRequest(
+        model=str(payload.get("model") or ""),
+        messages=messages,
+        system=system,
+        tools=tools,
+        tool_choice=_tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls")),
+        max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        temperature=_number(payload.get("temperature")),
+        top_p=_number(payload.get("top_p")),
+        stop=stops,
+        stream=payload.get("stream") is True,
+        include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        user=payload["user"] if isinstance(payload.get("user"), str) else "",
+        dropped=frozenset(dropped),
+    )
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+def _usage(u: chat.Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    }
+
+
+def _call(use: chat.ToolUse) -> dict[str, Any]:
+    return {
+        "id": use.id,
+        "type": "function",
+        "function": {"name": use.name, "arguments": use.arguments},
+    }
+
+
+def encode_reply(reply: chat.ChatReply) -> dict[str, Any]:
+    text = "".join(p.text for p in reply.parts if isinstance(p, chat.Text))
+    calls = [_call(p) for p in reply.parts if isinstance(p, chat.ToolUse)]
+    thinking = "".join(p.text for p in reply.parts if isinstance(p, chat.Thinking))
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    if thinking:  # where DeepSeek and vLLM put it; OpenAI's own clients ignore it
+        message["reasoning_content"] = thinking
+    out: dict[str, Any] = {
+        "id": reply.id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": reply.model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}
+        ],
+    }
+    if reply.usage is not None:
+        out["usage"] = _usage(reply.usage)
+    return out
+
+
+def error_body(status: int, kind: str, message: str) -> bytes:
+    """An error in OpenAI's shape, from another format's kind of error."""
+    code = {"rate_limit_error": "rate_limit_exceeded", "overloaded_error": "overloaded"}.get(kind)
+    etype = "server_error" if status >= 500 else "invalid_request_error"
+    if kind in ("authentication_error", "permission_error", "rate_limit_error", "not_found_error"):
+        etype = kind
+    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
+
+
+class StreamEncoder:
+    """Stream events, in the model's terms, as OpenAI chunk events (`data: ...`, without the
+    blank line that ends an event: the relay adds it)."""
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.id = ""
+        self.model = ""
+        self.created = int(time.time())
+        self.usage = chat.Usage()
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        return b"data: " + orjson.dumps(chunk)
+
+    def encode(self, event: chat.Event) -> list[bytes]:
+        if isinstance(event, chat.TextDelta):
+            return [self._chunk({"content": event.text})] if event.text else []
+        if isinstance(event, chat.ToolArguments):
+            fn = {"arguments": event.json}
+            return [self._chunk({"tool_calls": [{"index": event.index, "function": fn}]})]
+        if isinstance(event, chat.ToolStarted):
+            call = _call(chat.ToolUse(event.id, event.name, ""))
+            return [self._chunk({"tool_calls": [{"index": event.index, **call}]})]
+        if isinstance(event, chat.Started):
+            self.id, self.model = event.id, event.model
+            self._add(event.usage)
+            return [self._chunk({"role": "assistant", "content": ""})]  # preamble, not output
+        if isinstance(event, chat.Finished):
+            self._add(event.usage)
+            return [self._chunk({}, event.finish or "stop")]
+        if isinstance(event, chat.Ended):
+            self._add(event.usage)
+            out = []
+            if self.include_usage:
+                last = {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": _usage(self.usage),
+                }
+                out.append(b"data: " + orjson.dumps(last))
+            return [*out, b"data: [DONE]"]
+        if isinstance(event, chat.Failed):
+            return [b"data: " + error_body(500, event.kind, event.message)]
+        return [b"data: {"]  # Unreadable: malformed for the relay, as the original was
+
+    def _add(self, usage: chat.Usage | None) -> None:
+        if usage is None:
+            return
+        u = self.usage
+        self.usage = chat.Usage(
+            max(u.input_tokens, usage.input_tokens),
+            max(u.output_tokens, usage.output_tokens),
+            max(u.cached_tokens, usage.cached_tokens),
+        )

@@ -1,0 +1,123 @@
+"""A request crossing wire formats: what the attempt sends, and what it makes of the answer.
+
+Same-format traffic never gets here (`translation` returns None): it is passed through byte
+for byte, prompt-cache prefixes and all. Across formats the request is decoded into the chat
+model once and encoded for the target's format; the answer, its stream (event by event: no
+buffering) and its errors are decoded from the target's format and encoded back in the
+client's, so everything after the attempt (commit point, relay, continuation, usage) keeps
+seeing the client's format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from gateway.formats import anthropic_messages as anthropic
+from gateway.formats import openai_chat
+from gateway.upstream.sse import SseSplitter
+
+OPENAI, ANTHROPIC = "openai", "anthropic"
+HEADER = "x-turnout-translation"
+
+
+class Splitter(Protocol):
+    """What the attempt and the relay read a stream with (`gateway.upstream.sse.SseSplitter`)."""
+
+    def feed(self, chunk: bytes) -> list[bytes]: ...
+
+
+def serves(operation: str, fmt: str) -> bool:
+    """Can a target of wire format `fmt` serve `operation` for an OpenAI-format client?"""
+    return fmt == OPENAI or operation == "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """One attempt's request in the target's format, and the way back."""
+
+    source: str
+    target: str
+    path: str
+    body: dict[str, Any]
+    dropped: frozenset[str]
+    include_usage: bool
+
+    @property
+    def note(self) -> str:
+        """The `x-turnout-translation` value: `openai->anthropic`, `; lossy; dropped=a,b`."""
+        head = f"{self.source}->{self.target}"
+        if not self.dropped:
+            return head
+        return f"{head}; lossy; dropped={','.join(sorted(self.dropped))}"
+
+    def reply(self, body: bytes) -> bytes | None:
+        """A non-streaming answer in the client's format; None when it is not an answer."""
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        reply = anthropic.decode_reply(obj)
+        if reply is None:
+            return None
+        return orjson.dumps(openai_chat.encode_reply(reply))
+
+    def error(self, status: int, body: bytes) -> bytes:
+        """A provider's error body (passed through to the client) in the client's format."""
+        kind, message = anthropic.error_of(body)
+        return openai_chat.error_body(status, kind, message or f"upstream error {status}")
+
+    def splitter(self) -> Splitter:
+        return _Translating(
+            anthropic.StreamDecoder(), openai_chat.StreamEncoder(self.include_usage)
+        )
+
+
+def translation(
+    payload: Mapping[str, Any], operation: str, target_format: str, model: str
+) -> Translation | None:
+    """How an OpenAI-format request reaches a target of `target_format`; None: as it is."""
+    if target_format == OPENAI:
+        return None
+    if target_format != ANTHROPIC or operation != "chat":
+        raise ValueError(f"{operation} cannot be sent to a {target_format} target")
+    req = openai_chat.decode_request(dict(payload))
+    body, dropped = anthropic.encode_request(req, model)
+    return Translation(OPENAI, ANTHROPIC, anthropic.PATH, body, dropped, req.include_usage)
+
+
+def _data_of(raw: bytes) -> bytes | None:
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            return value[1:] if value.startswith(b" ") else value
+    return None
+
+
+class _Translating:
+    """Splits the target's stream into events and gives back the client's events for them."""
+
+    __slots__ = ("_decoder", "_encoder", "_sse")
+
+    def __init__(
+        self, decoder: anthropic.StreamDecoder, encoder: openai_chat.StreamEncoder
+    ) -> None:
+        self._sse = SseSplitter()
+        self._decoder = decoder
+        self._encoder = encoder
+
+    def _events(self, raws: list[bytes]) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in raws:
+            data = _data_of(raw)
+            if data is None:
+                continue  # a comment or a bare `event:` line: nothing to relay
+            for event in self._decoder.decode(data):
+                out.extend(self._encoder.encode(event))
+        return out
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._events(self._sse.feed(chunk))
