@@ -16,6 +16,7 @@ from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 FORMATS = ("openai", "anthropic")
+TRANSLATIONS = ("lossy", "strict")
 STORES = ("memory", "redis")
 LOG_FORMATS = ("text", "json")
 
@@ -265,6 +266,13 @@ class RouteConfig:
         "complete a stream cut after its first byte on the next candidate (default: "
         "resilience.continuation)",
         live=True,
+    )
+    translation: str = setting(
+        "lossy",
+        "a candidate of another wire format: `lossy` takes it, naming what is dropped; "
+        "`strict` skips it when its translation would drop anything",
+        live=True,
+        choices=TRANSLATIONS,
     )
     hedge: Hedge | None = None
     match: RouteMatch = field(default_factory=RouteMatch)

@@ -114,6 +114,7 @@ def decode_routes(
                 continuation=_setting(r, "continuation", defaults.continuation),
                 hedge=_hedge(r.sub("hedge")) if r.has("hedge") else None,
                 debug=_setting(r, "debug", entry(RouteConfig, "debug").default),
+                translation=_setting(r, "translation", entry(RouteConfig, "translation").default),
             )
         )
         r.done()

@@ -166,6 +166,7 @@ def _route() -> Schema:
             "hedge": hedge,
             "match": match,
             "debug": setting_schema(entry(RouteConfig, "debug")),
+            "translation": setting_schema(entry(RouteConfig, "translation")),
         },
         "alias",
         "candidates",

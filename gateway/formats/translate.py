@@ -35,6 +35,20 @@ def serves(operation: str, fmt: str) -> bool:
     return fmt == OPENAI or operation == "chat"
 
 
+def unfit(
+    payload: Mapping[str, Any], operation: str, fmt: str, model: str, *, strict: bool
+) -> str | None:
+    """Why a target of format `fmt` may not take this request (None: it may): its format
+    cannot carry the operation, or - with `translation: strict` - not without a loss."""
+    if not serves(operation, fmt):
+        return f"a {fmt} target serves chat only"
+    if strict:
+        tr = translation(payload, operation, fmt, model)
+        if tr is not None and tr.dropped:
+            return f"lossy translation to {fmt}: would drop {','.join(sorted(tr.dropped))}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Translation:
     """One attempt's request in the target's format, and the way back."""

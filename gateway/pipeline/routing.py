@@ -6,18 +6,19 @@ No I/O here: the health snapshot is read from the store's local view.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.model import Config, RouteConfig
 from gateway.edge.errors import InvalidRequest, UnknownModel
-from gateway.formats.translate import serves
+from gateway.formats.translate import unfit
 from gateway.runtime.state import Live
 from health.store import HealthSnapshot, HealthStore
 from policies.compose import decide
 from policies.features import InvalidFeature, extract
-from policies.types import Decision, Policy, RequestFeatures
+from policies.types import Candidate, Decision, Excluded, Policy, RequestFeatures
 
 DEBUG_HEADER = "x-turnout-debug"  # request: "route" (or 1/true) asks for the explanation
 ROUTE_HEADER = "x-turnout-route"  # response: the decision in one line
@@ -84,18 +85,35 @@ def route_request(
         features = extract(operation, payload, body_bytes, rules=config.tasks, headers=headers)
     except InvalidFeature as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
-    # A target whose wire format cannot carry the operation (an anthropic one, embeddings)
-    # is not a candidate for it.
-    candidates = [
-        config.targets[t].profile
-        for t in route.candidates
-        if serves(operation, config.providers[config.targets[t].provider].format)
-    ]
+    candidates, unfit = _by_wire_format(config, route, operation, payload)
     policy = live.policies[route.key]
     snapshot = store.snapshot(route.candidates)
     decision = decide(policy, features, candidates, snapshot, explain=explain)
+    if unfit:
+        decision = dataclasses.replace(decision, excluded=(*unfit, *decision.excluded))
     explanation = decision.explain() if explain else ""
     return Routed(route, features, policy, decision, snapshot, explanation)
+
+
+def _by_wire_format(
+    config: Config, route: RouteConfig, operation: str, payload: Mapping[str, Any]
+) -> tuple[list[Candidate], list[Excluded]]:
+    """The route's candidates, less those whose wire format cannot carry this request (an
+    anthropic target and embeddings; with `translation: strict`, a lossy translation)."""
+    strict = route.translation == "strict"
+    kept: list[Candidate] = []
+    out: list[Excluded] = []
+    for tid in route.candidates:
+        target = config.targets[tid]
+        fmt = config.providers[target.provider].format
+        why = (
+            None if fmt == "openai" else unfit(payload, operation, fmt, target.model, strict=strict)
+        )
+        if why is None:
+            kept.append(target.profile)
+        else:
+            out.append(Excluded(target.profile, "translation", why))
+    return kept, out
 
 
 def no_capable_target(route: RouteConfig, decision: Decision) -> InvalidRequest:
