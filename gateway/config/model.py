@@ -402,12 +402,19 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tasks: TaskRules = field(default_factory=lambda: DEFAULT_TASK_RULES)
     _by_alias: Mapping[str, tuple[RouteConfig, ...]] = field(init=False, repr=False, compare=False)
+    # Targets whose provider speaks another wire format than the clients (translated).
+    foreign: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_alias: dict[str, list[RouteConfig]] = {}
         for r in self.routes:
             by_alias.setdefault(r.alias, []).append(r)
         object.__setattr__(self, "_by_alias", {a: tuple(rs) for a, rs in by_alias.items()})
+        formats = {name: p.format for name, p in self.providers.items()}
+        foreign = {
+            t.id for t in self.targets.values() if formats.get(t.provider, "openai") != "openai"
+        }
+        object.__setattr__(self, "foreign", frozenset(foreign))
 
     def route(
         self,

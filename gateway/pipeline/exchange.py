@@ -191,8 +191,10 @@ class Exchange:
         payload = self.payload if body is None else body
         payload["model"] = target.model
         path = self.upstream_path
-        tr = translation(payload, self.operation, provider.format, target.model)
-        if tr is not None:  # another wire format: the answer comes back through `tr`
+        tr = None
+        if target_id in self.config.foreign:  # another wire format: the answer comes back
+            tr = translation(payload, self.operation, provider.format, target.model)  # through tr
+        if tr is not None:
             payload, path = tr.body, tr.path
             self.translations[target_id] = tr.note
         return AttemptSpec(

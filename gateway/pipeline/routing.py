@@ -100,6 +100,9 @@ def _by_wire_format(
 ) -> tuple[list[Candidate], list[Excluded]]:
     """The route's candidates, less those whose wire format cannot carry this request (an
     anthropic target and embeddings; with `translation: strict`, a lossy translation)."""
+    foreign = config.foreign
+    if foreign.isdisjoint(route.candidates):  # the usual case: no translation at all
+        return [config.targets[t].profile for t in route.candidates], []
     strict = route.translation == "strict"
     kept: list[Candidate] = []
     out: list[Excluded] = []
