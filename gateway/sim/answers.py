@@ -72,15 +72,24 @@ def count_tokens(text: str) -> int:
 
 
 def content_text(content: Any) -> str:
-    """Text of a chat message ``content``: a string or a list of content parts."""
+    """Text of a message ``content``: a string or a list of content parts (OpenAI's or
+    Anthropic's). The text parts count; a list with none, such as an Anthropic user turn of
+    ``tool_result`` blocks, reads as the text of its tool results."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
+        parts = [part for part in content if isinstance(part, Mapping)]
         texts = [
             str(part.get("text", ""))
-            for part in content
-            if isinstance(part, Mapping) and part.get("type") in ("text", "input_text")
+            for part in parts
+            if part.get("type") in ("text", "input_text")
         ]
+        if not texts:
+            texts = [
+                content_text(part.get("content"))
+                for part in parts
+                if part.get("type") == "tool_result"
+            ]
         return "\n".join(texts)
     return ""
 
@@ -94,22 +103,35 @@ def _prompt_text(prompt: Any) -> str:
 
 
 def prompt_of(body: Mapping[str, Any]) -> str:
-    """The text the answer is derived from: the last user message of a chat request, or the
-    ``prompt`` of a legacy completions request (a list of prompts is joined with newlines)."""
+    """The text the answer is derived from: the last user message of a chat request (OpenAI or
+    Anthropic), or the ``prompt`` of a legacy completions request (a list of prompts is joined
+    with newlines). A conversation that ends with tool results (OpenAI ``tool`` messages, an
+    Anthropic user turn of ``tool_result`` blocks) is answered from their text, joined with
+    newlines, so a tool round trip ends in the same answer in both formats."""
     messages = body.get("messages")
     if isinstance(messages, list):
+        results: list[str] = []
         for message in reversed(messages):
-            if isinstance(message, Mapping) and message.get("role") == "user":
+            if not isinstance(message, Mapping):
+                continue
+            role = message.get("role")
+            if role == "tool":
+                results.append(content_text(message.get("content")))
+            elif results:
+                break
+            elif role == "user":
                 return content_text(message.get("content"))
-        return ""
+        return "\n".join(reversed(results))
     return _prompt_text(body.get("prompt"))
 
 
 def prompt_tokens_of(body: Mapping[str, Any]) -> int:
-    """Usage ``prompt_tokens``: words in every message of a chat request, else in the prompt."""
+    """Usage ``prompt_tokens``: words in every message of a chat request (and in an Anthropic
+    ``system``), else in the prompt."""
     messages = body.get("messages")
     if isinstance(messages, list):
-        return sum(
+        system = count_tokens(content_text(body.get("system")))
+        return system + sum(
             count_tokens(content_text(m.get("content"))) for m in messages if isinstance(m, Mapping)
         )
     return count_tokens(_prompt_text(body.get("prompt")))

@@ -15,8 +15,8 @@ import struct
 from aiohttp import web
 
 from gateway.sim.faults import Fault
+from gateway.sim.formats import OPENAI_FRAMING, Framing
 from gateway.sim.state import Attempt
-from gateway.sim.wire import SSE_DONE, SSE_MALFORMED
 
 # A non-streamed "drip" sends its body in this many pieces, interval_s apart.
 DRIP_BODY_PIECES = 4
@@ -68,8 +68,10 @@ async def send_json(
     body: bytes,
     headers: dict[str, str],
     fault: Fault = _OK,
+    framing: Framing = OPENAI_FRAMING,
 ) -> web.StreamResponse:
-    """Send a JSON response; a 200 is shaped by ``fault`` (slow, cut, stall, malformed, drip)."""
+    """Send a JSON response; a 200 is shaped by ``fault`` (slow, cut, stall, malformed, drip;
+    ``framing`` holds the format's malformed body)."""
     mode = fault.mode if status == 200 else "ok"
     if mode == "slow_first_token":
         await pause(fault.delay_s)
@@ -99,7 +101,7 @@ async def send_json(
         return resp
     outcome = "completed"
     if mode == "malformed":
-        body, outcome = b'{"choices": [', "malformed"
+        body, outcome = framing.malformed_body, "malformed"
     resp = web.Response(status=status, body=body, headers=headers, content_type="application/json")
     await resp.prepare(request)
     attempt.status = status
@@ -115,9 +117,10 @@ async def send_stream(
     headers: dict[str, str],
     fault: Fault,
     interval_s: float,
+    framing: Framing = OPENAI_FRAMING,
 ) -> web.StreamResponse:
-    """Send ``events`` (SSE data events without the ``[DONE]``) as a 200 event stream, shaped by
-    ``fault``; ``interval_s`` separates events unless the fault is a drip."""
+    """Send ``events`` (SSE events without the terminator, ``framing.done``) as a 200 event
+    stream, shaped by ``fault``; ``interval_s`` separates events unless the fault is a drip."""
     mode = fault.mode
     resp = web.StreamResponse(status=200, headers=headers)
     resp.content_type = "text/event-stream"
@@ -128,16 +131,17 @@ async def send_stream(
         await pause(fault.delay_s)
     if mode == "drip":
         interval_s = fault.interval_s
-    limit = fault.after_chunks if mode in ("cut", "stall", "malformed") else len(events)
+    cut_short = mode in ("cut", "stall", "malformed", "error_event")
+    limit = fault.after_chunks if cut_short else len(events)
     garble_at = min(fault.after_chunks, len(events)) if mode == "garbled" else -1
     for i, event in enumerate(events[:limit]):
         if i == garble_at:
-            await _garble(resp, fault.times, interval_s)
+            await _garble(resp, fault.times, interval_s, framing.malformed_event)
         if i:
             await pause(interval_s)
         await resp.write(event)
     if garble_at == len(events):
-        await _garble(resp, fault.times, interval_s)
+        await _garble(resp, fault.times, interval_s, framing.malformed_event)
     if mode == "cut":
         abort_connection(request)
         attempt.finish("cut")
@@ -149,20 +153,24 @@ async def send_stream(
         return resp
     if mode == "malformed":
         await pause(interval_s)
-        await resp.write(SSE_MALFORMED)
+        await resp.write(framing.malformed_event)
         outcome = "malformed"
+    elif mode == "error_event":
+        await pause(interval_s)
+        await resp.write(framing.error_event)
+        outcome = "error_event"
     elif mode == "no_done":
         outcome = "no_done"
     else:
-        await resp.write(SSE_DONE)
+        await resp.write(framing.done)
         outcome = "garbled" if mode == "garbled" else "completed"
     await resp.write_eof()
     attempt.finish(outcome)
     return resp
 
 
-async def _garble(resp: web.StreamResponse, times: int, interval_s: float) -> None:
-    """``times`` invalid JSON data lines in a row, paced like the events around them."""
+async def _garble(resp: web.StreamResponse, times: int, interval_s: float, line: bytes) -> None:
+    """``times`` invalid JSON events (``line``) in a row, paced like the events around them."""
     for _ in range(times):
         await pause(interval_s)
-        await resp.write(SSE_MALFORMED)
+        await resp.write(line)

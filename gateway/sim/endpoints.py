@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from gateway.sim import answers, wire
+from gateway.sim import answers, tools, wire
 from gateway.sim.state import SimSettings
 
 
@@ -21,7 +21,7 @@ from gateway.sim.state import SimSettings
 class Reply:
     status: int = 200
     body: bytes = b""
-    events: list[bytes] | None = None  # a stream: data events without the final [DONE]
+    events: list[bytes] | None = None  # a stream: its events without the terminator
 
 
 Endpoint = Callable[[SimSettings, dict[str, Any]], Reply]
@@ -97,7 +97,20 @@ def chat_completions(settings: SimSettings, body: dict[str, Any]) -> Reply:
                 param="messages",
             )
         prefilled = answers.content_text(last.get("content"))
+    call = tools.openai_call(body) if settings.tools == "call" else None
+    if call is not None:
+        return _tool_call(body, model, call)
     return _generate(settings, body, model, chat=True, prefilled=prefilled)
+
+
+def _tool_call(body: dict[str, Any], model: str, call: tools.ToolCall) -> Reply:
+    use = wire.usage(answers.prompt_tokens_of(body), call.output_tokens())
+    created = int(time.time())
+    cid = wire.new_id("chatcmpl")
+    if body.get("stream") is True:
+        stream_use = use if _include_usage(body) else None
+        return _stream(wire.tool_call_chunks(cid, created, model, call, stream_use))
+    return _json(wire.tool_call_completion(cid, created, model, call, use))
 
 
 def completions(settings: SimSettings, body: dict[str, Any]) -> Reply:

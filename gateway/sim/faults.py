@@ -3,7 +3,7 @@
 Modes and what a client observes:
 
 - ``ok``: a normal answer.
-- ``status``: an HTTP error with an OpenAI error body; optional ``retry_after`` (seconds, or a
+- ``status``: an HTTP error with an error body in the sim's format; optional ``retry_after`` (seconds, or a
   string such as an HTTP-date sent verbatim), ``code`` and ``message``.
 - ``hang``: the request is accepted but no headers are ever sent until the client leaves.
 - ``reset``: the TCP connection is reset without any response.
@@ -18,6 +18,13 @@ Modes and what a client observes:
   before ``[DONE]``, if the answer has fewer events); non-streamed, a normal answer.
 - ``no_done``: the complete stream including ``finish_reason``, but no ``data: [DONE]``.
 - ``drip``: the complete, valid stream with events ``interval_s`` apart.
+- ``error_event``: ``after_chunks`` SSE events, then an in-band error event (optional
+  ``message``) and the end of the response without a terminator: Anthropic's
+  ``event: error`` with an ``overloaded_error``, or OpenAI's ``data: {"error": {...}}``;
+  non-streamed, a normal answer (an error status is the ``status`` mode).
+
+The error bodies, the terminator and the invalid lines are in the sim's wire format (OpenAI or
+Anthropic; see :mod:`gateway.sim.formats`).
 
 ``count: N`` applies the fault to the next N requests only; then the sim is ``ok`` again.
 ``for_s: T`` applies it for T seconds from when it is set, then the sim is ``ok`` again (an
@@ -35,7 +42,7 @@ import orjson
 
 FaultMode = Literal[
     "ok", "status", "hang", "reset", "slow_first_token", "cut", "stall", "malformed", "garbled",
-    "no_done", "drip",
+    "no_done", "drip", "error_event",
 ]  # fmt: skip
 
 # The keys each mode accepts besides "mode" and "count"; anything else is rejected.
@@ -51,6 +58,7 @@ _MODE_KEYS: dict[str, tuple[str, ...]] = {
     "garbled": ("after_chunks", "times"),
     "no_done": (),
     "drip": ("interval_s",),
+    "error_event": ("after_chunks", "message"),
 }
 MODES: tuple[str, ...] = tuple(_MODE_KEYS)
 
@@ -99,16 +107,20 @@ class Fault:
             kwargs["count"] = _int(data, "count", minimum=1)
         if data.get("for_s") is not None:
             kwargs["for_s"] = _seconds(data, "for_s")
+        if mode in ("status", "error_event"):
+            value = data.get("message")
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"'message' must be a string, got {value!r}")
+            kwargs["message"] = value
         if mode == "status":
             if "status" not in data:
                 raise ValueError("fault mode 'status' needs a 'status' such as 503")
             kwargs["status"] = _int(data, "status", minimum=400, maximum=599)
             kwargs["retry_after"] = _retry_after(data.get("retry_after"))
-            for key in ("code", "message"):
-                value = data.get(key)
-                if value is not None and not isinstance(value, str):
-                    raise ValueError(f"'{key}' must be a string, got {value!r}")
-                kwargs[key] = value
+            code = data.get("code")
+            if code is not None and not isinstance(code, str):
+                raise ValueError(f"'code' must be a string, got {code!r}")
+            kwargs["code"] = code
         if "delay_s" in data:
             kwargs["delay_s"] = _seconds(data, "delay_s")
         if "interval_s" in data:
@@ -124,7 +136,7 @@ class Fault:
         """Parse a CLI spec: ``ok``, ``status:503``, ``status:429:2`` (Retry-After 2 s; the
         third part may also be an HTTP-date), ``hang``, ``reset``, ``slow_first_token:20``,
         ``cut:5``, ``stall:5``, ``malformed:5``, ``garbled:5`` (one bad line after 5 events),
-        ``garbled:5:4`` (four in a row), ``no_done``, ``drip:0.3``. A ``*N`` suffix
+        ``garbled:5:4`` (four in a row), ``no_done``, ``drip:0.3``, ``error_event:5``. A ``*N`` suffix
         sets ``count`` (``status:503*2``); a spec starting with ``{`` is read as JSON."""
         text = spec.strip()
         try:

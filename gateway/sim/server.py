@@ -1,7 +1,9 @@
-"""The simulated OpenAI-compatible provider: an aiohttp app plus a small server wrapper.
+"""The simulated provider: an aiohttp app plus a small server wrapper.
 
-OpenAI endpoints (``/v1/...``) are logged and subject to the current fault; the control API
-(``/_sim/...``) is neither. The server runs with handler cancellation so that a client going
+A sim speaks one wire format (``SimSettings.format``): OpenAI's (chat completions,
+completions, embeddings, models) or Anthropic's (the Messages API and models); any other
+``/v1`` path is a 404 in that format's error shape. Its endpoints (``/v1/...``) are logged and
+subject to the current fault; the control API (``/_sim/...``) is neither. The server runs with handler cancellation so that a client going
 away cancels the handler at once and the log shows ``client_disconnected`` promptly.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.sim import delivery, endpoints
+from gateway.sim import anthropic_endpoints, delivery, endpoints, formats
 from gateway.sim.faults import Fault
 from gateway.sim.state import DEFAULT_MODELS, Attempt, SimSettings, SimState
 
@@ -25,13 +27,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_sim_app(state: SimState) -> web.Application:
-    """An aiohttp application serving the sim's OpenAI endpoints and control API."""
+    """An aiohttp application serving the endpoints of the sim's format and the control API."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = state
-    app.router.add_post("/v1/chat/completions", _openai(endpoints.chat_completions))
-    app.router.add_post("/v1/completions", _openai(endpoints.completions))
-    app.router.add_post("/v1/embeddings", _openai(endpoints.embeddings))
-    app.router.add_get("/v1/models", _openai(endpoints.list_models))
+    if state.settings.format == "anthropic":
+        app.router.add_post("/v1/messages", _endpoint(anthropic_endpoints.messages))
+        app.router.add_get("/v1/models", _endpoint(anthropic_endpoints.list_models))
+    else:
+        app.router.add_post("/v1/chat/completions", _endpoint(endpoints.chat_completions))
+        app.router.add_post("/v1/completions", _endpoint(endpoints.completions))
+        app.router.add_post("/v1/embeddings", _endpoint(endpoints.embeddings))
+        app.router.add_get("/v1/models", _endpoint(endpoints.list_models))
     app.router.add_route("*", "/v1/{tail:.*}", _not_found)
     app.router.add_get("/_sim/fault", _get_fault)
     app.router.add_put("/_sim/fault", _put_fault)
@@ -61,7 +67,7 @@ def _parse_body(raw: bytes) -> tuple[dict[str, Any], Any, str | None]:
     return parsed, parsed, None
 
 
-def _openai(endpoint: endpoints.Endpoint) -> Handler:
+def _endpoint(endpoint: endpoints.Endpoint) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
         body: dict[str, Any] = {}
@@ -116,6 +122,7 @@ async def _respond(
     parse_error: str | None,
 ) -> web.StreamResponse:
     settings = state.settings
+    fmt = settings.format
     headers = {"x-sim-name": settings.name}
     await delivery.pause(settings.latency_ms / 1000)
     if fault.mode == "hang":
@@ -128,31 +135,35 @@ async def _respond(
         attempt.finish("reset")
         return web.Response()
     if fault.mode == "status":
-        return await _send_status_fault(request, attempt, fault, settings.name, headers)
+        return await _send_status_fault(request, attempt, fault, settings, headers)
     if settings.api_key is not None:
-        expected = f"Bearer {settings.api_key}"
-        if request.headers.get("Authorization") != expected:
-            reply = endpoints.error_reply(
-                401, "Incorrect API key provided.", code="invalid_api_key"
-            )
-            return await delivery.send_json(request, attempt, 401, reply.body, headers)
+        denied = formats.auth_error(fmt, request.headers, settings.api_key)
+        if denied is not None:
+            return await delivery.send_json(request, attempt, 401, denied.body, headers)
     if parse_error is not None:
-        reply = endpoints.error_reply(400, parse_error)
+        reply = formats.error_reply(fmt, 400, parse_error)
     else:
         reply = endpoint(settings, body)
+    framing = formats.framing(fmt, fault)
     if reply.events is not None:
         interval_s = settings.chunk_interval_ms / 1000
         return await delivery.send_stream(
-            request, attempt, reply.events, headers, fault, interval_s
+            request, attempt, reply.events, headers, fault, interval_s, framing
         )
-    return await delivery.send_json(request, attempt, reply.status, reply.body, headers, fault)
+    return await delivery.send_json(
+        request, attempt, reply.status, reply.body, headers, fault, framing
+    )
 
 
 async def _send_status_fault(
-    request: web.Request, attempt: Attempt, fault: Fault, name: str, headers: dict[str, str]
+    request: web.Request,
+    attempt: Attempt,
+    fault: Fault,
+    settings: SimSettings,
+    headers: dict[str, str],
 ) -> web.StreamResponse:
-    message = fault.message or f"sim {name}: simulated HTTP {fault.status}"
-    reply = endpoints.error_reply(fault.status, message, code=fault.code)
+    message = fault.message or f"sim {settings.name}: simulated HTTP {fault.status}"
+    reply = formats.error_reply(settings.format, fault.status, message, code=fault.code)
     retry_after = fault.retry_after
     if isinstance(retry_after, float) and retry_after.is_integer():
         retry_after = int(retry_after)
@@ -162,7 +173,9 @@ async def _send_status_fault(
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
-    return _error_response(404, f"Unknown request URL: {request.method} {request.path}")
+    fmt = request.app[STATE_KEY].settings.format
+    reply = formats.error_reply(fmt, 404, f"Unknown request URL: {request.method} {request.path}")
+    return web.Response(status=404, body=reply.body, content_type="application/json")
 
 
 async def _get_fault(request: web.Request) -> web.StreamResponse:
@@ -208,6 +221,8 @@ class SimServer:
         embedding_dims: int = 8,
         voice: str = "",
         prefill: str = "ignore",
+        format: str = "openai",
+        tools: str = "ignore",
         fault: Fault | None = None,
         state: SimState | None = None,
     ) -> None:
@@ -222,6 +237,8 @@ class SimServer:
                 embedding_dims=embedding_dims,
                 voice=voice,
                 prefill=prefill,
+                format=format,
+                tools=tools,
             )
             state = SimState(settings=settings)
         if fault is not None:
@@ -243,6 +260,8 @@ class SimServer:
 
     @property
     def base_url(self) -> str:
+        """``url`` + ``/v1``: the OpenAI SDK's ``base_url`` (the Anthropic SDK takes ``url``:
+        it adds ``/v1/messages`` itself)."""
         return self.url + "/v1"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> SimServer:

@@ -21,10 +21,22 @@ BODY_CAP_BYTES = 64 * 1024  # a larger request body is logged as a summary (see 
 _SUMMARY_FIELDS = 32  # top-level fields a summary shows at most
 _SUMMARY_STR_CHARS = 200  # a longer string field is shown as "<str N chars>"
 # Request headers the log keeps (plus every header starting with "x-").
-_LOGGED_HEADERS = frozenset({"authorization", "api-key", "traceparent", "tracestate", "user-agent"})
+_LOGGED_HEADERS = frozenset(
+    {
+        "authorization",
+        "api-key",
+        "anthropic-version",
+        "anthropic-beta",
+        "traceparent",
+        "tracestate",
+        "user-agent",
+    }
+)
 
 
 PREFILL_MODES = ("ignore", "continue", "reject")
+FORMATS = ("openai", "anthropic")
+TOOL_MODES = ("ignore", "call")
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,9 @@ class SimSettings:
     chunk_interval_ms: float = 0.0  # between streamed events
     n_words: int = 12  # hashed words per answer (plus the "[name]" prefix and the final ".")
     models: tuple[str, ...] = DEFAULT_MODELS  # listed by /v1/models; any model is accepted
-    api_key: str | None = None  # when set, requests need "Authorization: Bearer <api_key>"
+    # When set, requests need "Authorization: Bearer <api_key>" (openai) or
+    # "x-api-key: <api_key>" (anthropic).
+    api_key: str | None = None
     embedding_dims: int = 8  # overridable per request with "dimensions"
     # Who the answer says it is ("[voice] ..."; default: the name): two sims with one voice
     # answer alike, as two providers of the same model would (a continuation can be spliced).
@@ -45,8 +59,18 @@ class SimSettings:
     # from scratch (as OpenAI does), "continue" it (the rest of the answer, if it is a prefix),
     # or "reject" it with a 400 (as providers without prefill support do).
     prefill: str = "ignore"
+    # The wire format served: "openai" (/v1/chat/completions, /v1/completions, /v1/embeddings,
+    # /v1/models) or "anthropic" (the Messages API: /v1/messages, /v1/models).
+    format: str = "openai"
+    # A request that offers tools: "ignore" them and answer with text, or "call" one (the
+    # forced tool, else the first) with {"query": <the prompt>} (see gateway.sim.tools).
+    tools: str = "ignore"
 
     def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+        if self.tools not in TOOL_MODES:
+            raise ValueError(f"tools must be one of {', '.join(TOOL_MODES)}")
         if self.prefill not in PREFILL_MODES:
             raise ValueError(f"prefill must be one of {', '.join(PREFILL_MODES)}")
         if self.latency_ms < 0 or self.chunk_interval_ms < 0:
@@ -61,7 +85,7 @@ class SimSettings:
 class Attempt:
     """One request the sim saw. ``outcome`` is "running" until the attempt ends, then one of
     completed, client_disconnected, server_closed, hang, reset, cut, stalled, malformed,
-    garbled (the complete stream, with invalid lines in it), no_done."""
+    garbled (the complete stream, with invalid lines in it), no_done, error_event."""
 
     seq: int
     t_start: float
