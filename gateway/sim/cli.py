@@ -9,7 +9,7 @@ import signal
 
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
-from gateway.sim.state import DEFAULT_MODELS
+from gateway.sim.state import DEFAULT_MODELS, FORMATS, TOOL_MODES
 
 
 def _fault(spec: str) -> Fault:
@@ -44,7 +44,18 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_MODELS),
         help="comma-separated models listed by /v1/models (any model is accepted)",
     )
-    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="openai",
+        help="the wire format served: openai (/v1/chat/completions, /v1/completions, "
+        "/v1/embeddings, /v1/models; the default) or anthropic (/v1/messages, /v1/models)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' (openai) or 'x-api-key: KEY' (anthropic)",
+    )
     parser.add_argument(
         "--voice",
         default="",
@@ -59,13 +70,21 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         "as OpenAI does), continue it, or reject it with a 400",
     )
     parser.add_argument(
+        "--tools",
+        choices=TOOL_MODES,
+        default="ignore",
+        help="a request offering tools: answer with text (ignore, the default) or with one "
+        'call to the forced (else the first) tool with {"query": PROMPT} (call)',
+    )
+    parser.add_argument(
         "--fault",
         type=_fault,
         default=Fault(),
         metavar="SPEC",
         help="starting fault: ok, status:503, status:429:2, hang, reset, slow_first_token:20, "
         "cut:5, stall:5, malformed:5, garbled:5 (one bad line after 5 events, then the rest), "
-        "garbled:5:4 (four bad lines), no_done, drip:0.3 (append *N to affect N requests)",
+        "garbled:5:4 (four bad lines), no_done, drip:0.3, error_event:5 (an in-band error "
+        "after 5 events) (append *N to affect N requests)",
     )
 
 
@@ -81,11 +100,14 @@ async def run_sim(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         voice=args.voice,
         prefill=args.prefill,
+        format=args.format,
+        tools=args.tools,
         fault=args.fault,
     )
     await sim.start(args.host, args.port)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"turnout sim {args.name} listening on http://{shown_host}:{sim.port}/v1", flush=True)
+    shown = args.name if args.format == "openai" else f"{args.name} ({args.format})"
+    print(f"turnout sim {shown} listening on http://{shown_host}:{sim.port}/v1", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
