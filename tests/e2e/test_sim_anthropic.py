@@ -377,3 +377,25 @@ async def test_run_sim_serves_the_anthropic_format(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# --- the in-band error in the OpenAI format --------------------------------------------------
+
+
+async def test_an_error_event_in_an_openai_stream(
+    sim_factory: SimFactory, http: aiohttp.ClientSession
+) -> None:
+    oai = await sim_factory("oai", voice="v", n_words=N_WORDS)
+    set_fault(oai, {"mode": "error_event", "after_chunks": 2, "message": "busy"})
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        seen: list[str] = []
+        with pytest.raises(openai.APIError, match="busy"):
+            stream = await client.chat.completions.create(model=MODEL, messages=USER, stream=True)
+            async for chunk in stream:
+                seen.append(chunk.choices[0].delta.content or "")
+    assert "".join(seen) == "[v]"
+    async with http.post(oai.base_url + "/chat/completions", json={**BODY, "stream": True}) as r:
+        raw = await r.read()
+    error = b'data: {"error":{"message":"busy","type":"server_error","param":null,"code":null}}'
+    assert raw.endswith(error + b"\n\n") and raw.count(b"data: ") == 3
+    assert b"[DONE]" not in raw and oai.state.attempts()[-1]["outcome"] == "error_event"
