@@ -351,7 +351,8 @@ def build_config(
     resilience: dict[str, Any] | None = None,
     breaker: dict[str, Any] | None = None,
 ) -> Config:
-    """One provider per sim (named like it); routes and targets written out in full."""
+    """One provider per sim (named like it, in the sim's wire format); routes and targets
+    written out in full."""
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0},
         "providers": {
@@ -359,6 +360,7 @@ def build_config(
                 "base_url": sim.base_url,
                 "api_key": f"key-{name}",
                 "timeouts": timeouts or STALL_TIMEOUTS,
+                "format": sim.state.settings.format,  # the provider speaks what its sim speaks
             }
             for name, sim in sims.items()
         },

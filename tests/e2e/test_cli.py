@@ -67,7 +67,7 @@ BROKEN_ISSUES = [
     "routes[2].candidates: required: a non-empty list of target ids",
     "routes[2].colour: unknown key (known keys: alias, candidates, continuation, deadline_s, "
     "debug, hedge, match, max_attempts, policy, retry_after_wait_s, same_target_retries, "
-    "timeouts)",
+    "timeouts, translation)",
 ]
 
 
