@@ -192,6 +192,8 @@ class StreamDecoder:
         if not isinstance(obj, dict):
             return [chat.Unreadable()]
         kind = obj.get("type")
+        index = obj.get("index")
+        index = index if isinstance(index, int) else -1
         if kind == "content_block_delta":
             delta = obj.get("delta")
             if not isinstance(delta, dict):
@@ -199,16 +201,16 @@ class StreamDecoder:
             if delta.get("type") == "text_delta":
                 return [chat.TextDelta(str(delta.get("text") or ""))]
             if delta.get("type") == "input_json_delta":
-                tool = self._tools.get(obj.get("index", -1))
+                tool = self._tools.get(index)
                 json = str(delta.get("partial_json") or "")
                 return [chat.ToolArguments(tool, json)] if tool is not None and json else []
             return []  # thinking and signature deltas: reasoning has no place in the answer
         if kind == "content_block_start":
             block = obj.get("content_block")
             if isinstance(block, dict) and block.get("type") == "tool_use":
-                index = len(self._tools)
-                self._tools[obj.get("index", -1)] = index
-                return [chat.ToolStarted(index, str(block.get("id")), str(block.get("name")))]
+                call = len(self._tools)
+                self._tools[index] = call
+                return [chat.ToolStarted(call, str(block.get("id")), str(block.get("name")))]
             if isinstance(block, dict) and block.get("type") == "text" and block.get("text"):
                 return [chat.TextDelta(str(block["text"]))]
             return []

@@ -78,7 +78,7 @@ def _image(url: str) -> chat.Image:
 def _unhandled_parts(content: Any) -> set[str]:
     if not isinstance(content, list):
         return set()
-    kinds = {p.get("type") for p in content if isinstance(p, dict)}
+    kinds = {str(p.get("type")) for p in content if isinstance(p, dict)}
     return {f"content.{k}" for k in kinds if k not in ("text", "refusal", "image_url")}
 
 
@@ -91,6 +91,7 @@ def _messages(
         if not isinstance(m, dict):
             continue
         role = m.get("role")
+        role = role if isinstance(role, str) else type(role).__name__
         content = m.get("content")
         dropped |= _unhandled_parts(content)
         if m.get("name"):
@@ -103,7 +104,8 @@ def _messages(
             messages.append(chat.Message("user", tuple(_text_of(content))))
         elif role == "assistant":
             parts: list[chat.Part] = list(_text_of(content))
-            for call in m.get("tool_calls") or ():
+            calls = m.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict):
                     args = fn.get("arguments")
@@ -147,8 +149,8 @@ def _tools(raw: Any, dropped: set[str]) -> tuple[chat.Tool, ...]:
 
 def _tool_choice(raw: Any, parallel: Any) -> chat.ToolChoice | None:
     may_parallel = parallel is not False
-    if raw in ("auto", "none", "required"):
-        return chat.ToolChoice(raw, parallel=may_parallel)
+    if isinstance(raw, str) and raw in ("auto", "none", "required"):
+        return chat.ToolChoice(raw, parallel=may_parallel)  # type: ignore[arg-type]
     if isinstance(raw, dict):
         fn = raw.get("function")
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
@@ -167,11 +169,13 @@ def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
     messages, system = _messages(payload.get("messages"), dropped)
     tools = _tools(payload.get("tools"), dropped)
     for key, value in payload.items():
-        if key not in _HANDLED and value not in _NEUTRAL.get(key, (None,)):
+        if key not in _HANDLED and not any(value == v for v in _NEUTRAL.get(key, (None,))):
             dropped.add(key)
     max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
     stop = payload.get("stop")
-    stops = (stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str))
+    stops: tuple[str, ...] = (stop,) if isinstance(stop, str) else ()
+    if isinstance(stop, list):
+        stops = tuple(s for s in stop if isinstance(s, str))
     options = payload.get("stream_options")
     return chat.ChatRequest(
         model=str(payload.get("model") or ""),

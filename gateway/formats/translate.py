@@ -10,6 +10,7 @@ seeing the client's format.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,12 +23,22 @@ from gateway.upstream.sse import SseSplitter
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
 HEADER = "x-turnout-translation"
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
+_NAMED = 12
 
 
 class Splitter(Protocol):
     """What the attempt and the relay read a stream with (`gateway.upstream.sse.SseSplitter`)."""
 
     def feed(self, chunk: bytes) -> list[bytes]: ...
+
+
+def named(dropped: frozenset[str]) -> str:
+    """`a,b,+3 more`: the plain names among `dropped` (they come from the client's keys), at
+    most `_NAMED` of them - a header or an error message is no place for whatever was sent."""
+    plain = sorted(d for d in dropped if _PLAIN.fullmatch(d))[:_NAMED]
+    more = len(dropped) - len(plain)
+    return ",".join([*plain, f"+{more} more"] if more else plain)
 
 
 def serves(operation: str, fmt: str) -> bool:
@@ -45,7 +56,7 @@ def unfit(
     if strict:
         tr = translation(payload, operation, fmt, model)
         if tr is not None and tr.dropped:
-            return f"lossy translation to {fmt}: would drop {','.join(sorted(tr.dropped))}"
+            return f"lossy translation to {fmt}: would drop {named(tr.dropped)}"
     return None
 
 
@@ -62,11 +73,11 @@ class Translation:
 
     @property
     def note(self) -> str:
-        """The `x-turnout-translation` value: `openai->anthropic`, `; lossy; dropped=a,b`."""
+        """The `x-turnout-translation` value: `openai->anthropic`, `; lossy; dropped=a,b`.
+        Dropped names come from the client's keys: only plain ones are named, at most
+        `_NAMED` of them (a header is no place for whatever a client sent)."""
         head = f"{self.source}->{self.target}"
-        if not self.dropped:
-            return head
-        return f"{head}; lossy; dropped={','.join(sorted(self.dropped))}"
+        return f"{head}; lossy; dropped={named(self.dropped)}" if self.dropped else head
 
     def reply(self, body: bytes) -> bytes | None:
         """A non-streaming answer in the client's format; None when it is not an answer."""

@@ -380,3 +380,61 @@ def test_only_chat_crosses_formats() -> None:
     assert translation(CHAT, "chat", "openai", "m") is None  # the same format: as it is
     with pytest.raises(ValueError):
         translation({"model": "m", "input": "x"}, "embeddings", "anthropic", "m")
+
+
+# -- what the fuzzer found (ops.fuzz against an Anthropic-format target): each failed before --
+
+
+def test_the_translation_note_names_only_plain_keys_and_only_a_few() -> None:
+    payload: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    payload.update({f"k{i:03}": 1 for i in range(40)})
+    payload["x\r\nx-evil: 1"] = 1  # before: a header with CR LF in it (the gateway's 500)
+    payload["y" * 10_000] = 1  # before: a header too long for any client to read
+    tr = translation(payload, "chat", "anthropic", "c")
+    assert tr is not None
+    assert tr.note == (
+        "openai->anthropic; lossy; dropped=k000,k001,k002,k003,k004,k005,k006,k007,k008,k009,"
+        "k010,k011,+30 more"
+    )
+
+
+@pytest.mark.parametrize(
+    "oddity",
+    [
+        {"stop": 5.0},
+        {"stop": [1, "x", None]},
+        {"tool_choice": ["auto"]},
+        {"tools": {"type": "function"}},
+        {"messages": [{"role": ["user"], "content": "hi"}]},
+        {"messages": [{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]},
+        {"messages": [{"role": "assistant", "tool_calls": {"id": "x"}}]},
+        {"messages": [{"role": "assistant", "tool_calls": [{"function": "f"}, 3]}]},
+        {"messages": [{"role": "tool", "content": {"a": 1}}]},
+        {"logit_bias": [1, 2]},
+    ],
+)
+def test_odd_types_are_dropped_never_a_crash(oddity: dict[str, Any]) -> None:
+    payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **oddity}
+    tr = translation(payload, "chat", "anthropic", "c")  # before: TypeError for several
+    assert tr is not None and orjson.dumps(tr.body)
+
+
+def test_a_stream_event_with_an_odd_index_is_not_a_crash() -> None:
+    odd = _sse(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": [1],
+            "content_block": {"type": "tool_use", "id": "t", "name": "f"},
+        },
+    )
+    delta = _sse(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": {"a": 1},
+            "delta": {"type": "input_json_delta", "partial_json": "{}"},
+        },
+    )
+    out = _translated_stream(CHAT, [STREAM[0], odd, delta])  # before: unhashable index
+    assert len(out) == 3  # the role chunk, the call and its arguments: read, not a crash
