@@ -15,6 +15,8 @@ from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 
 SIM_NAMES = ("sim-a", "sim-b", "sim-c")
+# sim-c speaks Anthropic's Messages API: the demo's strong model is reached by translation.
+FORMATS = {"sim-a": "openai", "sim-b": "openai", "sim-c": "anthropic"}
 
 # Faults the chaos loop cycles through on sim-a; each one fails over differently.
 CHAOS = (
@@ -39,7 +41,8 @@ def demo_config(sim_urls: dict[str, str], port: int) -> Config:
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port},
         "providers": {
-            name: {"base_url": url, "timeouts": timeouts} for name, url in sim_urls.items()
+            name: {"base_url": url, "timeouts": timeouts, "format": FORMATS.get(name, "openai")}
+            for name, url in sim_urls.items()
         },
         "targets": {
             "small@sim-a": {
@@ -85,7 +88,7 @@ def banner(gateway_url: str, sims: dict[str, SimServer]) -> str:
     first = next(iter(sims.values()))
     return f"""
 Turnout demo — gateway {api}  (routes: demo, smart; in-memory health, no Redis, no keys)
-  simulated providers:
+  simulated providers (sim-c speaks Anthropic's Messages API; its answers are translated):
 {sim_lines}
 
   curl:
@@ -106,6 +109,7 @@ Turnout demo — gateway {api}  (routes: demo, smart; in-memory health, no Redis
     curl -si {api}/chat/completions -H 'Content-Type: application/json' \\
       -H 'x-turnout-debug: route' \\
       -d '{{"model": "smart", "messages": [{{"role": "user", "content": "Write Python code"}}]}}'
+  (code goes to large@sim-c, an Anthropic-format provider: see x-turnout-translation)
   target health:  curl -s {gateway_url}/admin/targets
   dashboard:      {gateway_url}/ui   (watch a failover happen and open its trace)
 
@@ -124,7 +128,7 @@ async def _chaos(sim: SimServer, period_s: float) -> None:
 
 
 async def run_demo(port: int = 8080, *, chaos: bool = False, chaos_period_s: float = 5.0) -> None:
-    sims = {name: SimServer(name, chunk_interval_ms=20) for name in SIM_NAMES}
+    sims = {name: SimServer(name, chunk_interval_ms=20, format=FORMATS[name]) for name in SIM_NAMES}
     async with contextlib.AsyncExitStack() as stack:
         for sim in sims.values():
             await sim.start()
