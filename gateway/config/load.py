@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.config.clients import decode_clients
 from gateway.config.decode import ConfigError, ConfigIssue, Issues, Section, join
 from gateway.config.expand import expand
 from gateway.config.model import (
@@ -93,6 +94,8 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
     for tpath, message in task_problems:
         issues.add(tpath, message)
     routes = decode_routes(root.raw("routes"), providers, targets, issues, resilience)
+    aliases = frozenset(r.alias for r in routes)
+    clients = decode_clients(root.sub("clients"), env, aliases, issues)
     root.done()
     if root.ok and not root.data.get("providers"):
         issues.add("providers", "at least one provider is required")
@@ -110,6 +113,7 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
         resilience,
         telemetry,
         tasks or DEFAULT_TASK_RULES,
+        clients,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.config.clients import ClientConfig
 from gateway.resilience.budget import BudgetSettings
 from gateway.telemetry.tracing import TraceSettings
 from health.declared import INLINE, nested, setting
@@ -316,6 +317,12 @@ class ServerConfig:
         live=True,
         secret=True,
     )
+    allow_anonymous: bool = setting(
+        False,
+        "serve /v1/* without client keys on an address beyond loopback (without it, and "
+        "without `clients`, such a bind is refused at start)",
+        live=True,
+    )
     debug_header: bool = setting(
         True,
         "honour a caller's `x-turnout-debug: route` (the answer then explains the routing "
@@ -401,6 +408,7 @@ class Config:
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tasks: TaskRules = field(default_factory=lambda: DEFAULT_TASK_RULES)
+    clients: Mapping[str, ClientConfig] = field(default_factory=dict)  # key digest -> client
     _by_alias: Mapping[str, tuple[RouteConfig, ...]] = field(init=False, repr=False, compare=False)
     # Targets whose provider speaks another wire format than the clients (translated).
     foreign: frozenset[str] = field(init=False, repr=False, compare=False)

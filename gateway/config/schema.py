@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.config.clients import OVERRIDES
 from gateway.config.load import SUPPORTS
 from gateway.config.model import (
     HealthConfig,
@@ -173,6 +174,36 @@ def _route() -> Schema:
     )
 
 
+def _client() -> dict[str, Any]:
+    names = {"type": "array", "items": {"type": "string"}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "key_sha256": {
+                "type": "string",
+                "pattern": "^[0-9a-fA-F]{64}$",
+                "description": "the key's SHA-256 in hex (turnout key new)",
+            },
+            "key_env": {
+                "type": "string",
+                "description": "an environment variable holding the key",
+            },
+            "routes": {**names, "description": "the aliases this key may use (default: all)"},
+            "overrides": {
+                "type": "array",
+                "items": {"enum": list(OVERRIDES)},
+                "description": "what this key may steer by request headers (default: none)",
+            },
+            "labels": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "put on the request's span",
+            },
+        },
+    }
+
+
 def config_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (`docs/config.schema.json` is this, as JSON)."""
     return {
@@ -205,6 +236,12 @@ def config_schema() -> dict[str, Any]:
                 TelemetryConfig, "traces, metrics and logs (docs/observability.md)"
             ),
             "tasks": ref("tasks"),
+            "clients": {
+                "type": OBJECT_OR_NULL,
+                "description": "client keys by name (docs/configuration.md); none: anyone "
+                "who can reach /v1/* may call it",
+                "additionalProperties": _client(),
+            },
             "routes": {
                 "type": "array",
                 "description": "routes, the first matching one per alias (at least one)",

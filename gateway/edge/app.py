@@ -17,7 +17,8 @@ from gateway.admin import endpoints as admin
 from gateway.admin import routing as admin_routing
 from gateway.config.model import Config
 from gateway.edge import protocol
-from gateway.edge.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.edge.clients import authenticate
+from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -96,6 +97,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             Unauthorized("This endpoint needs the admin token (Authorization: Bearer ...).")
         )
     rt = request.app[RUNTIME]
+    if request.path.startswith("/v1/"):  # with client keys configured, only their holders
+        try:
+            client = authenticate(rt.config, request.headers)
+        except GatewayError as err:
+            return _error_response(err)
+        if client is not None:
+            request[CLIENT] = client
     try:
         with rt.drain.tracking():
             response = await handler(request)

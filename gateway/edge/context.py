@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.config.clients import ClientConfig
 from gateway.runtime.state import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -16,3 +17,5 @@ REQUEST_ID: Any = _request_key("request_id", str) if _request_key else "turnout.
 ROUTE: Any = _request_key("route", str) if _request_key else "turnout.route"
 # the routing decision in one line, when the route or the request asked for it (debug)
 EXPLANATION: Any = _request_key("explanation", str) if _request_key else "turnout.explanation"
+# the client key's owner (`clients:`), when the config has client keys
+CLIENT: Any = _request_key("client", ClientConfig) if _request_key else "turnout.client"

@@ -146,6 +146,12 @@ class Unauthorized(GatewayError):
     code = "invalid_api_key"
 
 
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class AllCandidatesFailed(GatewayError):
     status = 502
     type = "upstream_error"

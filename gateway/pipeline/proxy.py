@@ -7,13 +7,16 @@ attempts and writes the answer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from opentelemetry.trace import SpanKind
 
 from gateway.edge.accept import Held, parse_payload, read_body
-from gateway.edge.context import EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
-from gateway.edge.errors import InvalidRequest
+from gateway.edge.clients import steering
+from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.edge.errors import Forbidden, InvalidRequest
 from gateway.pipeline.exchange import Ask, Exchange
 from gateway.pipeline.routing import (
     find_route,
@@ -35,10 +38,10 @@ OPERATIONS = {
 MAX_CLIENT_DEADLINE_MS = 86_400_000.0  # a day: beyond it a deadline means nothing
 
 
-def client_deadline_s(request: web.Request, header: str) -> float | None:
+def client_deadline_s(headers: Mapping[str, str], header: str) -> float | None:
     """The caller's deadline header (milliseconds, at most a day), if any. It can only
     shorten ours."""
-    raw = request.headers.get(header)
+    raw = headers.get(header)
     if raw is None:
         return None
     try:
@@ -68,11 +71,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "http.request.method": "POST",
             "url.path": request.path,
             "turnout.request_id": request[REQUEST_ID],
+            **_client_attributes(request),
         },
     ) as span:
         response = await _handle(request)
         span.set_attribute("http.response.status_code", response.status)
         return response
+
+
+def _client_attributes(request: web.Request) -> dict[str, str]:
+    client = request.get(CLIENT)
+    if client is None:
+        return {}
+    labels = {f"turnout.client.{k}": v for k, v in client.labels.items()}
+    return {"turnout.client": client.name, **labels}
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -95,14 +107,25 @@ async def _proxy(
     payload = parse_payload(body, operation)
     body_size = len(body)
     del body  # only the parsed form is needed from here on
-    route = find_route(config, payload, request.headers)
+    headers = request.headers
+    routed_payload: Mapping[str, Any] = payload
+    client = request.get(CLIENT)
+    if client is not None:  # what this client may steer: the rest is ignored
+        headers, routed_payload = steering(config, client, request.headers, payload)
+    route = find_route(config, routed_payload, headers)
+    if client is not None and not client.may_use(route.alias):
+        raise Forbidden(
+            f"This client key may not use model {route.alias!r}.",
+            param="model",
+            code="route_not_allowed",
+        )
     request[ROUTE] = route.alias  # only configured aliases become metric labels
     budget_s = route.deadline_s
-    client_s = client_deadline_s(request, config.resilience.deadline_header)
+    client_s = client_deadline_s(headers, config.resilience.deadline_header)
     if client_s is not None:
         budget_s = client_s if budget_s is None else min(budget_s, client_s)
     deadline = None if budget_s is None else asyncio.get_running_loop().time() + budget_s
-    debug = route.debug or (config.server.debug_header and wants_debug(request.headers))
+    debug = route.debug or (config.server.debug_header and wants_debug(headers))
     tel = rt.telemetry
     routed = route_request(
         live,
@@ -111,7 +134,7 @@ async def _proxy(
         operation,
         payload,
         body_size,
-        request.headers,
+        headers,
         explain=debug or tel.tracing.recording,
     )
     decision = routed.decision

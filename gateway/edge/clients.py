@@ -1,0 +1,60 @@
+"""Client keys at the edge: who is calling (`authenticate`), and what of the request's
+routing overrides that client may steer (`steering`). See gateway/config/clients.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.config.clients import OVERRIDES, ClientConfig, digest
+from gateway.config.model import Config
+from gateway.edge.errors import Unauthorized
+
+
+def presented_key(headers: Mapping[str, str]) -> str:
+    """`Authorization: Bearer <key>` (OpenAI's clients) or `x-api-key` (Anthropic's)."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-api-key", "").strip()
+
+
+def authenticate(config: Config, headers: Mapping[str, str]) -> ClientConfig | None:
+    """The calling client; None when the config has no client keys (anyone may call).
+    Raises Unauthorized (401, OpenAI's shape) for a missing or unknown key, never echoing it."""
+    if not config.clients:
+        return None
+    key = presented_key(headers)
+    if not key:
+        raise Unauthorized("A client key is required: send `Authorization: Bearer <key>`.")
+    client = config.clients.get(digest(key))
+    if client is None:
+        raise Unauthorized("The client key is not valid.")
+    return client
+
+
+def steering(
+    config: Config,
+    client: ClientConfig,
+    headers: CIMultiDictProxy[str],
+    payload: Mapping[str, Any],
+) -> tuple[CIMultiDictProxy[str], Mapping[str, Any]]:
+    """The request's headers and body as routing may read them for `client`: the override
+    headers it may not send are ignored, and so is routing metadata (the headers and body
+    fields routes `match` on) unless it may steer by it."""
+    allowed = client.overrides
+    drop: set[str] = set()
+    for name, names in OVERRIDES.items():
+        if name not in allowed:
+            drop.update(names)
+    if "deadline" not in allowed:
+        drop.add(config.resilience.deadline_header.lower())
+    if "metadata" not in allowed:
+        drop.update(h.lower() for r in config.routes for h in r.match.headers)
+        payload = {k: v for k, v in payload.items() if k not in ("metadata", "user")}
+    if not drop.intersection(k.lower() for k in headers):
+        return headers, payload
+    kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+    return CIMultiDictProxy(kept), payload
