@@ -39,10 +39,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load_or_exit(path)
     for warning in config_warnings(config):
         print(f"warning: {warning}")
+    from gateway.edge.exposure import exposure_problems
+
+    for problem in exposure_problems(config, config.server.host):
+        print(f"warning: serve would stop: {problem}")
     print(
         f"{path}: ok — {len(config.providers)} providers, {len(config.targets)} targets, "
         f"{len(config.routes)} routes ({', '.join(config.aliases)})"
     )
+    return 0
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    """`turnout key new`: a fresh client key, and the line that goes in the config instead."""
+    from gateway.config.clients import digest, new_key
+
+    key = new_key()
+    print(f"key (give it to the client, keep it secret): {key}")
+    print("config (the key itself is never written there):")
+    print("  clients:")
+    print(f"    {args.name}:")
+    print(f"      key_sha256: {digest(key)}")
     return 0
 
 
@@ -76,6 +93,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         use_json_logs()
     host = args.host or os.environ.get("TURNOUT_HOST") or config.server.host
+    from gateway.edge.exposure import exposure_problems
+
+    problems = exposure_problems(config, host)
+    if problems:
+        for problem in problems:
+            print(f"{Path(path).name}: {problem}", file=sys.stderr)
+        return 2
     env_port = os.environ.get("TURNOUT_PORT")
     port = args.port if args.port is not None else int(env_port) if env_port else config.server.port
     if args.workers > 1:
@@ -169,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("-o", "--output", help="write it to this file instead of stdout")
     schema.set_defaults(func=cmd_schema)
+
+    key = sub.add_parser("key", help="client keys: `turnout key new` makes one")
+    key.add_argument("action", choices=["new"], help="new: print a fresh key and its config line")
+    key.add_argument("--name", default="my-client", help="the client's name in the config line")
+    key.set_defaults(func=cmd_key)
 
     sim = sub.add_parser("sim", help="run a simulated OpenAI-compatible provider")
     add_sim_arguments(sim)
