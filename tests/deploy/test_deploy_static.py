@@ -37,6 +37,7 @@ import pytest
 import yaml
 
 from gateway.config import load_text
+from gateway.edge.exposure import exposure_problems
 from tests.builders import REPO_ROOT, free_port
 
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
@@ -359,6 +360,9 @@ def test_k8s_sidecar(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
     pod_env = {n: e.get("value", "placeholder-from-secret") for n, e in env.items()}
     pod_env = {n: re.sub(r"\$\((\w+)\)", lambda m: pod_env[m[1]], v) for n, v in pod_env.items()}
     config = load_text(configmap["data"]["config.yaml"], env=pod_env)
+    # Bound to the pod IP, closed as shipped: a client key and an admin token (issue 16).
+    assert exposure_problems(config, "0.0.0.0") == []
+    assert config.clients and config.server.admin_token
     assert config.health.store == "redis"
     # Kubernetes' grace covers the app's drain and then the gateway's, with a margin.
     grace = gateway_grace_s(configmap["data"]["config.yaml"], pod_env)
@@ -401,9 +405,14 @@ def test_k8s_redis_sentinel(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
 @pytest.mark.parametrize("redis", [False, True], ids=["memory", "redis"])
 def test_compose_config_passes_check(redis: bool) -> None:
     env = {"TURNOUT_REDIS_URL": "redis://redis:6379/0"} if redis else {}
-    config = load_text((REPO_ROOT / "docker" / "config.yaml").read_text(), env=env)
+    text = (REPO_ROOT / "docker" / "config.yaml").read_text()
+    config = load_text(text, env=env)
     assert config.health.store == ("redis" if redis else "memory")
     assert config.server.port == 8080
+    # Without the admin token compose requires, the gateway would refuse to start (issue 16).
+    assert exposure_problems(config, "0.0.0.0") != []
+    with_token = load_text(text, env={**env, "TURNOUT_ADMIN_TOKEN": "t" * 32})
+    assert exposure_problems(with_token, "0.0.0.0") == []
 
 
 # --- what the image does, minus Docker ----------------------------------------------------------
