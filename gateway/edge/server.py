@@ -78,6 +78,7 @@ class Server:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
+        self.app[RUNTIME].bound_host = self.host
 
     async def stop(self) -> None:
         """Drain, then close: /readyz turns 503 at once, no new connections are accepted,

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 
 from gateway.config import ConfigError, load_file
+from gateway.config.decode import ConfigIssue
+from gateway.edge.exposure import exposure_problems
 from gateway.config.diff import Change, changes
 from gateway.runtime.state import ReloadReport, Runtime
 
@@ -52,6 +54,10 @@ async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
     path = path or rt.config.source
     try:
         new = await asyncio.to_thread(load_file, path)
+        # What the start refuses beyond loopback, a reload may not open either.
+        exposed = exposure_problems(new, rt.bound_host)
+        if exposed:
+            raise ConfigError([ConfigIssue("server", p) for p in exposed], str(path))
     except ConfigError as err:
         rt.reloads_failed += 1
         rt.telemetry.metrics.reloads.add(1, {"result": "rejected"})

@@ -86,6 +86,9 @@ class Runtime:
         # Targets that answered a prefill continuation with a 400: regenerate there instead.
         self.prefill_refused: set[str] = set()
         self.reloads_ok = 0
+        # The address the server listens on (set when it starts): a reload may not open there
+        # what the start would have refused (gateway.edge.exposure).
+        self.bound_host = "127.0.0.1"
         self.reloads_failed = 0
         self.last_reload: ReloadReport | None = None
         self.loaded_wall_s = time.time()  # when the config in use was loaded

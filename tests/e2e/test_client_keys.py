@@ -13,8 +13,9 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.config import load_data
+from gateway.config import load_data, load_file
 from gateway.config.clients import digest
+from gateway.edge.context import RUNTIME
 from gateway.edge.server import Server
 from gateway.sim import SimServer
 from tests.builders import GatewayFactory, SimFactory, chat, error_of, post
@@ -197,3 +198,31 @@ def test_turnout_key_new_prints_a_key_and_its_digest() -> None:
     key = out.split("keep it secret): ", 1)[1].split()[0]
     assert key.startswith("tk-") and len(key) >= 40
     assert f"key_sha256: {digest(key)}" in out and "    web:" in out
+
+
+async def test_a_reload_may_not_open_what_the_start_refuses(
+    tmp_path: Path,
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    s = await sim_factory("s")
+    path = tmp_path / "config.yaml"
+    closed = (
+        f'server: {{host: 127.0.0.1, port: 0, admin_token: "{"t" * 24}"}}\n'
+        f'providers: {{s: {{base_url: "{s.base_url}"}}}}\n'
+        "routes: [{alias: chat, candidates: [m@s]}]\n"
+        f'clients: {{app: {{key_sha256: "{digest(WEB_KEY)}"}}}}\n'
+    )
+    path.write_text(closed, encoding="utf-8")
+    gw = await gateway_factory(load_file(path))
+    # As if it listened on every interface (the tests themselves stay on loopback).
+    gw.app[RUNTIME].bound_host = "0.0.0.0"
+    path.write_text(closed.replace(f'clients: {{app: {{key_sha256: "{digest(WEB_KEY)}"}}}}\n', ""))
+    admin = {"Authorization": f"Bearer {'t' * 24}"}
+    async with http.post(gw.url + "/admin/reload", headers=admin) as resp:
+        assert resp.status == 422
+        body = await resp.json()
+    assert "refusing to serve /v1/* on 0.0.0.0" in str(body)
+    # Still closed: the old config, keys and all.
+    assert (await post(http, gw, chat(model="chat"))).status == 401
