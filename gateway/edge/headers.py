@@ -13,9 +13,11 @@ from multidict import CIMultiDictProxy
 from gateway.config.model import ProviderConfig
 from gateway.formats.anthropic_messages import VERSION as ANTHROPIC_VERSION
 
-# From the client to the provider (besides the ones we set ourselves).
+# From the client to the provider (besides the ones we set ourselves). Not `baggage`: it
+# carries whatever the caller's services put in it (user and tenant ids...), and a provider is
+# a third party. Trace ids (`traceparent`) identify nothing but the trace.
 FORWARD_TO_PROVIDER = frozenset(
-    {"traceparent", "tracestate", "baggage", "user-agent", "openai-beta", "accept-language"}
+    {"traceparent", "tracestate", "user-agent", "openai-beta", "accept-language"}
 )
 
 # From the provider back to the client.

@@ -27,6 +27,8 @@ _LOGGED_HEADERS = frozenset(
         "api-key",
         "anthropic-version",
         "anthropic-beta",
+        "baggage",  # so tests can see it is not forwarded
+        "cookie",
         "traceparent",
         "tracestate",
         "user-agent",

@@ -226,3 +226,26 @@ async def test_a_reload_may_not_open_what_the_start_refuses(
     assert "refusing to serve /v1/* on 0.0.0.0" in str(body)
     # Still closed: the old config, keys and all.
     assert (await post(http, gw, chat(model="chat"))).status == 401
+
+
+async def test_what_leaves_for_the_provider_is_only_what_must(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """Before: `baggage` (user and tenant ids, whatever the caller's services put there) was
+    forwarded to every provider."""
+    s, gw = await keyed_gateway(sim_factory, gateway_factory, CLIENTS)
+    sent = {
+        "Authorization": f"Bearer {WEB_KEY}",
+        "baggage": "user.id=alice,tenant=acme",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "user-agent": "my-app/1.0",
+        "cookie": "session=abc",
+        "x-custom": "secret-ish",
+    }
+    assert (await post(http, gw, chat(model="auto"), headers=sent)).status == 200
+    [seen] = s.state.attempts()
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["user-agent"] == "my-app/1.0" and "traceparent" in headers
+    for private in ("baggage", "cookie", "x-custom"):
+        assert private not in headers, private
+    assert headers["authorization"] == "Bearer key-s"
