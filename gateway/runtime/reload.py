@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from gateway.config import ConfigError, load_file
 from gateway.config.decode import ConfigIssue
-from gateway.edge.exposure import exposure_problems
 from gateway.config.diff import Change, changes
+from gateway.edge.exposure import exposure_problems
 from gateway.runtime.state import ReloadReport, Runtime
 
 log = logging.getLogger("turnout.reload")
