@@ -2,6 +2,7 @@
 (`--stream`: N streamed answers of 20 content chunks each).
 
     python -m ops.bench.inproc 500      # run from the tree whose gateway is measured
+    python -m ops.bench.inproc 500 --keys   # with 100 client keys configured, one sent
 
 The workload `ops.bench.instructions` counts under callgrind: everything in one process, so
 an instruction count covers the whole request path and nothing else varies between runs.
@@ -69,7 +70,19 @@ async def _upstream(request: web.Request) -> web.Response:
     return web.Response(body=ANSWER, content_type="application/json")
 
 
-async def run(n: int, stream: bool = False) -> None:
+CLIENT_KEY = "tk-bench-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _clients(key: str) -> dict[str, object]:
+    """100 client keys, the last one the bench's (a lookup must not depend on the count)."""
+    import hashlib
+
+    others = {f"c{i}": {"key_sha256": f"{i:064x}"} for i in range(99)}
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return {**others, "bench": {"key_sha256": digest, "routes": ["bench"]}}
+
+
+async def run(n: int, stream: bool = False, keys: bool = False) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
     runner = web.AppRunner(app, access_log=None)
@@ -82,12 +95,15 @@ async def run(n: int, stream: bool = False) -> None:
             "server": {"host": "127.0.0.1", "port": 0},
             "providers": {"u": {"base_url": f"http://127.0.0.1:{port}/v1"}},
             "routes": [{"alias": "bench", "candidates": ["m@u"]}],
+            **({"clients": _clients(CLIENT_KEY)} if keys else {}),
         },
         env={},
     )
     gateway = Server(build_app(config), "127.0.0.1", 0, grace_s=1.0)
     await gateway.start()
     headers = {"Content-Type": "application/json"}
+    if keys:
+        headers["Authorization"] = f"Bearer {CLIENT_KEY}"
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -110,8 +126,9 @@ async def run(n: int, stream: bool = False) -> None:
 def main(argv: list[str]) -> int:
     import uvloop
 
-    args = [a for a in argv if a != "--stream"]
-    uvloop.run(run(int(args[0]) if args else 500, stream="--stream" in argv))
+    args = [a for a in argv if a not in ("--stream", "--keys")]
+    n = int(args[0]) if args else 500
+    uvloop.run(run(n, stream="--stream" in argv, keys="--keys" in argv))
     return 0
 
 

@@ -3,6 +3,7 @@
     python -m ops.bench.instructions                     # this tree
     python -m ops.bench.instructions --rev fc1d76a       # and a git revision, side by side
     python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
+    python -m ops.bench.instructions --keys              # with 100 client keys, against none
 
 `ops.bench.inproc` (client + Turnout + a tiny upstream in one process) runs twice under
 callgrind, with N and 5N requests; the difference divided by 4N is the instructions one
@@ -25,9 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def count(tree: Path, n: int, out: Path, stream: bool = False) -> int:
+def count(tree: Path, n: int, out: Path, stream: bool = False, keys: bool = False) -> int:
     """Instructions of one `inproc` run of `n` requests on `tree`'s gateway."""
-    extra = ["--stream"] if stream else []
+    extra = (["--stream"] if stream else []) + (["--keys"] if keys else [])
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
          sys.executable, "-m", "ops.bench.inproc", str(n), *extra],
@@ -39,10 +40,10 @@ def count(tree: Path, n: int, out: Path, stream: bool = False) -> int:
     return int(found.group(1))
 
 
-def per_request(tree: Path, n: int, tmp: Path, stream: bool = False) -> float:
+def per_request(tree: Path, n: int, tmp: Path, stream: bool = False, keys: bool = False) -> float:
     with ThreadPoolExecutor(2) as pool:  # the two runs side by side: counts do not interfere
-        small = pool.submit(count, tree, n, tmp / "small.out", stream)
-        large = pool.submit(count, tree, 5 * n, tmp / "large.out", stream)
+        small = pool.submit(count, tree, n, tmp / "small.out", stream, keys)
+        large = pool.submit(count, tree, 5 * n, tmp / "large.out", stream, keys)
         return (large.result() - small.result()) / (4 * n)
 
 
@@ -51,10 +52,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rev", help="also measure this git revision (checked out in a worktree)")
     ap.add_argument("-n", type=int, default=100, help="requests in the small run (large: 5n)")
     ap.add_argument("--stream", action="store_true", help="streamed answers (20 chunks each)")
+    ap.add_argument(
+        "--keys", action="store_true", help="this tree with 100 client keys, against without"
+    )
     args = ap.parse_args(argv)
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.keys:
+            rows.append(("client keys", per_request(REPO, args.n, tmp, args.stream, keys=True)))
         rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
         if args.rev:
             wt = tmp / "rev"
