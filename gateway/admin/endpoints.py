@@ -9,7 +9,7 @@ import time
 import orjson
 from aiohttp import web
 
-from gateway.edge.context import RUNTIME
+from gateway.edge.context import CLIENT, RUNTIME
 from gateway.edge.errors import Conflict, InvalidRequest, NotFound, Unprocessable, counted
 from health.signals import TargetHealth
 
@@ -46,9 +46,11 @@ async def readyz(request: web.Request) -> web.Response:
 async def models(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     created = int(rt.started_wall_s)
+    client = request.get(CLIENT)  # with client keys: only the routes this key may use
     data = [
         {"id": alias, "object": "model", "created": created, "owned_by": "turnout"}
         for alias in rt.config.aliases
+        if client is None or client.may_use(alias)
     ]
     return json_response({"object": "list", "data": data})
 

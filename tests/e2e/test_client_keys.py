@@ -249,3 +249,13 @@ async def test_what_leaves_for_the_provider_is_only_what_must(
     for private in ("baggage", "cookie", "x-custom"):
         assert private not in headers, private
     assert headers["authorization"] == "Bearer key-s"
+
+
+async def test_a_key_lists_only_the_models_it_may_use(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    _, gw = await keyed_gateway(sim_factory, gateway_factory, CLIENTS)
+    async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=WEB_KEY, max_retries=0) as c:
+        assert [m.id async for m in c.models.list()] == ["auto"]
+    async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=BATCH_KEY, max_retries=0) as c:
+        assert sorted([m.id async for m in c.models.list()]) == ["auto", "other"]
