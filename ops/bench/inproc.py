@@ -3,6 +3,8 @@
 
     python -m ops.bench.inproc 500      # run from the tree whose gateway is measured
     python -m ops.bench.inproc 500 --keys   # with 100 client keys configured, one sent
+    python -m ops.bench.inproc 500 --anthropic   # the upstream speaks the Messages API:
+                                                 # every request and answer is translated
 
 The workload `ops.bench.instructions` counts under callgrind: everything in one process, so
 an instruction count covers the whole request path and nothing else varies between runs.
@@ -59,6 +61,54 @@ STREAM_BODY = b"".join(
         b"data: [DONE]\n\n",
     ]
 )
+ANTHROPIC_ANSWER = orjson.dumps(
+    {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+)
+
+
+def _event(kind: str, data: dict[str, object]) -> bytes:
+    return f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+ANTHROPIC_STREAM = b"".join(
+    [
+        _event(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_bench",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "m",
+                    "content": [],
+                    "usage": {"input_tokens": 1, "output_tokens": 1},
+                }
+            },
+        ),
+        _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        *(
+            _event(
+                "content_block_delta",
+                {"index": 0, "delta": {"type": "text_delta", "text": f" word{i}"}},
+            )
+            for i in range(STREAM_EVENTS)
+        ),
+        _event("content_block_stop", {"index": 0}),
+        _event(
+            "message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 20}}
+        ),
+        _event("message_stop", {}),
+    ]
+)
 WORKERS = 4
 WARM_UP = 80
 
@@ -82,9 +132,17 @@ def _clients(key: str) -> dict[str, object]:
     return {**others, "bench": {"key_sha256": digest, "routes": ["bench"]}}
 
 
-async def run(n: int, stream: bool = False, keys: bool = False) -> None:
+async def _anthropic_upstream(request: web.Request) -> web.Response:
+    body = await request.read()
+    if b'"stream":true' in body:
+        return web.Response(body=ANTHROPIC_STREAM, content_type="text/event-stream")
+    return web.Response(body=ANTHROPIC_ANSWER, content_type="application/json")
+
+
+async def run(n: int, stream: bool = False, keys: bool = False, anthropic: bool = False) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
+    app.router.add_post("/v1/messages", _anthropic_upstream)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -93,7 +151,12 @@ async def run(n: int, stream: bool = False, keys: bool = False) -> None:
     config = load_data(
         {
             "server": {"host": "127.0.0.1", "port": 0},
-            "providers": {"u": {"base_url": f"http://127.0.0.1:{port}/v1"}},
+            "providers": {
+                "u": {
+                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "format": "anthropic" if anthropic else "openai",
+                }
+            },
             "routes": [{"alias": "bench", "candidates": ["m@u"]}],
             **({"clients": _clients(CLIENT_KEY)} if keys else {}),
         },
@@ -126,9 +189,12 @@ async def run(n: int, stream: bool = False, keys: bool = False) -> None:
 def main(argv: list[str]) -> int:
     import uvloop
 
-    args = [a for a in argv if a not in ("--stream", "--keys")]
+    flags = ("--stream", "--keys", "--anthropic")
+    args = [a for a in argv if a not in flags]
     n = int(args[0]) if args else 500
-    uvloop.run(run(n, stream="--stream" in argv, keys="--keys" in argv))
+    uvloop.run(
+        run(n, stream="--stream" in argv, keys="--keys" in argv, anthropic="--anthropic" in argv)
+    )
     return 0
 
 

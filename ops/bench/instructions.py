@@ -4,6 +4,7 @@
     python -m ops.bench.instructions --rev fc1d76a       # and a git revision, side by side
     python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
     python -m ops.bench.instructions --keys              # with 100 client keys, against none
+    python -m ops.bench.instructions --anthropic         # translated to Anthropic, against not
 
 `ops.bench.inproc` (client + Turnout + a tiny upstream in one process) runs twice under
 callgrind, with N and 5N requests; the difference divided by 4N is the instructions one
@@ -26,9 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def count(tree: Path, n: int, out: Path, stream: bool = False, keys: bool = False) -> int:
-    """Instructions of one `inproc` run of `n` requests on `tree`'s gateway."""
-    extra = (["--stream"] if stream else []) + (["--keys"] if keys else [])
+def count(tree: Path, n: int, out: Path, stream: bool = False, flag: str = "") -> int:
+    """Instructions of one `inproc` run of `n` requests on `tree`'s gateway (`flag`: one of
+    inproc's variants, `--keys` or `--anthropic`)."""
+    extra = (["--stream"] if stream else []) + ([flag] if flag else [])
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
          sys.executable, "-m", "ops.bench.inproc", str(n), *extra],
@@ -40,10 +42,10 @@ def count(tree: Path, n: int, out: Path, stream: bool = False, keys: bool = Fals
     return int(found.group(1))
 
 
-def per_request(tree: Path, n: int, tmp: Path, stream: bool = False, keys: bool = False) -> float:
+def per_request(tree: Path, n: int, tmp: Path, stream: bool = False, flag: str = "") -> float:
     with ThreadPoolExecutor(2) as pool:  # the two runs side by side: counts do not interfere
-        small = pool.submit(count, tree, n, tmp / "small.out", stream, keys)
-        large = pool.submit(count, tree, 5 * n, tmp / "large.out", stream, keys)
+        small = pool.submit(count, tree, n, tmp / "small.out", stream, flag)
+        large = pool.submit(count, tree, 5 * n, tmp / "large.out", stream, flag)
         return (large.result() - small.result()) / (4 * n)
 
 
@@ -55,12 +57,21 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--keys", action="store_true", help="this tree with 100 client keys, against without"
     )
+    ap.add_argument(
+        "--anthropic",
+        action="store_true",
+        help="this tree with an Anthropic-format upstream (every request translated), against "
+        "an OpenAI-format one",
+    )
     args = ap.parse_args(argv)
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.keys:
-            rows.append(("client keys", per_request(REPO, args.n, tmp, args.stream, keys=True)))
+            rows.append(("client keys", per_request(REPO, args.n, tmp, args.stream, "--keys")))
+        if args.anthropic:
+            translated = per_request(REPO, args.n, tmp, args.stream, "--anthropic")
+            rows.append(("translated", translated))
         rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
         if args.rev:
             wt = tmp / "rev"
