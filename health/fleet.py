@@ -29,7 +29,7 @@ from health.breaker import Admission, BreakerState, TransitionLog
 from health.clock import Clock, MonotonicClock
 from health.fleet_event import EventKind, FleetEvent, Keys
 from health.fleet_probe import ProbeLocks
-from health.fleet_pubsub import subscribe_forever
+from health.fleet_pubsub import check_cancelled, subscribe_forever
 from health.fleet_view import apply_event, reconcile
 from health.learned import Space
 from health.memory import MemoryStore
@@ -244,6 +244,7 @@ class FleetStore:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
+            check_cancelled()
             self._wake.clear()
             try:
                 if self._outbox or self.probes.pending:
@@ -256,6 +257,7 @@ class FleetStore:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                check_cancelled()
                 self._failed(exc)
                 await asyncio.sleep(self.fleet.sync_period_s)
 

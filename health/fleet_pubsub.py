@@ -21,6 +21,17 @@ from health.clock import Clock
 log = logging.getLogger("turnout.health.fleet")
 
 
+def check_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop. A background loop that suppresses
+    TimeoutError, catches Exception or reads through redis-py's own timeouts calls it: on
+    Python 3.11 a cancel that lands as an `asyncio.timeout` expires comes out as TimeoutError
+    (redis-py's `get_message(timeout=...)` then returns None), and the loop would go on
+    forever - a store that never closed, seen once as a CI teardown that hung."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def subscribe_forever(
     client: Any,
     channel: str,
@@ -45,6 +56,9 @@ async def subscribe_forever(
             last = pinged = clock.now()
             backoff = retry_s
             while True:
+                # redis-py reads with a timeout of its own: a cancel that lands as it expires
+                # comes back as "no message" - honour it here, not at the next error.
+                check_cancelled()
                 if restart.is_set():
                     raise ConnectionError("the Redis master moved")
                 now = clock.now()
@@ -63,6 +77,7 @@ async def subscribe_forever(
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # resubscribe; reconciliation covers the gap
+            check_cancelled()
             log.debug("fleet subscription lost: %s", exc)
             await asyncio.sleep(backoff)
             backoff = min(2.0, backoff * 2)
