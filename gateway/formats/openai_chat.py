@@ -246,6 +246,9 @@ def error_body(status: int, kind: str, message: str) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
 
 
+_TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}'
+
+
 class StreamEncoder:
     """Stream events, in the model's terms, as OpenAI chunk events (`data: ...`, without the
     blank line that ends an event: the relay adds it)."""
@@ -256,6 +259,7 @@ class StreamEncoder:
         self.model = ""
         self.created = int(time.time())
         self.usage = chat.Usage()
+        self._text_head: bytes | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {
@@ -267,9 +271,19 @@ class StreamEncoder:
         }
         return b"data: " + orjson.dumps(chunk)
 
+    def _text_chunk(self, text: str) -> bytes:
+        """A content chunk, the most frequent event by far: its fixed parts serialised once."""
+        if self._text_head is None:
+            head = orjson.dumps({"id": self.id, "object": "chat.completion.chunk"})[:-1]
+            rest = orjson.dumps({"created": self.created, "model": self.model})[1:-1]
+            self._text_head = (
+                b"data: " + head + b"," + rest + b',"choices":[{"index":0,"delta":{"content":'
+            )
+        return self._text_head + orjson.dumps(text) + _TEXT_TAIL
+
     def encode(self, event: chat.Event) -> list[bytes]:
         if isinstance(event, chat.TextDelta):
-            return [self._chunk({"content": event.text})] if event.text else []
+            return [self._text_chunk(event.text)] if event.text else []
         if isinstance(event, chat.ToolArguments):
             fn = {"arguments": event.json}
             return [self._chunk({"tool_calls": [{"index": event.index, "function": fn}]})]
@@ -278,6 +292,7 @@ class StreamEncoder:
             return [self._chunk({"tool_calls": [{"index": event.index, **call}]})]
         if isinstance(event, chat.Started):
             self.id, self.model = event.id, event.model
+            self._text_head = None
             self._add(event.usage)
             return [self._chunk({"role": "assistant", "content": ""})]  # preamble, not output
         if isinstance(event, chat.Finished):

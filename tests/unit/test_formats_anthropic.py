@@ -438,3 +438,14 @@ def test_a_stream_event_with_an_odd_index_is_not_a_crash() -> None:
     )
     out = _translated_stream(CHAT, [STREAM[0], odd, delta])  # before: unhashable index
     assert len(out) == 3  # the role chunk, the call and its arguments: read, not a crash
+
+
+def test_a_content_chunk_from_the_template_is_the_chunk_itself() -> None:
+    from gateway.formats import chat
+    from gateway.formats.openai_chat import StreamEncoder
+
+    enc = StreamEncoder(include_usage=False)
+    enc.encode(chat.Started('msg_"1"', "claude\u00e9", None))
+    for text in ("plain", 'a "quote" \\ and \n newline', "\u00e9\U0001f600", "</script>"):
+        [fast] = enc.encode(chat.TextDelta(text))
+        assert fast == enc._chunk({"content": text})  # byte for byte, the dict's own encoding
