@@ -10,7 +10,14 @@ import orjson
 from aiohttp import web
 
 from gateway.edge.context import CLIENT, RUNTIME
-from gateway.edge.errors import Conflict, InvalidRequest, NotFound, Unprocessable, counted
+from gateway.edge.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unprocessable,
+    counted,
+)
 from health.signals import TargetHealth
 
 
@@ -170,6 +177,16 @@ async def feedback(request: web.Request) -> web.Response:
         )
     if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
         raise InvalidRequest("'score' must be a number between 0 and 1.", param="score")
+    client = request.get(CLIENT)
+    owner = rt.answers.owner(request_id)
+    if owner is not None and owner != (client.name if client is not None else ""):
+        # Only the key that made the request may judge its answer: another key's verdicts
+        # would steer what the route's policy learns (forged zero scores moved it).
+        raise Forbidden(
+            "Feedback is accepted only from the client key that made the request.",
+            param="request_id",
+            code="not_your_answer",
+        )
     served = rt.answers.judge(request_id)
     if served is None and rt.answers.judged(request_id):
         raise Conflict(

@@ -65,6 +65,7 @@ class Ask:
     ranked: list[Ranked]
     deadline: float | None  # loop time, or None: no deadline
     policy: Policy | None = None  # told what happened, if it learns (adaptive)
+    client: str = ""  # the client key's name (clients:), "" without keys: who may judge it
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class Exchange:
         self.upstream_path = ask.upstream_path
         self.request_id = ask.request_id
         self.operation = ask.operation
+        self.ask_client = ask.client
         self.stream = ask.payload.get("stream") is True
         self.loop = asyncio.get_running_loop()
         res = config.resilience
@@ -318,7 +320,9 @@ class Exchange:
         if att is not None:
             outcome = att.result.outcome
             if outcome.kind is OutcomeKind.SUCCESS:
-                self.rt.answers.remember(self.request_id, self.route.key, att.permit.target_id)
+                self.rt.answers.remember(
+                    self.request_id, self.route.key, att.permit.target_id, self.ask_client
+                )
             if att.result.stream is not None:
                 return await streamed.answer_with_stream(self, att)
             reply = att.result.reply

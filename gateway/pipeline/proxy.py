@@ -153,5 +153,6 @@ async def _proxy(
         ranked,
         deadline,
         routed.policy,
+        client.name if client is not None else "",
     )
     return await Exchange(request, rt, config, ask).run()

@@ -259,3 +259,25 @@ async def test_a_key_lists_only_the_models_it_may_use(
         assert [m.id async for m in c.models.list()] == ["auto"]
     async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=BATCH_KEY, max_retries=0) as c:
         assert sorted([m.id async for m in c.models.list()]) == ["auto", "other"]
+
+
+async def test_only_the_key_that_asked_may_judge_the_answer(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """Before: anyone could send feedback on anyone's request id (read off /admin/traces, say):
+    40 forged zero scores moved an adaptive route's means from 0.98/0.93 to 0.70/0.70."""
+    _, gw = await keyed_gateway(sim_factory, gateway_factory, CLIENTS)
+    web = {"Authorization": f"Bearer {WEB_KEY}"}
+    batch = {"Authorization": f"Bearer {BATCH_KEY}"}
+    answer = await post(http, gw, chat(model="auto"), headers=web)
+    rid = answer.headers["x-request-id"]
+    verdict = {"request_id": rid, "score": 0.0}
+    async with http.post(gw.url + "/v1/feedback", json=verdict, headers=batch) as r:
+        assert r.status == 403
+        assert (await r.json())["error"]["code"] == "not_your_answer"
+    async with http.post(gw.url + "/v1/feedback", json=verdict) as r:
+        assert r.status == 401  # no key at all
+    async with http.post(gw.url + "/v1/feedback", json=verdict, headers=web) as r:
+        assert r.status == 200  # its own key: recorded, once
+    async with http.post(gw.url + "/v1/feedback", json=verdict, headers=web) as r:
+        assert r.status == 409
