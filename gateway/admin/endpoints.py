@@ -9,6 +9,7 @@ import time
 import orjson
 from aiohttp import web
 
+from gateway.edge.clients import holds_admin_token
 from gateway.edge.context import CLIENT, RUNTIME
 from gateway.edge.errors import (
     Conflict,
@@ -36,9 +37,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
+    status = "draining" if rt.drain.draining else "ready"
+    code = 503 if rt.drain.draining else 200
+    if not holds_admin_token(rt.config, request.headers, request.query):
+        # A stranger (the admin token is set, not sent) learns ready or not, nothing more.
+        return json_response({"status": status}, code)
     st = rt.store.status()
     body = {
-        "status": "draining" if rt.drain.draining else "ready",
+        "status": status,
         "health_store": {"backend": st.backend, "degraded": st.degraded, "detail": st.detail},
         "config": rt.config.source,
         "reloads": {
@@ -47,7 +53,7 @@ async def readyz(request: web.Request) -> web.Response:
             "last_error": rt.last_reload_error or None,
         },
     }
-    return json_response(body, 503 if rt.drain.draining else 200)
+    return json_response(body, code)
 
 
 async def models(request: web.Request) -> web.Response:

@@ -317,6 +317,12 @@ class ServerConfig:
         live=True,
         secret=True,
     )
+    metrics_need_token: bool = setting(
+        False,
+        "with admin_token set, /metrics needs it too (Prometheus: `authorization: {credentials: "
+        "...}`)",
+        live=True,
+    )
     allow_anonymous: bool = setting(
         False,
         "serve /v1/* without client keys on an address beyond loopback (without it, and "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ from gateway.admin import endpoints as admin
 from gateway.admin import routing as admin_routing
 from gateway.config.model import Config
 from gateway.edge import protocol
-from gateway.edge.clients import authenticate
+from gateway.edge.clients import authenticate, holds_admin_token
 from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import (
     GatewayError,
@@ -82,12 +81,11 @@ def _admin_allowed(request: web.Request) -> bool:
     """With server.admin_token set, /admin/* (health, traces, events, reload) needs
     `Authorization: Bearer <token>`. The /ui page and its script hold no data; the page reads
     `?token=` from its own URL and sends it with every feed request."""
-    token = request.app[RUNTIME].config.server.admin_token
-    if not token or not request.path.startswith("/admin/"):
-        return True
-    given = request.headers.get("Authorization", "")
-    supplied = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
-    return hmac.compare_digest(supplied.encode(), token.encode())
+    config = request.app[RUNTIME].config
+    guarded = request.path.startswith("/admin/") or (
+        request.path == "/metrics" and config.server.metrics_need_token
+    )
+    return not guarded or holds_admin_token(config, request.headers, request.query)
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
