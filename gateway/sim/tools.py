@@ -56,8 +56,9 @@ def _call(name: str, body: Mapping[str, Any]) -> ToolCall:
     return ToolCall(name=name, id_hash=id_hash(prompt), arguments=arguments)
 
 
-def openai_call(body: Mapping[str, Any]) -> ToolCall | None:
-    """The call for an OpenAI chat request, or None when it is to be answered with text."""
+def _offered(body: Mapping[str, Any]) -> tuple[list[Any], Mapping[str, Any]] | None:
+    """(the tools offered, the last message) when the request offers tools and its last turn
+    is the user's (either format); None otherwise."""
     tools = body.get("tools")
     messages = body.get("messages")
     if not isinstance(tools, list) or not tools or not isinstance(messages, list) or not messages:
@@ -65,6 +66,15 @@ def openai_call(body: Mapping[str, Any]) -> ToolCall | None:
     last = messages[-1]
     if not isinstance(last, Mapping) or last.get("role") != "user":
         return None
+    return tools, last
+
+
+def openai_call(body: Mapping[str, Any]) -> ToolCall | None:
+    """The call for an OpenAI chat request, or None when it is to be answered with text."""
+    offered = _offered(body)
+    if offered is None:
+        return None
+    tools, _ = offered
     choice = body.get("tool_choice")
     if choice == "none":
         return None
@@ -81,13 +91,10 @@ def openai_call(body: Mapping[str, Any]) -> ToolCall | None:
 def anthropic_call(body: Mapping[str, Any]) -> ToolCall | None:
     """The call for an Anthropic Messages request, or None when it is to be answered with
     text."""
-    tools = body.get("tools")
-    messages = body.get("messages")
-    if not isinstance(tools, list) or not tools or not isinstance(messages, list) or not messages:
+    offered = _offered(body)
+    if offered is None:
         return None
-    last = messages[-1]
-    if not isinstance(last, Mapping) or last.get("role") != "user":
-        return None
+    tools, last = offered
     content = last.get("content")
     if isinstance(content, list) and any(
         isinstance(b, Mapping) and b.get("type") == "tool_result" for b in content
