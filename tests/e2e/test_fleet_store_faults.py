@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from health.breaker import Admission, BreakerState
 from health.fleet import FleetSettings, FleetStore
 from health.fleet_sync import Record
 from health.outcome import FailureReason, classify_status, provider_failure
 from health.settings import BreakerSettings, HealthSettings
+from ops.bench.fleet_common import close_fleet
 from tests.builders import RedisProcess
 from tests.waiting import until
 
@@ -29,6 +32,21 @@ FAST = HealthSettings(
 TWO_PROBES = HealthSettings(  # a recovery takes two probe successes
     breaker=BreakerSettings(consecutive_failures=1, open_s=0.2, jitter=0.0, half_open_successes=2)
 )
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: FleetSettings, health: HealthSettings | None, *ids: str
+) -> AsyncIterator[list[FleetStore]]:
+    """Replicas `ids` of one fleet, tracking TID, started; closed however the test ends."""
+    stores = [FleetStore(settings, health, replica_id=i) for i in ids]
+    try:
+        for s in stores:
+            s.track([TID])
+            await s.start()
+        yield stores
+    finally:
+        await close_fleet(stores)
 
 
 def _trip(store: FleetStore) -> None:
@@ -94,12 +112,7 @@ async def test_while_degraded_the_fleet_window_is_reported_absent(
     redis_server: RedisProcess,
 ) -> None:
     settings = FleetSettings(redis_server.url, sync_period_s=0.05, timeout_s=0.1)
-    a = FleetStore(settings, replica_id="a")
-    b = FleetStore(settings, replica_id="b")
-    for s in (a, b):
-        s.track([TID])
-        await s.start()
-    try:
+    async with running(settings, None, "a", "b") as (a, b):
         for _ in range(4):  # a sees failures; b learns of them through the fleet window
             permit = a.acquire(TID)
             assert permit is not None
@@ -123,9 +136,6 @@ async def test_while_degraded_the_fleet_window_is_reported_absent(
             return not b.status().degraded and b.snapshot([TID])[TID].fleet_error_rate is not None
 
         await until(back, timeout_s=5.0)
-    finally:
-        for s in (a, b):
-            await s.close()
 
 
 async def test_without_pubsub_nothing_is_published_and_peers_still_converge(
@@ -134,12 +144,7 @@ async def test_without_pubsub_nothing_is_published_and_peers_still_converge(
     """`health.pubsub: false` means reconciliation only: events were still PUBLISHed to a
     channel nobody listened to (issue 18, item 7)."""
     settings = FleetSettings(redis_server.url, sync_period_s=0.05, pubsub=False)
-    a = FleetStore(settings, FAST, replica_id="a")
-    b = FleetStore(settings, FAST, replica_id="b")
-    for s in (a, b):
-        s.track([TID])
-        await s.start()
-    try:
+    async with running(settings, FAST, "a", "b") as (a, b):
         _trip(a)
 
         async def b_sees_open() -> bool:
@@ -148,9 +153,6 @@ async def test_without_pubsub_nothing_is_published_and_peers_still_converge(
         await until(b_sees_open, timeout_s=3.0)
         stats = await a._client.info("commandstats")
         assert "cmdstat_publish" not in stats, stats.get("cmdstat_publish")
-    finally:
-        for s in (a, b):
-            await s.close()
 
 
 async def test_a_recovery_is_probed_k_times_by_one_replica(redis_server: RedisProcess) -> None:
@@ -253,12 +255,7 @@ async def test_a_trip_redis_lost_is_republished_by_its_owner_not_closed(
         breaker=BreakerSettings(consecutive_failures=1, open_s=30.0, jitter=0.0)
     )
     settings = FleetSettings(redis_server.url, sync_period_s=0.05)
-    a = FleetStore(settings, long_open, replica_id="a")
-    b = FleetStore(settings, long_open, replica_id="b")
-    for s in (a, b):
-        s.track([TID])
-        await s.start()
-    try:
+    async with running(settings, long_open, "a", "b") as (a, b):
         _trip(a)
 
         async def b_open() -> bool:
@@ -295,9 +292,6 @@ async def test_a_trip_redis_lost_is_republished_by_its_owner_not_closed(
             assert a.snapshot([TID])[TID].state is BreakerState.OPEN
             assert b.snapshot([TID])[TID].state is BreakerState.OPEN
             await asyncio.sleep(settings.sync_period_s)
-    finally:
-        for s in (a, b):
-            await s.close()
 
 
 async def test_a_store_closes_promptly_even_when_a_cancel_races_redis_pys_read_timeout(
