@@ -58,14 +58,29 @@ class ClientConfig:
     routes: frozenset[str] | None = None  # None: every route
     overrides: frozenset[str] = frozenset()
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Derived once, at load: the request headers routing ignores for this client (the
+    # overrides it may not send), lower-case.
+    ignored: frozenset[str] = frozenset()
 
     def may_use(self, alias: str) -> bool:
         return self.routes is None or alias in self.routes
 
 
+def _ignored(overrides: frozenset[str], steering: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+    return frozenset(
+        h.lower() for name, names in steering.items() if name not in overrides for h in names
+    )
+
+
 def decode_clients(
-    section: Section, env: Mapping[str, str], aliases: frozenset[str], issues: Issues
+    section: Section,
+    env: Mapping[str, str],
+    aliases: frozenset[str],
+    issues: Issues,
+    steering: Mapping[str, tuple[str, ...]] = OVERRIDES,
 ) -> Mapping[str, ClientConfig]:
+    """`steering`: each override's headers, the config's own included (its deadline header,
+    the headers routes `match` on)."""
     """digest -> client. Every problem is reported with its path; no key is ever echoed."""
     out: dict[str, ClientConfig] = {}
     if not section.ok:
@@ -129,5 +144,8 @@ def decode_clients(
         if key_digest in out:
             issues.add(path, f"the same key as client {out[key_digest].name!r}")
         elif key_digest:
-            out[key_digest] = ClientConfig(name, routes, overrides, MappingProxyType(labels))
+            ignored = _ignored(overrides, steering)
+            out[key_digest] = ClientConfig(
+                name, routes, overrides, MappingProxyType(labels), ignored
+            )
     return MappingProxyType(out)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from gateway.config.clients import decode_clients
+from gateway.config.clients import OVERRIDES, decode_clients
 from gateway.config.decode import ConfigError, ConfigIssue, Issues, Section, join
 from gateway.config.expand import expand
 from gateway.config.model import (
@@ -95,7 +95,12 @@ def load_data(data: object, *, source: str = "<memory>", env: Mapping[str, str])
         issues.add(tpath, message)
     routes = decode_routes(root.raw("routes"), providers, targets, issues, resilience)
     aliases = frozenset(r.alias for r in routes)
-    clients = decode_clients(root.sub("clients"), env, aliases, issues)
+    steering = {
+        **OVERRIDES,
+        "deadline": (resilience.deadline_header,),
+        "metadata": tuple({h for r in routes for h in r.match.headers}),
+    }
+    clients = decode_clients(root.sub("clients"), env, aliases, issues, steering)
     root.done()
     if root.ok and not root.data.get("providers"):
         issues.add("providers", "at least one provider is required")

@@ -9,7 +9,7 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.config.clients import OVERRIDES, ClientConfig, digest
+from gateway.config.clients import ClientConfig, digest
 from gateway.config.model import Config
 from gateway.edge.errors import Unauthorized
 
@@ -48,7 +48,6 @@ def authenticate(config: Config, headers: Mapping[str, str]) -> ClientConfig | N
 
 
 def steering(
-    config: Config,
     client: ClientConfig,
     headers: CIMultiDictProxy[str],
     payload: Mapping[str, Any],
@@ -56,17 +55,10 @@ def steering(
     """The request's headers and body as routing may read them for `client`: the override
     headers it may not send are ignored, and so is routing metadata (the headers and body
     fields routes `match` on) unless it may steer by it."""
-    allowed = client.overrides
-    drop: set[str] = set()
-    for name, names in OVERRIDES.items():
-        if name not in allowed:
-            drop.update(names)
-    if "deadline" not in allowed:
-        drop.add(config.resilience.deadline_header.lower())
-    if "metadata" not in allowed:
-        drop.update(h.lower() for r in config.routes for h in r.match.headers)
+    drop = client.ignored  # derived at load (gateway.config.clients)
+    if "metadata" not in client.overrides:
         payload = {k: v for k, v in payload.items() if k not in ("metadata", "user")}
-    if not drop.intersection(k.lower() for k in headers):
+    if drop.isdisjoint(k.lower() for k in headers):
         return headers, payload
     kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
     return CIMultiDictProxy(kept), payload

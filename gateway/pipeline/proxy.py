@@ -111,7 +111,7 @@ async def _proxy(
     routed_payload: Mapping[str, Any] = payload
     client = request.get(CLIENT)
     if client is not None:  # what this client may steer: the rest is ignored
-        headers, routed_payload = steering(config, client, request.headers, payload)
+        headers, routed_payload = steering(client, request.headers, payload)
     route = find_route(config, routed_payload, headers)
     if client is not None and not client.may_use(route.alias):
         raise Forbidden(
