@@ -5,6 +5,8 @@
     python -m ops.bench.inproc 500 --keys   # with 100 client keys configured, one sent
     python -m ops.bench.inproc 500 --anthropic   # the upstream speaks the Messages API:
                                                  # every request and answer is translated
+    python -m ops.bench.inproc 500 --passthrough # the bare aiohttp pass-through instead
+    python -m ops.bench.inproc 500 --direct      # no proxy: the client and upstream alone
 
 The workload `ops.bench.instructions` counts under callgrind: everything in one process, so
 an instruction count covers the whole request path and nothing else varies between runs.
@@ -139,7 +141,37 @@ async def _anthropic_upstream(request: web.Request) -> web.Response:
     return web.Response(body=ANTHROPIC_ANSWER, content_type="application/json")
 
 
-async def run(n: int, stream: bool = False, keys: bool = False, anthropic: bool = False) -> None:
+async def _passthrough(upstream: str) -> tuple[web.AppRunner, str]:
+    """`ops.bench.passthrough`'s app, in this process: the floor to compare against."""
+    from ops.bench import passthrough
+
+    app = web.Application(client_max_size=32 * 1024 * 1024)
+    app[passthrough.UPSTREAM] = upstream
+    app[passthrough.SESSION] = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100, limit_per_host=100),
+        timeout=aiohttp.ClientTimeout(total=60),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    )
+    app.router.add_route("*", "/{tail:.*}", passthrough.proxy)
+
+    async def close(app: web.Application) -> None:
+        await app[passthrough.SESSION].close()
+
+    app.on_cleanup.append(close)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def run(
+    n: int,
+    stream: bool = False,
+    keys: bool = False,
+    anthropic: bool = False,
+    proxy: str = "turnout",
+) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
     app.router.add_post("/v1/messages", _anthropic_upstream)
@@ -164,6 +196,12 @@ async def run(n: int, stream: bool = False, keys: bool = False, anthropic: bool 
     )
     gateway = Server(build_app(config), "127.0.0.1", 0, grace_s=1.0)
     await gateway.start()
+    base = gateway.url
+    other: web.AppRunner | None = None
+    if proxy == "passthrough":
+        other, base = await _passthrough(f"http://127.0.0.1:{port}")
+    elif proxy == "direct":
+        base = f"http://127.0.0.1:{port}"
     headers = {"Content-Type": "application/json"}
     if keys:
         headers["Authorization"] = f"Bearer {CLIENT_KEY}"
@@ -172,7 +210,7 @@ async def run(n: int, stream: bool = False, keys: bool = False, anthropic: bool 
 
             async def worker(count: int) -> None:
                 for _ in range(count):
-                    url = gateway.url + "/v1/chat/completions"
+                    url = base + "/v1/chat/completions"
                     body = STREAM_REQUEST if stream else REQUEST
                     async with http.post(url, data=body, headers=headers) as resp:
                         await resp.read()
@@ -182,6 +220,8 @@ async def run(n: int, stream: bool = False, keys: bool = False, anthropic: bool 
             await asyncio.gather(*(worker(WARM_UP // WORKERS) for _ in range(WORKERS)))
             await asyncio.gather(*(worker(n // WORKERS) for _ in range(WORKERS)))
     finally:
+        if other is not None:
+            await other.cleanup()
         await gateway.stop()
         await runner.cleanup()
 
@@ -189,11 +229,18 @@ async def run(n: int, stream: bool = False, keys: bool = False, anthropic: bool 
 def main(argv: list[str]) -> int:
     import uvloop
 
-    flags = ("--stream", "--keys", "--anthropic")
+    flags = ("--stream", "--keys", "--anthropic", "--passthrough", "--direct")
     args = [a for a in argv if a not in flags]
     n = int(args[0]) if args else 500
+    proxy = "passthrough" if "--passthrough" in argv else "direct" if "--direct" in argv else ""
     uvloop.run(
-        run(n, stream="--stream" in argv, keys="--keys" in argv, anthropic="--anthropic" in argv)
+        run(
+            n,
+            stream="--stream" in argv,
+            keys="--keys" in argv,
+            anthropic="--anthropic" in argv,
+            proxy=proxy or "turnout",
+        )
     )
     return 0
 

@@ -5,10 +5,14 @@
     python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
     python -m ops.bench.instructions --keys              # with 100 client keys, against none
     python -m ops.bench.instructions --anthropic         # translated to Anthropic, against not
+    python -m ops.bench.instructions --floor             # and the bare pass-through, and no proxy
 
 `ops.bench.inproc` (client + Turnout + a tiny upstream in one process) runs twice under
 callgrind, with N and 5N requests; the difference divided by 4N is the instructions one
-request costs on the whole path, start-up and imports cancelled out. The count does not depend
+request costs on the whole path, start-up and imports cancelled out. With `--floor` the same
+is counted for the bare aiohttp pass-through (`ops.bench.passthrough`) and for no proxy at all
+(client and upstream alone); their difference is what a proxy costs, and the pass-through's
+cost over Turnout's is the throughput ratio a whole core would give each. The count does not depend
 on what else the machine is doing, so two trees can be compared to a fraction of a percent
 (seconds on a shared 2-core machine vary by ±15 %). Each run takes about a minute.
 """
@@ -58,6 +62,11 @@ def main(argv: list[str]) -> int:
         "--keys", action="store_true", help="this tree with 100 client keys, against without"
     )
     ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also count the bare pass-through and no proxy, and report each proxy's own cost",
+    )
+    ap.add_argument(
         "--anthropic",
         action="store_true",
         help="this tree with an Anthropic-format upstream (every request translated), against "
@@ -73,6 +82,10 @@ def main(argv: list[str]) -> int:
             translated = per_request(REPO, args.n, tmp, args.stream, "--anthropic")
             rows.append(("translated", translated))
         rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
+        floor = {}
+        if args.floor:
+            for name in ("passthrough", "direct"):
+                floor[name] = per_request(REPO, args.n, tmp, args.stream, f"--{name}")
         if args.rev:
             wt = tmp / "rev"
             subprocess.run(
@@ -81,7 +94,7 @@ def main(argv: list[str]) -> int:
             try:
                 # Its gateway, this tree's harness (older trees may not have it).
                 (wt / "ops" / "bench").mkdir(parents=True, exist_ok=True)
-                for name in ("__init__.py", "inproc.py"):
+                for name in ("__init__.py", "inproc.py", "passthrough.py"):
                     (wt / "ops" / "bench" / name).write_bytes(
                         (REPO / "ops/bench" / name).read_bytes()
                     )
@@ -95,6 +108,16 @@ def main(argv: list[str]) -> int:
     for name, value in rows:
         ratio = f"  ({value / base:.3f}x of {rows[-1][0]})" if len(rows) > 1 else ""
         print(f"{name:>12}: {value / 1e6:.3f} M instructions per request{ratio}")
+    if floor:
+        direct, bare = floor["direct"], floor["passthrough"]
+        print(f"{'no proxy':>12}: {direct / 1e6:.3f} M (client and upstream alone)")
+        print(f"{'pass-through':>12}: {bare / 1e6:.3f} M, of which the proxy {(bare - direct) / 1e6:.3f} M")
+        for name, value in rows:
+            own = value - direct
+            print(
+                f"{name:>12}: the proxy {own / 1e6:.3f} M; pass-through ÷ it "
+                f"{(bare - direct) / own:.3f} (the throughput ratio on a whole core)"
+            )
     return 0
 
 
