@@ -111,7 +111,8 @@ def main(argv: list[str]) -> int:
     if floor:
         direct, bare = floor["direct"], floor["passthrough"]
         print(f"{'no proxy':>12}: {direct / 1e6:.3f} M (client and upstream alone)")
-        print(f"{'pass-through':>12}: {bare / 1e6:.3f} M, of which the proxy {(bare - direct) / 1e6:.3f} M")
+        pt_own = (bare - direct) / 1e6
+        print(f"{'pass-through':>12}: {bare / 1e6:.3f} M, of which the proxy {pt_own:.3f} M")
         for name, value in rows:
             own = value - direct
             print(
