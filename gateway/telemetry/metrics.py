@@ -3,11 +3,13 @@
 GenAI semantic-convention names where they exist (`gen_ai.client.operation.duration`,
 `gen_ai.client.token.usage`, `gen_ai.server.time_to_first_token`), `turnout.*` otherwise.
 
-The SDK's `Counter.add` costs ~10-20 µs here (attribute cleaning and hashing on every call);
-the per-request counters go through a `Tally` that sums in a dict and hands the SDK one add
-per label set when flushed: before every `/metrics` scrape, at shutdown, and within `FLUSH_S`
-of any add (so an OTLP push is at most that late). Exemplars are off: nothing reads them, and
-the default filter looks up the current span on every measurement.
+The SDK's `Counter.add` and `Histogram.record` cost ~10 µs each here (attribute cleaning and
+hashing on every call). The per-request counters go through a `Tally` that sums in a dict and
+hands the SDK one add per label set when flushed: before every `/metrics` scrape, at
+shutdown, and within `FLUSH_S` of any add (so an OTLP push is at most that late). The
+per-request histograms are `Distribution`s (`gateway.telemetry.distribution`): bucket counts
+kept in a dict, handed to every reader as points when it collects. Exemplars are off:
+nothing reads them, and the default filter looks up the current span on every measurement.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Counter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
+
+from gateway.telemetry.distribution import Distribution, attach
 
 DURATION_BUCKETS_S = (
     0.01,
@@ -41,6 +47,7 @@ DURATION_BUCKETS_S = (
 
 
 FLUSH_S = 1.0
+SCOPE = InstrumentationScope("turnout")  # the meter's: every instrument here is in it
 
 try:  # opentelemetry-sdk >= 1.28
     from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
@@ -78,8 +85,10 @@ class Metrics:
     def __init__(self, extra_readers: Iterable[MetricReader] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(disable_target_info=True, registry=self.registry)
-        self.provider = MeterProvider(metric_readers=[reader, *extra_readers], **_NO_EXEMPLARS)
-        m = self.provider.get_meter("turnout")
+        readers = [reader, *extra_readers]
+        resource = Resource.create()
+        self.provider = MeterProvider(metric_readers=readers, resource=resource, **_NO_EXEMPLARS)
+        m = self.provider.get_meter(SCOPE.name)
         self._timer: asyncio.TimerHandle | None = None
         self.requests = Tally(
             m.create_counter(
@@ -109,24 +118,26 @@ class Metrics:
         self.reloads = m.create_counter(
             "turnout.config.reloads", description="Config reloads, by result"
         )
-        self.duration = m.create_histogram(
+        self.duration = Distribution(
             "gen_ai.client.operation.duration",
             unit="s",
             description="Upstream attempt duration",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            bounds=DURATION_BUCKETS_S,
         )
-        self.ttft = m.create_histogram(
+        self.ttft = Distribution(
             "gen_ai.server.time_to_first_token",
             unit="s",
             description="Time to the first output token, per attempt that produced one",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            bounds=DURATION_BUCKETS_S,
         )
-        self.request_duration = m.create_histogram(
+        self.request_duration = Distribution(
             "turnout.request.duration",
             unit="s",
             description="Whole request, as the client saw it",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            bounds=DURATION_BUCKETS_S,
         )
+        for r in readers:
+            attach(r, (self.duration, self.ttft, self.request_duration), SCOPE, resource)
         self.tokens = Tally(
             m.create_counter(
                 "gen_ai.client.token.usage",

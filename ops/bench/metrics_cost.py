@@ -1,5 +1,5 @@
 """What a request's metrics cost: the OpenTelemetry SDK called directly (the old way) against
-`gateway.telemetry.metrics.Metrics` (counters tallied, exemplars off), in the same process and
+`gateway.telemetry.metrics.Metrics` (counters tallied, histograms `Distribution`s, exemplars off), in the same process and
 run, interleaved rounds. Each "request" makes the calls a non-streaming request makes:
 requests + attempts + 2 token counters, request and attempt duration histograms.
 

@@ -1,0 +1,136 @@
+"""The request path's histograms (`Distribution`) export exactly what the OpenTelemetry SDK
+histogram they replaced exported: the same `/metrics` lines, and the same points for a push
+reader (bucket counts, count, sum, min, max), for the same values."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from prometheus_client import CollectorRegistry, generate_latest
+
+from gateway.telemetry.metrics import DURATION_BUCKETS_S, Metrics
+
+# Values on every bound (a value equal to a bound is in that bound's bucket), between them,
+# beyond the last one, zero, and a negative one (dropped by both).
+EDGES = [0.0, *DURATION_BUCKETS_S, 0.015, 0.5, 99.0, 1e6, -1.0]
+LABELS = [
+    {"target": "m@a", "outcome": "success"},
+    {"target": "m@a", "outcome": "provider_failure"},
+    {"target": "x@b", "outcome": "success"},
+]
+
+
+def workload(seed: int = 7) -> list[tuple[float, dict[str, str]]]:
+    rng = random.Random(seed)
+    out = [(v, labels) for v in EDGES for labels in LABELS]
+    out += [(rng.lognormvariate(-3, 2), rng.choice(LABELS)) for _ in range(2000)]
+    return out
+
+
+def old_path(values: list[tuple[float, dict[str, str]]]) -> tuple[bytes, InMemoryMetricReader]:
+    """The SDK histogram the gateway used before, with the same name, unit and buckets."""
+    registry = CollectorRegistry(auto_describe=True)
+    prom = PrometheusMetricReader(disable_target_info=True, registry=registry)
+    memory = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[prom, memory])
+    hist = provider.get_meter("turnout").create_histogram(
+        "gen_ai.client.operation.duration",
+        unit="s",
+        description="Upstream attempt duration",
+        explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+    )
+    for value, labels in values:
+        hist.record(value, labels)
+    return generate_latest(registry), memory
+
+
+def family(text: bytes, name: str) -> list[str]:
+    return [ln for ln in text.decode().splitlines() if name in ln]
+
+
+def points(reader: InMemoryMetricReader, name: str) -> dict[Any, HistogramDataPoint]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    out = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            assert sm.scope.name == "turnout"
+            for metric in sm.metrics:
+                if metric.name == name:
+                    for p in metric.data.data_points:
+                        out[tuple(sorted(p.attributes.items()))] = p
+    return out
+
+
+def test_the_scrape_shows_what_the_sdk_histogram_showed() -> None:
+    values = workload()
+    old_text, _ = old_path(values)
+    m = Metrics()
+    for value, labels in values:
+        m.duration.record(value, labels)
+    name = "gen_ai_client_operation_duration_seconds"
+    old = family(old_text, name)
+    assert len(old) == 2 + 3 * (len(DURATION_BUCKETS_S) + 3)  # HELP, TYPE; le=..+Inf, count, sum
+    assert family(m.prometheus_text(), name) == old
+    m.shutdown()
+
+
+def test_a_push_reader_gets_the_same_points() -> None:
+    values = workload(seed=11)
+    _, old_reader = old_path(values)
+    reader = InMemoryMetricReader()
+    m = Metrics([reader])
+    for value, labels in values:
+        m.duration.record(value, labels)
+    name = "gen_ai.client.operation.duration"
+    old, new = points(old_reader, name), points(reader, name)
+    assert new.keys() == old.keys() and len(new) == 3
+    for key, p in old.items():
+        q = new[key]
+        assert (q.count, q.bucket_counts, q.min, q.max) == (p.count, p.bucket_counts, p.min, p.max)
+        assert tuple(q.explicit_bounds) == tuple(p.explicit_bounds)
+        assert abs(q.sum - p.sum) < 1e-9 * max(1.0, abs(p.sum))
+    m.shutdown()
+
+
+def test_counters_and_histograms_share_one_scope_and_nothing_recorded_is_not_exported() -> None:
+    reader = InMemoryMetricReader()
+    m = Metrics([reader])
+    assert reader.get_metrics_data() is None  # nothing at all yet
+    m.attempts.add(1, {"target": "t", "outcome": "success"})
+    m.flush()
+    m.ttft.record(0.2, {"target": "t"})
+    data = reader.get_metrics_data()
+    assert data is not None
+    (rm,) = data.resource_metrics
+    (sm,) = rm.scope_metrics  # the SDK's counters and our histogram, in one scope
+    names = sorted(metric.name for metric in sm.metrics)
+    assert names == ["gen_ai.server.time_to_first_token", "turnout.attempts"]
+    m.shutdown()
+
+
+def test_records_from_the_loop_while_a_push_reader_collects_in_its_thread() -> None:
+    reader = InMemoryMetricReader()
+    m = Metrics([reader])
+    done = threading.Event()
+
+    def collect() -> None:
+        while not done.is_set():
+            reader.get_metrics_data()
+
+    t = threading.Thread(target=collect)
+    t.start()
+    try:
+        for i in range(20_000):
+            m.request_duration.record(0.001 * (i % 50), {"route": "r", "status": "200"})
+    finally:
+        done.set()
+        t.join()
+    (p,) = points(reader, "turnout.request.duration").values()
+    assert p.count == sum(p.bucket_counts) == 20_000
+    m.shutdown()
