@@ -88,8 +88,10 @@ class FleetStore:
     def track(self, target_ids: Iterable[str]) -> None:
         self.local.track(target_ids)
 
-    def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
-        return self.local.snapshot(target_ids, detailed=detailed)
+    def snapshot(
+        self, target_ids: Iterable[str], *, detailed: bool = False, availability: bool = False
+    ) -> HealthSnapshot:
+        return self.local.snapshot(target_ids, detailed=detailed, availability=availability)
 
     def admission(self, target_id: str) -> Admission:
         verdict = self.local.admission(target_id)

@@ -29,6 +29,7 @@ class MemoryStore:
         self._clock = clock or MonotonicClock()
         self._rng = rng or random.Random()
         self._targets: dict[str, TargetSignals] = {}
+        self._idle_views: dict[str, TargetHealth] = {}
         self.book = Book(shared=shared_learning)  # what learning policies learned, per route
         # Every breaker transition of every target, as it happens (the dashboard's source).
         self.transitions = TransitionLog()
@@ -48,15 +49,25 @@ class MemoryStore:
     def target_ids(self) -> list[str]:
         return list(self._targets)
 
-    def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
+    def snapshot(
+        self, target_ids: Iterable[str], *, detailed: bool = False, availability: bool = False
+    ) -> HealthSnapshot:
         now = self._clock.now()
         out: dict[str, TargetHealth] = {}
         for tid in target_ids:
             sig = self._targets.get(tid)
-            out[tid] = (
-                TargetHealth.unknown(tid) if sig is None else sig.view(now, detailed=detailed)
-            )
+            if sig is None or (availability and sig.plain(now)):
+                out[tid] = self._idle(tid)
+            else:
+                out[tid] = sig.view(now, detailed=detailed)
         return out
+
+    def _idle(self, target_id: str) -> TargetHealth:
+        """`TargetHealth.unknown(target_id)`, built once per target (a frozen value)."""
+        view = self._idle_views.get(target_id)
+        if view is None:
+            view = self._idle_views[target_id] = TargetHealth.unknown(target_id)
+        return view
 
     def admission(self, target_id: str) -> Admission:
         sig = self._targets.get(target_id)

@@ -224,6 +224,18 @@ class TargetSignals:
         self._throttle_streak += 1
         self.throttled_until = max(self.throttled_until, now_s + retry_after_s)
 
+    def plain(self, now_s: float) -> bool:
+        """Nothing but numbers to report: breaker closed, not throttled or misconfigured, no
+        request waiting past the hang floor. Its view then has no reason to be unavailable
+        (`TargetHealth.why_unavailable`, the one rule): a policy that reads availability
+        alone can take `TargetHealth.unknown` for it, built once (`MemoryStore.snapshot`)."""
+        return (
+            self.throttled_until <= now_s
+            and not self.misconfigured
+            and not (self.waiting and now_s - self.waiting_since > self._hang_floor_s)
+            and self.breaker.state(now_s) is BreakerState.CLOSED
+        )
+
     def view(self, now_s: float, *, detailed: bool = False) -> TargetHealth:
         """A frozen view; percentiles (a sort) only when `detailed`, i.e. off the hot path."""
         counts = self.window.counts(now_s)

@@ -45,8 +45,13 @@ class HealthStore(Protocol):
         """Targets the config knows; a fleet store keeps them in sync even before traffic."""
         ...
 
-    def snapshot(self, target_ids: Iterable[str], *, detailed: bool = False) -> HealthSnapshot:
-        """Views of these targets now (unknown targets read as healthy and idle)."""
+    def snapshot(
+        self, target_ids: Iterable[str], *, detailed: bool = False, availability: bool = False
+    ) -> HealthSnapshot:
+        """Views of these targets now (unknown targets read as healthy and idle); with
+        `detailed`, percentiles too (a sort: off the hot path). With `availability`, for a
+        reader of availability alone: an available target may read as idle (no numbers),
+        an unavailable one always has its full view."""
         ...
 
     def acquire(self, target_id: str) -> Permit | None:

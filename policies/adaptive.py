@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from health.learned import Space
 from health.signals import TargetHealth
 from policies.params import Issue, in_range
-from policies.types import Candidate, LearnedMemory, Observation, RequestFeatures, Score
+from policies.types import CHANCE, Candidate, LearnedMemory, Observation, RequestFeatures, Score
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,7 @@ class Adaptive:
     rng: random.Random
     params: AdaptiveParams = field(default_factory=AdaptiveParams)
     name: str = "adaptive"
+    reads: frozenset[str] = frozenset({CHANCE})
     memory: LearnedMemory = field(default_factory=Space)
 
     def share(self, memory: LearnedMemory) -> None:

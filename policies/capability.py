@@ -8,7 +8,7 @@ from typing import Literal
 
 from health.signals import TargetHealth
 from policies.params import Issue, in_range
-from policies.types import Candidate, RequestFeatures, Score
+from policies.types import REQUEST, TASK, Candidate, RequestFeatures, Score
 
 Requirement = Literal["tools", "vision", "json", "context"]
 REQUIREMENTS: tuple[Requirement, ...] = ("tools", "vision", "json", "context")
@@ -47,6 +47,7 @@ class Capability:
 
     params: CapabilityParams = field(default_factory=CapabilityParams)
     name: str = "capability"
+    reads: frozenset[str] = frozenset({TASK, REQUEST})
     hard: bool = True
 
     def reject(

@@ -10,19 +10,24 @@
 
 A scorer or filter that raises is skipped for that request (noted in the decision) rather
 than failing it: a plugin bug must not take a route down.
+
+A composite reads what its parts declare (`policies.types.reads`). One whose parts read
+nothing but availability, with ties broken by order (`priority` itself), ranks the same way
+whenever every candidate is available: that decision is made once per candidate list and kept.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 from health.signals import TargetHealth
 from health.store import HealthSnapshot
 from policies.healthy import recovery_s
 from policies.types import (
+    CHANCE,
     Candidate,
     Decision,
     Excluded,
@@ -36,9 +41,11 @@ from policies.types import (
     Scorer,
     SharesLearning,
     health_of,
+    reads,
 )
 
 TieBreak = Literal["priority", "random"]
+_MAX_FIXED = 64
 TIE_BREAKS: tuple[TieBreak, ...] = ("priority", "random")
 
 
@@ -63,11 +70,20 @@ class Composite:
     tie_break: TieBreak = "priority"
     rng: random.Random = field(default_factory=random.Random, repr=False)
     learners: tuple[Learner, ...] = field(init=False, repr=False, compare=False)
+    reads: frozenset[str] = field(init=False, repr=False, compare=False)
+    # candidate ids -> the decision while all are available, for a composite that reads nothing
+    _fixed: dict[tuple[str, ...], Decision] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         parts = (*self.filters, *(ws.scorer for ws in self.scorers))
         learners = tuple(p for p in parts if isinstance(p, Learner))
+        read = frozenset().union(*(reads(p) for p in parts))
+        if self.tie_break == "random":
+            read |= {CHANCE}
         object.__setattr__(self, "learners", learners)  # frozen: set once, here
+        object.__setattr__(self, "reads", read)
 
     def rank(
         self,
@@ -125,6 +141,26 @@ class Composite:
         """The ranked candidates with their scores, and every exclusion with its reason; with
         `explain`, a note per candidate too (each scorer's value and note: costs a few µs)."""
         views = [health_of(health, c.target_id) for c in candidates]
+        if self.reads or explain:
+            return self._decide(request, candidates, views, explain)
+        # Reads nothing but availability: while every candidate is available, the same order.
+        if any(v.why_unavailable() is not None for v in views):
+            return self._decide(request, candidates, views, explain)
+        key = tuple(c.target_id for c in candidates)
+        fixed = self._fixed.get(key)
+        if fixed is None:
+            if len(self._fixed) >= _MAX_FIXED:  # candidate lists come from the config: few
+                self._fixed.clear()
+            fixed = self._fixed[key] = self._decide(request, candidates, views, explain)
+        return fixed if fixed.task == request.task else replace(fixed, task=request.task)
+
+    def _decide(
+        self,
+        request: RequestFeatures,
+        candidates: Sequence[Candidate],
+        views: Sequence[TargetHealth],
+        explain: bool,
+    ) -> Decision:
         notes: list[list[str]] = [[] for _ in candidates]
         kept, excluded = self._filter(request, candidates, views, notes)
         subset = [candidates[i] for i in kept]

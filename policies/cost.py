@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from health.signals import TargetHealth
 from policies.params import Issue, in_range
-from policies.types import Candidate, RequestFeatures, Score
+from policies.types import REQUEST, Candidate, RequestFeatures, Score
 
 DEFAULT_OUTPUT_TOKENS = 256
 UNKNOWN_NOTE = "price unknown"
@@ -64,6 +64,7 @@ class LowestCost:
 
     params: LowestCostParams = field(default_factory=LowestCostParams)
     name: str = "lowest_cost"
+    reads: frozenset[str] = frozenset({REQUEST})
 
     def score(
         self,
@@ -108,6 +109,7 @@ class Budget:
 
     params: BudgetParams = field(default_factory=BudgetParams)
     name: str = "budget"
+    reads: frozenset[str] = frozenset({REQUEST})
     hard: bool = True
 
     def reject(

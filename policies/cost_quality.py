@@ -23,7 +23,7 @@ from health.signals import TargetHealth
 from policies.capability import quality
 from policies.cost import DEFAULT_OUTPUT_TOKENS, cost_note, cost_scores, estimate_cost, over_budget
 from policies.params import Issue, in_range
-from policies.types import Candidate, RequestFeatures, Score
+from policies.types import REQUEST, TASK, Candidate, RequestFeatures, Score
 
 # The documented default: easy tasks accept a weaker model, hard ones need a strong one.
 DEFAULT_FLOORS: Mapping[str, float] = MappingProxyType(
@@ -69,6 +69,7 @@ class CostQualityParams:
 class CostQuality:
     params: CostQualityParams = field(default_factory=CostQualityParams)
     name: str = "cost_quality"
+    reads: frozenset[str] = frozenset({TASK, REQUEST})
     hard: bool = True
 
     def floor(self, request: RequestFeatures) -> float:

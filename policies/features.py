@@ -93,10 +93,11 @@ def _task(
     system: str,
     headers: Mapping[str, str] | None,
     meta: Mapping[str, str],
+    classify: bool,
 ) -> str:
     found = _override("task", headers, meta)
     if found is None:
-        return rules.classify(user, system)
+        return rules.classify(user, system) if classify else rules.default
     where, raw = found
     task = raw.strip().lower()
     if not TASK_NAME.fullmatch(task):
@@ -111,10 +112,13 @@ def extract(
     *,
     rules: TaskRules = DEFAULT_TASK_RULES,
     headers: Mapping[str, str] | None = None,
+    classify: bool = True,
 ) -> RequestFeatures:
     """The features of one request. Raises InvalidFeature for a malformed routing override.
 
     `headers` must look names up case-insensitively (aiohttp's do) or hold lowercase names.
+    Without `classify` (for a policy that does not read the task) the task rules are not
+    run: the task is the override, if any, else the rules' default.
     """
     chars, images = 0, False
     user, system = "", ""
@@ -154,7 +158,7 @@ def extract(
         tools=bool(body.get("tools") or body.get("functions")),
         images=images,
         json_output=json_output,
-        task=_task(rules, user, system, headers, meta)
+        task=_task(rules, user, system, headers, meta, classify)
         if operation != "embeddings"
         else rules.default,
         max_cost=_number("max_cost", 0.0, 1e6, headers, meta),

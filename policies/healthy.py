@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from health.breaker import BreakerState
 from health.signals import TargetHealth
 from policies.params import Issue, in_range
-from policies.types import Candidate, RequestFeatures, Score
+from policies.types import HEALTH, Candidate, RequestFeatures, Score
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,7 @@ class Health:
 
     params: HealthParams = field(default_factory=HealthParams)
     name: str = "health"
+    reads: frozenset[str] = frozenset({HEALTH})
     hard: bool = False
 
     def reject(

@@ -10,7 +10,7 @@ from typing import Literal
 
 from health.signals import TargetHealth
 from policies.params import Issue, in_range
-from policies.types import Candidate, RequestFeatures, Score
+from policies.types import CHANCE, HEALTH, Candidate, RequestFeatures, Score
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,7 @@ class LeastLatency:
     rng: random.Random
     params: LeastLatencyParams = field(default_factory=LeastLatencyParams)
     name: str = "least_latency"
+    reads: frozenset[str] = frozenset({HEALTH, CHANCE})
 
     def loads(self, health: Sequence[TargetHealth]) -> list[float]:
         samples = [_ms(h, self.params.signal) for h in health]
@@ -89,6 +90,7 @@ class LeastBusy:
     """Fewest requests in flight from this gateway: (least + 1) / (own + 1)."""
 
     name: str = "least_busy"
+    reads: frozenset[str] = frozenset({HEALTH})
 
     def score(
         self,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from health.signals import TargetHealth
-from policies.types import Candidate, RequestFeatures, Score
+from policies.types import CHANCE, Candidate, RequestFeatures, Score
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,7 @@ class Priority:
     """The order the route lists its candidates: the first scores 1, the last 1/n."""
 
     name: str = "priority"
+    reads: frozenset[str] = frozenset()
 
     def score(
         self,
@@ -35,6 +36,7 @@ class Weighted:
 
     rng: random.Random
     name: str = "weighted"
+    reads: frozenset[str] = frozenset({CHANCE})
 
     def score(
         self,
@@ -56,6 +58,7 @@ class RoundRobin:
     policy's own state: a reload (a new policy) starts again from the first candidate."""
 
     name: str = "round_robin"
+    reads: frozenset[str] = frozenset({CHANCE})
     _turn: itertools.count[int] = field(default_factory=itertools.count, repr=False)
 
     def score(

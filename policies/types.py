@@ -22,6 +22,21 @@ DEFAULT_TASK = "chat"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
+# What a policy part reads, declared as `reads: frozenset[str]` on the part, so a request pays
+# only for what its route's policy uses. Every composite reads each candidate's availability
+# (`TargetHealth.why_unavailable`: unavailable targets go last); beyond that:
+TASK = "task"  # `RequestFeatures.task`: the task rules classify the prompt (regexes)
+REQUEST = "request"  # any other request feature: tokens, tools, images, max_cost...
+HEALTH = "health"  # health beyond availability: error rates, latencies, in flight
+CHANCE = "chance"  # may rank the same inputs differently: random draws, counters, learning
+EVERYTHING = frozenset({TASK, REQUEST, HEALTH, CHANCE})
+
+
+def reads(part: object) -> frozenset[str]:
+    """What `part` declared it reads; a part that declares nothing may read everything."""
+    declared = getattr(part, "reads", None)
+    return declared if isinstance(declared, frozenset) else EVERYTHING
+
 
 @dataclass(frozen=True, slots=True)
 class RequestFeatures:
@@ -144,6 +159,10 @@ class Observation:
 
 class Policy(Protocol):
     """Ranks candidate targets for one request. Pure and synchronous: no I/O, no awaiting.
+
+    A policy (like a filter or a scorer) may declare `reads: frozenset[str]` (TASK, REQUEST,
+    HEALTH, CHANCE above): what it leaves out is not computed for it. Without the
+    declaration it gets everything.
 
     Returns the candidates to try, best first; candidates it leaves out are not tried. An
     empty list means none may serve the request. Targets that are open or throttled should

@@ -18,7 +18,17 @@ from gateway.runtime.state import Live
 from health.store import HealthSnapshot, HealthStore
 from policies.compose import decide
 from policies.features import InvalidFeature, extract
-from policies.types import Candidate, Decision, Excluded, Policy, RequestFeatures
+from policies.types import (
+    EVERYTHING,
+    HEALTH,
+    TASK,
+    Candidate,
+    Decision,
+    Excluded,
+    Policy,
+    RequestFeatures,
+    reads,
+)
 
 DEBUG_HEADER = "x-turnout-debug"  # request: "route" (or 1/true) asks for the explanation
 ROUTE_HEADER = "x-turnout-route"  # response: the decision in one line
@@ -79,15 +89,26 @@ def route_request(
     *,
     explain: bool,
 ) -> Routed:
-    """Extract the features once and ask the route's policy; `explain` fills in the notes."""
+    """Extract the features once and ask the route's policy; `explain` fills in the notes.
+    The request pays only for what the policy reads (`policies.types.reads`): no task rules
+    for a policy that does not read the task, and availability alone from health for one
+    that reads no more - unless the decision is to be explained, which shows everything."""
     config = live.config
+    policy = live.policies[route.key]
+    needs = EVERYTHING if explain else reads(policy)
     try:
-        features = extract(operation, payload, body_bytes, rules=config.tasks, headers=headers)
+        features = extract(
+            operation,
+            payload,
+            body_bytes,
+            rules=config.tasks,
+            headers=headers,
+            classify=TASK in needs,
+        )
     except InvalidFeature as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
     candidates, unfit = _by_wire_format(config, route, operation, payload)
-    policy = live.policies[route.key]
-    snapshot = store.snapshot(route.candidates)
+    snapshot = store.snapshot(route.candidates, availability=HEALTH not in needs)
     decision = decide(policy, features, candidates, snapshot, explain=explain)
     if unfit:
         decision = dataclasses.replace(decision, excluded=(*unfit, *decision.excluded))
