@@ -44,11 +44,22 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_ID_BYTES = 16
+_random = bytearray()  # bytes from the OS's CSPRNG not used yet
+os.register_at_fork(after_in_child=_random.clear)  # a forked worker never reuses its parent's
+
+
 def _request_id(request: web.Request) -> str:
+    """The caller's X-Request-Id if it is safe to echo, else 128 random bits in hex. The
+    random bytes come from the OS 4 KiB at a time: one `getrandom` per 256 requests."""
     given = request.headers.get("X-Request-Id")
     if given and _SAFE_ID.match(given):
         return given
-    return os.urandom(16).hex()
+    if not _random:
+        _random.extend(os.urandom(256 * _ID_BYTES))
+    fresh = _random[-_ID_BYTES:].hex()
+    del _random[-_ID_BYTES:]
+    return fresh
 
 
 def _error_response(err: GatewayError) -> web.Response:

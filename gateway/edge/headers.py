@@ -27,11 +27,28 @@ FORWARD_TO_CLIENT_PREFIXES = ("x-ratelimit-", "openai-")
 def upstream_headers(
     client: CIMultiDictProxy[str], provider: ProviderConfig, request_id: str
 ) -> dict[str, str]:
-    out = {k: v for k, v in client.items() if k.lower() in FORWARD_TO_PROVIDER}
-    out.update(provider.headers)
+    out = {}
+    for name in FORWARD_TO_PROVIDER:  # a few lookups, however many headers the client sent
+        value = client.get(name)
+        if value is not None:
+            out[name] = value
+    out.update(_own(provider))
+    out["X-Request-Id"] = request_id
+    return out
+
+
+_OWN: dict[int, tuple[ProviderConfig, dict[str, str]]] = {}  # by identity: configs are frozen
+
+
+def _own(provider: ProviderConfig) -> dict[str, str]:
+    """What the gateway itself sends a provider on every request, built once per provider
+    config (a reload makes new ones; the oldest are dropped past a few hundred)."""
+    known = _OWN.get(id(provider))
+    if known is not None and known[0] is provider:
+        return known[1]
+    out = dict(provider.headers)
     out["Content-Type"] = "application/json"
     out["Accept"] = "application/json, text/event-stream"
-    out["X-Request-Id"] = request_id
     if provider.format == "anthropic":
         if provider.api_key:
             out["x-api-key"] = provider.api_key
@@ -39,6 +56,9 @@ def upstream_headers(
             out["anthropic-version"] = ANTHROPIC_VERSION
     elif provider.api_key:
         out["Authorization"] = f"Bearer {provider.api_key}"
+    if len(_OWN) >= 256:
+        _OWN.clear()
+    _OWN[id(provider)] = (provider, out)
     return out
 
 

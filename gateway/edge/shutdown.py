@@ -5,8 +5,6 @@ left, and end them honestly (a 503 for a waiting request, an in-band error for a
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 CANCEL_MESSAGE = "turnout-shutdown"  # the cancel message that ends requests after the grace period
@@ -26,6 +24,25 @@ def absorb_shutdown(exc: asyncio.CancelledError) -> bool:
     return True
 
 
+class _Tracked:
+    """A request's task in `Drain.active` for the length of a `with` block (a class, not a
+    `contextlib` generator: this is on every request)."""
+
+    __slots__ = ("_active", "_task")
+
+    def __init__(self, active: set[asyncio.Task[Any]], task: asyncio.Task[Any] | None) -> None:
+        self._active = active
+        self._task = task
+
+    def __enter__(self) -> None:
+        if self._task is not None:
+            self._active.add(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._active.discard(self._task)
+
+
 class Drain:
     """The requests in flight, for a drain that lets them finish: `/readyz` reads `draining`,
     `gateway.edge.app` tracks each request's task, `gateway.edge.server` ends them (`finish`)."""
@@ -34,17 +51,9 @@ class Drain:
         self.active: set[asyncio.Task[Any]] = set()
         self.draining = False
 
-    @contextlib.contextmanager
-    def tracking(self) -> Iterator[None]:
-        task = asyncio.current_task()
-        if task is None:
-            yield
-            return
-        self.active.add(task)
-        try:
-            yield
-        finally:
-            self.active.discard(task)
+    def tracking(self) -> _Tracked:
+        """`with drain.tracking():` the current task counts as in flight until the block ends."""
+        return _Tracked(self.active, asyncio.current_task())
 
     async def finish(self, grace_s: float) -> int:
         """Wait up to `grace_s` for the requests in flight, then end the rest (each answers

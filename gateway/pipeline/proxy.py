@@ -139,7 +139,8 @@ async def _proxy(
     )
     decision = routed.decision
     ranked = list(decision.ranked)
-    tel.ranked(route.alias, decision, routed.explanation)
+    if tel.tracing.recording:
+        tel.ranked(route.alias, decision, routed.explanation)
     if debug:
         request[EXPLANATION] = header_value(routed.explanation)
     if not ranked:

@@ -121,16 +121,15 @@ class AttemptPlan:
     def tried(self) -> set[str]:
         return {r.target_id for r in self.history}
 
-    def _eligible(self, c: Candidate) -> bool:
-        if c.target_id in self.tried or c.target_id in self.skipped:
-            return False
-        if self.min_context is not None:
-            return c.context_window is not None and c.context_window > self.min_context
-        return True
+    def _fits(self, c: Candidate) -> bool:
+        """Large enough, after a context-length error (any candidate fits before one)."""
+        need = self.min_context
+        return need is None or (c.context_window is not None and c.context_window > need)
 
     def remaining(self) -> list[Candidate]:
         """Candidates still worth trying, in rank order (health not consulted)."""
-        return [c for c in self.ranked if self._eligible(c)]
+        out = self.tried | self.skipped if self.history or self.skipped else ()
+        return [c for c in self.ranked if c.target_id not in out and self._fits(c)]
 
     def next_target(
         self,
@@ -201,11 +200,7 @@ class AttemptPlan:
         tried = self.tried
         for c in self.ranked:
             tid = c.target_id
-            if tid not in self.skipped or tid in tried:
-                continue
-            if self.min_context is not None and not (
-                c.context_window is not None and c.context_window > self.min_context
-            ):
+            if tid not in self.skipped or tid in tried or not self._fits(c):
                 continue
             if gates.admission(tid) is Admission.DEFER:
                 return tid
