@@ -1,6 +1,7 @@
 """The live dashboard: `/ui` (a static page, no build step) and the JSON feeds it polls.
 
     GET /ui                    the page; /ui/dashboard.js and /ui/dashboard.css beside it
+    GET|POST /ui/login         signing in (gateway.admin.login); POST /ui/logout
     GET /admin/traces          recent traces, newest first (?limit=N, default 50)
     GET /admin/traces/{id}     one trace by its 32-hex-digit id
     GET /admin/events          breaker transitions and failovers, newest first (?limit, ?since)
@@ -14,41 +15,18 @@ that happened while nobody had the page open is therefore still shown, in order.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from aiohttp import web
 
+from gateway.admin import access, login
+from gateway.admin.assets import asset_response, page_response
 from gateway.admin.endpoints import json_response
 from gateway.edge.context import RUNTIME
 from gateway.edge.errors import InvalidRequest, NotFound
 from gateway.runtime.state import Runtime
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STATIC = Path(__file__).parents[1] / "static"
-ASSETS = {
-    "dashboard.html": "text/html",
-    "dashboard.js": "text/javascript",
-    "dashboard.css": "text/css",
-}
-# Everything the page loads comes from the gateway itself: no CDN, works offline.
-_PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-}
-
-
-@functools.cache
-def _asset(name: str) -> bytes:
-    return (STATIC / name).read_bytes()
-
-
-def _serve(name: str) -> web.Response:
-    return web.Response(
-        body=_asset(name), content_type=ASSETS[name], charset="utf-8", headers=_PAGE_HEADERS
-    )
 
 
 def _json(data: object) -> web.Response:
@@ -69,7 +47,11 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 
 
 async def page(request: web.Request) -> web.Response:
-    return _serve("dashboard.html")
+    """The dashboard; a caller who has not signed in (the admin token is set) is sent to the
+    sign-in form, with the old `/ui?token=...` too (the token is never read from a URL)."""
+    if access.proof(request.app[RUNTIME].config, request) is None:
+        return web.Response(status=303, headers={"Location": "ui/login"})
+    return page_response("dashboard.html")
 
 
 async def page_slash(request: web.Request) -> web.Response:
@@ -77,10 +59,10 @@ async def page_slash(request: web.Request) -> web.Response:
 
 
 async def asset(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    if name not in ASSETS:
+    found = asset_response(request.match_info["name"])
+    if found is None:
         raise NotFound(f"Unknown path {request.path}.")
-    return _serve(name)
+    return found
 
 
 async def traces(request: web.Request) -> web.Response:
@@ -134,6 +116,9 @@ async def events(request: web.Request) -> web.Response:
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/ui", page),
     ("GET", "/ui/", page_slash),
+    ("GET", "/ui/login", login.login_page),  # before /ui/{name}
+    ("POST", "/ui/login", login.login),
+    ("POST", "/ui/logout", login.logout),
     ("GET", "/ui/{name}", asset),
     ("GET", "/admin/traces", traces),
     ("GET", "/admin/traces/{trace_id}", trace),

@@ -9,7 +9,7 @@ import time
 import orjson
 from aiohttp import web
 
-from gateway.edge.clients import holds_admin_token
+from gateway.admin.access import proof
 from gateway.edge.context import CLIENT, RUNTIME
 from gateway.edge.errors import (
     Conflict,
@@ -39,7 +39,7 @@ async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     status = "draining" if rt.drain.draining else "ready"
     code = 503 if rt.drain.draining else 200
-    if not holds_admin_token(rt.config, request.headers, request.query):
+    if proof(rt.config, request) is None:
         # A stranger (the admin token is set, not sent) learns ready or not, nothing more.
         return json_response({"status": status}, code)
     st = rt.store.status()

@@ -11,19 +11,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.admin import dashboard
+from gateway.admin import access, dashboard
 from gateway.admin import endpoints as admin
 from gateway.admin import routing as admin_routing
 from gateway.config.model import Config
 from gateway.edge import protocol
-from gateway.edge.clients import authenticate, holds_admin_token
+from gateway.edge.clients import authenticate
 from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
     ShuttingDown,
-    Unauthorized,
     error_body,
 )
 from gateway.edge.shutdown import absorb_shutdown
@@ -88,23 +87,11 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
-def _admin_allowed(request: web.Request) -> bool:
-    """With server.admin_token set, /admin/* (health, traces, events, reload) needs
-    `Authorization: Bearer <token>`. The /ui page and its script hold no data; the page reads
-    `?token=` from its own URL and sends it with every feed request."""
-    config = request.app[RUNTIME].config
-    guarded = request.path.startswith("/admin/") or (
-        request.path == "/metrics" and config.server.metrics_need_token
-    )
-    return not guarded or holds_admin_token(config, request.headers, request.query)
-
-
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request[REQUEST_ID] = _request_id(request)
-    if not _admin_allowed(request):
-        return _error_response(
-            Unauthorized("This endpoint needs the admin token (Authorization: Bearer ...).")
-        )
+    refused = access.refusal(request)  # the admin plane's token (gateway.admin.access)
+    if refused is not None:
+        return _error_response(refused)
     rt = request.app[RUNTIME]
     if request.path.startswith("/v1/"):  # with client keys configured, only their holders
         try:

@@ -3,7 +3,6 @@ routing overrides that client may steer (`steering`). See gateway/config/clients
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,17 +11,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.config.clients import ClientConfig, digest
 from gateway.config.model import Config
 from gateway.edge.errors import Unauthorized
-
-
-def holds_admin_token(config: Config, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
-    """Does the request carry `server.admin_token` (Bearer; the dashboard's `?token=` too)?
-    True when none is configured. Compared in constant time."""
-    token = config.server.admin_token
-    if not token:
-        return True
-    given = headers.get("Authorization", "")
-    supplied = given[7:] if given.startswith("Bearer ") else query.get("token", "")
-    return hmac.compare_digest(supplied.encode(), token.encode())
 
 
 def presented_key(headers: Mapping[str, str]) -> str:

@@ -1,8 +1,7 @@
 // Turnout live dashboard: polls the gateway's JSON feeds once a second. Plain DOM.
 "use strict";
-// server.admin_token, when set, is given once as /ui?token=...; kept for this tab only.
-const ADMIN_TOKEN = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("turnout-token") || "";
-if (ADMIN_TOKEN) sessionStorage.setItem("turnout-token", ADMIN_TOKEN);
+// With server.admin_token set, the feeds need the session cookie the sign-in form (ui/login)
+// sets: the browser sends it with these same-origin requests; no script can read it.
 
 (function () {
   const POLL_MS = 1000;
@@ -53,8 +52,8 @@ if (ADMIN_TOKEN) sessionStorage.setItem("turnout-token", ADMIN_TOKEN);
 
   async function getJson(url) {
     const headers = { Accept: "application/json" };
-    if (ADMIN_TOKEN) headers.Authorization = "Bearer " + ADMIN_TOKEN;
-    const r = await fetch(url, { cache: "no-store", headers });
+    const r = await fetch(url, { cache: "no-store", credentials: "same-origin", headers });
+    if (r.status === 401) location.assign("ui/login"); // not signed in, or the session ended
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
     return r.json();
   }

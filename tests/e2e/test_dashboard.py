@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
+from gateway.admin.session import COOKIE
 from gateway.edge.server import Server
 from gateway.sim.faults import Fault
 from gateway.telemetry.recent import RecentTraces, Timeline
@@ -31,6 +32,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 PROMPT = "a private prompt"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+ADMIN_TOKEN = "dashboard-admin-token-0123"
 T = TypeVar("T")
 
 
@@ -217,13 +219,17 @@ def test_buffer_survives_threads(recorder: tuple[RecentTraces, trace.Tracer]) ->
 # -- the feeds -------------------------------------------------------------------------------
 
 
-async def failover_gateway(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> Any:
+async def failover_gateway(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, admin_token: str = ""
+) -> Any:
     bad, good = await sim_factory("sim-a"), await sim_factory("sim-b")
+    server = {"host": "127.0.0.1", "port": 0, "admin_token": admin_token}
     gw = await gateway_factory(
         make_config(
             {"a": bad.base_url, "b": good.base_url},
             {"chat": ["m@a", "m@b"]},
-            extra={"telemetry": {"recent_traces": 200}},  # the dashboard's trace buffer on
+            # the dashboard's trace buffer on
+            extra={"telemetry": {"recent_traces": 200}, "server": server},
         )
     )
     return bad, gw
@@ -272,6 +278,8 @@ async def test_ui_and_its_assets_are_served_locally(
         html = await r.text()
     refs = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert set(refs) == {"ui/dashboard.css", "ui/dashboard.js", "data:,"}
+    async with http.get(gw.url + "/ui/login", allow_redirects=False) as r:
+        assert r.status == 303  # no admin token: nothing to sign in to
     for name, ctype in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
         async with http.get(gw.url + "/ui/" + name) as r:
             assert r.status == 200 and r.content_type == ctype
@@ -280,6 +288,7 @@ async def test_ui_and_its_assets_are_served_locally(
         assert r.status == 302 and r.headers["Location"] == "../ui"
     for path, status in (
         ("/ui/nope.js", 404),
+        ("/ui/dashboard.html", 404),  # the page is /ui
         ("/ui/..%2Fapp.py", 404),
         ("/admin/traces/0123", 404),
         ("/admin/traces?limit=0", 400),
@@ -357,13 +366,26 @@ async def test_dashboard_in_a_real_browser(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    bad, gw = await failover_gateway(sim_factory, gateway_factory)
+    bad, gw = await failover_gateway(sim_factory, gateway_factory, ADMIN_TOKEN)
     gw_server: Server = gw
 
     def css(selector: str) -> list[Any]:
         return list(browser.find_elements(By.CSS_SELECTOR, selector))
 
+    def sign_in() -> None:
+        browser.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+
+    # The admin token is set: the dashboard sends a stranger to its sign-in form, and the
+    # form's session cookie (never the token, never in a URL) opens the feeds.
     await asyncio.to_thread(browser.get, gw_server.url + "/ui")
+    await page_shows(lambda: css("form#login"), "the sign-in form")
+    assert browser.current_url == gw_server.url + "/ui/login"
+    await asyncio.to_thread(sign_in)
+    await page_shows(lambda: browser.current_url == gw_server.url + "/ui", "the dashboard")
+    [session] = [c for c in browser.get_cookies() if c["name"] == COOKIE]
+    assert session["httpOnly"] is True and session["sameSite"] == "Strict"
+    assert ADMIN_TOKEN not in session["value"]
     # It loads and lists the targets.
     rows = await page_shows(lambda: css("#targets tbody tr[data-target]"), "the targets")
     assert [r.get_attribute("data-target") for r in rows] == ["m@a", "m@b"]
@@ -411,3 +433,10 @@ async def test_dashboard_in_a_real_browser(
     assert await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "dashboard.png"))
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors
+
+    # Signing out ends it: back to the form, and /ui sends the browser there again.
+    await asyncio.to_thread(browser.find_element(By.CSS_SELECTOR, "#logout button").click)
+    await page_shows(lambda: css("form#login"), "the sign-in form after signing out")
+    assert not [c for c in browser.get_cookies() if c["name"] == COOKIE]
+    await asyncio.to_thread(browser.get, gw_server.url + "/ui")
+    await page_shows(lambda: css("form#login"), "the sign-in form again")
