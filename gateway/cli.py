@@ -39,10 +39,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load_or_exit(path)
     for warning in config_warnings(config):
         print(f"warning: {warning}")
-    from gateway.edge.exposure import exposure_problems
+    from gateway.edge.exposure import bind_problems, describe_admin, exposure_problems
 
-    for problem in exposure_problems(config, config.server.host):
+    server = config.server
+    for problem in exposure_problems(config, server.host) + bind_problems(config, server.port, 1):
         print(f"warning: serve would stop: {problem}")
+    admin = describe_admin(config, server.port)
+    if admin is not None:
+        print(admin)
     print(
         f"{path}: ok — {len(config.providers)} providers, {len(config.targets)} targets, "
         f"{len(config.routes)} routes ({', '.join(config.aliases)})"
@@ -93,15 +97,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         use_json_logs()
     host = args.host or os.environ.get("TURNOUT_HOST") or config.server.host
-    from gateway.edge.exposure import exposure_problems
+    env_port = os.environ.get("TURNOUT_PORT")
+    port = args.port if args.port is not None else int(env_port) if env_port else config.server.port
+    from gateway.edge.exposure import bind_problems, exposure_problems
 
-    problems = exposure_problems(config, host)
+    problems = exposure_problems(config, host) + bind_problems(config, port, args.workers)
     if problems:
         for problem in problems:
             print(f"{Path(path).name}: {problem}", file=sys.stderr)
         return 2
-    env_port = os.environ.get("TURNOUT_PORT")
-    port = args.port if args.port is not None else int(env_port) if env_port else config.server.port
     if args.workers > 1:
         from gateway.edge.workers import supervise
 
@@ -118,7 +122,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = Server(app, host, port, grace_s=config.server.grace_s, reuse_port=args.reuse_port)
         await server.start()
         _reload_on_sighup(app)
-        print(f"turnout serving {Path(path).name} on {server.url}/v1", flush=True)
+        admin = "" if server.admin_url == server.url else f"; admin plane on {server.admin_url}"
+        print(f"turnout serving {Path(path).name} on {server.url}/v1{admin}", flush=True)
         try:
             await wait_for_signal()
         finally:

@@ -295,6 +295,19 @@ class ServerConfig:
     port: int = setting(
         8080, "port to bind (0 = any free port)", live=False, minimum=0, maximum=65535
     )
+    admin_port: int | None = setting(
+        None,
+        "serve /admin/*, /ui and /metrics on a listener of their own on this port (0 = any "
+        "free port), and not on `port`; unset: on the main listener. A reload cannot move it",
+        live=False,
+        minimum=0,
+        maximum=65535,
+    )
+    admin_host: str = setting(
+        "127.0.0.1",
+        "address of the admin listener (with admin_port); beyond loopback it needs admin_token",
+        live=False,
+    )
     max_body_bytes: int = setting(
         DEFAULT_MAX_BODY_BYTES, "larger request bodies get 413", live=True, positive=True
     )
@@ -365,6 +378,11 @@ class ServerConfig:
         live=True,
         positive=True,
     )
+
+    @property
+    def admin_listener(self) -> tuple[str, int] | None:
+        """(host, port) of the admin plane's own listener; None: it shares the main one."""
+        return None if self.admin_port is None else (self.admin_host, self.admin_port)
 
 
 @dataclass(frozen=True, slots=True)

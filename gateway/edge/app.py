@@ -1,4 +1,5 @@
-"""The aiohttp application: routes, the error/request-id middleware and the lifecycle."""
+"""The aiohttp application: routes, the error/request-id middleware and the lifecycle; the
+admin plane as an app of its own when it has its own listener."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gateway.admin import routing as admin_routing
 from gateway.config.model import Config
 from gateway.edge import protocol
 from gateway.edge.clients import authenticate
-from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.edge.context import ADMIN_APP, CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -142,15 +143,9 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
         response.headers[ROUTE_HEADER] = explanation
 
 
-def build_app(
-    config: Config, store: HealthStore | None = None, telemetry: Telemetry | None = None
-) -> web.Application:
-    app = web.Application(middlewares=[envelope], client_max_size=config.server.max_body_bytes + 1)
-    runtime = Runtime(config, store, telemetry)
-    register_health_gauges(runtime.telemetry.metrics, runtime.store, lambda: runtime.config.targets)
-    app[RUNTIME] = runtime
-    routes: list[tuple[str, str, Handler]] = [("POST", p, proxy.handle) for p in proxy.OPERATIONS]
-    routes += [
+def _routes() -> list[tuple[str, str, Handler]]:
+    return [
+        *(("POST", p, proxy.handle) for p in proxy.OPERATIONS),
         ("GET", "/v1/models", admin.models),
         ("GET", "/healthz", admin.healthz),
         ("GET", "/readyz", admin.readyz),
@@ -160,8 +155,15 @@ def build_app(
         ("POST", "/admin/route", admin_routing.dry_run),
         ("GET", "/metrics", admin.metrics),
         ("POST", "/v1/feedback", admin.feedback),
-        *dashboard.ROUTES,  # /ui, /ui/{asset}, /admin/traces, /admin/events
+        *dashboard.ROUTES,  # /ui, /ui/login, /ui/{asset}, /admin/traces, /admin/events
     ]
+
+
+def _application(
+    config: Config, runtime: Runtime, routes: list[tuple[str, str, Handler]]
+) -> web.Application:
+    app = web.Application(middlewares=[envelope], client_max_size=config.server.max_body_bytes + 1)
+    app[RUNTIME] = runtime
     for method, path, handler in routes:
         # An `Expect` other than 100-continue is answered by our handler (JSON 417), not
         # aiohttp's text/plain one; GET routes answer HEAD too.
@@ -169,6 +171,25 @@ def build_app(
             app.router.add_get(path, handler, expect_handler=protocol.expect)
         else:
             app.router.add_route(method, path, handler, expect_handler=protocol.expect)
+    app.on_response_prepare.append(_stamp)
+    return app
+
+
+def build_app(
+    config: Config, store: HealthStore | None = None, telemetry: Telemetry | None = None
+) -> web.Application:
+    """The gateway's app. With `server.admin_port` the admin plane (`is_admin_path`) is a
+    second app, `app[ADMIN_APP]`, on the same runtime, which `Server` puts on its own
+    listener; the main app then answers those paths 404."""
+    runtime = Runtime(config, store, telemetry)
+    register_health_gauges(runtime.telemetry.metrics, runtime.store, lambda: runtime.config.targets)
+    routes = _routes()
+    if runtime.admin_listener is None:
+        app = _application(config, runtime, routes)
+    else:
+        app = _application(config, runtime, [r for r in routes if not access.is_admin_path(r[1])])
+        admin_routes = [r for r in routes if access.is_admin_path(r[1])]
+        app[ADMIN_APP] = _application(config, runtime, admin_routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
@@ -182,6 +203,5 @@ def build_app(
             await watcher.stop()
         await runtime.close()
 
-    app.on_response_prepare.append(_stamp)
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -10,6 +10,8 @@ from gateway.config.clients import ClientConfig
 from gateway.runtime.state import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# The admin plane's app, when `server.admin_port` gives it a listener of its own.
+ADMIN_APP = web.AppKey("admin_app", web.Application)
 
 # aiohttp >= 3.14 wants typed request keys; older releases take a plain string.
 _request_key: Any = getattr(web, "RequestKey", None)

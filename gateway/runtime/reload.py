@@ -24,6 +24,11 @@ from gateway.runtime.state import ReloadReport, Runtime
 
 log = logging.getLogger("turnout.reload")
 
+_MOVED_ADMIN = ConfigIssue(
+    "server.admin_port",
+    "the admin listener (server.admin_port, admin_host) cannot change by reload: restart "
+    "the gateway to move it",
+)
 SETTLE_S = 0.1  # a changed file must keep its fingerprint this long before it is reloaded
 
 
@@ -54,6 +59,8 @@ async def reload(rt: Runtime, path: str | None = None) -> ReloadResult:
     path = path or rt.config.source
     try:
         new = await asyncio.to_thread(load_file, path)
+        if new.server.admin_listener != rt.admin_listener:
+            raise ConfigError([_MOVED_ADMIN], str(path))
         # What the start refuses beyond loopback, a reload may not open either.
         exposed = exposure_problems(new, rt.bound_host)
         if exposed:

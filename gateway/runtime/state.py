@@ -89,6 +89,9 @@ class Runtime:
         # The address the server listens on (set when it starts): a reload may not open there
         # what the start would have refused (gateway.edge.exposure).
         self.bound_host = "127.0.0.1"
+        # The admin plane's own listener (server.admin_listener), fixed when the app is built:
+        # a reload may not move it (its paths are routed to one listener or the other).
+        self.admin_listener = config.server.admin_listener
         self.reloads_failed = 0
         self.last_reload: ReloadReport | None = None
         self.loaded_wall_s = time.time()  # when the config in use was loaded

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_data
-from gateway.edge.exposure import exposure_problems, is_loopback
+from gateway.edge.exposure import bind_problems, exposure_problems, is_loopback
 
 BASE = {
     "providers": {"p": {"base_url": "http://127.0.0.1:9/v1"}},
@@ -45,6 +45,37 @@ def test_beyond_loopback_it_needs_keys_or_consent_and_an_admin_token() -> None:
     assert exposure_problems(keyed, "0.0.0.0") == []
     consent = {"server": {"admin_token": "t" * 24, "allow_anonymous": True}}
     assert exposure_problems(load_data({**BASE, **consent}, env={}), "10.1.2.3") == []
+
+
+def test_an_admin_listener_on_loopback_needs_no_token_beyond_it() -> None:
+    """Before: beyond loopback the admin token was required whatever the admin plane's address
+    (it had none of its own)."""
+    consent = {"allow_anonymous": True}
+    own = load_data({**BASE, "server": {**consent, "admin_port": 9090}}, env={})
+    assert exposure_problems(own, "0.0.0.0") == []
+    shared = load_data({**BASE, "server": consent}, env={})
+    assert len(exposure_problems(shared, "0.0.0.0")) == 1
+
+
+def test_an_admin_listener_beyond_loopback_needs_the_token() -> None:
+    server = {"admin_port": 9090, "admin_host": "0.0.0.0"}
+    wide = load_data({**BASE, "server": server}, env={})
+    [problem] = exposure_problems(wide, "127.0.0.1")
+    assert "on 0.0.0.0 without server.admin_token" in problem and "admin_port" in problem
+    closed = load_data({**BASE, "server": {**server, "admin_token": "t" * 24}}, env={})
+    assert exposure_problems(closed, "127.0.0.1") == []
+
+
+def test_admin_listeners_that_cannot_be_opened() -> None:
+    def problems(admin_port: int | None, port: int, workers: int) -> list[str]:
+        config = load_data({**BASE, "server": {"admin_port": admin_port}}, env={})
+        return bind_problems(config, port, workers)
+
+    assert problems(None, 8080, 4) == []
+    assert problems(9090, 8080, 4) == []
+    assert problems(0, 0, 1) == []  # each listener on a free port of its own
+    assert "port of its own" in problems(8080, 8080, 1)[0]
+    assert "--workers needs a fixed server.admin_port" in problems(0, 8080, 2)[0]
 
 
 def test_serve_refuses_to_start_open_beyond_loopback(tmp_path: Path) -> None:
