@@ -5,7 +5,8 @@
 - docker/compose.yaml: the Compose Specification's JSON Schema (vendored in `check-jsonschema`,
   so it works offline), then what the fleet must contain.
 - ops/k8s/*.yaml: `kubernetes-validate --strict` against the Kubernetes versions below (its
-  schemas ship in the wheel), then the sidecar's probes, security context, config and secrets.
+  schemas ship in the wheel), then the sidecar's probes, security context, config, secrets,
+  admin port and the NetworkPolicy in front of them.
 - The example configs pass the gateway's own validation.
 - What the image does, minus Docker: the builder stage's files -> a wheel -> a fresh
   virtualenv -> the image's ENTRYPOINT/CMD and HEALTHCHECK run as an unprivileged user.
@@ -267,6 +268,14 @@ def test_compose_fleet(compose: dict[str, Any]) -> None:
         assert mounts[0][1] == env["TURNOUT_CONFIG"] and mounts[0][2] == "ro"
         grace = stop_grace(gw["stop_grace_period"])
         assert grace > gateway_grace_s(config_path.read_text(), env), name
+        # Two listeners, both published on the host's loopback only: /v1/* and the probes,
+        # and the admin plane on its own port (issue 16).
+        served = load_text(config_path.read_text(), env=env).server
+        assert served.admin_listener is not None
+        admin_port = served.admin_listener[1]
+        published = {int(p.rsplit(":", 1)[1]): p for p in gw["ports"]}
+        assert set(published) == {int(env["TURNOUT_PORT"]), admin_port}, name
+        assert all(p.startswith("127.0.0.1:") for p in published.values()), name
     # The gateways' providers are the sims, on the ports the sims listen on.
     config = load_text(config_path.read_text(), env={})
     assert {
@@ -363,6 +372,12 @@ def test_k8s_sidecar(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
     # Bound to the pod IP, closed as shipped: a client key and an admin token (issue 16).
     assert exposure_problems(config, "0.0.0.0") == []
     assert config.clients and config.server.admin_token
+    # The admin plane on a port of its own, declared on the container; Prometheus scrapes it.
+    assert config.server.admin_listener is not None
+    ports = {p["name"]: p["containerPort"] for p in gw["ports"]}
+    assert ports == {"gateway": config.server.port, "admin": config.server.admin_listener[1]}
+    scrape = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert scrape["prometheus.io/port"] == str(ports["admin"])
     assert config.health.store == "redis"
     # Kubernetes' grace covers the app's drain and then the gateway's, with a margin.
     grace = gateway_grace_s(configmap["data"]["config.yaml"], pod_env)
@@ -374,6 +389,48 @@ def test_k8s_sidecar(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
     assert pdb["spec"]["selector"]["matchLabels"].items() <= (
         deployment["spec"]["template"]["metadata"]["labels"].items()
     )
+
+
+def test_k8s_network_policy(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Ingress to the app's pods port by port: the gateway's port only from pods labelled as
+    its clients in the namespace, the admin port only from the monitoring namespace."""
+    deployment = k8s[("Deployment", "example-app")]
+    pod = deployment["spec"]["template"]
+    policies = [
+        o
+        for (kind, _), o in k8s.items()
+        if kind == "NetworkPolicy"
+        and o["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    ]
+    assert len(policies) == 1, "one NetworkPolicy selects the gateway's pods"
+    spec = policies[0]["spec"]
+    assert "Ingress" in spec["policyTypes"]
+    rules = spec["ingress"]
+    assert all(r.get("ports") for r in rules), "every rule names its ports"
+    by_port: dict[str, list[list[dict[str, Any]] | None]] = {}
+    for rule in rules:
+        for port in rule["ports"]:
+            by_port.setdefault(str(port["port"]), []).append(rule.get("from"))
+
+    gw = sidecar_of(deployment)
+    names = {p["name"] for p in gw["ports"]}
+    app_ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert set(by_port) <= names | app_ports, "rules name declared container ports"
+    numbers = {str(p["containerPort"]) for p in gw["ports"]}
+    assert not set(by_port) & numbers, "the gateway's ports by name, as the container says"
+
+    (gateway_from,) = by_port["gateway"]
+    assert gateway_from, "the gateway's port is not open to every pod"
+    for peer in gateway_from:
+        assert set(peer) == {"podSelector"}, "same namespace only, no ipBlock"
+        assert peer["podSelector"]["matchLabels"] == {"turnout.io/client": "true"}
+
+    for admin_from in by_port.get("admin", []):  # absent: nobody beyond the pod
+        assert admin_from, "the admin port is not open to every pod"
+        for peer in admin_from:
+            assert set(peer) == {"namespaceSelector"}
+            labels = peer["namespaceSelector"]["matchLabels"]
+            assert labels == {"kubernetes.io/metadata.name": "monitoring"}
 
 
 def test_k8s_secret_example_holds_no_key(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -509,6 +566,9 @@ def image(dockerfile: tuple[dict[str, str], list[Stage]]) -> Iterator[Image]:
             HOME=str(root),
             TURNOUT_CONFIG=str(config),  # the image: /etc/turnout/config.yaml
             TURNOUT_PORT=str(free_port()),
+            # The admin listener on loopback and a free port, like --host below.
+            TURNOUT_ADMIN_HOST="127.0.0.1",
+            TURNOUT_ADMIN_PORT=str(free_port()),
         )
         cmd = exec_form(final.all("ENTRYPOINT")[-1]) + exec_form(final.all("CMD")[-1])
         # Loopback instead of 0.0.0.0: the test talks to it on loopback only, and a CI host
@@ -591,6 +651,9 @@ def test_image_serves_as_unprivileged_user(image: Image) -> None:
         if image.user:
             assert proc_status(proc.pid, "Uid") == NOBODY, "the gateway itself runs unprivileged"
         assert http_status(base + "/readyz") == 200
+        # The admin plane on its own port (docker/config.yaml), not on the main one.
+        admin = f"http://127.0.0.1:{image.env['TURNOUT_ADMIN_PORT']}"
+        assert http_status(admin + "/metrics") == 200 and http_status(base + "/metrics") == 404
         # The image's HEALTHCHECK, run as Docker runs it: in the container, as its user.
         probe = run(image.command(*image.healthcheck), env=image.env, timeout=10)
         assert probe.returncode == 0, probe.stderr
