@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_data
-from gateway.edge.exposure import bind_problems, exposure_problems, is_loopback
+from gateway.edge.exposure import admin_host, bind_problems, exposure_problems, is_loopback
 
 BASE = {
     "providers": {"p": {"base_url": "http://127.0.0.1:9/v1"}},
@@ -45,6 +45,14 @@ def test_beyond_loopback_it_needs_keys_or_consent_and_an_admin_token() -> None:
     assert exposure_problems(keyed, "0.0.0.0") == []
     consent = {"server": {"admin_token": "t" * 24, "allow_anonymous": True}}
     assert exposure_problems(load_data({**BASE, **consent}, env={}), "10.1.2.3") == []
+
+
+def test_the_admin_plane_is_on_loopback_by_default() -> None:
+    default = load_data(BASE, env={})
+    assert is_loopback(admin_host(default, default.server.host))  # the main listener's
+    own = load_data({**BASE, "server": {"host": "0.0.0.0", "admin_port": 9090}}, env={})
+    assert own.server.admin_listener == ("127.0.0.1", 9090)
+    assert admin_host(own, "0.0.0.0") == "127.0.0.1"
 
 
 def test_an_admin_listener_on_loopback_needs_no_token_beyond_it() -> None:
