@@ -2,7 +2,7 @@
 into it, the continuation when one fails, and the honest end when nothing completes it.
 
     prepare the response (the first target's headers) -> relay_one (settle, keep what was sent)
-    -> a provider failure: continue_stream (gateway.pipeline.continuation)
+    -> a provider failure: continue_stream (gateway.pipeline.continuation; OpenAI clients')
     -> still incomplete: one in-band error naming the first failure, no [DONE]
 """
 
@@ -50,12 +50,12 @@ async def answer_with_stream(ex: Exchange, att: Attempted) -> web.StreamResponse
         ex.settle(att, CLIENT_GONE)
         return response
     final = await relay_one(ex, att, response)
-    if final.kind is OutcomeKind.PROVIDER_FAILURE:
+    if final.kind is OutcomeKind.PROVIDER_FAILURE and stream.dialect.continuable:
         final = await continue_stream(ex, response, att.permit.target_id, final)
     try:
         if final.reason not in UNHEARD:
             if final.kind is not OutcomeKind.SUCCESS:  # the answer is incomplete
-                await end_with_error(response, final)
+                await end_with_error(response, final, stream.dialect)
             await response.write_eof()
     except ConnectionError:
         pass  # the client left as the stream ended: nothing more to tell it

@@ -33,6 +33,7 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     response_model: str | None = None
+    cached_tokens: int | None = None  # of the input, read from a prompt cache
 
     @staticmethod
     def of(payload: Any) -> Usage | None:
@@ -49,6 +50,37 @@ class Usage:
             inp if isinstance(inp, int) else None,
             out if isinstance(out, int) else None,
             model,
+        )
+
+    @staticmethod
+    def of_anthropic(payload: Any, before: Usage | None = None) -> Usage | None:
+        """Read the usage of a Messages API answer or stream event (`message_start` holds it
+        in its `message`; `message_delta` the counts so far) over what was known `before`.
+        Input tokens count cache reads and writes, as OpenAI's `prompt_tokens` do."""
+        if not isinstance(payload, Mapping):
+            return before
+        message = payload.get("message")
+        if isinstance(message, Mapping):
+            payload = message
+        usage = payload.get("usage")
+        model = payload.get("model")
+        model = model if isinstance(model, str) else None
+        if not isinstance(usage, Mapping):
+            return Usage(response_model=model) if model and before is None else before
+
+        def n(key: str) -> int | None:
+            v = usage.get(key)
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+        inp, out = n("input_tokens"), n("output_tokens")
+        read, wrote = n("cache_read_input_tokens"), n("cache_creation_input_tokens")
+        total = None if inp is None else inp + (read or 0) + (wrote or 0)
+        prior = before or Usage()
+        return Usage(
+            prior.input_tokens if total is None else total,
+            prior.output_tokens if out is None else out,
+            model or prior.response_model,
+            prior.cached_tokens if read is None else read,
         )
 
 
@@ -134,6 +166,8 @@ class Telemetry:
                 span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
             if usage.output_tokens is not None:
                 span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            if usage.cached_tokens is not None:
+                span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens)
         if outcome.kind not in (OutcomeKind.SUCCESS, OutcomeKind.NEUTRAL):
             span.set_attribute("error.type", outcome.summary)
             span.set_status(Status(StatusCode.ERROR, outcome.summary))

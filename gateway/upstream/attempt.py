@@ -22,8 +22,9 @@ import orjson
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.formats.translate import Splitter, Translation
 from gateway.telemetry.hub import Usage
+from gateway.upstream.dialect import OPENAI, Dialect
 from gateway.upstream.pool import IdleReads, provider_message, transport_outcome
-from gateway.upstream.sse import Kind, SseSplitter, inspect
+from gateway.upstream.sse import Kind, SseSplitter
 from health.outcome import (
     FailureReason,
     Outcome,
@@ -55,6 +56,7 @@ class AttemptSpec:
     heard: Callable[[str], None] | None = None
     # The request crosses wire formats: its answer comes back through this (None: passed as is)
     translation: Translation | None = None
+    dialect: Dialect = OPENAI  # how the client's stream reads (`gateway.upstream.dialect`)
 
     @property
     def url(self) -> str:
@@ -99,6 +101,7 @@ class OpenStream:
     usage: Usage | None = None  # filled by the relay from the events it passes on
     malformed: int = 0  # malformed events the relay met: dropped, or one past the limit
     relayed: list[bytes] = field(default_factory=list)  # data events sent to the client
+    dialect: Dialect = OPENAI
 
     def close(self) -> None:
         self.response.close()
@@ -152,11 +155,11 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
             clocks = Clocks(deadline, request_deadline, t.idle_s)
             splitter = SseSplitter() if tr is None else tr.splitter()
             first_by = started + t.first_token_s
-            result = await _open_stream(resp, started, first_by, clocks, splitter)
+            result = await _open_stream(resp, started, first_by, clocks, splitter, spec.dialect)
             if result.stream is not None and spec.heard is not None:
                 spec.heard(spec.target.id)
         else:
-            result = await _read_json(resp, started, deadline, t.idle_s, tr)
+            result = await _read_json(resp, started, deadline, t.idle_s, tr, spec.dialect)
     except BaseException:
         resp.close()
         raise
@@ -231,6 +234,7 @@ async def _read_json(
     deadline: float,
     idle_s: float,
     translation: Translation | None,
+    dialect: Dialect,
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
     try:
@@ -254,7 +258,7 @@ async def _read_json(
     outcome = succeeded(resp.status, latency_s=elapsed, ttft_s=elapsed)
     ctype = resp.headers.get("Content-Type", "application/json")
     reply = Reply(resp.status, body, ctype, dict(resp.headers))
-    return AttemptResult(outcome, reply=reply, usage=Usage.of(parsed))
+    return AttemptResult(outcome, reply=reply, usage=dialect.reply_usage(parsed))
 
 
 async def _open_stream(
@@ -263,8 +267,10 @@ async def _open_stream(
     first_token_by: float,
     clocks: Clocks,
     splitter: Splitter,
+    dialect: Dialect,
 ) -> AttemptResult:
     loop = asyncio.get_running_loop()
+    inspect = dialect.inspect
     ctype = resp.headers.get("Content-Type", "")
     if "text/event-stream" not in ctype:
         return _fail(FailureReason.MALFORMED, f"expected an event stream, got {ctype or 'nothing'}")
@@ -301,6 +307,7 @@ async def _open_stream(
                             ttft,
                             dict(resp.headers),
                             clocks,
+                            dialect=dialect,
                         )
                         return AttemptResult(succeeded(resp.status, ttft_s=ttft), stream=stream)
     except TimeoutError:

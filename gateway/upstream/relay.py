@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Callable
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from gateway.edge.shutdown import absorb_shutdown
-from gateway.telemetry.hub import Usage
 from gateway.upstream.attempt import OpenStream
+from gateway.upstream.dialect import OPENAI_DONE as DONE
+from gateway.upstream.dialect import Dialect
+from gateway.upstream.dialect import openai_error_event as error_event
 from gateway.upstream.pool import IdleReads, transport_outcome
 from gateway.upstream.seam import Diverged, Seam
-from gateway.upstream.sse import Kind, inspect
+from gateway.upstream.sse import Kind
 from health.outcome import (
     CLIENT_GONE,
     DIVERGED,
@@ -36,12 +38,7 @@ from health.outcome import (
     succeeded,
 )
 
-DONE = b"data: [DONE]\n\n"
-
-
-def error_event(message: str, code: str) -> bytes:
-    err = {"error": {"message": message, "type": "server_error", "code": code, "param": None}}
-    return b"event: error\ndata: " + orjson.dumps(err) + b"\n\n"
+__all__ = ["DONE", "error_event", "relay_stream"]  # an OpenAI stream's ending, for tests
 
 
 class ClientGone(Exception):
@@ -58,7 +55,16 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
 class _Batch:
     """What a batch of upstream events amounts to: bytes to send, and how the stream stands."""
 
-    __slots__ = ("done", "failure", "finished", "malformed_max", "out", "seam", "stream")
+    __slots__ = (
+        "dialect",
+        "done",
+        "failure",
+        "finished",
+        "malformed_max",
+        "out",
+        "seam",
+        "stream",
+    )
 
     def __init__(
         self, finished: bool, stream: OpenStream, malformed_max: int, seam: Seam | None = None
@@ -70,12 +76,14 @@ class _Batch:
         self.finished = finished
         self.malformed_max = malformed_max
         self.seam = seam
+        self.dialect = stream.dialect
 
     def consume(self, raws: list[bytes]) -> None:
+        inspect = self.dialect.inspect
         for raw in raws:
             info = inspect(raw)
             if info.kind is Kind.DONE:
-                self.out.append(DONE)
+                self.out.append(self.dialect.done)
                 self.done = True
                 return
             if info.kind is Kind.MALFORMED:
@@ -104,7 +112,7 @@ class _Batch:
                     raw = rewritten
                 self.finished = self.finished or info.finished
                 if self.stream.usage is None or payload.get("usage"):
-                    self.stream.usage = Usage.of(payload) or self.stream.usage
+                    self.stream.usage = self.dialect.usage(payload, self.stream.usage)
                 self.out.append(raw + b"\n\n")
                 self.stream.relayed.append(raw)
 
@@ -135,6 +143,8 @@ async def relay_stream(
     if seam is None:
         batch.out.extend(raw + b"\n\n" for raw in stream.prelude)
         stream.relayed.extend(stream.prelude)
+        if stream.dialect.prelude_usage:
+            _prelude_usage(stream)
     else:
         batch.consume(stream.prelude)
     batch.consume(stream.pending)  # events that came in the same read as the first token
@@ -168,7 +178,7 @@ async def relay_stream(
         with contextlib.suppress(ClientGone):
             await _write(
                 response,
-                error_event(
+                stream.dialect.error_event(
                     "The gateway is shutting down; the answer is incomplete.", "shutting_down"
                 ),
             )
@@ -178,7 +188,7 @@ async def relay_stream(
         # The upstream closed the stream without [DONE].
         if batch.finished:
             try:
-                await _write(response, DONE)
+                await _write(response, stream.dialect.done)
             except ClientGone:
                 return CLIENT_GONE
             return _success(stream, loop.time())
@@ -186,17 +196,29 @@ async def relay_stream(
     return failure
 
 
-async def end_with_error(response: web.StreamResponse, failure: Outcome) -> None:
-    """End a stream whose answer is incomplete with an in-band error naming why (no [DONE])."""
+async def end_with_error(
+    response: web.StreamResponse, failure: Outcome, dialect: Dialect | None = None
+) -> None:
+    """End a stream whose answer is incomplete with an in-band error naming why (no [DONE]),
+    in the client's `dialect` (OpenAI's by default)."""
     with contextlib.suppress(ClientGone):
-        await _write(response, _error_of(failure))
+        ending = error_event if dialect is None else dialect.error_event
+        await _write(response, _error_of(failure, ending))
 
 
 def _success(stream: OpenStream, now: float) -> Outcome:
     return succeeded(stream.response.status, latency_s=now - stream.started_s, ttft_s=stream.ttft_s)
 
 
-def _error_of(failure: Outcome) -> bytes:
+def _prelude_usage(stream: OpenStream) -> None:
+    """The usage the preamble carried (Anthropic's `message_start`): relayed unread."""
+    for raw in stream.prelude:
+        info = stream.dialect.inspect(raw)
+        if info.kind is Kind.DATA:
+            stream.usage = stream.dialect.usage(info.payload, stream.usage)
+
+
+def _error_of(failure: Outcome, error_event: Callable[[str, str], bytes]) -> bytes:
     if failure.reason is FailureReason.DEADLINE:
         return error_event(
             "The request deadline ran out after output had started; the answer is incomplete.",

@@ -65,7 +65,7 @@ _CONTENT_KEYS = (
 )
 
 
-def _data_of(raw: bytes) -> bytes | None:
+def data_of(raw: bytes) -> bytes | None:
     parts: list[bytes] = []
     for line in raw.split(b"\n"):
         if line.startswith(b"data:"):
@@ -76,7 +76,7 @@ def _data_of(raw: bytes) -> bytes | None:
 
 def inspect(raw: bytes) -> EventInfo:
     """Classify one event of an OpenAI-style stream."""
-    data = _data_of(raw)
+    data = data_of(raw)
     if data is None:
         return EventInfo(Kind.COMMENT)
     if data.strip() == b"[DONE]":
