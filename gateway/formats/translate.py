@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from gateway.formats import anthropic_events, anthropic_ingress, chat, openai_chat, openai_upstream
 from gateway.formats import anthropic_messages as anthropic
-from gateway.formats import openai_chat
 from gateway.upstream.sse import SseSplitter
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
@@ -31,6 +31,14 @@ class Splitter(Protocol):
     """What the attempt and the relay read a stream with (`gateway.upstream.sse.SseSplitter`)."""
 
     def feed(self, chunk: bytes) -> list[bytes]: ...
+
+
+class _Decoder(Protocol):
+    def decode(self, data: bytes) -> list[chat.Event]: ...
+
+
+class _Encoder(Protocol):
+    def encode(self, event: chat.Event) -> list[bytes]: ...
 
 
 def named(dropped: frozenset[str]) -> str:
@@ -47,14 +55,20 @@ def serves(operation: str, fmt: str) -> bool:
 
 
 def unfit(
-    payload: Mapping[str, Any], operation: str, fmt: str, model: str, *, strict: bool
+    payload: Mapping[str, Any],
+    operation: str,
+    fmt: str,
+    model: str,
+    *,
+    strict: bool,
+    source: str = OPENAI,
 ) -> str | None:
     """Why a target of format `fmt` may not take this request (None: it may): its format
     cannot carry the operation, or - with `translation: strict` - not without a loss."""
     if not serves(operation, fmt):
         return f"a {fmt} target serves chat only"
     if strict:
-        tr = translation(payload, operation, fmt, model)
+        tr = translation(payload, operation, fmt, model, source)
         if tr is not None and tr.dropped:
             return f"lossy translation to {fmt}: would drop {named(tr.dropped)}"
     return None
@@ -85,6 +99,9 @@ class Translation:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
+        if self.source == ANTHROPIC:  # an Anthropic client, an OpenAI-format target
+            back = openai_upstream.decode_reply(obj)
+            return None if back is None else orjson.dumps(anthropic_ingress.encode_reply(back))
         reply = anthropic.decode_reply(obj)
         if reply is None:
             return None
@@ -92,21 +109,35 @@ class Translation:
 
     def error(self, status: int, body: bytes) -> bytes:
         """A provider's error body (passed through to the client) in the client's format."""
+        if self.source == ANTHROPIC:
+            _, said = openai_upstream.error_of(body)
+            return anthropic_ingress.error_body(status, said or f"upstream error {status}")
         kind, message = anthropic.error_of(body)
         return openai_chat.error_body(status, kind, message or f"upstream error {status}")
 
     def splitter(self) -> Splitter:
+        if self.source == ANTHROPIC:
+            return _Translating(openai_upstream.StreamDecoder(), anthropic_events.StreamEncoder())
         return _Translating(
             anthropic.StreamDecoder(), openai_chat.StreamEncoder(self.include_usage)
         )
 
 
 def translation(
-    payload: Mapping[str, Any], operation: str, target_format: str, model: str
+    payload: Mapping[str, Any],
+    operation: str,
+    target_format: str,
+    model: str,
+    source: str = OPENAI,
 ) -> Translation | None:
-    """How an OpenAI-format request reaches a target of `target_format`; None: as it is."""
-    if target_format == OPENAI:
+    """How a request in the client's format (`source`) reaches a target of `target_format`;
+    None: as it is."""
+    if target_format == source:
         return None
+    if source == ANTHROPIC and target_format == OPENAI:  # the Messages ingress
+        areq = anthropic_ingress.decode_request(dict(payload))
+        abody, lost = openai_upstream.encode_request(areq, model)
+        return Translation(ANTHROPIC, OPENAI, openai_upstream.PATH, abody, lost, True)
     if target_format != ANTHROPIC or operation != "chat":
         raise ValueError(f"{operation} cannot be sent to a {target_format} target")
     req = openai_chat.decode_request(dict(payload))
@@ -127,9 +158,7 @@ class _Translating:
 
     __slots__ = ("_decoder", "_encoder", "_sse")
 
-    def __init__(
-        self, decoder: anthropic.StreamDecoder, encoder: openai_chat.StreamEncoder
-    ) -> None:
+    def __init__(self, decoder: _Decoder, encoder: _Encoder) -> None:
         self._sse = SseSplitter()
         self._decoder = decoder
         self._encoder = encoder
