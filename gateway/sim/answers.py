@@ -44,6 +44,29 @@ def answer_words(name: str, model: str, prompt: str, n_words: int) -> list[str]:
     return [f"[{name}]", *words, "."]
 
 
+def stop_at(words: list[str], stops: Any) -> tuple[list[str], str | None]:
+    """The answer up to the first of the stop sequences (`stop`: a string or a list) it
+    contains, that sequence excluded, and which one it was (None: it contains none)."""
+    if isinstance(stops, str):
+        stops = [stops]
+    seqs = [s for s in stops if isinstance(s, str) and s] if isinstance(stops, list) else []
+    text = "".join(words)
+    hits = [(text.find(s), s) for s in seqs if s in text]
+    if not hits:
+        return words, None
+    at, seq = min(hits)
+    out: list[str] = []
+    seen = 0
+    for word in words:
+        if seen + len(word) > at:
+            if at > seen:
+                out.append(word[: at - seen])
+            break
+        out.append(word)
+        seen += len(word)
+    return out, seq
+
+
 def answer_text(name: str, model: str, prompt: str, n_words: int) -> str:
     """The complete answer: exactly ``"".join(answer_words(...))``."""
     return "".join(answer_words(name, model, prompt, n_words))

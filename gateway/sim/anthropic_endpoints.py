@@ -139,12 +139,15 @@ def messages(settings: SimSettings, body: dict[str, Any]) -> Reply:
     words = answers.answer_words(voice, model, answers.prompt_of(body), settings.n_words)
     if prefilled is not None:
         words = answers.continuation(words, prefilled)
+    words, stop = answers.stop_at(words, body.get("stop_sequences"))
     text = "".join(words)
     output_tokens = answers.count_tokens(text)
     if stream:
-        return _events(aw.text_events(mid, model, words, input_tokens, output_tokens))
+        return _events(aw.text_events(mid, model, words, input_tokens, output_tokens, stop))
     use = aw.usage(input_tokens, output_tokens)
-    return _json(aw.message(mid, model, [{"type": "text", "text": text}], "end_turn", use))
+    content = [{"type": "text", "text": text}]
+    reason = "end_turn" if stop is None else "stop_sequence"
+    return _json(aw.message(mid, model, content, reason, use, stop))
 
 
 def list_models(settings: SimSettings, body: dict[str, Any]) -> Reply:

@@ -80,6 +80,7 @@ def message(
     content: list[dict[str, Any]],
     stop_reason: str | None,
     use: dict[str, int],
+    stop_sequence: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": mid,
@@ -88,7 +89,7 @@ def message(
         "model": model,
         "content": content,
         "stop_reason": stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence,
         "usage": use,
     }
 
@@ -101,6 +102,7 @@ def _stream(
     stop_reason: str,
     input_tokens: int,
     output_tokens: int,
+    stop_sequence: str | None = None,
 ) -> list[dict[str, Any]]:
     """message_start, content_block_start, ping, the deltas, content_block_stop and
     message_delta (the caller adds message_stop: the terminator)."""
@@ -113,7 +115,7 @@ def _stream(
         {"type": "content_block_stop", "index": 0},
         {
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
             "usage": {"output_tokens": output_tokens},
         },
     ]
@@ -123,12 +125,19 @@ MESSAGE_STOP: dict[str, Any] = {"type": "message_stop"}
 
 
 def text_events(
-    mid: str, model: str, words: list[str], input_tokens: int, output_tokens: int
+    mid: str,
+    model: str,
+    words: list[str],
+    input_tokens: int,
+    output_tokens: int,
+    stop_sequence: str | None = None,
 ) -> list[dict[str, Any]]:
-    """A text answer's stream, one ``text_delta`` per word, without ``message_stop``."""
+    """A text answer's stream, one ``text_delta`` per word, without ``message_stop``; it
+    ended at ``stop_sequence`` when one is given."""
     deltas = [{"type": "text_delta", "text": word} for word in words]
     block = {"type": "text", "text": ""}
-    return _stream(mid, model, block, deltas, "end_turn", input_tokens, output_tokens)
+    reason = "end_turn" if stop_sequence is None else "stop_sequence"
+    return _stream(mid, model, block, deltas, reason, input_tokens, output_tokens, stop_sequence)
 
 
 def tool_use_events(

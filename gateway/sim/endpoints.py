@@ -67,6 +67,8 @@ def _generate(
     words = answers.answer_words(voice, model, answers.prompt_of(body), settings.n_words)
     if prefilled is not None:
         words = answers.continuation(words, prefilled)
+    if chat:
+        words, _ = answers.stop_at(words, body.get("stop"))
     text = "".join(words)
     use = wire.usage(answers.prompt_tokens_of(body), answers.count_tokens(text))
     created = int(time.time())
