@@ -17,6 +17,7 @@ from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 FORMATS = ("openai", "anthropic")
+CLIENT_FORMATS = ("openai", "anthropic")  # the ingresses: /v1/chat/completions, /v1/messages
 TRANSLATIONS = ("lossy", "strict")
 STORES = ("memory", "redis")
 LOG_FORMATS = ("text", "json")
@@ -434,8 +435,10 @@ class Config:
     tasks: TaskRules = field(default_factory=lambda: DEFAULT_TASK_RULES)
     clients: Mapping[str, ClientConfig] = field(default_factory=dict)  # key digest -> client
     _by_alias: Mapping[str, tuple[RouteConfig, ...]] = field(init=False, repr=False, compare=False)
-    # Targets whose provider speaks another wire format than the clients (translated).
+    # Targets whose provider speaks another wire format than OpenAI's clients (translated).
     foreign: frozenset[str] = field(init=False, repr=False, compare=False)
+    # The same for each client format (CLIENT_FORMATS): foreign_to["openai"] is `foreign`.
+    foreign_to: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_alias: dict[str, list[RouteConfig]] = {}
@@ -447,6 +450,13 @@ class Config:
             t.id for t in self.targets.values() if formats.get(t.provider, "openai") != "openai"
         }
         object.__setattr__(self, "foreign", frozenset(foreign))
+        by_client = {
+            client: frozenset(
+                t.id for t in self.targets.values() if formats.get(t.provider, "openai") != client
+            )
+            for client in CLIENT_FORMATS
+        }
+        object.__setattr__(self, "foreign_to", by_client)
 
     def route(
         self,

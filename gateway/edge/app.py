@@ -16,15 +16,16 @@ from gateway.admin import access, dashboard
 from gateway.admin import endpoints as admin
 from gateway.admin import routing as admin_routing
 from gateway.config.model import Config
-from gateway.edge import protocol
+from gateway.edge import ingress, protocol
 from gateway.edge.clients import authenticate
 from gateway.edge.context import ADMIN_APP, CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import (
     GatewayError,
+    HttpError,
+    Internal,
     MethodNotAllowed,
     NotFound,
     ShuttingDown,
-    error_body,
 )
 from gateway.edge.shutdown import absorb_shutdown
 from gateway.pipeline import proxy
@@ -62,9 +63,11 @@ def _request_id(request: web.Request) -> str:
     return fresh
 
 
-def _error_response(err: GatewayError) -> web.Response:
+def _error_response(err: GatewayError, request: web.Request) -> web.Response:
+    """The one place an error becomes a response: in the shape of the client's format."""
+    body = err.body(ingress.of(request.path))
     response = web.Response(
-        status=err.status, body=err.body(), content_type="application/json", headers=err.headers
+        status=err.status, body=body, content_type="application/json", headers=err.headers
     )
     if err.close_connection:
         response.force_close()
@@ -92,13 +95,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request[REQUEST_ID] = _request_id(request)
     refused = access.refusal(request)  # the admin plane's token (gateway.admin.access)
     if refused is not None:
-        return _error_response(refused)
+        return _error_response(refused, request)
     rt = request.app[RUNTIME]
     if request.path.startswith("/v1/"):  # with client keys configured, only their holders
         try:
             client = authenticate(rt.config, request.headers)
         except GatewayError as err:
-            return _error_response(err)
+            return _error_response(err, request)
         if client is not None:
             request[CLIENT] = client
     try:
@@ -108,25 +111,24 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not absorb_shutdown(exc):
             raise
         # Our own drain ended it: answer, rather than drop the connection.
-        return _error_response(ShuttingDown("The gateway is shutting down; retry the request."))
+        shutting = ShuttingDown("The gateway is shutting down; retry the request.")
+        return _error_response(shutting, request)
     except GatewayError as err:
-        return _error_response(err)
+        return _error_response(err, request)
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         denied = MethodNotAllowed(
             f"Method {request.method} is not allowed on {request.path} (allowed: {allowed}).",
             headers={"Allow": allowed},
         )
-        return _error_response(denied)
+        return _error_response(denied, request)
     except web.HTTPNotFound:
-        return _error_response(NotFound(f"Unknown path {request.path}."))
+        return _error_response(NotFound(f"Unknown path {request.path}."), request)
     except web.HTTPException as exc:
-        body = error_body(exc.reason, "invalid_request_error", None, None)
-        return web.Response(status=exc.status, body=body, content_type="application/json")
+        return _error_response(HttpError(exc.status, exc.reason), request)
     except Exception:
         _errors.error("unhandled", "unhandled error (request %s)", request_id, exc_info=True)
-        body = error_body("Internal gateway error.", "server_error", "internal_error", None)
-        return web.Response(status=500, body=body, content_type="application/json")
+        return _error_response(Internal("Internal gateway error."), request)
     if not response.prepared and rt.drain.draining:
         response.force_close()  # let the client reconnect to a replica that stays
     return response

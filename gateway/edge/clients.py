@@ -28,7 +28,9 @@ def authenticate(config: Config, headers: Mapping[str, str]) -> ClientConfig | N
         return None
     key = presented_key(headers)
     if not key:
-        raise Unauthorized("A client key is required: send `Authorization: Bearer <key>`.")
+        raise Unauthorized(
+            "A client key is required: send `Authorization: Bearer <key>` or `x-api-key: <key>`."
+        )
     client = config.clients.get(digest(key))
     if client is None:
         raise Unauthorized("The client key is not valid.")

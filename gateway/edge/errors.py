@@ -15,7 +15,13 @@
     ├── NoCandidateAvailable    503   service_unavailable, with Retry-After
     │   └── Overloaded          503   code overloaded: too many large bodies in flight
     ├── GatewayTimeout          504   timeout_error: the request's deadline ran out
-    └── ShuttingDown            503   service_unavailable
+    ├── ShuttingDown            503   service_unavailable
+    ├── HttpError               4xx   invalid_request_error (a refusal of aiohttp's own)
+    └── Internal                500   server_error, code internal_error (a bug of ours)
+
+On the Anthropic ingress (`/v1/messages`, `gateway.edge.ingress`) the same errors, with the
+same statuses, come in Anthropic's shape instead: `{"type": "error", "error": {"type",
+"message"}}`, the type from the status (`gateway.formats.anthropic_ingress.error_type`).
 
 Messages never contain credentials: they are built from our own vocabulary, target ids and
 status codes, never from upstream request headers.
@@ -27,6 +33,8 @@ import math
 from collections.abc import Mapping
 
 import orjson
+
+from gateway.formats.anthropic_ingress import error_body as anthropic_error_body
 
 
 class GatewayError(Exception):
@@ -54,7 +62,10 @@ class GatewayError(Exception):
         """The `error` object of OpenAI's error body."""
         return error_shape(self.message, self.type, self.code, self.param)
 
-    def body(self) -> bytes:
+    def body(self, ingress: str = "openai") -> bytes:
+        """The error's body in the shape of the client's format (`gateway.edge.ingress`)."""
+        if ingress == "anthropic":
+            return anthropic_error_body(self.status, self.message)
         return orjson.dumps({"error": self.shape()})
 
 
@@ -184,3 +195,19 @@ class ShuttingDown(GatewayError):
     status = 503
     type = "service_unavailable"
     code = "shutting_down"
+
+
+class HttpError(GatewayError):
+    """A refusal aiohttp itself raised: its status and reason."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Internal(GatewayError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"

@@ -34,6 +34,7 @@ from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
 from gateway.resilience.same_target import SameTarget
 from gateway.runtime.state import Runtime
 from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
+from gateway.upstream.dialect import DIALECTS
 from gateway.upstream.seam import Seam
 from health.breaker import Admission
 from health.outcome import (
@@ -66,6 +67,7 @@ class Ask:
     deadline: float | None  # loop time, or None: no deadline
     policy: Policy | None = None  # told what happened, if it learns (adaptive)
     client: str = ""  # the client key's name (clients:), "" without keys: who may judge it
+    ingress: str = "openai"  # the client's wire format (gateway.edge.ingress)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,9 @@ class Exchange:
         self.operation = ask.operation
         self.ask_client = ask.client
         self.stream = ask.payload.get("stream") is True
+        self.ingress = ask.ingress
+        self.foreign = config.foreign_to[ask.ingress]  # targets the request is translated for
+        self.dialect = DIALECTS[ask.ingress]  # how the client's stream reads
         self.loop = asyncio.get_running_loop()
         res = config.resilience
         limits = Limits(
@@ -194,8 +199,8 @@ class Exchange:
         payload["model"] = target.model
         path = self.upstream_path
         tr = None
-        if target_id in self.config.foreign:  # another wire format: the answer comes back
-            tr = translation(payload, self.operation, provider.format, target.model)  # through tr
+        if target_id in self.foreign:  # another wire format: the answer comes back through tr
+            tr = translation(payload, self.operation, provider.format, target.model, self.ingress)
         if tr is not None:
             payload, path = tr.body, tr.path
             self.translations[target_id] = tr.note
@@ -210,6 +215,7 @@ class Exchange:
             deadline=self.plan.limits.deadline,
             heard=self.rt.store.heard if self.stream else None,  # a stream's first event
             translation=tr,
+            dialect=self.dialect,
         )
 
     async def attempt(

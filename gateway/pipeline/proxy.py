@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from opentelemetry.trace import SpanKind
 
+from gateway.edge import ingress
 from gateway.edge.accept import Held, parse_payload, read_body
 from gateway.edge.clients import steering
 from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
@@ -32,6 +33,7 @@ OPERATIONS = {
     "/v1/chat/completions": ("chat", "/chat/completions"),
     "/v1/completions": ("completions", "/completions"),
     "/v1/embeddings": ("embeddings", "/embeddings"),
+    ingress.MESSAGES: ("chat", "/messages"),  # Anthropic's clients (gateway.edge.ingress)
 }
 
 
@@ -105,6 +107,8 @@ async def _proxy(
     server = config.server
     body = await read_body(request, server.max_body_bytes, server.body_timeout_s, held)
     payload = parse_payload(body, operation)
+    client_format = ingress.BY_PATH.get(request.path, ingress.OPENAI)
+    ingress.check(payload, client_format)
     body_size = len(body)
     del body  # only the parsed form is needed from here on
     headers = request.headers
@@ -136,6 +140,7 @@ async def _proxy(
         body_size,
         headers,
         explain=debug or tel.tracing.recording,
+        ingress=client_format,
     )
     decision = routed.decision
     ranked = list(decision.ranked)
@@ -155,5 +160,6 @@ async def _proxy(
         deadline,
         routed.policy,
         client.name if client is not None else "",
+        client_format,
     )
     return await Exchange(request, rt, config, ask).run()

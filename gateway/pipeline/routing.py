@@ -88,6 +88,7 @@ def route_request(
     headers: Mapping[str, str],
     *,
     explain: bool,
+    ingress: str = "openai",
 ) -> Routed:
     """Extract the features once and ask the route's policy; `explain` fills in the notes.
     The request pays only for what the policy reads (`policies.types.reads`): no task rules
@@ -107,7 +108,7 @@ def route_request(
         )
     except InvalidFeature as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
-    candidates, unfit = _by_wire_format(config, route, operation, payload)
+    candidates, unfit = _by_wire_format(config, route, operation, payload, ingress)
     snapshot = store.snapshot(route.candidates, availability=HEALTH not in needs)
     decision = decide(policy, features, candidates, snapshot, explain=explain)
     if unfit:
@@ -117,11 +118,16 @@ def route_request(
 
 
 def _by_wire_format(
-    config: Config, route: RouteConfig, operation: str, payload: Mapping[str, Any]
+    config: Config,
+    route: RouteConfig,
+    operation: str,
+    payload: Mapping[str, Any],
+    ingress: str = "openai",
 ) -> tuple[list[Candidate], list[Excluded]]:
-    """The route's candidates, less those whose wire format cannot carry this request (an
-    anthropic target and embeddings; with `translation: strict`, a lossy translation)."""
-    foreign = config.foreign
+    """The route's candidates, less those whose wire format cannot carry this request in the
+    client's format `ingress` (an anthropic target and embeddings; with `translation: strict`,
+    a lossy translation)."""
+    foreign = config.foreign_to[ingress]
     if foreign.isdisjoint(route.candidates):  # the usual case: no translation at all
         return [config.targets[t].profile for t in route.candidates], []
     strict = route.translation == "strict"
@@ -131,7 +137,9 @@ def _by_wire_format(
         target = config.targets[tid]
         fmt = config.providers[target.provider].format
         why = (
-            None if fmt == "openai" else unfit(payload, operation, fmt, target.model, strict=strict)
+            None
+            if fmt == ingress
+            else unfit(payload, operation, fmt, target.model, strict=strict, source=ingress)
         )
         if why is None:
             kept.append(target.profile)
