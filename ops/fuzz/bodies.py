@@ -39,6 +39,40 @@ def chat_body(rng: random.Random, model: str, *, stream: bool) -> dict[str, obje
     return body
 
 
+# Every field of a Messages API request (`POST /v1/messages`, the Anthropic ingress).
+MESSAGES_API_FIELDS = (
+    "model", "messages", "max_tokens", "system", "stream", "temperature", "top_p", "top_k",
+    "stop_sequences", "metadata", "tools", "tool_choice", "thinking", "service_tier",
+)  # fmt: skip
+
+
+def messages_body(rng: random.Random, model: str, *, stream: bool) -> dict[str, object]:
+    """A valid Messages API request, now and then with a tool round trip or an image."""
+    content: object = rng.choice(WORDS)
+    if rng.random() < 0.3:
+        image = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+        content = [{"type": "text", "text": rng.choice(WORDS)}, {"type": "image", "source": image}]
+    messages: list[object] = [{"role": "user", "content": content}]
+    body: dict[str, object] = {"model": model, "max_tokens": rng.randint(1, 64)}
+    if rng.random() < 0.3:
+        tool = {"name": "search", "input_schema": {"type": "object"}}
+        use = {"type": "tool_use", "id": "toolu_1", "name": "search", "input": {"q": "x"}}
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "found"}
+        messages += [
+            {"role": "assistant", "content": [use]},
+            {"role": "user", "content": [result]},
+        ]
+        body["tools"] = [tool]
+    body["messages"] = messages
+    if stream:
+        body["stream"] = True
+    if rng.random() < 0.3:
+        body["system"] = rng.choice(("be brief", [{"type": "text", "text": "be brief"}]))
+    if rng.random() < 0.2:
+        body["stop_sequences"] = [rng.choice(WORDS)]
+    return body
+
+
 def embed_body(rng: random.Random, model: str) -> dict[str, object]:
     inp: object = rng.choice(WORDS)
     if rng.random() < 0.3:
@@ -181,13 +215,45 @@ MUTATIONS: tuple[Mutation, ...] = (
 )  # fmt: skip
 
 
-def mutate(rng: random.Random, body: dict[str, object]) -> tuple[bytes, str]:
+def messages_api_junk(rng: random.Random, body: dict[str, object]) -> tuple[object, str]:
+    """A Messages API structure broken: a block, a tool, the system prompt, a field's type."""
+    what = rng.choice(("block", "block", "tool", "system", "field"))
+    if what == "block":
+        kind = rng.choice(("text", "image", "tool_use", "tool_result", "thinking", "document"))
+        block = {
+            "type": kind,
+            rng.choice(("text", "source", "input", "content", "id")): junk_value(rng),
+        }
+        role = rng.choice(("user", "assistant"))
+        body["messages"] = [{"role": role, "content": [block, junk_value(rng)]}]
+        return body, f"anthropic:block:{kind}"
+    if what == "tool":
+        body["tools"] = [
+            {"name": junk_value(rng), "input_schema": junk_value(rng)},
+            junk_value(rng),
+        ]
+        body["tool_choice"] = rng.choice(({"type": junk_value(rng)}, junk_value(rng)))
+    elif what == "system":
+        body["system"] = [{"type": "text", "text": junk_value(rng)}, junk_value(rng)]
+    else:
+        name = rng.choice(MESSAGES_API_FIELDS)
+        body[name] = junk_value(rng, avoid=type(body.get(name)) if name in body else None)
+        return body, f"anthropic:wrong-type:{name}"
+    return body, f"anthropic:{what}"
+
+
+MESSAGES_API_MUTATIONS: tuple[Mutation, ...] = (*MUTATIONS, messages_api_junk, messages_api_junk)
+
+
+def mutate(
+    rng: random.Random, body: dict[str, object], mutations: tuple[Mutation, ...] = MUTATIONS
+) -> tuple[bytes, str]:
     """Apply one to three mutations (the first that leaves a non-object ends the chain)."""
     value: object = body
     names: list[str] = []
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         if not isinstance(value, dict):
             break
-        value, name = rng.choice(MUTATIONS)(rng, value)
+        value, name = rng.choice(mutations)(rng, value)
         names.append(name)
     return (value.data if isinstance(value, Raw) else dump(value)), "+".join(names)

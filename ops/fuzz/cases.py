@@ -16,7 +16,11 @@ from .jsontext import dump
 from .types import Case, HttpSpec, secret
 
 JSON = "application/json"
-OPERATIONS = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
+OPERATIONS = {
+    "chat": "/v1/chat/completions",
+    "embeddings": "/v1/embeddings",
+    "messages": "/v1/messages",  # the Anthropic ingress: its errors in Anthropic's shape
+}
 
 CONTENT_TYPES = (
     None, "", "application/json; charset=utf-8", "application/json; charset=utf-16",
@@ -64,6 +68,7 @@ PATHS = (
     "/", "/v1", "/v1/", "/v1/chat/completions/", "/v1//chat/completions", "//v1/chat/completions",
     "/V1/CHAT/COMPLETIONS", "/v1/chat/completions?x=1", "/v1/chat/completions%00",
     "/v1/chat%2Fcompletions", "/v1/models", "/v1/models/demo", "/v1/responses", "/healthz",
+    "/v1/messages/", "/v1/messages/count_tokens", "/v1/messagesx", "/v1/messages%2Fbatches",
     "/readyz", "/metrics", "/ui", "/ui/", "/ui/app.js", "/ui/..%2f..%2fetc%2fpasswd",
     "/ui/%2e%2e/%2e%2e/etc/passwd", "/admin/targets", "/admin/config", "/admin/route",
     "/admin/reload", "/admin/traces", "/admin/traces/abc", "/admin/traces/" + "f" * 32,
@@ -114,6 +119,11 @@ def _valid(rng: random.Random, index: int, aliases: tuple[str, ...]) -> Case:
         extra.append(("x-turnout-deadline-ms", "20000"))
     headers = (*auth(index), ("Content-Type", JSON), *extra)
     roll = rng.random()
+    if roll < 0.16:
+        stream = roll < 0.06
+        body = dump(bodies.messages_body(rng, model, stream=stream))
+        spec = HttpSpec("POST", OPERATIONS["messages"], headers, body, stream=stream)
+        return _case(index, "valid", "valid:messages-stream" if stream else "valid:messages", spec)
     if roll < 0.72:
         stream = roll < 0.32
         body = dump(bodies.chat_body(rng, model, stream=stream))
@@ -140,7 +150,11 @@ def _mutated(rng: random.Random, index: int, aliases: tuple[str, ...]) -> Case:
         path, base = "/v1/feedback", {"request_id": "x" * rng.randint(1, 40), "score": 0.5}
     elif roll < 0.30:
         path = "/admin/route"
-    body, how = bodies.mutate(rng, base)
+    mutations = bodies.MUTATIONS
+    if rng.random() < 0.2:
+        path, base = OPERATIONS["messages"], bodies.messages_body(rng, model, stream=roll < 0.5)
+        mutations = bodies.MESSAGES_API_MUTATIONS
+    body, how = bodies.mutate(rng, base, mutations)
     headers = (*auth(index), ("Content-Type", JSON))
     if rng.random() < 0.2:  # the routing explanation echoes names into a response header
         headers = (*headers, ("x-turnout-debug", "route"))

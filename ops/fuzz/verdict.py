@@ -1,8 +1,9 @@
 """Classifying one answer: which findings it holds, and the labels it is counted under.
 
 Defects (any one fails the run): a 5xx of the gateway's own making; an error (status >= 400,
-or bytes that are not HTTP at all) whose body is not OpenAI's {"error": {"message", "type"}};
-a hang. Informational: 5xx that name an upstream cause, valid requests that did not succeed,
+or bytes that are not HTTP at all) whose body is not OpenAI's {"error": {"message", "type"}}
+(Anthropic's {"type": "error", "error": {"type", "message"}} on the Messages ingress,
+/v1/messages and below); a hang. Informational: 5xx that name an upstream cause, valid requests that did not succeed,
 dropped connections, cases the fuzzer could not send, our credential echoed back.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from .types import (
     CLIENT_ERROR,
@@ -64,6 +66,34 @@ def openai_error(body: bytes) -> dict[str, object] | None:
     return err
 
 
+def anthropic_error(body: bytes) -> dict[str, object] | None:
+    """The `error` object when the body is Anthropic's error shape, else None."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("type") != "error":
+        return None
+    err = data.get("error")
+    if not isinstance(err, dict):
+        return None
+    if not isinstance(err.get("message"), str) or not isinstance(err.get("type"), str):
+        return None
+    return err
+
+
+def messages_ingress(case: Case) -> bool:
+    """The case calls the Anthropic ingress (as the gateway sees its path: decoded)."""
+    if case.http is None:
+        return False
+    path = unquote(urlsplit(case.http.path).path)
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def _error_of(case: Case, body: bytes) -> dict[str, object] | None:
+    return anthropic_error(body) if messages_ingress(case) else openai_error(body)
+
+
 def _head(reply: Reply) -> str:
     ctype = reply.headers.get("content-type", "-").split(";")[0]
     return f"{ctype} {reply.body[:70]!r}"
@@ -82,11 +112,14 @@ def _is_head(case: Case) -> bool:
 def _reply_findings(case: Case, reply: Reply) -> list[Finding]:
     out: list[Finding] = []
     status = str(reply.status)
-    err = openai_error(reply.body) if reply.status >= 400 else None
+    err = _error_of(case, reply.body) if reply.status >= 400 else None
     if reply.status >= 400 and err is None and not _is_head(case):
         out.append(Finding("non_openai_error", status, _head(reply)))
     if reply.status >= 500:
         code = err.get("code") if err else None
+        if err is not None and messages_ingress(case):  # Anthropic's errors have no code:
+            attempted = "x-turnout-attempts" in reply.headers  # a failover's carry the count
+            code = "all_candidates_failed" if attempted else err.get("type")
         upstream = code in UPSTREAM_CODES and "x-turnout-attempts" in reply.headers
         shed = code in SHED_CODES and "retry-after" in {k.lower() for k in reply.headers}
         category = "upstream_5xx" if upstream else "shed" if shed else "gateway_5xx"
@@ -103,14 +136,19 @@ def _valid_ok(case: Case, answer: Answer) -> str | None:
         return f"{answer.outcome} {answer.detail[:80]}"
     reply = answer.replies[0]
     if reply.status != 200:
-        err = openai_error(reply.body)
-        return f"{err.get('code') if err else '-'} | {_head(reply)}"
+        err = _error_of(case, reply.body)
+        return f"{err.get('code', err.get('type')) if err else '-'} | {_head(reply)}"
+    anthropic = messages_ingress(case)
     if case.http is not None and case.http.stream:
-        return None if b"data: [DONE]" in reply.body else f"stream without [DONE] | {_head(reply)}"
+        end = b"event: message_stop" if anthropic else b"data: [DONE]"
+        return None if end in reply.body else f"stream without its end | {_head(reply)}"
     try:
         data = json.loads(reply.body)
     except ValueError:
         return f"200 not JSON | {_head(reply)}"
+    if anthropic:
+        ok = isinstance(data, dict) and data.get("type") == "message"
+        return None if ok else f"200 not a message | {_head(reply)}"
     if not isinstance(data, dict) or not ("choices" in data or "data" in data):
         return f"200 not a completion | {_head(reply)}"
     return None

@@ -15,7 +15,8 @@ from ops.fuzz.cases import make_case
 from ops.fuzz.engine import Options, run_fuzz
 from ops.fuzz.rawhttp import parse
 from ops.fuzz.report import Report
-from ops.fuzz.types import CATEGORIES
+from ops.fuzz.types import CATEGORIES, OK, Answer, Reply
+from ops.fuzz.verdict import findings
 
 REQUESTS = 300
 
@@ -85,3 +86,24 @@ def test_the_report_is_well_formed_and_covers_every_category(report: Report) -> 
 
 def test_the_fuzzer_finds_no_defect(report: Report) -> None:
     assert report.problems() == [], report.render()
+
+
+def test_the_messages_ingress_is_fuzzed_and_judged_by_anthropics_error_shape() -> None:
+    cases = [make_case(7, i, ("demo",)) for i in range(600)]
+    kinds = {c.kind for c in cases}
+    assert {"valid:messages", "valid:messages-stream"} <= kinds
+    assert any(k.startswith("json:anthropic") for k in kinds)
+    [case] = [c for c in cases if c.kind == "valid:messages"][:1]
+    anthropic = b'{"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}'
+    openai = b'{"error": {"message": "no", "type": "invalid_request_error", "code": null}}'
+
+    def judged(body: bytes, status: int = 400) -> set[str]:
+        answer = Answer(OK, (Reply(status, {}, body),))
+        return {f.category for f in findings(case, answer)}
+
+    assert "non_openai_error" not in judged(anthropic)
+    assert "non_openai_error" in judged(openai)  # the wrong shape for this ingress
+    assert "gateway_5xx" in judged(anthropic, 500)
+    message = b'{"type": "message", "content": []}'
+    assert "valid_not_ok" not in judged(message, 200)
+    assert "valid_not_ok" in judged(b'{"choices": []}', 200)
