@@ -18,7 +18,9 @@ BY_PATH = {MESSAGES: ANTHROPIC}  # the proxied paths that are not OpenAI's
 
 def of(path: str) -> str:
     """The format a caller of `path` reads errors in (`/v1/messages/...` too: Anthropic's)."""
-    return ANTHROPIC if path.startswith(MESSAGES) else OPENAI
+    if path.startswith(MESSAGES) and (len(path) == len(MESSAGES) or path[len(MESSAGES)] == "/"):
+        return ANTHROPIC
+    return OPENAI
 
 
 def check(payload: dict[str, Any], ingress: str) -> None:

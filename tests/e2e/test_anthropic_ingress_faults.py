@@ -239,3 +239,13 @@ async def test_anthropic_usage_reaches_the_token_metrics(
         used.output_tokens
     )
     assert one.state.attempts()[0]["path"] == "/v1/messages"
+
+
+async def test_paths_under_v1_messages_answer_in_anthropics_shape_and_others_do_not(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    _, _, gw = await pair(sim_factory, gateway_factory, "openai", "anthropic")
+    async with http.post(gw.url + "/v1/messages/count_tokens", json={}) as r:
+        anthropic_error(r.status, 404, await r.read(), "not_found_error")
+    async with http.post(gw.url + "/v1/messagesx", json={}) as r:
+        assert r.status == 404 and set(orjson.loads(await r.read())) == {"error"}
