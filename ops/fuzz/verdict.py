@@ -82,9 +82,16 @@ def anthropic_error(body: bytes) -> dict[str, object] | None:
     return err
 
 
+# Methods the HTTP parser knows: with any other the request line is refused before its path
+# is read, so the answer is the HTTP layer's (OpenAI's shape), whatever the path.
+PARSED_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND"}
+)
+
+
 def messages_ingress(case: Case) -> bool:
     """The case calls the Anthropic ingress (as the gateway sees its path: decoded)."""
-    if case.http is None:
+    if case.http is None or case.http.method not in PARSED_METHODS:
         return False
     path = unquote(urlsplit(case.http.path).path)
     return path == "/v1/messages" or path.startswith("/v1/messages/")
