@@ -68,14 +68,16 @@ async def ask(gw: Server, *, sync: bool, stream: bool, **kwargs: Any) -> anthrop
         def call() -> anthropic.types.Message:
             with sync_sdk(gw) as client:
                 if not stream:
-                    return client.messages.create(**args)
+                    message: anthropic.types.Message = client.messages.create(**args)
+                    return message
                 with client.messages.stream(**args) as events:
                     return events.get_final_message()
 
         return await asyncio.to_thread(call)  # the gateway runs on this loop
     async with async_sdk(gw) as client:
         if not stream:
-            return await client.messages.create(**args)
+            reply: anthropic.types.Message = await client.messages.create(**args)
+            return reply
         async with client.messages.stream(**args) as events:
             return await events.get_final_message()
 

@@ -62,7 +62,7 @@ HELLO = [
 
 def test_a_text_stream_is_the_documented_event_sequence() -> None:
     events = translated(*HELLO)
-    start = {
+    start: dict[str, Any] = {
         "id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
         "type": "message",
         "role": "assistant",
@@ -77,7 +77,7 @@ def test_a_text_stream_is_the_documented_event_sequence() -> None:
             "cache_read_input_tokens": 0,
         },
     }
-    final_usage = {**start["usage"], "input_tokens": 25, "output_tokens": 15}  # type: ignore[dict-item]
+    final_usage = {**start["usage"], "input_tokens": 25, "output_tokens": 15}
     assert events == [  # Anthropic's "basic streaming request" example, but its ping
         ("message_start", {"type": "message_start", "message": start}),
         ("content_block_start", {"type": "content_block_start", "index": 0,

@@ -72,7 +72,7 @@ def messages_request(rng: random.Random) -> dict[str, Any]:
         body["system"] = [{"type": "text", "text": words(rng)}]
     if tools:
         body["tools"] = tools
-        choice = rng.choice(
+        choice: dict[str, Any] = rng.choice(
             [{"type": "auto"}, {"type": "any"}, {"type": "tool", "name": tools[0]["name"]}]
         )
         if rng.random() < 0.3:
@@ -94,9 +94,11 @@ def messages_request(rng: random.Random) -> dict[str, Any]:
 def test_a_messages_request_survives_the_trip_through_openai_and_back(seed: int) -> None:
     original = messages_request(random.Random(seed))
     there = translation(original, "chat", "openai", "gpt", "anthropic")
-    assert there is not None and there.dropped == frozenset(), there.dropped
+    assert there is not None
+    assert there.dropped == frozenset(), there.dropped
     back = translation(there.body, "chat", "anthropic", "m")
-    assert back is not None and back.dropped == frozenset(), back.dropped
+    assert back is not None
+    assert back.dropped == frozenset(), back.dropped
     assert back.body == original
 
 
@@ -175,7 +177,7 @@ def test_an_openai_answer_survives_the_trip_through_messages_and_back(seed: int)
 def chunks_of(answer: dict[str, Any], rng: random.Random) -> bytes:
     """An OpenAI stream for `answer`, its text and arguments in random pieces."""
     head = {"id": answer["id"], "object": "chat.completion.chunk", "created": 1, "model": "gpt"}
-    out = [{"role": "assistant", "content": ""}]
+    out: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     text = answer["choices"][0]["message"]["content"]
     cuts = sorted(rng.sample(range(1, len(text)), min(3, len(text) - 1))) if len(text) > 1 else []
     out += [{"content": piece} for piece in split(text, cuts)]
