@@ -5,6 +5,9 @@
     python -m ops.bench.inproc 500 --keys   # with 100 client keys configured, one sent
     python -m ops.bench.inproc 500 --anthropic   # the upstream speaks the Messages API:
                                                  # every request and answer is translated
+    python -m ops.bench.inproc 500 --messages    # an Anthropic client (POST /v1/messages):
+                                                 # translated to the OpenAI upstream, or
+                                                 # with --anthropic passed through as sent
     python -m ops.bench.inproc 500 --passthrough # the bare aiohttp pass-through instead
     python -m ops.bench.inproc 500 --direct      # no proxy: the client and upstream alone
 
@@ -45,6 +48,17 @@ ANSWER = orjson.dumps(
 REQUEST = orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}]})
 STREAM_REQUEST = orjson.dumps(
     {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+)
+MESSAGES_REQUEST = orjson.dumps(
+    {"model": "bench", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
+)
+MESSAGES_STREAM_REQUEST = orjson.dumps(
+    {
+        "model": "bench",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hello"}],
+    }
 )
 STREAM_EVENTS = 20  # content chunks per streamed answer, then a finish chunk and [DONE]
 
@@ -171,6 +185,7 @@ async def run(
     keys: bool = False,
     anthropic: bool = False,
     proxy: str = "turnout",
+    messages: bool = False,
 ) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
@@ -210,8 +225,12 @@ async def run(
 
             async def worker(count: int) -> None:
                 for _ in range(count):
-                    url = base + "/v1/chat/completions"
-                    body = STREAM_REQUEST if stream else REQUEST
+                    if messages:
+                        url = base + "/v1/messages"
+                        body = MESSAGES_STREAM_REQUEST if stream else MESSAGES_REQUEST
+                    else:
+                        url = base + "/v1/chat/completions"
+                        body = STREAM_REQUEST if stream else REQUEST
                     async with http.post(url, data=body, headers=headers) as resp:
                         await resp.read()
                         if resp.status != 200:
@@ -229,7 +248,7 @@ async def run(
 def main(argv: list[str]) -> int:
     import uvloop
 
-    flags = ("--stream", "--keys", "--anthropic", "--passthrough", "--direct")
+    flags = ("--stream", "--keys", "--anthropic", "--passthrough", "--direct", "--messages")
     args = [a for a in argv if a not in flags]
     n = int(args[0]) if args else 500
     proxy = "passthrough" if "--passthrough" in argv else "direct" if "--direct" in argv else ""
@@ -240,6 +259,7 @@ def main(argv: list[str]) -> int:
             keys="--keys" in argv,
             anthropic="--anthropic" in argv,
             proxy=proxy or "turnout",
+            messages="--messages" in argv,
         )
     )
     return 0

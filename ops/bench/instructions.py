@@ -5,6 +5,8 @@
     python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
     python -m ops.bench.instructions --keys              # with 100 client keys, against none
     python -m ops.bench.instructions --anthropic         # translated to Anthropic, against not
+    python -m ops.bench.instructions --messages          # Anthropic clients: translated to
+                                                         # OpenAI, and passed through as sent
     python -m ops.bench.instructions --floor             # and the bare pass-through, and no proxy
 
 `ops.bench.inproc` (client + Turnout + a tiny upstream in one process) runs twice under
@@ -34,7 +36,7 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def count(tree: Path, n: int, out: Path, stream: bool = False, flag: str = "") -> int:
     """Instructions of one `inproc` run of `n` requests on `tree`'s gateway (`flag`: one of
     inproc's variants, `--keys` or `--anthropic`)."""
-    extra = (["--stream"] if stream else []) + ([flag] if flag else [])
+    extra = (["--stream"] if stream else []) + flag.split()
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
          sys.executable, "-m", "ops.bench.inproc", str(n), *extra],
@@ -72,6 +74,12 @@ def main(argv: list[str]) -> int:
         help="this tree with an Anthropic-format upstream (every request translated), against "
         "an OpenAI-format one",
     )
+    ap.add_argument(
+        "--messages",
+        action="store_true",
+        help="this tree with an Anthropic client (/v1/messages), translated to an OpenAI-format "
+        "upstream and passed through to an Anthropic-format one, against an OpenAI client",
+    )
     args = ap.parse_args(argv)
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as d:
@@ -81,6 +89,10 @@ def main(argv: list[str]) -> int:
         if args.anthropic:
             translated = per_request(REPO, args.n, tmp, args.stream, "--anthropic")
             rows.append(("translated", translated))
+        if args.messages:
+            rows.append(("msgs->openai", per_request(REPO, args.n, tmp, args.stream, "--messages")))
+            both = "--messages --anthropic"
+            rows.append(("msgs->anthr.", per_request(REPO, args.n, tmp, args.stream, both)))
         rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
         floor = {}
         if args.floor:

@@ -61,6 +61,12 @@ def test_the_instruction_count_workload_runs() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("upstream", [[], ["--anthropic"]], ids=["translated", "as-sent"])
+def test_the_anthropic_client_workload_runs(upstream: list[str]) -> None:
+    done = _run(["-m", "ops.bench.inproc", "40", "--messages", *upstream], REPO_ROOT, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_bench_file_runs_as_its_module_from_anywhere(tmp_path: Path) -> None:
     done = _run([str(REPO_ROOT / "ops" / "bench" / "run.py"), "--help"], tmp_path, timeout=30)
     assert done.returncode == 0, done.stderr
