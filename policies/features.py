@@ -45,7 +45,7 @@ def _text(content: Any) -> tuple[str, bool]:
                 text = part.get("text")
                 if isinstance(text, str):
                     parts.append(text)
-                if part.get("type") in ("image_url", "input_image"):
+                if part.get("type") in ("image_url", "input_image", "image"):  # OpenAI, Anthropic
                     image = True
     return "\n".join(parts), image
 

@@ -17,6 +17,7 @@ from gateway.admin.endpoints import json_response
 from gateway.config.decode import ConfigIssue
 from gateway.config.diff import SECTIONS, view
 from gateway.config.model import Config, RouteConfig
+from gateway.edge import ingress
 from gateway.edge.accept import parse_payload, read_body
 from gateway.edge.context import RUNTIME
 from gateway.edge.errors import InvalidRequest
@@ -29,7 +30,8 @@ from gateway.runtime.state import ReloadReport
 from health.breaker import Admission
 from policies.types import health_of
 
-_ENDPOINTS = {op: path for path, (op, _) in OPERATIONS.items()}  # "chat" -> /v1/chat/...
+# "chat" -> /v1/chat/...: OpenAI's paths (the dry run speaks OpenAI's format)
+_ENDPOINTS = {op: path for path, (op, _) in OPERATIONS.items() if path not in ingress.BY_PATH}
 
 
 def public_url(url: str) -> str:

@@ -77,6 +77,15 @@ def test_flags_and_estimates() -> None:
     assert extract("chat", chat("x", max_tokens=True), 0).max_tokens is None
 
 
+def test_an_anthropic_image_block_counts_as_an_image() -> None:
+    source = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+    content = [{"type": "text", "text": "what is this"}, {"type": "image", "source": source}]
+    body = {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": content}]}
+    assert extract("chat", body, 100).images
+    body["messages"] = [{"role": "user", "content": content[:1]}]
+    assert not extract("chat", body, 100).images
+
+
 def test_completions_and_embeddings() -> None:
     assert extract("completions", {"prompt": ["Solve for x", "now"]}, 0).task == "math"
     f = extract("embeddings", {"input": "Solve for x"}, 123)
