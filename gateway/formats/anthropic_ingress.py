@@ -176,12 +176,6 @@ def _tool_choice(raw: Any) -> chat.ToolChoice | None:
     return None if mode is None else chat.ToolChoice(mode, parallel=parallel)  # type: ignore[arg-type]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
     dropped: set[str] = set()
     messages = _messages(payload.get("messages"), dropped)
@@ -205,8 +199,8 @@ def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
         max_tokens=max_tokens
         if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0
         else None,
-        temperature=_number(payload.get("temperature")),
-        top_p=_number(payload.get("top_p")),
+        temperature=chat.number(payload.get("temperature")),
+        top_p=chat.number(payload.get("top_p")),
         stop=tuple(s for s in stop if isinstance(s, str)) if isinstance(stop, list) else (),
         stream=payload.get("stream") is True,
         include_usage=True,  # an Anthropic stream always tells its usage

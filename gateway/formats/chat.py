@@ -77,6 +77,13 @@ class ToolChoice:
     parallel: bool = True  # may the model call several tools at once
 
 
+def number(value: Any) -> float | None:
+    """A sampling parameter as the model keeps it: a JSON number (never a bool), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str

@@ -158,12 +158,6 @@ def _tool_choice(raw: Any, parallel: Any) -> chat.ToolChoice | None:
     return None if may_parallel else chat.ToolChoice("auto", parallel=False)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
     dropped: set[str] = set()
     messages, system = _messages(payload.get("messages"), dropped)
@@ -184,8 +178,8 @@ def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
         tools=tools,
         tool_choice=_tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls")),
         max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
-        temperature=_number(payload.get("temperature")),
-        top_p=_number(payload.get("top_p")),
+        temperature=chat.number(payload.get("temperature")),
+        top_p=chat.number(payload.get("top_p")),
         stop=stops,
         stream=payload.get("stream") is True,
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
