@@ -60,6 +60,7 @@ class _Batch:
         "done",
         "failure",
         "finished",
+        "inspect",
         "malformed_max",
         "out",
         "seam",
@@ -77,9 +78,10 @@ class _Batch:
         self.malformed_max = malformed_max
         self.seam = seam
         self.dialect = stream.dialect
+        self.inspect = stream.dialect.inspect  # read once: it classifies every event
 
     def consume(self, raws: list[bytes]) -> None:
-        inspect = self.dialect.inspect
+        inspect = self.inspect
         for raw in raws:
             info = inspect(raw)
             if info.kind is Kind.DONE:
