@@ -81,10 +81,10 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
     finally:
         protocol.request_finished(request)
     if request.path in proxy.OPERATIONS:
-        labels = {"route": request.get(ROUTE, "-"), "status": str(response.status)}
+        key = (("route", request.get(ROUTE, "-")), ("status", str(response.status)))
         m = request.app[RUNTIME].telemetry.metrics
-        m.requests.add(1, labels)
-        m.request_duration.record(time.perf_counter() - started, labels)
+        m.requests.add_key(1, key)
+        m.request_duration.record_key(time.perf_counter() - started, key)
     return response
 
 

@@ -150,17 +150,14 @@ class Exchange:
     async def run(self) -> web.StreamResponse:
         cancelled = False
         try:
-            return await self._run()
+            self.rt.budget.on_request()
+            last = await drive(self.plan, self.gates, self._try, self.loop.time, self.sleep)
+            return await self._finish(last)
         except asyncio.CancelledError:
             cancelled = True
             raise
         finally:
             self.settlement.permits.close(cancelled)  # every permit goes back, on every path
-
-    async def _run(self) -> web.StreamResponse:
-        self.rt.budget.on_request()
-        last = await drive(self.plan, self.gates, self._try, self.loop.time, self.sleep)
-        return await self._finish(last)
 
     # -- attempts ----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from gateway.pipeline.routing import (
     route_request,
     wants_debug,
 )
-from gateway.runtime.state import Live
+from gateway.runtime.state import Runtime
 
 # path on the gateway -> (operation, path under the provider's base URL)
 OPERATIONS = {
@@ -58,11 +58,14 @@ def client_deadline_s(headers: Mapping[str, str], header: str) -> float | None:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    """One SERVER span per request, inside the caller's trace when it sent a traceparent."""
+    """One SERVER span per request, inside the caller's trace when it sent a traceparent.
+    The body's bytes count against server.max_body_bytes_in_flight until the request ends:
+    the body, its parsed form and the attempts' copies live that long."""
     rt = request.app[RUNTIME]
     tel = rt.telemetry
     if not tel.tracing.recording:
-        return await _handle(request)
+        with rt.body_bytes.hold() as held:
+            return await _proxy(request, rt, held)
     with tel.tracer.start_as_current_span(
         f"POST {request.path}",
         context=tel.tracing.extract(request.headers),
@@ -73,8 +76,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "turnout.request_id": request[REQUEST_ID],
             **_client_attributes(request),
         },
-    ) as span:
-        response = await _handle(request)
+    ) as span, rt.body_bytes.hold() as held:
+        response = await _proxy(request, rt, held)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
@@ -87,20 +90,9 @@ def _client_attributes(request: web.Request) -> dict[str, str]:
     return {"turnout.client": client.name, **labels}
 
 
-async def _handle(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamResponse:
     live = rt.live  # one config and its policies for the whole request, even across a reload
     operation, upstream_path = OPERATIONS[request.path]
-    # The body's bytes count against server.max_body_bytes_in_flight until the request ends:
-    # the body, its parsed form and the attempts' copies live that long.
-    with rt.body_bytes.hold() as held:
-        return await _proxy(request, live, operation, upstream_path, held)
-
-
-async def _proxy(
-    request: web.Request, live: Live, operation: str, upstream_path: str, held: Held
-) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
     config = live.config
     server = config.server
     body = await read_body(request, server.max_body_bytes, server.body_timeout_s, held)

@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway.telemetry.distribution import Distribution, attach
+from gateway.telemetry.distribution import Distribution, Key, attach
 
 DURATION_BUCKETS_S = (
     0.01,
@@ -65,12 +65,15 @@ class Tally:
     def __init__(self, counter: Counter, owner: Metrics) -> None:
         self._counter = counter
         self._owner = owner
-        self._sums: dict[tuple[tuple[str, str], ...], float] = {}
+        self._sums: dict[Key, float] = {}
 
     def add(self, amount: float, attributes: Mapping[str, str]) -> None:
+        self.add_key(amount, tuple(attributes.items()))
+
+    def add_key(self, amount: float, key: Key) -> None:
+        """`add` with the labels as (name, value) pairs already: no dict on the hot path."""
         sums = self._sums
         was_empty = not sums
-        key = tuple(attributes.items())
         sums[key] = sums.get(key, 0) + amount
         if was_empty:
             self._owner.flush_soon()
