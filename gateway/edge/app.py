@@ -71,21 +71,42 @@ def _error_response(err: GatewayError) -> web.Response:
     return response
 
 
-@web.middleware
-async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id on every response; every error in OpenAI's shape; request metrics."""
-    started = time.perf_counter()
-    protocol.request_started(request)  # its headers are in: the header timer stops
-    try:
-        response = await _answer(request, handler)
-    finally:
-        protocol.request_finished(request)
-    if request.path in proxy.OPERATIONS:
-        key = (("route", request.get(ROUTE, "-")), ("status", str(response.status)))
-        m = request.app[RUNTIME].telemetry.metrics
-        m.requests.add_key(1, key)
-        m.request_duration.record_key(time.perf_counter() - started, key)
-    return response
+def enveloped(handler: Handler) -> Handler:
+    """`handler` with what every answer gets: a request id, every error in OpenAI's shape,
+    request metrics. Each route's handler is wrapped (not an aiohttp middleware: that is one
+    more coroutine and app bookkeeping on every request); so is the catch-all `_unrouted`."""
+
+    async def envelope(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        protocol.request_started(request)  # its headers are in: the header timer stops
+        try:
+            response = await _answer(request, handler)
+        finally:
+            protocol.request_finished(request)
+        if request.path in proxy.OPERATIONS:
+            key = (("route", request.get(ROUTE, "-")), ("status", str(response.status)))
+            m = request.app[RUNTIME].telemetry.metrics
+            m.requests.add_key(1, key)
+            m.request_duration.record_key(time.perf_counter() - started, key)
+        return response
+
+    return envelope
+
+
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    """What no route took: 405 with the methods the path has, else 404 (each in OpenAI's
+    shape, from `_answer`)."""
+    allowed: set[str] = set()
+    catch_all = request.app[_CATCH_ALL]
+    for resource in request.app.router.resources():
+        if resource is not catch_all:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+_CATCH_ALL: web.AppKey[web.AbstractResource] = web.AppKey("catch_all")
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -162,15 +183,21 @@ def _routes() -> list[tuple[str, str, Handler]]:
 def _application(
     config: Config, runtime: Runtime, routes: list[tuple[str, str, Handler]]
 ) -> web.Application:
-    app = web.Application(middlewares=[envelope], client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     app[RUNTIME] = runtime
     for method, path, handler in routes:
         # An `Expect` other than 100-continue is answered by our handler (JSON 417), not
         # aiohttp's text/plain one; GET routes answer HEAD too.
         if method == "GET":
-            app.router.add_get(path, handler, expect_handler=protocol.expect)
+            app.router.add_get(path, enveloped(handler), expect_handler=protocol.expect)
         else:
-            app.router.add_route(method, path, handler, expect_handler=protocol.expect)
+            app.router.add_route(method, path, enveloped(handler), expect_handler=protocol.expect)
+    unrouted = enveloped(_unrouted)
+    catch_all: web.AbstractResource | None = app.router.add_route(
+        "*", "/{tail:.*}", unrouted
+    ).resource
+    assert catch_all is not None
+    app[_CATCH_ALL] = catch_all
     app.on_response_prepare.append(_stamp)
     return app
 
