@@ -106,6 +106,22 @@ async def _unrouted(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
+def _unenveloped(request: web.Request, response: web.HTTPException) -> str:
+    """aiohttp answered by itself, before any handler: a request line whose target no route
+    can match, not even the catch-all (`OPTIONS *`). Its text answer becomes OpenAI's error
+    shape here; returns the request's id."""
+    err = NotFound(f"Unknown path {request.path}.")
+    body = (
+        err.body()
+        if response.status == 404
+        else error_body(response.reason, "invalid_request_error", None, None)
+    )
+    response.body = body
+    response.content_type = "application/json"
+    response.headers["Content-Length"] = str(len(body))  # aiohttp counted the text already
+    return _request_id(request)
+
+
 _CATCH_ALL: web.AppKey[web.AbstractResource] = web.AppKey("catch_all")
 
 
@@ -157,6 +173,8 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     """Just before any answer's headers leave (replies, errors and streams alike): the request
     id, and the routing explanation when the caller asked for it — set here only."""
     request_id = request.get(REQUEST_ID)
+    if request_id is None and isinstance(response, web.HTTPException):
+        request_id = _unenveloped(request, response)
     if request_id is not None:
         response.headers["x-request-id"] = request_id
     explanation = request.get(EXPLANATION)
