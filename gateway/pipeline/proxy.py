@@ -66,17 +66,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if not tel.tracing.recording:
         with rt.body_bytes.hold() as held:
             return await _proxy(request, rt, held)
-    with tel.tracer.start_as_current_span(
-        f"POST {request.path}",
-        context=tel.tracing.extract(request.headers),
-        kind=SpanKind.SERVER,
-        attributes={
-            "http.request.method": "POST",
-            "url.path": request.path,
-            "turnout.request_id": request[REQUEST_ID],
-            **_client_attributes(request),
-        },
-    ) as span, rt.body_bytes.hold() as held:
+    with (
+        tel.tracer.start_as_current_span(
+            f"POST {request.path}",
+            context=tel.tracing.extract(request.headers),
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": "POST",
+                "url.path": request.path,
+                "turnout.request_id": request[REQUEST_ID],
+                **_client_attributes(request),
+            },
+        ) as span,
+        rt.body_bytes.hold() as held,
+    ):
         response = await _proxy(request, rt, held)
         span.set_attribute("http.response.status_code", response.status)
         return response
