@@ -78,6 +78,15 @@ class ToolChoice:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """JSON mode: any JSON object (`schema` None), or JSON that matches `schema`."""
+
+    schema: dict[str, Any] | None = None
+    name: str = ""
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str
     messages: tuple[Message, ...]
@@ -88,10 +97,35 @@ class ChatRequest:
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1  # answers wanted (choices)
+    presence_penalty: float | None = None  # None: not set, or the neutral 0
+    frequency_penalty: float | None = None
+    response_format: ResponseFormat | None = None  # None: text
     stream: bool = False
     include_usage: bool = False  # a stream ends with the usage (OpenAI's stream_options)
     user: str = ""
     dropped: frozenset[str] = frozenset()  # the client's fields this model has no place for
+
+
+# The request's fields that not every wire format can carry, by the client's name for them.
+OPTIONAL = ("seed", "n", "presence_penalty", "frequency_penalty", "response_format")
+
+
+def uncarried(req: ChatRequest, carried: frozenset[str]) -> set[str]:
+    """Of `OPTIONAL`, those `req` sets (to other than their neutral value) outside `carried`."""
+    out: set[str] = set()
+    if req.seed is not None and "seed" not in carried:
+        out.add("seed")
+    if req.n > 1 and "n" not in carried:
+        out.add("n")
+    if req.presence_penalty is not None and "presence_penalty" not in carried:
+        out.add("presence_penalty")
+    if req.frequency_penalty is not None and "frequency_penalty" not in carried:
+        out.add("frequency_penalty")
+    if req.response_format is not None and "response_format" not in carried:
+        out.add("response_format")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +136,14 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """One more answer to the same request (`n` > 1), after the reply's own."""
+
+    parts: tuple[Part, ...]
+    finish: Finish | None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatReply:
     id: str
     model: str
@@ -109,6 +151,7 @@ class ChatReply:
     finish: Finish | None
     usage: Usage | None = None
     dropped: frozenset[str] = frozenset()  # what the answer carried that the client's format cannot
+    others: tuple[Choice, ...] = ()  # the further answers, when `n` > 1 asked for them
 
 
 # -- a stream, as events in the model's terms ----------------------------------------------------
@@ -154,7 +197,8 @@ class Ended:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The provider reported an error in the stream."""
+    """The provider reported an error in the stream. `kind` is in the model's vocabulary of
+    errors (`ERROR_KINDS`)."""
 
     kind: str
     message: str
@@ -164,5 +208,20 @@ class Failed:
 class Unreadable:
     """An event that could not be read (bad JSON): the relay's malformed-event rules apply."""
 
+
+# The kinds of error the codecs decode a provider's into (Anthropic's error types, which name
+# them well); the client's codec says each in its own way (`openai_chat.error_body`).
+ERROR_KINDS = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "overloaded_error",
+    }
+)
 
 Event = Started | TextDelta | ToolStarted | ToolArguments | Finished | Ended | Failed | Unreadable

@@ -11,17 +11,18 @@ seeing the client's format.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
 from gateway.formats import anthropic_messages as anthropic
-from gateway.formats import openai_chat
+from gateway.formats import chat, gemini_generate, gemini_response, openai_chat
 from gateway.upstream.sse import SseSplitter
+from health.outcome import context_exceeded
 
-OPENAI, ANTHROPIC = "openai", "anthropic"
+OPENAI, ANTHROPIC, GEMINI = "openai", "anthropic", "gemini"
 HEADER = "x-turnout-translation"
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
 _NAMED = 12
@@ -31,6 +32,49 @@ class Splitter(Protocol):
     """What the attempt and the relay read a stream with (`gateway.upstream.sse.SseSplitter`)."""
 
     def feed(self, chunk: bytes) -> list[bytes]: ...
+
+
+class StreamDecoder(Protocol):
+    """A provider format's stream events (their `data`) as events in the chat model's terms."""
+
+    def decode(self, data: bytes) -> list[chat.Event]: ...
+
+
+def _as_sent(status: int, retry_after: str | None, body: bytes) -> tuple[int, str | None]:
+    return status, retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A provider's wire format, as the far side of a translation from OpenAI's."""
+
+    encode: Callable[[chat.ChatRequest, str], tuple[dict[str, Any], frozenset[str]]]
+    path: Callable[[str, bool], str]  # (model, stream) -> the endpoint under base_url
+    decode_reply: Callable[[Any], chat.ChatReply | None]
+    error_of: Callable[[bytes], tuple[str, str]]  # an error body -> (kind, message)
+    decoder: Callable[[], StreamDecoder]
+    # An error response in HTTP's terms (status, Retry-After), where the format says it in
+    # the body: what `health.outcome.classify_status` is given.
+    evidence: Callable[[int, str | None, bytes], tuple[int, str | None]] = _as_sent
+
+
+CODECS: Mapping[str, Codec] = {
+    ANTHROPIC: Codec(
+        anthropic.encode_request,
+        lambda model, stream: anthropic.PATH,
+        anthropic.decode_reply,
+        anthropic.error_of,
+        anthropic.StreamDecoder,
+    ),
+    GEMINI: Codec(
+        gemini_generate.encode_request,
+        gemini_generate.path,
+        gemini_response.decode_reply,
+        gemini_response.error_of,
+        gemini_response.StreamDecoder,
+        gemini_response.evidence,
+    ),
+}
 
 
 def named(dropped: frozenset[str]) -> str:
@@ -70,6 +114,8 @@ class Translation:
     body: dict[str, Any]
     dropped: frozenset[str]
     include_usage: bool
+    codec: Codec
+    model: str  # the target's model: what an answer that names none is from
 
     @property
     def note(self) -> str:
@@ -85,20 +131,25 @@ class Translation:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        reply = anthropic.decode_reply(obj)
+        reply = self.codec.decode_reply(obj)
         if reply is None:
             return None
-        return orjson.dumps(openai_chat.encode_reply(reply))
+        return orjson.dumps(openai_chat.encode_reply(reply, self.model))
 
     def error(self, status: int, body: bytes) -> bytes:
         """A provider's error body (passed through to the client) in the client's format."""
-        kind, message = anthropic.error_of(body)
-        return openai_chat.error_body(status, kind, message or f"upstream error {status}")
+        kind, message = self.codec.error_of(body)
+        context = context_exceeded(status, body)
+        message = message or f"upstream error {status}"
+        return openai_chat.error_body(status, kind, message, context=context)
+
+    def evidence(self, status: int, retry_after: str | None, body: bytes) -> tuple[int, str | None]:
+        """An error response's status and Retry-After as `classify_status` should read them."""
+        return self.codec.evidence(status, retry_after, body)
 
     def splitter(self) -> Splitter:
-        return _Translating(
-            anthropic.StreamDecoder(), openai_chat.StreamEncoder(self.include_usage)
-        )
+        encoder = openai_chat.StreamEncoder(self.include_usage, self.model)
+        return _Translating(self.codec.decoder(), encoder)
 
 
 def translation(
@@ -107,11 +158,13 @@ def translation(
     """How an OpenAI-format request reaches a target of `target_format`; None: as it is."""
     if target_format == OPENAI:
         return None
-    if target_format != ANTHROPIC or operation != "chat":
+    codec = CODECS.get(target_format)
+    if codec is None or operation != "chat":
         raise ValueError(f"{operation} cannot be sent to a {target_format} target")
     req = openai_chat.decode_request(dict(payload))
-    body, dropped = anthropic.encode_request(req, model)
-    return Translation(OPENAI, ANTHROPIC, anthropic.PATH, body, dropped, req.include_usage)
+    body, dropped = codec.encode(req, model)
+    path = codec.path(model, req.stream)
+    return Translation(OPENAI, target_format, path, body, dropped, req.include_usage, codec, model)
 
 
 def _data_of(raw: bytes) -> bytes | None:
@@ -127,9 +180,7 @@ class _Translating:
 
     __slots__ = ("_decoder", "_encoder", "_sse")
 
-    def __init__(
-        self, decoder: anthropic.StreamDecoder, encoder: openai_chat.StreamEncoder
-    ) -> None:
+    def __init__(self, decoder: StreamDecoder, encoder: openai_chat.StreamEncoder) -> None:
         self._sse = SseSplitter()
         self._decoder = decoder
         self._encoder = encoder

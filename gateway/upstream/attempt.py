@@ -168,7 +168,9 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
 def _url(base_url: str, path: str, query: tuple[tuple[str, str], ...]) -> URL:
     """The target's URL, parsed once as aiohttp parses a string (it would on every request)."""
     url = base_url + path
-    return URL(url + "?" + urlencode(query) if query else url)
+    if not query:
+        return URL(url)
+    return URL(url + ("&" if "?" in path else "?") + urlencode(query))  # Gemini's ?alt=sse
 
 
 @functools.lru_cache(maxsize=64)
@@ -201,11 +203,10 @@ async def _error_reply(
         body = await _read_body(resp, min(deadline, loop.time() + idle_s), ERROR_BODY_LIMIT)
     except (TimeoutError, aiohttp.ClientError, OSError):
         body = b""
-    outcome = classify_status(
-        resp.status,
-        retry_after=resp.headers.get("Retry-After"),
-        latency_s=loop.time() - started,
-    )
+    status, retry_after = resp.status, resp.headers.get("Retry-After")
+    if translation is not None:  # what the format says in the body (Gemini's retryDelay...)
+        status, retry_after = translation.evidence(status, retry_after, body)
+    outcome = classify_status(status, retry_after=retry_after, latency_s=loop.time() - started)
     if outcome.kind is OutcomeKind.MISCONFIGURED:  # what the provider said, for operators
         said = provider_message(body, (provider.api_key, *provider.headers.values()))
         if said:
