@@ -656,3 +656,65 @@ def test_a_stream_error_and_a_broken_chunk_keep_their_meaning() -> None:
     blocked = _sse({"promptFeedback": {"blockReason": "OTHER"}, "responseId": "b"})
     filtered = _translated(CHAT, [blocked])
     assert b'"finish_reason":"content_filter"' in filtered[1] and filtered[-1] == b"data: [DONE]"
+
+
+# -- the wire around the body: URL and headers --------------------------------------------------
+
+
+def test_the_key_goes_in_a_header_and_the_url_keeps_its_query() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from gateway.config.load import load_data
+    from gateway.config.model import Timeouts
+    from gateway.edge.headers import upstream_headers
+    from gateway.upstream.attempt import AttemptSpec
+
+    config = load_data(
+        {
+            "providers": {
+                "google": {
+                    "base_url": "https://generativelanguage.googleapis.com/v1beta",
+                    "api_key": "AIza-secret",
+                    "format": "gemini",
+                    "query": {"labels": "a"},
+                }
+            },
+            "targets": {"flash@google": {"provider": "google", "model": "gemini-2.5-flash"}},
+            "routes": [{"alias": "chat", "candidates": ["flash@google"]}],
+        },
+        env={},
+    )
+    provider = config.providers["google"]
+    client = CIMultiDictProxy(
+        CIMultiDict({"Authorization": "Bearer client", "x-goog-api-key": "c"})
+    )
+    headers = upstream_headers(client, provider, "req-1")
+    assert headers["x-goog-api-key"] == "AIza-secret"
+    assert "Authorization" not in headers and "authorization" not in {k.lower() for k in headers}
+    tr = _gemini({**CHAT, "stream": True})
+    spec = AttemptSpec(
+        config.targets["flash@google"], provider, tr.path, b"{}", headers, True, Timeouts()
+    )
+    assert spec.url == (
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+        ":streamGenerateContent?alt=sse&labels=a"
+    )
+    assert "AIza" not in spec.url
+
+
+def test_turnout_check_warns_of_a_key_in_the_url() -> None:
+    from gateway.config.checks import config_warnings
+    from gateway.config.load import load_data
+
+    def warnings(query: dict[str, str]) -> list[str]:
+        provider = {"base_url": "https://g.example/v1beta", "format": "gemini", "query": query}
+        data = {
+            "providers": {"g": {**provider, "api_key": "k"}},
+            "targets": {"t": {"provider": "g", "model": "m"}},
+            "routes": [{"alias": "chat", "candidates": ["t"]}],
+        }
+        return config_warnings(load_data(data, env={}))
+
+    assert warnings({}) == []
+    [said] = warnings({"key": "AIza"})
+    assert said.startswith("providers.g.query.key puts the API key in every URL")
