@@ -5,6 +5,7 @@
     python -m ops.bench.inproc 500 --keys   # with 100 client keys configured, one sent
     python -m ops.bench.inproc 500 --anthropic   # the upstream speaks the Messages API:
                                                  # every request and answer is translated
+    python -m ops.bench.inproc 500 --gemini      # ... or Gemini's generateContent
     python -m ops.bench.inproc 500 --passthrough # the bare aiohttp pass-through instead
     python -m ops.bench.inproc 500 --direct      # no proxy: the client and upstream alone
 
@@ -111,6 +112,31 @@ ANTHROPIC_STREAM = b"".join(
         _event("message_stop", {}),
     ]
 )
+
+
+def _gemini(parts: list[dict[str, str]], finish: str | None = None) -> dict[str, object]:
+    candidate: dict[str, object] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    usage = {"promptTokenCount": 1, "candidatesTokenCount": 20, "totalTokenCount": 21}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": "m",
+        "responseId": "r",
+    }
+
+
+GEMINI_ANSWER = orjson.dumps(_gemini([{"text": "hi"}], "STOP"))
+GEMINI_STREAM = b"".join(
+    [
+        *(
+            b"data: " + orjson.dumps(_gemini([{"text": f" word{i}"}])) + b"\r\n\r\n"
+            for i in range(STREAM_EVENTS - 1)
+        ),
+        b"data: " + orjson.dumps(_gemini([{"text": " last"}], "STOP")) + b"\r\n\r\n",
+    ]
+)
 WORKERS = 4
 WARM_UP = 80
 
@@ -141,6 +167,13 @@ async def _anthropic_upstream(request: web.Request) -> web.Response:
     return web.Response(body=ANTHROPIC_ANSWER, content_type="application/json")
 
 
+async def _gemini_upstream(request: web.Request) -> web.Response:
+    await request.read()
+    if request.path.endswith(":streamGenerateContent"):
+        return web.Response(body=GEMINI_STREAM, content_type="text/event-stream")
+    return web.Response(body=GEMINI_ANSWER, content_type="application/json")
+
+
 async def _passthrough(upstream: str) -> tuple[web.AppRunner, str]:
     """`ops.bench.passthrough`'s app, in this process: the floor to compare against."""
     from ops.bench import passthrough
@@ -169,12 +202,14 @@ async def run(
     n: int,
     stream: bool = False,
     keys: bool = False,
-    anthropic: bool = False,
+    fmt: str = "openai",
     proxy: str = "turnout",
 ) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
     app.router.add_post("/v1/messages", _anthropic_upstream)
+    app.router.add_post("/v1/models/{model}:generateContent", _gemini_upstream)
+    app.router.add_post("/v1/models/{model}:streamGenerateContent", _gemini_upstream)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -186,7 +221,7 @@ async def run(
             "providers": {
                 "u": {
                     "base_url": f"http://127.0.0.1:{port}/v1",
-                    "format": "anthropic" if anthropic else "openai",
+                    "format": fmt,
                 }
             },
             "routes": [{"alias": "bench", "candidates": ["m@u"]}],
@@ -229,16 +264,17 @@ async def run(
 def main(argv: list[str]) -> int:
     import uvloop
 
-    flags = ("--stream", "--keys", "--anthropic", "--passthrough", "--direct")
+    flags = ("--stream", "--keys", "--anthropic", "--gemini", "--passthrough", "--direct")
     args = [a for a in argv if a not in flags]
     n = int(args[0]) if args else 500
     proxy = "passthrough" if "--passthrough" in argv else "direct" if "--direct" in argv else ""
+    fmt = next((f for f in ("anthropic", "gemini") if f"--{f}" in argv), "openai")
     uvloop.run(
         run(
             n,
             stream="--stream" in argv,
             keys="--keys" in argv,
-            anthropic="--anthropic" in argv,
+            fmt=fmt,
             proxy=proxy or "turnout",
         )
     )

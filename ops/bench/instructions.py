@@ -6,6 +6,7 @@ where timings are not.
     python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
     python -m ops.bench.instructions --keys              # with 100 client keys, against none
     python -m ops.bench.instructions --anthropic         # translated to Anthropic, against not
+    python -m ops.bench.instructions --gemini            # translated to Gemini, against not
     python -m ops.bench.instructions --floor             # and the bare pass-through, and no proxy
 
 `ops.bench.inproc` (client + Turnout + a tiny upstream in one process) runs twice under
@@ -37,7 +38,7 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def count(tree: Path, n: int, out: Path, stream: bool = False, flag: str = "") -> tuple[int, int]:
     """Instructions and allocations of one `inproc` run of `n` requests on `tree`'s gateway
-    (`flag`: one of inproc's variants, `--keys`, `--anthropic`, `--passthrough`...)."""
+    (`flag`: one of inproc's variants, `--keys`, `--anthropic`, `--gemini`, `--passthrough`...)."""
     extra = (["--stream"] if stream else []) + ([flag] if flag else [])
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
@@ -80,6 +81,12 @@ def main(argv: list[str]) -> int:
         help="this tree with an Anthropic-format upstream (every request translated), against "
         "an OpenAI-format one",
     )
+    ap.add_argument(
+        "--gemini",
+        action="store_true",
+        help="this tree with a Gemini-format upstream (every request translated), against an "
+        "OpenAI-format one",
+    )
     args = ap.parse_args(argv)
     rows: list[tuple[str, tuple[float, float]]] = []
     with tempfile.TemporaryDirectory() as d:
@@ -88,7 +95,9 @@ def main(argv: list[str]) -> int:
             rows.append(("client keys", per_request(REPO, args.n, tmp, args.stream, "--keys")))
         if args.anthropic:
             translated = per_request(REPO, args.n, tmp, args.stream, "--anthropic")
-            rows.append(("translated", translated))
+            rows.append(("anthropic", translated))
+        if args.gemini:
+            rows.append(("gemini", per_request(REPO, args.n, tmp, args.stream, "--gemini")))
         rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
         floor: dict[str, tuple[float, float]] = {}
         if args.floor:
