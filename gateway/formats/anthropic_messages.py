@@ -29,7 +29,7 @@ _FINISH: dict[str, chat.Finish] = {
 }
 
 
-_CARRIED: frozenset[str] = frozenset()  # of `chat.OPTIONAL`: the Messages API has none
+_CARRIED: frozenset[str] = frozenset()  # of what `chat.uncarried` checks: none
 
 
 def _tool_id(raw: str) -> str:

@@ -108,24 +108,18 @@ class ChatRequest:
     dropped: frozenset[str] = frozenset()  # the client's fields this model has no place for
 
 
-# The request's fields that not every wire format can carry, by the client's name for them.
-OPTIONAL = ("seed", "n", "presence_penalty", "frequency_penalty", "response_format")
-
-
 def uncarried(req: ChatRequest, carried: frozenset[str]) -> set[str]:
-    """Of `OPTIONAL`, those `req` sets (to other than their neutral value) outside `carried`."""
-    out: set[str] = set()
-    if req.seed is not None and "seed" not in carried:
-        out.add("seed")
-    if req.n > 1 and "n" not in carried:
-        out.add("n")
-    if req.presence_penalty is not None and "presence_penalty" not in carried:
-        out.add("presence_penalty")
-    if req.frequency_penalty is not None and "frequency_penalty" not in carried:
-        out.add("frequency_penalty")
-    if req.response_format is not None and "response_format" not in carried:
-        out.add("response_format")
-    return out
+    """The fields not every wire format can carry (`seed`, `n`, the penalties,
+    `response_format`, by the client's names) that `req` sets to other than their neutral
+    value, less those in `carried`."""
+    set_ = {
+        "seed": req.seed is not None,
+        "n": req.n > 1,
+        "presence_penalty": req.presence_penalty is not None,
+        "frequency_penalty": req.frequency_penalty is not None,
+        "response_format": req.response_format is not None,
+    }
+    return {name for name, on in set_.items() if on and name not in carried}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import orjson
 
 from gateway.formats import chat
 
-# Of `chat.OPTIONAL`, what `generationConfig` carries (`n` only unstreamed: see below).
+# Of what `chat.uncarried` checks, what `generationConfig` carries (`n`: only unstreamed).
 _CARRIED = frozenset({"seed", "n", "presence_penalty", "frequency_penalty", "response_format"})
 _INT32 = range(-(2**31), 2**31)
 _ROLES = {"user": "user", "assistant": "model"}

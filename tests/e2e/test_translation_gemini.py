@@ -373,3 +373,25 @@ async def test_a_gemini_target_is_no_candidate_for_embeddings(
     reply = await post(http, gw, {"model": "chat", "input": "x"}, path="/v1/embeddings")
     err = error_of(reply, 400, "no_capable_target")
     assert "a gemini target serves chat only" in err["message"]
+
+
+async def test_a_stream_cut_on_openai_is_continued_on_gemini_with_prefill(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    g = await sim_factory("g", format="gemini", n_words=N_WORDS, voice=VOICE, prefill="continue")
+    o = await sim_factory("o", n_words=N_WORDS, voice=VOICE, chunk_interval_ms=5)
+    targets = {
+        "flash@o": {"provider": "o", "model": MODEL},
+        "flash@g": {"provider": "g", "model": MODEL, "supports": ["prefill"]},
+    }
+    routes = [{"alias": "chat", "candidates": ["flash@o", "flash@g"]}]
+    gw = await gateway_factory(build_config({"g": g, "o": o}, routes, targets=targets))
+    set_fault(o, {"mode": "cut", "after_chunks": 6})
+    reply = await post(http, gw, chat(PROMPT, stream=True))
+    assert reply.status == 200 and reply.body.endswith(b"data: [DONE]\n\n")
+    assert stream_text(reply.body) == FULL  # every word once: the seam holds
+    [seen] = g.state.attempts()
+    last = seen["request_body"]["contents"][-1]
+    assert last["role"] == "model"  # Gemini was asked to go on from the delivered text
+    delivered = last["parts"][0]["text"]
+    assert FULL.startswith(delivered) and delivered

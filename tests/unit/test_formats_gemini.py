@@ -718,3 +718,9 @@ def test_turnout_check_warns_of_a_key_in_the_url() -> None:
     assert warnings({}) == []
     [said] = warnings({"key": "AIza"})
     assert said.startswith("providers.g.query.key puts the API key in every URL")
+
+
+def test_geminis_error_statuses_are_kinds_of_the_model() -> None:
+    from gateway.formats import gemini_response
+
+    assert set(gemini_response._KINDS.values()) <= chat.ERROR_KINDS
