@@ -217,7 +217,7 @@ class StreamDecoder:
 
     def __init__(self) -> None:
         self._reader: _Parts | None = None  # from the first chunk on
-        self._usage: chat.Usage | None = None
+        self._usage: Any = None  # the latest chunk's usageMetadata, read when it is needed
 
     def decode(self, data: bytes) -> list[chat.Event]:
         try:
@@ -226,33 +226,44 @@ class StreamDecoder:
             return [chat.Unreadable()]
         if not isinstance(obj, dict):
             return [chat.Unreadable()]
-        err = _error(obj)
-        if err is not None:
+        if "error" in obj:
+            err = _error(obj) or {}
             kind = _KINDS.get(str(err.get("status")), "api_error")
             return [chat.Failed(kind, str(err.get("message") or ""))]
-        self._usage = _usage(obj.get("usageMetadata")) or self._usage
+        self._usage = obj.get("usageMetadata") or self._usage
         out: list[chat.Event] = []
         reader = self._reader
         if reader is None:
             answer_id, rid = _ids(obj)
             reader = self._reader = _Parts(rid)
-            out.append(chat.Started(answer_id, str(obj.get("modelVersion") or ""), self._usage))
+            model = str(obj.get("modelVersion") or "")
+            out.append(chat.Started(answer_id, model, _usage(self._usage)))
         candidates = obj.get("candidates")
         first = candidates[0] if isinstance(candidates, list) and candidates else None
         if not isinstance(first, dict):
             if _blocked(obj):
-                out += [chat.Finished("content_filter", self._usage), chat.Ended(self._usage)]
+                out += self._end("content_filter")
             return out
-        index = reader.calls  # of this chunk's first call (a call comes whole, in one part)
-        for part in reader.read(first.get("content")):
-            if isinstance(part, chat.Text):
-                out.append(chat.TextDelta(part.text))
-            elif isinstance(part, chat.ToolUse):
-                out.append(chat.ToolStarted(index, part.id, part.name))
-                out.append(chat.ToolArguments(index, part.arguments))
-                index += 1
-            # thoughts: reasoning has no place in the client's chunks (as for Anthropic's)
+        content = first.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            text = part.get("text") if isinstance(part, dict) else None
+            if isinstance(text, str) and len(part) == 1:  # the usual chunk: text alone
+                out.append(chat.TextDelta(text))
+                continue
+            index = reader.calls  # a call comes whole, in one part
+            for read in reader.read({"parts": [part]}):
+                if isinstance(read, chat.Text):
+                    out.append(chat.TextDelta(read.text))
+                elif isinstance(read, chat.ToolUse):
+                    out.append(chat.ToolStarted(index, read.id, read.name))
+                    out.append(chat.ToolArguments(index, read.arguments))
+                # thoughts: reasoning has no place in the client's chunks (as for Anthropic's)
         finish = _finish(first.get("finishReason"), reader.calls > 0)
         if finish is not None:  # the last chunk: nothing follows it (no terminator)
-            out += [chat.Finished(finish, self._usage), chat.Ended(self._usage)]
+            out += self._end(finish)
         return out
+
+    def _end(self, finish: chat.Finish) -> list[chat.Event]:
+        usage = _usage(self._usage)
+        return [chat.Finished(finish, usage), chat.Ended(usage)]
