@@ -17,6 +17,7 @@ from gateway.edge.accept import Held, parse_payload, read_body
 from gateway.edge.clients import steering
 from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import Forbidden, InvalidRequest
+from gateway.limits.meter import admit
 from gateway.pipeline.exchange import Ask, Exchange
 from gateway.pipeline.routing import (
     find_route,
@@ -115,6 +116,8 @@ async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamRes
             code="route_not_allowed",
         )
     request[ROUTE] = route.alias  # only configured aliases become metric labels
+    if client is not None:  # gateway.limits: 429 over the key's rate limits or budgets
+        admit(request, rt.limits, rt.telemetry.metrics, client)
     budget_s = route.deadline_s
     client_s = client_deadline_s(headers, config.resilience.deadline_header)
     if client_s is not None:

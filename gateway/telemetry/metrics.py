@@ -149,7 +149,38 @@ class Metrics:
             ),
             self,
         )
-        self._tallies = (self.requests, self.attempts, self.tokens)
+        # Per client key (gateway.limits): attributes are configured names and labels only.
+        self.client_requests = Tally(
+            m.create_counter(
+                "turnout.client.requests",
+                description="Requests of each client key, admitted or limited (by which limit)",
+            ),
+            self,
+        )
+        self.client_tokens = Tally(
+            m.create_counter(
+                "turnout.client.tokens",
+                unit="{token}",
+                description="Tokens of each client key; estimated: a stream without usage",
+            ),
+            self,
+        )
+        self.client_spend = Tally(
+            m.create_counter(
+                "turnout.client.spend",
+                unit="USD",
+                description="Spend of each client key at the answering target's price",
+            ),
+            self,
+        )
+        self._tallies = (
+            self.requests,
+            self.attempts,
+            self.tokens,
+            self.client_requests,
+            self.client_tokens,
+            self.client_spend,
+        )
         self._gauges: list[Callable[[], Iterable[tuple[float, dict[str, str]]]]] = []
         self._meter = m
 
