@@ -68,9 +68,14 @@ class LimitSync:
         self.degraded = False
         self.ticks = 0
 
-    async def start(self) -> None:
+    def connect(self) -> None:
         self._client, _ = redis_conn.connect(self.fleet.url, timeout_s=self.fleet.timeout_s)
-        await self._tick_or_degrade()
+
+    async def start(self) -> None:
+        """Connect, sync once (bounded by the timeouts: ready unshared if Redis is away), then
+        once per period in the background."""
+        self.connect()
+        await self.sync_once()
         self._task = asyncio.create_task(self._loop(), name="limits-sync")
 
     async def close(self) -> None:
@@ -90,9 +95,10 @@ class LimitSync:
     async def _loop(self) -> None:
         while True:
             await self._sleep(self.fleet.sync_period_s)
-            await self._tick_or_degrade()
+            await self.sync_once()
 
-    async def _tick_or_degrade(self) -> None:
+    async def sync_once(self) -> None:
+        """One round trip; if it fails, the ledger is unshared until one goes through."""
         try:
             await self.tick()
         except asyncio.CancelledError:
