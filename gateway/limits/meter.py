@@ -29,7 +29,7 @@ from gateway.limits.windows import duration
 from gateway.telemetry.hub import Usage
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream.sse import Kind, inspect
-from health.outcome import Outcome
+from health.outcome import Outcome, OutcomeKind
 from policies.features import CHARS_PER_TOKEN
 
 if TYPE_CHECKING:
@@ -62,6 +62,21 @@ class BudgetExceeded(GatewayError):
 def client_attributes(client: ClientConfig) -> dict[str, str]:
     """A client's metric attributes: its configured name and labels (bounded by the config)."""
     return {"client": client.name, **{f"client_{k}": v for k, v in client.labels.items()}}
+
+
+# id(client) -> (client, admitted attributes): configs are frozen, built once per load
+_ADMITTED: dict[int, tuple[ClientConfig, dict[str, str]]] = {}
+
+
+def _admitted(client: ClientConfig) -> dict[str, str]:
+    hit = _ADMITTED.get(id(client))
+    if hit is not None and hit[0] is client:
+        return hit[1]
+    if len(_ADMITTED) > 10_000:  # clients of many reloads: start again
+        _ADMITTED.clear()
+    attrs = {**client_attributes(client), "result": "admitted", "limit": ""}
+    _ADMITTED[id(client)] = (client, attrs)
+    return attrs
 
 
 def headers(v: Verdict) -> dict[str, str]:
@@ -113,13 +128,18 @@ def refusal(client: ClientConfig, v: Verdict) -> GatewayError:
 def admit(request: web.Request, ledger: Ledger, metrics: Metrics, client: ClientConfig) -> None:
     """Count the request against `client`'s limits, or raise its 429."""
     verdict = ledger.admit(client)
-    attrs = client_attributes(client)
     if verdict is not None and verdict.refused:
-        metrics.client_requests.add(1, {**attrs, "result": "limited", "limit": verdict.refused})
+        attrs = {**client_attributes(client), "result": "limited", "limit": verdict.refused}
+        metrics.client_requests.add(1, attrs)
         raise refusal(client, verdict)
-    metrics.client_requests.add(1, {**attrs, "result": "admitted", "limit": ""})
+    metrics.client_requests.add(1, _admitted(client))
     if verdict is not None and (verdict.rpm is not None or verdict.tpm is not None):
         request[VERDICT] = verdict
+
+
+def _asks_usage(payload: Mapping[str, Any]) -> bool:
+    options = payload.get("stream_options")
+    return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
 def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
@@ -178,6 +198,8 @@ class Metering:
         if inp is None and out is None:
             if not fresh:
                 return  # nothing came back that a provider bills
+            if outcome.kind is not OutcomeKind.SUCCESS and _asks_usage(ex.payload):
+                return  # a cut stream: a continuation's usage chunk bills it (upstream.seam)
             inp, out = estimate_prompt_tokens(ex.payload), estimate_output_tokens(fresh)
             estimated = True
             if span is not None and span.is_recording():

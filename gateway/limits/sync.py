@@ -117,6 +117,8 @@ class LimitSync:
         ledger = self.ledger
         if not ledger.meters:
             return  # no key has limits: nothing to share, no round trip
+        async with asyncio.timeout(self.fleet.timeout_s * 3):
+            await redis_conn.follow_master(self._client)  # Sentinel: the master named now
         w = ledger.roll()
         windows = (w.minute, w.day, w.month)
         k = self.keys

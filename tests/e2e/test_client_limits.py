@@ -15,6 +15,7 @@ from gateway.config.clients import digest
 from gateway.edge.context import RUNTIME
 from gateway.edge.server import Server
 from gateway.sim import SimServer
+from gateway.sim.faults import Fault
 from tests.builders import (
     GatewayFactory,
     SimFactory,
@@ -175,3 +176,64 @@ async def test_keys_without_limits_get_no_ratelimit_headers_and_are_not_refused(
         assert reply.status == 200
         assert not [h for h in reply.headers if h.startswith("x-ratelimit-")]
     assert gw.app[RUNTIME].limits.meters == {}
+
+
+async def continued(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory
+) -> tuple[SimServer, Server]:
+    """A stream cut on p after 8 events and completed on b (same voice: it splices)."""
+    p = await sim_factory("p", n_words=24, voice="v", chunk_interval_ms=5)
+    b = await sim_factory("b", n_words=24, voice="v")
+    p.state.set_fault(Fault.from_json({"mode": "cut", "after_chunks": 8}))
+    config = load_data(
+        {
+            "providers": {
+                n: {"base_url": sim.base_url, "api_key": f"key-{n}"}
+                for n, sim in (("p", p), ("b", b))
+            },
+            "targets": {
+                "m@p": {"provider": "p", "model": "m", "price": PRICE},
+                "m@b": {"provider": "b", "model": "m", "price": PRICE},
+            },
+            "routes": [{"alias": "chat", "candidates": ["m@p", "m@b"]}],
+            "clients": {"web": {"key_sha256": digest(KEY), "limits": {"tpm": 1_000_000}}},
+            "resilience": {"same_target_retries": 0},
+        },
+        env={},
+    )
+    return b, await gateway_factory(config)
+
+
+async def test_a_continued_stream_counts_its_usage_chunk_once_failed_attempt_included(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    b, gw = await continued(sim_factory, gateway_factory)
+    body = chat("tell me about seams", stream=True, stream_options={"include_usage": True})
+    reply = await post(http, gw, body, headers=AUTH)
+    assert reply.status == 200 and len(b.state.attempts()) == 1  # b completed it
+    chunks = [orjson.loads(d) for _, d in sse_events(reply.body)[:-1]]
+    usage = next(c["usage"] for c in chunks if c.get("usage"))
+    assert usage["turnout_estimated"]["failed_attempts"] == 1  # p's part, billed by b's chunk
+    meter = gw.app[RUNTIME].limits.meters["web"]
+    assert meter.tokens.used == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert meter.day.used == round(
+        spend_usd(usage["prompt_tokens"], usage["completion_tokens"]) * 1e9
+    )
+
+
+async def test_a_continued_stream_without_usage_is_estimated_attempt_by_attempt(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    b, gw = await continued(sim_factory, gateway_factory)
+    prompt = "tell me about seams"
+    reply = await post(http, gw, chat(prompt, stream=True), headers=AUTH)
+    assert reply.status == 200 and len(b.state.attempts()) == 1
+    texts = [
+        "".join(c["delta"].get("content") or "" for c in orjson.loads(d)["choices"])
+        for _, d in sse_events(reply.body)[:-1]
+    ]
+    # p relayed the role chunk and 7 chunks of text before the cut; b the rest
+    from_p, from_b = "".join(texts[:8]), "".join(texts[8:])
+    per_prompt = -(-len(prompt) // 4)
+    want = 2 * per_prompt + -(-len(from_p) // 4) + -(-len(from_b) // 4)
+    assert gw.app[RUNTIME].limits.meters["web"].tokens.used == want
