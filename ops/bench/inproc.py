@@ -3,6 +3,7 @@
 
     python -m ops.bench.inproc 500      # run from the tree whose gateway is measured
     python -m ops.bench.inproc 500 --keys   # with 100 client keys configured, one sent
+    python -m ops.bench.inproc 500 --limits # the same keys, each with rpm, tpm and budgets
     python -m ops.bench.inproc 500 --anthropic   # the upstream speaks the Messages API:
                                                  # every request and answer is translated
     python -m ops.bench.inproc 500 --gemini      # ... or Gemini's generateContent
@@ -151,13 +152,26 @@ async def _upstream(request: web.Request) -> web.Response:
 CLIENT_KEY = "tk-bench-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def _clients(key: str) -> dict[str, object]:
-    """100 client keys, the last one the bench's (a lookup must not depend on the count)."""
+# Limits no bench run reaches: every check and count is made, none refuses.
+LIMITS = {"rpm": 10**9, "tpm": 10**12, "usd_per_day": 1e9, "usd_per_month": 1e9}
+PRICED = {
+    "m@u": {
+        "provider": "u",
+        "model": "m",
+        "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+    }
+}
+
+
+def _clients(key: str, limits: bool = False) -> dict[str, object]:
+    """100 client keys, the last one the bench's (a lookup must not depend on the count);
+    with `limits`, every key has rate limits and budgets."""
     import hashlib
 
-    others = {f"c{i}": {"key_sha256": f"{i:064x}"} for i in range(99)}
+    extra = {"limits": LIMITS} if limits else {}
+    others = {f"c{i}": {"key_sha256": f"{i:064x}", **extra} for i in range(99)}
     digest = hashlib.sha256(key.encode()).hexdigest()
-    return {**others, "bench": {"key_sha256": digest, "routes": ["bench"]}}
+    return {**others, "bench": {"key_sha256": digest, "routes": ["bench"], **extra}}
 
 
 async def _anthropic_upstream(request: web.Request) -> web.Response:
@@ -204,6 +218,7 @@ async def run(
     keys: bool = False,
     fmt: str = "openai",
     proxy: str = "turnout",
+    limits: bool = False,
 ) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
@@ -225,7 +240,8 @@ async def run(
                 }
             },
             "routes": [{"alias": "bench", "candidates": ["m@u"]}],
-            **({"clients": _clients(CLIENT_KEY)} if keys else {}),
+            **({"clients": _clients(CLIENT_KEY, limits)} if keys or limits else {}),
+            **({"targets": PRICED} if limits else {}),  # spend is counted at a price
         },
         env={},
     )
@@ -238,7 +254,7 @@ async def run(
     elif proxy == "direct":
         base = f"http://127.0.0.1:{port}"
     headers = {"Content-Type": "application/json"}
-    if keys:
+    if keys or limits:
         headers["Authorization"] = f"Bearer {CLIENT_KEY}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -264,7 +280,15 @@ async def run(
 def main(argv: list[str]) -> int:
     import uvloop
 
-    flags = ("--stream", "--keys", "--anthropic", "--gemini", "--passthrough", "--direct")
+    flags = (
+        "--stream",
+        "--keys",
+        "--limits",
+        "--anthropic",
+        "--gemini",
+        "--passthrough",
+        "--direct",
+    )
     args = [a for a in argv if a not in flags]
     n = int(args[0]) if args else 500
     proxy = "passthrough" if "--passthrough" in argv else "direct" if "--direct" in argv else ""
@@ -276,6 +300,7 @@ def main(argv: list[str]) -> int:
             keys="--keys" in argv,
             fmt=fmt,
             proxy=proxy or "turnout",
+            limits="--limits" in argv,
         )
     )
     return 0

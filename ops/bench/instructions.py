@@ -5,6 +5,7 @@ where timings are not.
     python -m ops.bench.instructions --rev fc1d76a       # and a git revision, side by side
     python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
     python -m ops.bench.instructions --keys              # with 100 client keys, against none
+    python -m ops.bench.instructions --limits            # the keys with rpm, tpm and budgets
     python -m ops.bench.instructions --anthropic         # translated to Anthropic, against not
     python -m ops.bench.instructions --gemini            # translated to Gemini, against not
     python -m ops.bench.instructions --floor             # and the bare pass-through, and no proxy
@@ -71,6 +72,11 @@ def main(argv: list[str]) -> int:
         "--keys", action="store_true", help="this tree with 100 client keys, against without"
     )
     ap.add_argument(
+        "--limits",
+        action="store_true",
+        help="this tree with 100 client keys that have rate limits and budgets, against none",
+    )
+    ap.add_argument(
         "--floor",
         action="store_true",
         help="also count the bare pass-through and no proxy, and report each proxy's own cost",
@@ -93,6 +99,9 @@ def main(argv: list[str]) -> int:
         tmp = Path(d)
         if args.keys:
             rows.append(("client keys", per_request(REPO, args.n, tmp, args.stream, "--keys")))
+        if args.limits:
+            limited = per_request(REPO, args.n, tmp, args.stream, "--limits")
+            rows.append(("keys+limits", limited))
         if args.anthropic:
             translated = per_request(REPO, args.n, tmp, args.stream, "--anthropic")
             rows.append(("anthropic", translated))
