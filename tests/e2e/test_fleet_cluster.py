@@ -14,7 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.config.clients import ClientConfig, ClientLimits
 from gateway.edge.server import Server
+from gateway.limits.ledger import Ledger
+from gateway.limits.sync import LimitSync
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 from health.breaker import BreakerState
@@ -171,3 +174,30 @@ async def test_a_node_killed_under_traffic_costs_no_request(
         stop.set()
         await task
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
+
+
+async def test_client_key_limits_are_shared_through_a_cluster(
+    redis_cluster: ClusterProcess,
+) -> None:
+    """The limits' pipeline on a cluster: every key in the `{fleet}` slot, one node."""
+    web = ClientConfig("web", limits=ClientLimits(rpm=10, usd_per_day=1.0))
+    fleet = FleetSettings(url=redis_cluster.url, timeout_s=0.5)
+    ledgers = [Ledger([web]) for _ in range(2)]
+    syncs = [LimitSync(lg, fleet, replica_id=f"r{i}") for i, lg in enumerate(ledgers)]
+    for s in syncs:
+        s.connect()
+    try:
+        for lg in ledgers:
+            for _ in range(3):
+                assert lg.admit(web).refused == ""  # type: ignore[union-attr]
+            lg.account("web", 5, 11)
+        for _ in range(2):
+            for s in syncs:
+                await s.sync_once()
+        assert not any(s.degraded for s in syncs)
+        assert [lg.meters["web"].requests.used for lg in ledgers] == [6, 6]
+        assert [lg.meters["web"].day.used for lg in ledgers] == [22, 22]
+        assert [lg.replicas for lg in ledgers] == [2, 2]
+    finally:
+        for s in syncs:
+            await s.close()
