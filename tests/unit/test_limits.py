@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gateway.config import Config, load_data
 from gateway.config.clients import ClientConfig, ClientLimits
 from gateway.limits.counter import Counter, share
 from gateway.limits.ledger import Ledger, nano_usd
 from gateway.limits.windows import Span, duration, window
+from gateway.runtime.state import Runtime
 
 T0 = datetime(2026, 12, 31, 23, 59, 0, tzinfo=UTC).timestamp()  # a minute before a new year
 
@@ -154,3 +156,21 @@ def test_a_counter_keeps_what_a_failed_round_trip_sent_and_resends_after_redis_l
     assert (c.pending, c.flushed) == (6, 2)  # the 6 it lost go with the next trip
     c.at(window(Span.MINUTE, T0 + 60))  # a new minute: nothing carries over
     assert (c.used, c.own) == (0, 0)
+
+
+def test_a_reload_hands_the_new_limits_to_the_runtimes_ledger() -> None:
+    def config(rpm: int) -> Config:
+        return load_data(
+            {
+                "providers": {"p": {"base_url": "http://127.0.0.1:1/v1"}},
+                "routes": [{"alias": "a", "candidates": ["m@p"]}],
+                "clients": {"web": {"key_sha256": "a" * 64, "limits": {"rpm": rpm}}},
+            },
+            env={},
+        )
+
+    rt = Runtime(config(5))
+    assert rt.limit_sync is None  # the memory store: limits per process, nothing to sync
+    before = rt.limits.meters["web"]
+    rt.swap(config(7))
+    assert rt.limits.meters["web"] is before and before.limits.rpm == 7
