@@ -1,6 +1,6 @@
 """Every client key's counters: admission before routing, accounting after each attempt.
 
-    admit(client)               -> Verdict: admitted (with what the headers say) or refused
+    admit(client)               -> its Meter (the headers read it), or raises Refused
     account(client, tokens, $)  -> counted in the minute's tokens and the day's and month's spend
 
 Both are O(1) in memory, on the wall clock (`wall`, injected: tests run in virtual time).
@@ -27,45 +27,72 @@ def nano_usd(usd: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What admission decided, and what the `x-ratelimit-*` headers say about it."""
+    """A refusal: which limit, how long until its window resets (and when, for a budget)."""
 
-    refused: str  # "" admitted; else the limit: rpm | tpm | usd_per_day | usd_per_month
-    retry_after_s: float = 0.0
-    rpm: int | None = None
-    requests_left: int = 0
-    requests_reset_s: float = 0.0
-    tpm: int | None = None
-    tokens_left: int = 0
-    tokens_reset_s: float = 0.0
-    budget_reset_at: float = 0.0  # wall seconds, for a refused budget
+    refused: str  # rpm | tpm | usd_per_day | usd_per_month
+    retry_after_s: float
+    reset_at: float  # wall seconds
+
+
+class Refused(Exception):
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.refused)
+        self.verdict = verdict
 
 
 class Meter:
     """One client's four counters (only those its limits use are ever consulted)."""
 
-    __slots__ = ("day", "limits", "month", "name", "requests", "tokens")
+    __slots__ = (
+        "day",
+        "day_nusd",
+        "limits",
+        "month",
+        "month_nusd",
+        "name",
+        "requests",
+        "tokens",
+        "windows",
+    )
 
     def __init__(self, name: str, limits: ClientLimits, windows: Windows) -> None:
         self.name = name
-        self.limits = limits
+        self.windows = windows
         self.requests = Counter(f"{name}|r", windows.minute)
         self.tokens = Counter(f"{name}|t", windows.minute)
         self.day = Counter(name, windows.day)
         self.month = Counter(name, windows.month)
+        self.use(limits)
+
+    def use(self, limits: ClientLimits) -> None:
+        self.limits = limits
+        self.day_nusd = None if limits.usd_per_day is None else nano_usd(limits.usd_per_day)
+        self.month_nusd = None if limits.usd_per_month is None else nano_usd(limits.usd_per_month)
 
     def counters(self) -> Iterator[Counter]:
         yield from (self.requests, self.tokens, self.day, self.month)
 
+    def requests_left(self) -> int:
+        rpm = self.limits.rpm
+        return 0 if rpm is None else max(0, rpm - self.requests.used)
+
+    def tokens_left(self) -> int:
+        tpm = self.limits.tpm
+        return 0 if tpm is None else max(0, tpm - self.tokens.used)
+
 
 class Windows:
-    """The current minute, day and month; recomputed only when one ends (a float compare)."""
+    """The current minute, day and month on the `wall` clock; recomputed only when one ends
+    (a float compare)."""
 
-    __slots__ = ("_next", "day", "minute", "month")
+    __slots__ = ("_next", "day", "minute", "month", "wall")
 
-    def __init__(self, wall: float) -> None:
-        self.minute = window(Span.MINUTE, wall)
-        self.day = window(Span.DAY, wall)
-        self.month = window(Span.MONTH, wall)
+    def __init__(self, wall: Callable[[], float]) -> None:
+        self.wall = wall
+        now = wall()
+        self.minute = window(Span.MINUTE, now)
+        self.day = window(Span.DAY, now)
+        self.month = window(Span.MONTH, now)
         self._next = self.minute.ends_at
 
     def at(self, wall: float) -> Windows:
@@ -87,7 +114,7 @@ class Ledger:
         self, clients: Iterable[ClientConfig] = (), wall: Callable[[], float] = time.time
     ) -> None:
         self.wall = wall
-        self.windows = Windows(wall())
+        self.windows = Windows(wall)
         self.meters: dict[str, Meter] = {}
         # Set by the background sync: whether the fleet totals are current, and how many
         # replicas were seen recently (the share each keeps to while they are not).
@@ -104,7 +131,7 @@ class Ledger:
             meter = self.meters.get(c.name)
             if meter is None:
                 meter = Meter(c.name, c.limits, self.windows)
-            meter.limits = c.limits
+            meter.use(c.limits)
             meters[c.name] = meter
         self.meters = meters
 
@@ -118,44 +145,28 @@ class Ledger:
             m.month.at(w.month)
         return w
 
-    def admit(self, client: ClientConfig) -> Verdict | None:
-        """Count one request for `client` if its limits admit it; None: it has no limits."""
+    def admit(self, client: ClientConfig) -> Meter | None:
+        """Count one request for `client`: its meter (what the answer's headers read), or
+        None when it has no limits. Raises Refused when a limit does not admit it."""
         meter = self.meters.get(client.name)
         if meter is None:
             return None
         now = self.wall()
         w = self.windows.at(now)
-        lim = meter.limits
         shared, replicas = self.shared, self.replicas
-        if lim.usd_per_month is not None:
-            month = meter.month.at(w.month)
-            if not month.admits(nano_usd(lim.usd_per_month), shared, replicas):
-                return _refused("usd_per_month", w.month, now)
-        if lim.usd_per_day is not None:
-            day = meter.day.at(w.day)
-            if not day.admits(nano_usd(lim.usd_per_day), shared, replicas):
-                return _refused("usd_per_day", w.day, now)
+        month, day = meter.month_nusd, meter.day_nusd
+        if month is not None and not meter.month.at(w.month).admits(month, shared, replicas):
+            raise Refused(_refused("usd_per_month", w.month, now))
+        if day is not None and not meter.day.at(w.day).admits(day, shared, replicas):
+            raise Refused(_refused("usd_per_day", w.day, now))
+        lim = meter.limits
         requests = meter.requests.at(w.minute)
-        tokens = meter.tokens.at(w.minute)
-        reset_s = w.minute.ends_at - now
-        rpm, tpm = lim.rpm, lim.tpm
-        refused = ""
-        if rpm is not None and not requests.admits(rpm, shared, replicas):
-            refused = "rpm"
-        elif tpm is not None and not tokens.admits(tpm, shared, replicas):
-            refused = "tpm"
-        else:
-            requests.pending += 1
-        return Verdict(
-            refused,
-            reset_s if refused else 0.0,
-            rpm,
-            0 if rpm is None else max(0, rpm - requests.used),
-            reset_s,
-            tpm,
-            0 if tpm is None else max(0, tpm - tokens.used),
-            reset_s,
-        )
+        if lim.rpm is not None and not requests.admits(lim.rpm, shared, replicas):
+            raise Refused(_refused("rpm", w.minute, now))
+        if lim.tpm is not None and not meter.tokens.at(w.minute).admits(lim.tpm, shared, replicas):
+            raise Refused(_refused("tpm", w.minute, now))
+        requests.pending += 1
+        return meter
 
     def account(self, name: str, tokens: int, spend_nusd: int) -> None:
         """What an answer used, counted in the current windows."""
@@ -168,5 +179,5 @@ class Ledger:
         meter.month.at(w.month).pending += spend_nusd
 
 
-def _refused(budget: str, w: Window, now: float) -> Verdict:
-    return Verdict(budget, w.reset_s(now), budget_reset_at=w.ends_at)
+def _refused(limit: str, w: Window, now: float) -> Verdict:
+    return Verdict(limit, w.reset_s(now), w.ends_at)

@@ -11,9 +11,10 @@ Keys (`{fleet}` is the fleet store's hash tag: one Cluster slot, one node, one p
 `<prefix>:{fleet}:lim:m:<minute>` (fields `<client>|r`, `<client>|t`), `...:lim:d:<day>`,
 `...:lim:mo:<month>` (field `<client>`: nano-dollars), `...:lim:replicas`, `...:lim:meta`.
 
-A failed round trip puts the deltas back (`Counter.unsend`) and marks the ledger unshared:
-each replica then keeps to its share of every limit (`gateway.limits.counter.share`) until a
-round trip goes through again.
+A failed round trip puts the deltas back (`Counter.unsend`), marks the ledger unshared (each
+replica then keeps to its share of every limit, `gateway.limits.counter.share`, until a round
+trip goes through again) and replaces the client. One that timed out but ran on the server
+anyway is counted twice: an overcount, never an undercount.
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ class LimitSync:
                 )
             self.degraded = True
             self.ledger.shared = False
+            await self._renew()
+
+    async def _renew(self) -> None:
+        """A fresh client after a failed round trip: one cut short may have left its replies
+        on a connection (seen on a cluster pipeline), where the next would read them."""
+        old, self._client = self._client, None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await redis_conn.aclose(old)
+        self.connect()
 
     async def tick(self) -> None:
         """One round trip: our deltas in, the fleet's totals out (raises if Redis fails)."""

@@ -23,7 +23,7 @@ from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.edge.headers import client_headers, upstream_headers
 from gateway.formats.translate import HEADER as TRANSLATION_HEADER
 from gateway.formats.translate import translation
-from gateway.limits.meter import metered
+from gateway.limits.metering import metered
 from gateway.pipeline import streamed
 from gateway.pipeline.failure import failure
 from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement

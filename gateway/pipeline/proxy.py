@@ -17,7 +17,7 @@ from gateway.edge.accept import Held, parse_payload, read_body
 from gateway.edge.clients import steering
 from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import Forbidden, InvalidRequest
-from gateway.limits.meter import admit
+from gateway.limits.edge import admit
 from gateway.pipeline.exchange import Ask, Exchange
 from gateway.pipeline.routing import (
     find_route,

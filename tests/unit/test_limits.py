@@ -11,9 +11,10 @@ import pytest
 from gateway.config import Config, load_data
 from gateway.config.clients import ClientConfig, ClientLimits
 from gateway.limits.counter import Counter, share
-from gateway.limits.ledger import Ledger, nano_usd
+from gateway.limits.ledger import Ledger, Refused, Verdict, nano_usd
 from gateway.limits.windows import Span, duration, window
 from gateway.runtime.state import Runtime
+from tests.builders import admission
 
 T0 = datetime(2026, 12, 31, 23, 59, 0, tzinfo=UTC).timestamp()  # a minute before a new year
 
@@ -53,15 +54,19 @@ def test_reset_times_are_written_as_openai_does(seconds: float, written: str) ->
 def test_rpm_admits_the_limit_in_a_minute_then_refuses_until_the_next() -> None:
     wall = Wall()
     ledger = Ledger([client(rpm=3)], wall)
-    verdicts = [ledger.admit(client(rpm=3)) for _ in range(4)]
-    assert [v.refused if v else None for v in verdicts] == ["", "", "", "rpm"]
-    assert [v.requests_left for v in verdicts if v] == [2, 1, 0, 0]
-    refused = verdicts[-1]
-    assert refused is not None and refused.retry_after_s == 60.0
+    meter = ledger.meters["web"]
+    lefts = []
+    for _ in range(3):
+        assert ledger.admit(client(rpm=3)) is meter
+        lefts.append(meter.requests_left())
+    assert lefts == [2, 1, 0]
+    with pytest.raises(Refused) as refused:
+        ledger.admit(client(rpm=3))
+    assert refused.value.verdict == Verdict("rpm", 60.0, T0 + 60)
     wall.at += 59.9
-    assert ledger.admit(client(rpm=3)).refused == "rpm"  # type: ignore[union-attr]
+    assert admission(ledger, client(rpm=3)) == "rpm"
     wall.at += 0.1  # the next minute (and the next year: every window rolls at once)
-    assert ledger.admit(client(rpm=3)).refused == ""  # type: ignore[union-attr]
+    assert admission(ledger, client(rpm=3)) == ""
     assert ledger.meters["web"].requests.used == 1
 
 
@@ -75,13 +80,11 @@ def test_tpm_admits_while_under_and_counts_what_answers_used() -> None:
     wall = Wall()
     c = client(tpm=100)
     ledger = Ledger([c], wall)
-    assert ledger.admit(c).refused == ""  # type: ignore[union-attr]
+    assert admission(ledger, c) == ""
     ledger.account("web", 99, 0)
-    v = ledger.admit(c)
-    assert v is not None and v.refused == "" and v.tokens_left == 1
+    assert admission(ledger, c) == "" and ledger.meters["web"].tokens_left() == 1
     ledger.account("web", 50, 0)  # an answer may take it past the limit: counted in full
-    v = ledger.admit(c)
-    assert v is not None and v.refused == "tpm" and v.tokens_left == 0
+    assert admission(ledger, c) == "tpm" and ledger.meters["web"].tokens_left() == 0
     assert ledger.meters["web"].tokens.used == 149
 
 
@@ -90,15 +93,17 @@ def test_budgets_refuse_once_spent_and_name_the_window_that_ends_first_to_wait_f
     c = client(usd_per_day=1.0, usd_per_month=2.5)
     ledger = Ledger([c], wall)
     ledger.account("web", 10, nano_usd(1.0))
-    day = ledger.admit(c)
-    assert day is not None and day.refused == "usd_per_day"
-    assert day.budget_reset_at == window(Span.DAY, wall.at).ends_at
+    with pytest.raises(Refused) as day:
+        ledger.admit(c)
+    assert day.value.verdict.refused == "usd_per_day"
+    assert day.value.verdict.reset_at == window(Span.DAY, wall.at).ends_at
     wall.at += 86_400  # the next day: the day's budget is back, the month's is half spent
-    assert ledger.admit(c).refused == ""  # type: ignore[union-attr]
+    assert admission(ledger, c) == ""
     ledger.account("web", 10, nano_usd(1.5))
-    month = ledger.admit(c)
-    assert month is not None and month.refused == "usd_per_month"
-    assert month.retry_after_s == pytest.approx(T0 + 60 - wall.at)  # the new year
+    with pytest.raises(Refused) as month:
+        ledger.admit(c)
+    assert month.value.verdict.refused == "usd_per_month"
+    assert month.value.verdict.retry_after_s == pytest.approx(T0 + 60 - wall.at)  # new year
     assert ledger.meters["web"].month.used == nano_usd(2.5)
 
 
@@ -108,8 +113,8 @@ def test_a_reload_keeps_counts_by_name_and_applies_new_limits() -> None:
     ledger.admit(client(rpm=2))
     ledger.admit(client(rpm=2))
     ledger.configure([client(rpm=3), client("other", rpm=1)])
-    assert ledger.admit(client(rpm=3)).refused == ""  # type: ignore[union-attr]
-    assert ledger.admit(client(rpm=3)).refused == "rpm"  # type: ignore[union-attr]
+    assert admission(ledger, client(rpm=3)) == ""
+    assert admission(ledger, client(rpm=3)) == "rpm"
     ledger.configure([client("other", rpm=1)])
     assert set(ledger.meters) == {"other"}
 
@@ -129,14 +134,14 @@ def test_unshared_a_replica_keeps_to_its_share_and_to_what_the_fleet_had_left() 
     requests.fleet = 12  # the fleet's total at the last sync (2 of them ours)
     requests.flushed = 2
     ledger.shared, ledger.replicas = False, 3
-    admitted = sum(1 for _ in range(50) if ledger.admit(c).refused == "")  # type: ignore[union-attr]
+    admitted = sum(1 for _ in range(50) if admission(ledger, c) == "")
     assert admitted == 8  # its share is 10, 2 used: 8 more (the fleet had 18 left)
     requests.fleet = 27  # later reading, still unshared: the fleet's 3 left bound it too
     requests.flushed, requests.pending = 2, 0
-    admitted = sum(1 for _ in range(50) if ledger.admit(c).refused == "")  # type: ignore[union-attr]
+    admitted = sum(1 for _ in range(50) if admission(ledger, c) == "")
     assert admitted == 3
     ledger.shared = True  # Redis is back: the fleet's total alone decides
-    assert ledger.admit(c).refused == "rpm"  # type: ignore[union-attr]
+    assert admission(ledger, c) == "rpm"
 
 
 def test_a_counter_keeps_what_a_failed_round_trip_sent_and_resends_after_redis_lost_it() -> None:
