@@ -27,7 +27,7 @@ from gateway.edge.errors import (
     error_body,
 )
 from gateway.edge.shutdown import absorb_shutdown
-from gateway.limits.edge import LIMITED, stamp
+from gateway.limits.edge import stamp_answer
 from gateway.pipeline import proxy
 from gateway.pipeline.routing import ROUTE_HEADER
 from gateway.runtime.reload import ConfigWatcher, is_reloadable
@@ -181,9 +181,8 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     explanation = request.get(EXPLANATION)
     if explanation:
         response.headers[ROUTE_HEADER] = explanation
-    limited = request.get(LIMITED)  # gateway.limits: the key's x-ratelimit-* headers
-    if limited is not None:
-        stamp(limited, response)
+    if request.app[RUNTIME].config.clients:  # gateway.limits: the key's x-ratelimit-*
+        stamp_answer(request, response)
 
 
 def _routes() -> list[tuple[str, str, Handler]]:

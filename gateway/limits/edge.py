@@ -25,7 +25,7 @@ from gateway.telemetry.metrics import Metrics
 
 _request_key: Any = getattr(web, "RequestKey", None)
 # an admitted request's meter, when its key has rpm or tpm: the answer's x-ratelimit-* read it
-LIMITED: Any = _request_key("limited", Meter) if _request_key else "turnout.limited"
+LIMITED: Any = _request_key("limited", object) if _request_key else "turnout.limited"
 
 _NOUNS = {
     "rpm": "requests per minute",
@@ -105,9 +105,18 @@ def admit(request: web.Request, ledger: Ledger, metrics: Metrics, client: Client
     try:
         meter = ledger.admit(client)
     except Refused as refused:
-        metrics.client_requests.add(1, labels.limited(refused.verdict.refused))
+        metrics.client_requests.add_key(1, labels.limited(refused.verdict.refused))
         m = ledger.meters[client.name]
         raise refusal(client, m, refused.verdict, ledger.wall()) from None
-    metrics.client_requests.add(1, labels.admitted)
-    if meter is not None and (meter.limits.rpm is not None or meter.limits.tpm is not None):
-        request[LIMITED] = meter
+    metrics.client_requests.add_key(1, labels.admitted)
+    # Set for every keyed request (None: no rpm or tpm to announce): a hit costs less than
+    # the KeyError of a miss when the answer's headers look it up.
+    headed = meter is not None and (meter.limits.rpm is not None or meter.limits.tpm is not None)
+    request[LIMITED] = meter if headed else None
+
+
+def stamp_answer(request: web.Request, response: web.StreamResponse) -> None:
+    """Just before an answer's headers leave (configs with client keys only)."""
+    meter = request.get(LIMITED)
+    if meter is not None:
+        stamp(meter, response)

@@ -8,16 +8,18 @@ from dataclasses import dataclass
 
 from gateway.config.clients import ClientConfig
 
+Key = tuple[tuple[str, str], ...]  # a label set as `Tally.add_key` takes it
+
 
 @dataclass(frozen=True, slots=True)
 class ClientLabels:
-    client: dict[str, str]  # {"client": name, "client_<label>": value...}
-    admitted: dict[str, str]  # + result=admitted, limit=""
-    tokens: dict[str, str]  # + estimated=false
-    estimated: dict[str, str]  # + estimated=true
+    client: Key  # ("client", name), ("client_<label>", value)...
+    admitted: Key  # + result=admitted, limit=""
+    tokens: Key  # + estimated=false
+    estimated: Key  # + estimated=true
 
-    def limited(self, limit: str) -> dict[str, str]:
-        return {**self.client, "result": "limited", "limit": limit}
+    def limited(self, limit: str) -> Key:
+        return (*self.client, ("result", "limited"), ("limit", limit))
 
 
 _CACHE: dict[int, tuple[ClientConfig, ClientLabels]] = {}  # id(client) -> (client, labels)
@@ -29,12 +31,12 @@ def labels_of(client: ClientConfig) -> ClientLabels:
         return hit[1]
     if len(_CACHE) > 10_000:  # the clients of many reloads: start again
         _CACHE.clear()
-    base = {"client": client.name, **{f"client_{k}": v for k, v in client.labels.items()}}
+    base = (("client", client.name), *((f"client_{k}", v) for k, v in client.labels.items()))
     made = ClientLabels(
         base,
-        {**base, "result": "admitted", "limit": ""},
-        {**base, "estimated": "false"},
-        {**base, "estimated": "true"},
+        (*base, ("result", "admitted"), ("limit", "")),
+        (*base, ("estimated", "false")),
+        (*base, ("estimated", "true")),
     )
     _CACHE[id(client)] = (client, made)
     return made

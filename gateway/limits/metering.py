@@ -103,13 +103,15 @@ class Metering:
             nusd = round((inp * price.input_per_mtok + out * price.output_per_mtok) * 1000)
         ex.rt.limits.account(self._name, inp + out, nusd)
         m = ex.rt.telemetry.metrics
-        m.client_tokens.add(inp + out, labels)
+        m.client_tokens.add_key(inp + out, labels)
         if nusd:
-            m.client_spend.add(nusd / 1e9, self._labels.client)
+            m.client_spend.add_key(nusd / 1e9, self._labels.client)
 
 
 def metered(ex: Exchange, listeners: tuple[Listener, ...]) -> tuple[Listener, ...]:
     """`listeners` with the client key's metering first (requests with a client key)."""
+    if not ex.ask_client:  # no key: skip the request lookup (a miss costs a KeyError)
+        return listeners
     client = ex.request.get(CLIENT)
     if client is None:
         return listeners
