@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
 
 from gateway.config import load_data
 from gateway.config.clients import digest
@@ -237,3 +238,60 @@ async def test_a_continued_stream_without_usage_is_estimated_attempt_by_attempt(
     per_prompt = -(-len(prompt) // 4)
     want = 2 * per_prompt + -(-len(from_p) // 4) + -(-len(from_b) // 4)
     assert gw.app[RUNTIME].limits.meters["web"].tokens.used == want
+
+
+async def test_the_keys_own_ratelimit_headers_replace_the_providers(
+    gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """A provider that announces its own limits (the gateway's account with it): a key with
+    limits sees only its own, a key without them the provider's as before."""
+
+    async def provider(request: web.Request) -> web.Response:
+        answer = {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+        theirs = {
+            "x-ratelimit-limit-requests": "10000",
+            "x-ratelimit-remaining-tokens": "999",
+        }
+        return web.json_response(answer, headers=theirs)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", provider)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        free = "tk-free-0123456789abcdefghijklmnop"
+        config = load_data(
+            {
+                "providers": {"u": {"base_url": f"http://127.0.0.1:{port}/v1"}},
+                "routes": [{"alias": "chat", "candidates": ["m@u"]}],
+                "clients": {
+                    "web": {"key_sha256": digest(KEY), "limits": {"rpm": 3}},
+                    "free": {"key_sha256": digest(free)},
+                },
+            },
+            env={},
+        )
+        gw = await gateway_factory(config)
+        limited_reply = await post(http, gw, chat(), headers=AUTH)
+        assert limited_reply.status == 200
+        ours = {k: v for k, v in limited_reply.headers.items() if k.startswith("x-ratelimit-")}
+        assert set(ours) == {
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        }
+        assert ours["x-ratelimit-limit-requests"] == "3"
+        free_reply = await post(http, gw, chat(), headers={"Authorization": f"Bearer {free}"})
+        assert free_reply.headers["x-ratelimit-limit-requests"] == "10000"
+        assert free_reply.headers["x-ratelimit-remaining-tokens"] == "999"
+    finally:
+        await runner.cleanup()
