@@ -48,12 +48,15 @@ class Counter:
             self.fleet = self.pending = self.sending = self.flushed = 0
         return self
 
-    def admits(self, limit: int, shared: bool, replicas: int) -> bool:
-        """Room for one more? `shared`: the fleet total is current (Redis answers, or there is
-        no Redis: one process is the whole fleet); else this replica also keeps to its share."""
-        if self.used >= limit:
+    def admits(self, window: Window, limit: int, shared: bool, replicas: int) -> bool:
+        """Room for one more in `window`? `shared`: the fleet total is current (Redis answers,
+        or there is no Redis: one process is the whole fleet); else this replica also keeps to
+        its share. (`used` and `own` spelled out: this runs for every request.)"""
+        if window is not self.window:
+            self.at(window)
+        if self.fleet + self.sending + self.pending >= limit:
             return False
-        return shared or self.own < share(limit, replicas)
+        return shared or self.flushed + self.sending + self.pending < share(limit, replicas)
 
     # -- the background sync's side ---------------------------------------------------------
 

@@ -56,25 +56,29 @@ def headers(meter: Meter, now: float) -> dict[str, str]:
     """OpenAI's `x-ratelimit-*` for `meter`'s rate limits as they stand at `now`."""
     out: dict[str, str] = {}
     lim = meter.limits
-    if lim.rpm is None and lim.tpm is None:
-        return out
-    reset = duration(meter.windows.minute.reset_s(now))
+    reset = duration(meter.windows.minute.ends_at - now)
     if lim.rpm is not None:
-        out[_REQUESTS[0]] = str(lim.rpm)
+        out[_REQUESTS[0]] = meter.rpm_text
         out[_REQUESTS[1]] = str(meter.requests_left())
         out[_REQUESTS[2]] = reset
     if lim.tpm is not None:
-        out[_TOKENS[0]] = str(lim.tpm)
+        out[_TOKENS[0]] = meter.tpm_text
         out[_TOKENS[1]] = str(meter.tokens_left())
         out[_TOKENS[2]] = reset
     return out
 
 
 def stamp(meter: Meter, response: web.StreamResponse) -> None:
-    """The key's own `x-ratelimit-*` on an answer, in place of any the provider sent."""
+    """The key's own `x-ratelimit-*` on an answer, in place of any the provider sent (a
+    header set here replaces the provider's; one of a limit the key has not is removed)."""
     h = response.headers
-    for name in (*_REQUESTS, *_TOKENS):
-        h.popall(name, None)
+    lim = meter.limits
+    if lim.rpm is None:
+        for name in _REQUESTS:
+            h.popall(name, None)
+    if lim.tpm is None:
+        for name in _TOKENS:
+            h.popall(name, None)
     h.update(headers(meter, meter.windows.wall()))
 
 

@@ -51,7 +51,9 @@ class Meter:
         "month_nusd",
         "name",
         "requests",
+        "rpm_text",
         "tokens",
+        "tpm_text",
         "windows",
     )
 
@@ -66,6 +68,7 @@ class Meter:
 
     def use(self, limits: ClientLimits) -> None:
         self.limits = limits
+        self.rpm_text, self.tpm_text = str(limits.rpm), str(limits.tpm)  # for the headers
         self.day_nusd = None if limits.usd_per_day is None else nano_usd(limits.usd_per_day)
         self.month_nusd = None if limits.usd_per_month is None else nano_usd(limits.usd_per_month)
 
@@ -155,16 +158,17 @@ class Ledger:
         w = self.windows.at(now)
         shared, replicas = self.shared, self.replicas
         month, day = meter.month_nusd, meter.day_nusd
-        if month is not None and not meter.month.at(w.month).admits(month, shared, replicas):
+        if month is not None and not meter.month.admits(w.month, month, shared, replicas):
             raise Refused(_refused("usd_per_month", w.month, now))
-        if day is not None and not meter.day.at(w.day).admits(day, shared, replicas):
+        if day is not None and not meter.day.admits(w.day, day, shared, replicas):
             raise Refused(_refused("usd_per_day", w.day, now))
         lim = meter.limits
-        requests = meter.requests.at(w.minute)
-        if lim.rpm is not None and not requests.admits(lim.rpm, shared, replicas):
+        requests = meter.requests
+        if lim.rpm is not None and not requests.admits(w.minute, lim.rpm, shared, replicas):
             raise Refused(_refused("rpm", w.minute, now))
-        if lim.tpm is not None and not meter.tokens.at(w.minute).admits(lim.tpm, shared, replicas):
+        if lim.tpm is not None and not meter.tokens.admits(w.minute, lim.tpm, shared, replicas):
             raise Refused(_refused("tpm", w.minute, now))
+        requests.at(w.minute)  # (a no-op unless it has no rpm: then it was not rolled above)
         requests.pending += 1
         return meter
 

@@ -3,8 +3,9 @@ answering target's price (an unpriced target costs nothing). A settlement listen
 (`gateway.pipeline.settle`), first of the request's listeners, so the attempt's span is still
 open when it is flagged.
 
-Usage is the provider's (`usage` of an answer, a stream's usage chunk). A stream without one
-is estimated (~4 characters a token: the prompt's text and the text relayed) and flagged:
+Usage is the provider's (`usage` of an answer, a stream's usage chunk). A stream without one,
+for a key with limits, is estimated (~4 characters a token: the prompt's text and the text
+relayed) and flagged:
 `turnout.usage.estimated` on the attempt's span, `estimated="true"` on
 `turnout_client_tokens_total`. A stream cut after its first byte whose client asked for
 usage is left to the stream that completes it: the continuation's usage chunk bills the cut
@@ -67,13 +68,16 @@ def _asks_usage(payload: Mapping[str, Any]) -> bool:
 
 
 class Metering:
-    __slots__ = ("_ex", "_labels", "_name", "_seen")
+    __slots__ = ("_estimate", "_ex", "_labels", "_name", "_seen")
 
     def __init__(self, ex: Exchange, client: ClientConfig) -> None:
         self._ex = ex
         self._name = client.name
         self._labels: ClientLabels = labels_of(client)
         self._seen = 0  # events of `ex.sent` already counted
+        # A stream without usage is estimated for a key whose limits need the count; for the
+        # others (metrics only) it is not worth parsing every event again.
+        self._estimate = client.limits is not None
 
     def settled(
         self, span: Any, target_id: str, outcome: Outcome, duration_s: float, usage: Usage | None
@@ -87,6 +91,8 @@ class Metering:
         if len(sent) > self._seen:  # a stream relayed these events
             fresh, self._seen = sent[self._seen :], len(sent)
             if inp is None and out is None:
+                if not self._estimate:
+                    return
                 if outcome.kind is not OutcomeKind.SUCCESS and _asks_usage(ex.payload):
                     return  # a cut stream: the continuation's usage chunk bills it
                 inp, out = estimate_prompt_tokens(ex.payload), estimate_output_tokens(fresh)
@@ -110,9 +116,6 @@ class Metering:
 
 def metered(ex: Exchange, listeners: tuple[Listener, ...]) -> tuple[Listener, ...]:
     """`listeners` with the client key's metering first (requests with a client key)."""
-    if not ex.ask_client:  # no key: skip the request lookup (a miss costs a KeyError)
+    if not ex.ask_client:  # no key (a request lookup would miss: a KeyError)
         return listeners
-    client = ex.request.get(CLIENT)
-    if client is None:
-        return listeners
-    return (Metering(ex, client), *listeners)
+    return (Metering(ex, ex.request[CLIENT]), *listeners)

@@ -55,10 +55,10 @@ def duration(seconds: float) -> str:
     if seconds < 1.0:
         return f"{max(0, round(seconds * 1000))}ms"
     whole = int(-(-seconds // 1))  # rounded up: a client that waits this long finds it reset
+    if whole < 60:  # a minute's window: the usual case
+        return f"{whole}s"
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
         return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+    return f"{minutes}m{secs}s"
