@@ -171,6 +171,7 @@ _CONTEXT_MARKERS = (
     b"maximum context length",
     b"context window",
     b"prompt is too long",  # Anthropic's
+    b"exceeds the maximum number of tokens allowed",  # Gemini's "The input token count (...)"
 )
 
 

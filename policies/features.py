@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from policies.tasks import DEFAULT_TASK_RULES, TASK_NAME, TaskRules
-from policies.types import NO_METADATA, RequestFeatures
+from policies.types import EVERYTHING, NO_METADATA, REQUEST, TASK, RequestFeatures
 
 CHARS_PER_TOKEN = 4
 MAX_METADATA = 16  # OpenAI's own limit on `metadata` pairs
@@ -112,21 +112,37 @@ def extract(
     *,
     rules: TaskRules = DEFAULT_TASK_RULES,
     headers: Mapping[str, str] | None = None,
-    classify: bool = True,
+    reads: frozenset[str] = EVERYTHING,
 ) -> RequestFeatures:
-    """The features of one request. Raises InvalidFeature for a malformed routing override.
+    """The features of one request that a policy reading `reads` needs (`policies.types`).
+    Raises InvalidFeature for a malformed routing override, whatever the policy reads.
 
     `headers` must look names up case-insensitively (aiohttp's do) or hold lowercase names.
-    Without `classify` (for a policy that does not read the task) the task rules are not
-    run: the task is the override, if any, else the rules' default.
+    Without TASK the task rules are not run: the task is the override, if any, else the
+    rules' default. Without TASK or REQUEST the body is not scanned at all.
     """
+    meta = _metadata(body)
+    classify = TASK in reads
+    if not classify and REQUEST not in reads:  # the overrides alone, checked in the same order
+        task = (
+            rules.default
+            if operation == "embeddings"
+            else _task(rules, "", "", headers, meta, False)
+        )
+        return RequestFeatures(
+            operation,
+            task=task,
+            max_cost=_number("max_cost", 0.0, 1e6, headers, meta),
+            quality_floor=_number("quality_floor", 0.0, 1.0, headers, meta),
+            metadata=meta,
+        )
     chars, images = 0, False
     user, system = "", ""
     if operation == "chat":
         messages = body.get("messages")
         if isinstance(messages, list):
             for m in messages:
-                if isinstance(m, Mapping):
+                if type(m) is dict or isinstance(m, Mapping):
                     text, img = _text(m.get("content"))
                     chars += len(text)
                     images = images or img
@@ -144,7 +160,6 @@ def extract(
         chars = len(user)
     else:
         chars = body_bytes
-    meta = _metadata(body)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     fmt = body.get("response_format")
     json_output = isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema")

@@ -59,6 +59,7 @@ __all__ = [
     "SentinelProcess",
     "SimFactory",
     "admin_targets",
+    "admission",
     "answer_of",
     "build_config",
     "chat",
@@ -408,3 +409,17 @@ async def start_pair(
     routes = [{"alias": "chat", "candidates": ["m@p", "m@b"], **(route or {})}]
     gw = await gateway_factory(build_config({"p": p, "b": b}, routes, **kwargs))
     return p, b, gw
+
+
+# --- client keys' limits (gateway.limits) -------------------------------------------------------
+
+
+def admission(ledger: Any, client: Any) -> str:
+    """`ledger.admit(client)` as a word: "" admitted, else the limit that refused it."""
+    from gateway.limits.ledger import Refused
+
+    try:
+        ledger.admit(client)
+    except Refused as refused:
+        return refused.verdict.refused
+    return ""

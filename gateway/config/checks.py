@@ -33,6 +33,11 @@ def config_warnings(config: Config) -> list[str]:
             out.append(f"providers.{name}.api_key is empty (no Authorization is sent)")
         if p.format == "openai":
             out.extend(f"providers.{name}.base_url {w}" for w in base_url_warnings(p.base_url))
+        if p.format == "gemini" and any(k.lower() == "key" for k in p.query):
+            out.append(
+                f"providers.{name}.query.key puts the API key in every URL (proxies and access "
+                "logs keep URLs): set api_key instead, sent as the x-goog-api-key header"
+            )
     return out
 
 

@@ -7,6 +7,7 @@ of the request's routing overrides it may send.
         routes: [chat, smart]          # default: every route
         overrides: [debug, deadline]   # default: none (the headers are ignored)
         labels: {team: web}            # on the request's span and log lines
+        limits: {rpm: 600, tpm: 200000, usd_per_day: 20}   # shared by the fleet
       batch:
         key_env: TURNOUT_BATCH_KEY     # the key itself, from the environment
 
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gateway.config.decode import Issues, Section, join
+from gateway.config.sections import decode_section
+from health.declared import setting
 
 # What a client may be allowed to steer, and the request headers that steer it.
 OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -53,6 +56,38 @@ def new_key() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """A key's rate limits and spend budgets (`clients.<name>.limits`), enforced by
+    `gateway.limits` and shared by the fleet through Redis. None: no such limit."""
+
+    rpm: int | None = setting(
+        None, "requests per minute (a fixed window on the UTC minute)", live=True, positive=True
+    )
+    tpm: int | None = setting(
+        None,
+        "tokens (prompt + completion) per minute: admitted while under it, counted from each "
+        "answer's usage",
+        live=True,
+        positive=True,
+    )
+    usd_per_day: float | None = setting(
+        None,
+        "spend budget per UTC day, in US dollars, at the answering target's price",
+        live=True,
+        positive=True,
+    )
+    usd_per_month: float | None = setting(
+        None, "spend budget per UTC calendar month, in US dollars", live=True, positive=True
+    )
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None for v in (self.rpm, self.tpm, self.usd_per_day, self.usd_per_month)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ClientConfig:
     name: str
     routes: frozenset[str] | None = None  # None: every route
@@ -61,6 +96,7 @@ class ClientConfig:
     # Derived once, at load: the request headers routing ignores for this client (the
     # overrides it may not send), lower-case.
     ignored: frozenset[str] = frozenset()
+    limits: ClientLimits | None = None  # None: none of them (nothing is counted)
 
     def may_use(self, alias: str) -> bool:
         return self.routes is None or alias in self.routes
@@ -140,12 +176,19 @@ def decode_clients(
                 issues.add(join(path, "labels"), "expected a mapping of strings")
             else:
                 labels = dict(labels_raw)
+        limits = decode_section(c.sub("limits"), ClientLimits) if c.has("limits") else None
+        c.raw("limits")
         c.done()
         if key_digest in out:
             issues.add(path, f"the same key as client {out[key_digest].name!r}")
         elif key_digest:
             ignored = _ignored(overrides, steering)
             out[key_digest] = ClientConfig(
-                name, routes, overrides, MappingProxyType(labels), ignored
+                name,
+                routes,
+                overrides,
+                MappingProxyType(labels),
+                ignored,
+                limits if limits is not None and limits.any else None,
             )
     return MappingProxyType(out)

@@ -16,7 +16,7 @@ from policies.tasks import DEFAULT_TASK_RULES, TaskRules
 from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
-FORMATS = ("openai", "anthropic")
+FORMATS = ("openai", "anthropic", "gemini")
 CLIENT_FORMATS = ("openai", "anthropic")  # the ingresses: /v1/chat/completions, /v1/messages
 TRANSLATIONS = ("lossy", "strict")
 STORES = ("memory", "redis")
@@ -80,13 +80,15 @@ class ProviderConfig:
     base_url: str
     api_key: str = setting(
         "",
-        "sent as `Authorization: Bearer ...` (anthropic: `x-api-key`); empty sends none",
+        "sent as `Authorization: Bearer ...` (anthropic: `x-api-key`; gemini: `x-goog-api-key`); "
+        "empty sends none",
         live=True,
         secret=True,
     )
     format: str = setting(
         "openai",
-        "wire format: openai (Chat Completions), anthropic (Messages API; chat only)",
+        "wire format: openai (Chat Completions), anthropic (Messages API; chat only), gemini "
+        "(Generative Language API generateContent; chat only)",
         live=True,
         choices=FORMATS,
     )

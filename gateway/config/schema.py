@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.config.clients import OVERRIDES
+from gateway.config.clients import OVERRIDES, ClientLimits
 from gateway.config.load import SUPPORTS
 from gateway.config.model import (
     HealthConfig,
@@ -200,6 +200,10 @@ def _client() -> dict[str, Any]:
                 "additionalProperties": {"type": "string"},
                 "description": "put on the request's span",
             },
+            "limits": section_of(
+                ClientLimits,
+                "rate limits and spend budgets, shared by the fleet (docs/security.md)",
+            ),
         },
     }
 

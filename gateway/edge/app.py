@@ -28,6 +28,7 @@ from gateway.edge.errors import (
     ShuttingDown,
 )
 from gateway.edge.shutdown import absorb_shutdown
+from gateway.limits.edge import stamp_answer
 from gateway.pipeline import proxy
 from gateway.pipeline.routing import ROUTE_HEADER
 from gateway.runtime.reload import ConfigWatcher, is_reloadable
@@ -74,21 +75,59 @@ def _error_response(err: GatewayError, request: web.Request) -> web.Response:
     return response
 
 
-@web.middleware
-async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id on every response; every error in OpenAI's shape; request metrics."""
-    started = time.perf_counter()
-    protocol.request_started(request)  # its headers are in: the header timer stops
-    try:
-        response = await _answer(request, handler)
-    finally:
-        protocol.request_finished(request)
-    if request.path in proxy.OPERATIONS:
-        labels = {"route": request.get(ROUTE, "-"), "status": str(response.status)}
-        m = request.app[RUNTIME].telemetry.metrics
-        m.requests.add(1, labels)
-        m.request_duration.record(time.perf_counter() - started, labels)
-    return response
+def enveloped(handler: Handler) -> Handler:
+    """`handler` with what every answer gets: a request id, every error in the shape of the
+    client's format, request metrics. Each route's handler is wrapped (not an aiohttp middleware: that is one
+    more coroutine and app bookkeeping on every request); so is the catch-all `_unrouted`."""
+
+    async def envelope(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        protocol.request_started(request)  # its headers are in: the header timer stops
+        try:
+            response = await _answer(request, handler)
+        finally:
+            protocol.request_finished(request)
+        if request.path in proxy.OPERATIONS:
+            key = (("route", request.get(ROUTE, "-")), ("status", str(response.status)))
+            m = request.app[RUNTIME].telemetry.metrics
+            m.requests.add_key(1, key)
+            m.request_duration.record_key(time.perf_counter() - started, key)
+        return response
+
+    return envelope
+
+
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    """What no route took: 405 with the methods the path has, else 404 (each in the
+    client's format's shape, from `_answer`)."""
+    allowed: set[str] = set()
+    catch_all = request.app[_CATCH_ALL]
+    for resource in request.app.router.resources():
+        if resource is not catch_all:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def _unenveloped(request: web.Request, response: web.HTTPException) -> str:
+    """aiohttp answered by itself, before any handler: a request line whose target no route
+    can match, not even the catch-all (`OPTIONS *`). Its text answer becomes the error shape
+    of the client's format here (OpenAI's: such a target is no ingress's path); returns the
+    request's id."""
+    err = (
+        NotFound(f"Unknown path {request.path}.")
+        if response.status == 404
+        else HttpError(response.status, response.reason)
+    )
+    body = err.body(ingress.of(request.path))
+    response.body = body
+    response.content_type = "application/json"
+    response.headers["Content-Length"] = str(len(body))  # aiohttp counted the text already
+    return _request_id(request)
+
+
+_CATCH_ALL: web.AppKey[web.AbstractResource] = web.AppKey("catch_all")
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -138,11 +177,15 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     """Just before any answer's headers leave (replies, errors and streams alike): the request
     id, and the routing explanation when the caller asked for it — set here only."""
     request_id = request.get(REQUEST_ID)
+    if request_id is None and isinstance(response, web.HTTPException):
+        request_id = _unenveloped(request, response)
     if request_id is not None:
         response.headers["x-request-id"] = request_id
     explanation = request.get(EXPLANATION)
     if explanation:
         response.headers[ROUTE_HEADER] = explanation
+    if request.app[RUNTIME].config.clients:  # gateway.limits: the key's x-ratelimit-*
+        stamp_answer(request, response)
 
 
 def _routes() -> list[tuple[str, str, Handler]]:
@@ -164,15 +207,21 @@ def _routes() -> list[tuple[str, str, Handler]]:
 def _application(
     config: Config, runtime: Runtime, routes: list[tuple[str, str, Handler]]
 ) -> web.Application:
-    app = web.Application(middlewares=[envelope], client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     app[RUNTIME] = runtime
     for method, path, handler in routes:
         # An `Expect` other than 100-continue is answered by our handler (JSON 417), not
         # aiohttp's text/plain one; GET routes answer HEAD too.
         if method == "GET":
-            app.router.add_get(path, handler, expect_handler=protocol.expect)
+            app.router.add_get(path, enveloped(handler), expect_handler=protocol.expect)
         else:
-            app.router.add_route(method, path, handler, expect_handler=protocol.expect)
+            app.router.add_route(method, path, enveloped(handler), expect_handler=protocol.expect)
+    unrouted = enveloped(_unrouted)
+    catch_all: web.AbstractResource | None = app.router.add_route(
+        "*", "/{tail:.*}", unrouted
+    ).resource
+    assert catch_all is not None
+    app[_CATCH_ALL] = catch_all
     app.on_response_prepare.append(_stamp)
     return app
 

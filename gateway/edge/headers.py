@@ -54,6 +54,9 @@ def _own(provider: ProviderConfig) -> dict[str, str]:
             out["x-api-key"] = provider.api_key
         if not any(k.lower() == "anthropic-version" for k in out):  # the provider's own wins
             out["anthropic-version"] = ANTHROPIC_VERSION
+    elif provider.format == "gemini":
+        if provider.api_key:  # a header, never `?key=` in the URL (URLs get logged)
+            out["x-goog-api-key"] = provider.api_key
     elif provider.api_key:
         out["Authorization"] = f"Bearer {provider.api_key}"
     if len(_OWN) >= 256:

@@ -27,9 +27,9 @@ def event(kind: str, data: dict[str, Any]) -> bytes:
 
 
 class StreamEncoder:
-    def __init__(self) -> None:
+    def __init__(self, model: str = "") -> None:
         self.id = ""
-        self.model = ""
+        self.model = model  # the one asked for, until the stream names the one answering
         self.usage = chat.Usage()
         self._started = False
         self._open = -1  # the open content block's index, -1: none
@@ -94,7 +94,7 @@ class StreamEncoder:
             self._tools[ev.index] = self._open
             return out
         if isinstance(ev, chat.Started):
-            self.id, self.model = ev.id, ev.model
+            self.id, self.model = ev.id, ev.model or self.model
             self._add(ev.usage)
             return self._start()
         if isinstance(ev, chat.Finished):

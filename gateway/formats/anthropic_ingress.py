@@ -231,7 +231,8 @@ def tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def encode_reply(reply: chat.ChatReply) -> dict[str, Any]:
+def encode_reply(reply: chat.ChatReply, model: str = "") -> dict[str, Any]:
+    """The answer as a Messages API message; `model`: the one asked for, if it names none."""
     content: list[dict[str, Any]] = []
     for p in reply.parts:
         if isinstance(p, chat.Text) and p.text:
@@ -248,7 +249,7 @@ def encode_reply(reply: chat.ChatReply) -> dict[str, Any]:
         "id": reply.id,
         "type": "message",
         "role": "assistant",
-        "model": reply.model,
+        "model": reply.model or model,
         "content": content,
         "stop_reason": STOP_REASON.get(reply.finish, "end_turn"),
         "stop_sequence": None,

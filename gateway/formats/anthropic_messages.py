@@ -29,6 +29,9 @@ _FINISH: dict[str, chat.Finish] = {
 }
 
 
+_CARRIED: frozenset[str] = frozenset()  # of what `chat.uncarried` checks: none
+
+
 def _tool_id(raw: str) -> str:
     """Anthropic takes `[a-zA-Z0-9_-]+` ids: another vendor's id, mapped the same way every
     time (a conversation's call and its result still match)."""
@@ -82,7 +85,7 @@ def _messages(req: chat.ChatRequest, dropped: set[str]) -> list[dict[str, Any]]:
 
 def encode_request(req: chat.ChatRequest, model: str) -> tuple[dict[str, Any], frozenset[str]]:
     """The body for `POST /v1/messages`, and what of the request it could not carry."""
-    dropped = set(req.dropped)
+    dropped = set(req.dropped) | chat.uncarried(req, _CARRIED)
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS,

@@ -85,6 +85,15 @@ def number(value: Any) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """JSON mode: any JSON object (`schema` None), or JSON that matches `schema`."""
+
+    schema: dict[str, Any] | None = None
+    name: str = ""
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str
     messages: tuple[Message, ...]
@@ -95,10 +104,29 @@ class ChatRequest:
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1  # answers wanted (choices)
+    presence_penalty: float | None = None  # None: not set, or the neutral 0
+    frequency_penalty: float | None = None
+    response_format: ResponseFormat | None = None  # None: text
     stream: bool = False
     include_usage: bool = False  # a stream ends with the usage (OpenAI's stream_options)
     user: str = ""
     dropped: frozenset[str] = frozenset()  # the client's fields this model has no place for
+
+
+def uncarried(req: ChatRequest, carried: frozenset[str]) -> set[str]:
+    """The fields not every wire format can carry (`seed`, `n`, the penalties,
+    `response_format`, by the client's names) that `req` sets to other than their neutral
+    value, less those in `carried`."""
+    set_ = {
+        "seed": req.seed is not None,
+        "n": req.n > 1,
+        "presence_penalty": req.presence_penalty is not None,
+        "frequency_penalty": req.frequency_penalty is not None,
+        "response_format": req.response_format is not None,
+    }
+    return {name for name, on in set_.items() if on and name not in carried}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +137,14 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """One more answer to the same request (`n` > 1), after the reply's own."""
+
+    parts: tuple[Part, ...]
+    finish: Finish | None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatReply:
     id: str
     model: str
@@ -116,6 +152,7 @@ class ChatReply:
     finish: Finish | None
     usage: Usage | None = None
     dropped: frozenset[str] = frozenset()  # what the answer carried that the client's format cannot
+    others: tuple[Choice, ...] = ()  # the further answers, when `n` > 1 asked for them
 
 
 # -- a stream, as events in the model's terms ----------------------------------------------------
@@ -161,7 +198,8 @@ class Ended:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The provider reported an error in the stream."""
+    """The provider reported an error in the stream. `kind` is in the model's vocabulary of
+    errors (`ERROR_KINDS`)."""
 
     kind: str
     message: str
@@ -171,5 +209,20 @@ class Failed:
 class Unreadable:
     """An event that could not be read (bad JSON): the relay's malformed-event rules apply."""
 
+
+# The kinds of error the codecs decode a provider's into (Anthropic's error types, which name
+# them well); the client's codec says each in its own way (`openai_chat.error_body`).
+ERROR_KINDS = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "overloaded_error",
+    }
+)
 
 Event = Started | TextDelta | ToolStarted | ToolArguments | Finished | Ended | Failed | Unreadable

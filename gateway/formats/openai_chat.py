@@ -31,18 +31,19 @@ _HANDLED = frozenset(
         "tool_choice",
         "parallel_tool_calls",
         "user",
+        "seed",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
     }
 )
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "n": (None, 1),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "presence_penalty": (None, 0, 0.0),
-    "frequency_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
     "store": (None, False),
     "metadata": (None, {}),
-    "response_format": (None, {"type": "text"}),
 }
 
 
@@ -158,6 +159,34 @@ def _tool_choice(raw: Any, parallel: Any) -> chat.ToolChoice | None:
     return None if may_parallel else chat.ToolChoice("auto", parallel=False)
 
 
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _penalty(payload: dict[str, Any], key: str, dropped: set[str]) -> float | None:
+    """A penalty the client set (None for none, or the neutral 0)."""
+    raw = payload.get(key)
+    value = chat.number(raw)
+    if value is None and raw is not None:
+        dropped.add(key)
+    return value or None
+
+
+def _response_format(raw: Any, dropped: set[str]) -> chat.ResponseFormat | None:
+    kind = raw.get("type") if isinstance(raw, dict) else raw
+    if kind is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return chat.ResponseFormat()
+    spec = raw.get("json_schema") if isinstance(raw, dict) else None
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        return chat.ResponseFormat(
+            spec["schema"], str(spec.get("name") or ""), spec.get("strict") is True
+        )
+    dropped.add("response_format")
+    return None
+
+
 def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
     dropped: set[str] = set()
     messages, system = _messages(payload.get("messages"), dropped)
@@ -171,6 +200,14 @@ def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
     if isinstance(stop, list):
         stops = tuple(s for s in stop if isinstance(s, str))
     options = payload.get("stream_options")
+    seed, n = _integer(payload.get("seed")), _integer(payload.get("n"))
+    if seed is None and payload.get("seed") is not None:
+        dropped.add("seed")
+    if (n is None or n < 1) and payload.get("n") is not None:
+        dropped.add("n")
+    presence = _penalty(payload, "presence_penalty", dropped)
+    frequency = _penalty(payload, "frequency_penalty", dropped)
+    response_format = _response_format(payload.get("response_format"), dropped)
     return chat.ChatRequest(
         model=str(payload.get("model") or ""),
         messages=messages,
@@ -181,6 +218,11 @@ def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
         temperature=chat.number(payload.get("temperature")),
         top_p=chat.number(payload.get("top_p")),
         stop=stops,
+        seed=seed,
+        n=n if n is not None and n > 1 else 1,
+        presence_penalty=presence,
+        frequency_penalty=frequency,
+        response_format=response_format,
         stream=payload.get("stream") is True,
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         user=payload["user"] if isinstance(payload.get("user"), str) else "",
@@ -208,36 +250,47 @@ def _call(use: chat.ToolUse) -> dict[str, Any]:
     }
 
 
-def encode_reply(reply: chat.ChatReply) -> dict[str, Any]:
-    text = "".join(p.text for p in reply.parts if isinstance(p, chat.Text))
-    calls = [_call(p) for p in reply.parts if isinstance(p, chat.ToolUse)]
-    thinking = "".join(p.text for p in reply.parts if isinstance(p, chat.Thinking))
+def _choice(index: int, parts: tuple[chat.Part, ...], finish: str | None) -> dict[str, Any]:
+    text = "".join(p.text for p in parts if isinstance(p, chat.Text))
+    calls = [_call(p) for p in parts if isinstance(p, chat.ToolUse)]
+    thinking = "".join(p.text for p in parts if isinstance(p, chat.Thinking))
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
     if calls:
         message["tool_calls"] = calls
     if thinking:  # where DeepSeek and vLLM put it; OpenAI's own clients ignore it
         message["reasoning_content"] = thinking
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+
+
+def encode_reply(reply: chat.ChatReply, model: str = "") -> dict[str, Any]:
+    """The answer as a chat completion; `model`: the one asked for, if the answer names none."""
+    others = [_choice(i, c.parts, c.finish) for i, c in enumerate(reply.others, 1)]
     out: dict[str, Any] = {
         "id": reply.id,
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": reply.model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}
-        ],
+        "model": reply.model or model,
+        "choices": [_choice(0, reply.parts, reply.finish), *others],
     }
     if reply.usage is not None:
         out["usage"] = _usage(reply.usage)
     return out
 
 
-def error_body(status: int, kind: str, message: str) -> bytes:
-    """An error in OpenAI's shape, from another format's kind of error."""
-    code = {"rate_limit_error": "rate_limit_exceeded", "overloaded_error": "overloaded"}.get(kind)
+_CODES = {"rate_limit_error": "rate_limit_exceeded", "overloaded_error": "overloaded"}
+
+
+def error_body(status: int, kind: str, message: str, *, context: bool = False) -> bytes:
+    """An error in OpenAI's shape, from a kind of error in the model's terms
+    (`chat.ERROR_KINDS`); `context`: it says the prompt is too long for the model."""
+    code = "context_length_exceeded" if context else _CODES.get(kind)
     etype = "server_error" if status >= 500 else "invalid_request_error"
     if kind in ("authentication_error", "permission_error", "rate_limit_error", "not_found_error"):
         etype = kind
-    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
+    param = "messages" if context else None
+    return orjson.dumps(
+        {"error": {"message": message, "type": etype, "code": code, "param": param}}
+    )
 
 
 _TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}'
@@ -247,10 +300,10 @@ class StreamEncoder:
     """Stream events, in the model's terms, as OpenAI chunk events (`data: ...`, without the
     blank line that ends an event: the relay adds it)."""
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, model: str = "") -> None:
         self.include_usage = include_usage
         self.id = ""
-        self.model = ""
+        self.model = model  # the one asked for, until the stream names the one answering
         self.created = int(time.time())
         self.usage = chat.Usage()
         self._text_head: bytes | None = None
@@ -285,7 +338,7 @@ class StreamEncoder:
             call = _call(chat.ToolUse(event.id, event.name, ""))
             return [self._chunk({"tool_calls": [{"index": event.index, **call}]})]
         if isinstance(event, chat.Started):
-            self.id, self.model = event.id, event.model
+            self.id, self.model = event.id, event.model or self.model
             self._text_head = None
             self._add(event.usage)
             return [self._chunk({"role": "assistant", "content": ""})]  # preamble, not output

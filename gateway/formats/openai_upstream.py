@@ -74,6 +74,15 @@ def _assistant(m: chat.Message, dropped: set[str]) -> dict[str, Any]:
     return out
 
 
+def _response_format(fmt: chat.ResponseFormat) -> dict[str, Any]:
+    if fmt.schema is None:
+        return {"type": "json_object"}
+    spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema}
+    if fmt.strict:
+        spec["strict"] = True
+    return {"type": "json_schema", "json_schema": spec}
+
+
 def encode_request(req: chat.ChatRequest, model: str) -> tuple[dict[str, Any], frozenset[str]]:
     """The body for `POST /chat/completions`, and what of the request it could not carry."""
     dropped = set(req.dropped)
@@ -93,6 +102,18 @@ def encode_request(req: chat.ChatRequest, model: str) -> tuple[dict[str, Any], f
             body[key] = value
     if req.stop:
         body["stop"] = list(req.stop)
+    if req.seed is not None:
+        body["seed"] = req.seed
+    if req.n > 1:
+        body["n"] = req.n
+    for key, value in (
+        ("presence_penalty", req.presence_penalty),
+        ("frequency_penalty", req.frequency_penalty),
+    ):
+        if value is not None:
+            body[key] = value
+    if req.response_format is not None:
+        body["response_format"] = _response_format(req.response_format)
     if req.stream:
         body["stream"] = True
         if req.include_usage:

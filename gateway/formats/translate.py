@@ -2,26 +2,44 @@
 
 Same-format traffic never gets here (`translation` returns None): it is passed through byte
 for byte, prompt-cache prefixes and all. Across formats the request is decoded into the chat
-model once and encoded for the target's format; the answer, its stream (event by event: no
-buffering) and its errors are decoded from the target's format and encoded back in the
-client's, so everything after the attempt (commit point, relay, continuation, usage) keeps
-seeing the client's format.
+model once (by the client's format, `CLIENTS`) and encoded for the target's (`CODECS`); the
+answer, its stream (event by event: no buffering) and its errors are decoded from the
+target's format and encoded back in the client's, so everything after the attempt (commit
+point, relay, continuation, usage) keeps seeing the client's format.
+
+    client      target       CLIENTS[client]     CODECS[target]
+    openai      anthropic    openai_chat         anthropic_messages
+    openai      gemini       openai_chat         gemini_generate, gemini_response
+    anthropic   openai       anthropic_ingress,  openai_upstream
+                             anthropic_events
+
+An Anthropic client is not translated to a Gemini target (yet): routing sets such a target
+aside (`unfit`), and `translation` refuses it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
-from gateway.formats import anthropic_events, anthropic_ingress, chat, openai_chat, openai_upstream
+from gateway.formats import (
+    anthropic_events,
+    anthropic_ingress,
+    chat,
+    gemini_generate,
+    gemini_response,
+    openai_chat,
+    openai_upstream,
+)
 from gateway.formats import anthropic_messages as anthropic
 from gateway.upstream.sse import SseSplitter
+from health.outcome import context_exceeded
 
-OPENAI, ANTHROPIC = "openai", "anthropic"
+OPENAI, ANTHROPIC, GEMINI = "openai", "anthropic", "gemini"
 HEADER = "x-turnout-translation"
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
 _NAMED = 12
@@ -33,12 +51,102 @@ class Splitter(Protocol):
     def feed(self, chunk: bytes) -> list[bytes]: ...
 
 
-class _Decoder(Protocol):
+class StreamDecoder(Protocol):
+    """A provider format's stream events (their `data`) as events in the chat model's terms."""
+
     def decode(self, data: bytes) -> list[chat.Event]: ...
 
 
-class _Encoder(Protocol):
+class StreamEncoder(Protocol):
+    """Events in the chat model's terms as the client's stream events (without the blank line
+    that ends an event: the relay adds it)."""
+
     def encode(self, event: chat.Event) -> list[bytes]: ...
+
+
+def _as_sent(status: int, retry_after: str | None, body: bytes) -> tuple[int, str | None]:
+    return status, retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A provider's wire format, as the far side of a translation from the client's."""
+
+    encode: Callable[[chat.ChatRequest, str], tuple[dict[str, Any], frozenset[str]]]
+    path: Callable[[str, bool], str]  # (model, stream) -> the endpoint under base_url
+    decode_reply: Callable[[Any], chat.ChatReply | None]
+    error_of: Callable[[bytes], tuple[str, str]]  # an error body -> (kind, message)
+    decoder: Callable[[], StreamDecoder]
+    # An error response in HTTP's terms (status, Retry-After), where the format says it in
+    # the body: what `health.outcome.classify_status` is given.
+    evidence: Callable[[int, str | None, bytes], tuple[int, str | None]] = _as_sent
+
+
+CODECS: Mapping[str, Codec] = {
+    ANTHROPIC: Codec(
+        anthropic.encode_request,
+        lambda model, stream: anthropic.PATH,
+        anthropic.decode_reply,
+        anthropic.error_of,
+        anthropic.StreamDecoder,
+    ),
+    GEMINI: Codec(
+        gemini_generate.encode_request,
+        gemini_generate.path,
+        gemini_response.decode_reply,
+        gemini_response.error_of,
+        gemini_response.StreamDecoder,
+        gemini_response.evidence,
+    ),
+    OPENAI: Codec(
+        openai_upstream.encode_request,
+        lambda model, stream: openai_upstream.PATH,
+        openai_upstream.decode_reply,
+        openai_upstream.error_of,
+        openai_upstream.StreamDecoder,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A client's wire format, as the near side of a translation: its request read into the
+    chat model, and the answer, the stream and the errors said back in it."""
+
+    decode: Callable[[dict[str, Any]], chat.ChatRequest]
+    # (the answer, the target's model: what an answer that names none is from)
+    encode_reply: Callable[[chat.ChatReply, str], dict[str, Any]]
+    # (status, kind, message, the provider's error body) -> the client's error body
+    error_body: Callable[[int, str, str, bytes], bytes]
+    encoder: Callable[[bool, str], StreamEncoder]  # (include_usage, model)
+    targets: frozenset[str]  # the provider formats (`CODECS`) it is translated to
+
+
+def _openai_error(status: int, kind: str, message: str, body: bytes) -> bytes:
+    """OpenAI's shape, with its `context_length_exceeded` where the provider said as much."""
+    return openai_chat.error_body(status, kind, message, context=context_exceeded(status, body))
+
+
+def _anthropic_error(status: int, kind: str, message: str, body: bytes) -> bytes:
+    return anthropic_ingress.error_body(status, message)  # its type follows from the status
+
+
+CLIENTS: Mapping[str, Client] = {
+    OPENAI: Client(
+        openai_chat.decode_request,
+        openai_chat.encode_reply,
+        _openai_error,
+        openai_chat.StreamEncoder,
+        frozenset({ANTHROPIC, GEMINI}),
+    ),
+    ANTHROPIC: Client(
+        anthropic_ingress.decode_request,
+        anthropic_ingress.encode_reply,
+        _anthropic_error,
+        lambda include_usage, model: anthropic_events.StreamEncoder(model),  # usage: always
+        frozenset({OPENAI}),
+    ),
+}
 
 
 def named(dropped: frozenset[str]) -> str:
@@ -49,9 +157,15 @@ def named(dropped: frozenset[str]) -> str:
     return ",".join([*plain, f"+{more} more"] if more else plain)
 
 
-def serves(operation: str, fmt: str) -> bool:
-    """Can a target of wire format `fmt` serve `operation` for an OpenAI-format client?"""
-    return fmt == OPENAI or operation == "chat"
+def crosses(source: str, fmt: str) -> bool:
+    """Is there a translation from a client of format `source` to a target of `fmt`?"""
+    client = CLIENTS.get(source)
+    return client is not None and fmt in client.targets
+
+
+def serves(operation: str, fmt: str, source: str = OPENAI) -> bool:
+    """Can a target of wire format `fmt` serve `operation` for a client of format `source`?"""
+    return fmt == source or (operation == "chat" and crosses(source, fmt))
 
 
 def unfit(
@@ -63,9 +177,12 @@ def unfit(
     strict: bool,
     source: str = OPENAI,
 ) -> str | None:
-    """Why a target of format `fmt` may not take this request (None: it may): its format
-    cannot carry the operation, or - with `translation: strict` - not without a loss."""
-    if not serves(operation, fmt):
+    """Why a target of format `fmt` may not take this request from a client of format
+    `source` (None: it may): there is no translation between the two, its format cannot
+    carry the operation, or - with `translation: strict` - not without a loss."""
+    if fmt != source and not crosses(source, fmt):
+        return f"no translation from {source} to a {fmt} target (not supported yet)"
+    if not serves(operation, fmt, source):
         return f"a {fmt} target serves chat only"
     if strict:
         tr = translation(payload, operation, fmt, model, source)
@@ -84,6 +201,9 @@ class Translation:
     body: dict[str, Any]
     dropped: frozenset[str]
     include_usage: bool
+    codec: Codec  # the target's format
+    model: str  # the target's model: what an answer that names none is from
+    client: Client  # the client's format (`source`)
 
     @property
     def note(self) -> str:
@@ -99,28 +219,23 @@ class Translation:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        if self.source == ANTHROPIC:  # an Anthropic client, an OpenAI-format target
-            back = openai_upstream.decode_reply(obj)
-            return None if back is None else orjson.dumps(anthropic_ingress.encode_reply(back))
-        reply = anthropic.decode_reply(obj)
+        reply = self.codec.decode_reply(obj)
         if reply is None:
             return None
-        return orjson.dumps(openai_chat.encode_reply(reply))
+        return orjson.dumps(self.client.encode_reply(reply, self.model))
 
     def error(self, status: int, body: bytes) -> bytes:
         """A provider's error body (passed through to the client) in the client's format."""
-        if self.source == ANTHROPIC:
-            _, said = openai_upstream.error_of(body)
-            return anthropic_ingress.error_body(status, said or f"upstream error {status}")
-        kind, message = anthropic.error_of(body)
-        return openai_chat.error_body(status, kind, message or f"upstream error {status}")
+        kind, message = self.codec.error_of(body)
+        return self.client.error_body(status, kind, message or f"upstream error {status}", body)
+
+    def evidence(self, status: int, retry_after: str | None, body: bytes) -> tuple[int, str | None]:
+        """An error response's status and Retry-After as `classify_status` should read them."""
+        return self.codec.evidence(status, retry_after, body)
 
     def splitter(self) -> Splitter:
-        if self.source == ANTHROPIC:
-            return _Translating(openai_upstream.StreamDecoder(), anthropic_events.StreamEncoder())
-        return _Translating(
-            anthropic.StreamDecoder(), openai_chat.StreamEncoder(self.include_usage)
-        )
+        encoder = self.client.encoder(self.include_usage, self.model)
+        return _Translating(self.codec.decoder(), encoder)
 
 
 def translation(
@@ -131,18 +246,21 @@ def translation(
     source: str = OPENAI,
 ) -> Translation | None:
     """How a request in the client's format (`source`) reaches a target of `target_format`;
-    None: as it is."""
+    None: as it is. A ValueError for a pair with no translation (`crosses`), or an
+    operation other than chat."""
     if target_format == source:
         return None
-    if source == ANTHROPIC and target_format == OPENAI:  # the Messages ingress
-        areq = anthropic_ingress.decode_request(dict(payload))
-        abody, lost = openai_upstream.encode_request(areq, model)
-        return Translation(ANTHROPIC, OPENAI, openai_upstream.PATH, abody, lost, True)
-    if target_format != ANTHROPIC or operation != "chat":
+    if not crosses(source, target_format):
+        raise ValueError(f"no translation from {source} to a {target_format} target yet")
+    if operation != "chat":
         raise ValueError(f"{operation} cannot be sent to a {target_format} target")
-    req = openai_chat.decode_request(dict(payload))
-    body, dropped = anthropic.encode_request(req, model)
-    return Translation(OPENAI, ANTHROPIC, anthropic.PATH, body, dropped, req.include_usage)
+    client, codec = CLIENTS[source], CODECS[target_format]
+    req = client.decode(dict(payload))
+    body, dropped = codec.encode(req, model)
+    path = codec.path(model, req.stream)
+    return Translation(
+        source, target_format, path, body, dropped, req.include_usage, codec, model, client
+    )
 
 
 def _data_of(raw: bytes) -> bytes | None:
@@ -158,7 +276,7 @@ class _Translating:
 
     __slots__ = ("_decoder", "_encoder", "_sse")
 
-    def __init__(self, decoder: _Decoder, encoder: _Encoder) -> None:
+    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self._sse = SseSplitter()
         self._decoder = decoder
         self._encoder = encoder

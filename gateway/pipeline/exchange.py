@@ -23,6 +23,7 @@ from gateway.config.model import Config, RouteConfig, Timeouts
 from gateway.edge.headers import client_headers, upstream_headers
 from gateway.formats.translate import HEADER as TRANSLATION_HEADER
 from gateway.formats.translate import translation
+from gateway.limits.metering import metered
 from gateway.pipeline import streamed
 from gateway.pipeline.failure import failure
 from gateway.pipeline.settle import Attempted, Learning, Listener, Settlement
@@ -141,6 +142,7 @@ class Exchange:
         listeners: tuple[Listener, ...] = (
             (rt.telemetry,) if learning is None else (rt.telemetry, learning)
         )
+        listeners = metered(self, listeners)  # gateway.limits: the client's tokens and spend
         self.settlement = Settlement(permits, listeners, self.loop.time)
         self._context_error: Attempted | None = None
         self.sent: list[bytes] = []  # the data events a committed stream sent the client
@@ -155,17 +157,14 @@ class Exchange:
     async def run(self) -> web.StreamResponse:
         cancelled = False
         try:
-            return await self._run()
+            self.rt.budget.on_request()
+            last = await drive(self.plan, self.gates, self._try, self.loop.time, self.sleep)
+            return await self._finish(last)
         except asyncio.CancelledError:
             cancelled = True
             raise
         finally:
             self.settlement.permits.close(cancelled)  # every permit goes back, on every path
-
-    async def _run(self) -> web.StreamResponse:
-        self.rt.budget.on_request()
-        last = await drive(self.plan, self.gates, self._try, self.loop.time, self.sleep)
-        return await self._finish(last)
 
     # -- attempts ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from gateway.edge.accept import Held, parse_payload, read_body
 from gateway.edge.clients import steering
 from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
 from gateway.edge.errors import Forbidden, InvalidRequest
+from gateway.limits.edge import admit
 from gateway.pipeline.exchange import Ask, Exchange
 from gateway.pipeline.routing import (
     find_route,
@@ -26,7 +27,7 @@ from gateway.pipeline.routing import (
     route_request,
     wants_debug,
 )
-from gateway.runtime.state import Live
+from gateway.runtime.state import Runtime
 
 # path on the gateway -> (operation, path under the provider's base URL)
 OPERATIONS = {
@@ -60,23 +61,29 @@ def client_deadline_s(headers: Mapping[str, str], header: str) -> float | None:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    """One SERVER span per request, inside the caller's trace when it sent a traceparent."""
+    """One SERVER span per request, inside the caller's trace when it sent a traceparent.
+    The body's bytes count against server.max_body_bytes_in_flight until the request ends:
+    the body, its parsed form and the attempts' copies live that long."""
     rt = request.app[RUNTIME]
     tel = rt.telemetry
     if not tel.tracing.recording:
-        return await _handle(request)
-    with tel.tracer.start_as_current_span(
-        f"POST {request.path}",
-        context=tel.tracing.extract(request.headers),
-        kind=SpanKind.SERVER,
-        attributes={
-            "http.request.method": "POST",
-            "url.path": request.path,
-            "turnout.request_id": request[REQUEST_ID],
-            **_client_attributes(request),
-        },
-    ) as span:
-        response = await _handle(request)
+        with rt.body_bytes.hold() as held:
+            return await _proxy(request, rt, held)
+    with (
+        tel.tracer.start_as_current_span(
+            f"POST {request.path}",
+            context=tel.tracing.extract(request.headers),
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": "POST",
+                "url.path": request.path,
+                "turnout.request_id": request[REQUEST_ID],
+                **_client_attributes(request),
+            },
+        ) as span,
+        rt.body_bytes.hold() as held,
+    ):
+        response = await _proxy(request, rt, held)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
@@ -89,20 +96,9 @@ def _client_attributes(request: web.Request) -> dict[str, str]:
     return {"turnout.client": client.name, **labels}
 
 
-async def _handle(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamResponse:
     live = rt.live  # one config and its policies for the whole request, even across a reload
     operation, upstream_path = OPERATIONS[request.path]
-    # The body's bytes count against server.max_body_bytes_in_flight until the request ends:
-    # the body, its parsed form and the attempts' copies live that long.
-    with rt.body_bytes.hold() as held:
-        return await _proxy(request, live, operation, upstream_path, held)
-
-
-async def _proxy(
-    request: web.Request, live: Live, operation: str, upstream_path: str, held: Held
-) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
     config = live.config
     server = config.server
     body = await read_body(request, server.max_body_bytes, server.body_timeout_s, held)
@@ -125,6 +121,8 @@ async def _proxy(
             code="route_not_allowed",
         )
     request[ROUTE] = route.alias  # only configured aliases become metric labels
+    if client is not None:  # gateway.limits: 429 over the key's rate limits or budgets
+        admit(request, rt.limits, rt.telemetry.metrics, client)
     budget_s = route.deadline_s
     client_s = client_deadline_s(headers, config.resilience.deadline_header)
     if client_s is not None:

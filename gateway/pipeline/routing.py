@@ -21,7 +21,6 @@ from policies.features import InvalidFeature, extract
 from policies.types import (
     EVERYTHING,
     HEALTH,
-    TASK,
     Candidate,
     Decision,
     Excluded,
@@ -104,7 +103,7 @@ def route_request(
             body_bytes,
             rules=config.tasks,
             headers=headers,
-            classify=TASK in needs,
+            reads=needs,
         )
     except InvalidFeature as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None

@@ -42,7 +42,10 @@ async def drive(
         last = await attempt(*picked)
         plan.after(clock(), gates)
 
-    await step()
+    picked = plan.pick(gates)  # the first step, inline: most requests make only this one
+    if picked is not None:
+        last = await attempt(*picked)
+        plan.after(clock(), gates)
     if plan.stop is not None:
         return last  # most requests end here and never pay for building the controller
     # A retry is wanted: from here on tenacity drives (its first call replays the step above).

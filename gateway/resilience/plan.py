@@ -104,7 +104,7 @@ class AttemptRecord:
     hedge: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptPlan:
     ranked: Sequence[Candidate]
     limits: Limits

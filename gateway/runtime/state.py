@@ -16,6 +16,8 @@ from gateway.config.diff import Change
 from gateway.config.model import Config
 from gateway.edge.accept import BodyBytes
 from gateway.edge.shutdown import Drain
+from gateway.limits.ledger import Ledger
+from gateway.limits.sync import LimitSync
 from gateway.pipeline.answers import Answers
 from gateway.resilience.budget import BudgetSettings, RetryBudget
 from gateway.telemetry.hub import Telemetry
@@ -83,6 +85,11 @@ class Runtime:
         self.panicking: set[str] = set()  # targets with a panic attempt in flight
         self.drain = Drain()  # the requests in flight, for the drain at shutdown
         self.answers = Answers()  # who answered what, for feedback
+        # Client keys' rate limits and budgets; shared through Redis with a redis store.
+        self.limits = Ledger(config.clients.values())
+        self.limit_sync = (
+            LimitSync(self.limits, config.health.fleet) if config.health.store == "redis" else None
+        )
         # Targets that answered a prefill continuation with a 400: regenerate there instead.
         self.prefill_refused: set[str] = set()
         self.reloads_ok = 0
@@ -139,14 +146,19 @@ class Runtime:
             self.budget.settings = _budget_settings(config)
         if touched is None or "server" in touched:
             self.body_bytes.limit = config.server.max_body_bytes_in_flight
+        self.limits.configure(config.clients.values())
         self.live = Live(config, policies)
         self.loaded_wall_s = time.time()
 
     async def start(self) -> None:
         await self.store.start()
+        if self.limit_sync is not None:
+            await self.limit_sync.start()
 
     async def close(self) -> None:
         await self.pool.close()
+        if self.limit_sync is not None:
+            await self.limit_sync.close()
         await self.store.close()
         self.telemetry.metrics.flush()  # on the loop that adds: the shutdown runs in a thread
         await asyncio.to_thread(self.telemetry.shutdown)  # bounded: flush timeouts are short

@@ -1,8 +1,8 @@
-"""Simulated OpenAI-compatible (or, with ``format="anthropic"``, Anthropic Messages API)
-provider with injectable faults.
+"""Simulated OpenAI-compatible (or, with ``format="anthropic"``, Anthropic Messages API; with
+``format="gemini"``, Gemini's Generative Language API) provider with injectable faults.
 
 Start one in-process with ``await SimServer("sim-a").start()`` and point a client at its
-``base_url`` (the ``anthropic`` SDK at its ``url``); change its behaviour with ``sim.state.set_fault(Fault.parse_spec("status:503"))``
+``base_url`` (the ``anthropic`` and ``google-genai`` SDKs at its ``url``); change its behaviour with ``sim.state.set_fault(Fault.parse_spec("status:503"))``
 or over HTTP with ``PUT /_sim/fault``.
 """
 

@@ -15,6 +15,8 @@ import struct
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
+
 VOCABULARY: tuple[str, ...] = (
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
     "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
@@ -117,6 +119,39 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def _result_text(response: Any) -> str:
+    """A Gemini ``functionResponse.response``: its ``output`` (or ``error``) text, else its
+    JSON."""
+    if isinstance(response, Mapping):
+        for key in ("output", "error"):
+            if isinstance(response.get(key), str):
+                return str(response[key])
+    return orjson.dumps(response).decode()
+
+
+def parts_text(parts: Any) -> str:
+    """Text of a Gemini content's ``parts``: the text parts (not thoughts) or, with none, as a
+    user turn of function results reads, the text of its ``functionResponse``s."""
+    items = [p for p in parts if isinstance(p, Mapping)] if isinstance(parts, list) else []
+    texts = [
+        str(p["text"]) for p in items if isinstance(p.get("text"), str) and not p.get("thought")
+    ]
+    if not texts:
+        texts = [
+            _result_text(p["functionResponse"].get("response"))
+            for p in items
+            if isinstance(p.get("functionResponse"), Mapping)
+        ]
+    return "\n".join(texts)
+
+
+def _gemini_prompt(contents: list[Any]) -> str:
+    for content in reversed(contents):
+        if isinstance(content, Mapping) and content.get("role", "user") == "user":
+            return parts_text(content.get("parts"))
+    return ""
+
+
 def _prompt_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -126,11 +161,14 @@ def _prompt_text(prompt: Any) -> str:
 
 
 def prompt_of(body: Mapping[str, Any]) -> str:
-    """The text the answer is derived from: the last user message of a chat request (OpenAI or
-    Anthropic), or the ``prompt`` of a legacy completions request (a list of prompts is joined
+    """The text the answer is derived from: the last user message of a chat request (OpenAI,
+    Anthropic or Gemini), or the ``prompt`` of a legacy completions request (a list of prompts is joined
     with newlines). A conversation that ends with tool results (OpenAI ``tool`` messages, an
     Anthropic user turn of ``tool_result`` blocks) is answered from their text, joined with
     newlines, so a tool round trip ends in the same answer in both formats."""
+    contents = body.get("contents")  # Gemini's
+    if isinstance(contents, list):
+        return _gemini_prompt(contents)
     messages = body.get("messages")
     if isinstance(messages, list):
         results: list[str] = []
@@ -150,7 +188,14 @@ def prompt_of(body: Mapping[str, Any]) -> str:
 
 def prompt_tokens_of(body: Mapping[str, Any]) -> int:
     """Usage ``prompt_tokens``: words in every message of a chat request (and in an Anthropic
-    ``system``), else in the prompt."""
+    ``system``, a Gemini ``systemInstruction``), else in the prompt."""
+    contents = body.get("contents")
+    if isinstance(contents, list):
+        instruction = body.get("systemInstruction")
+        turns = [*contents, instruction] if isinstance(instruction, Mapping) else contents
+        return sum(
+            count_tokens(parts_text(c.get("parts"))) for c in turns if isinstance(c, Mapping)
+        )
     messages = body.get("messages")
     if isinstance(messages, list):
         system = count_tokens(content_text(body.get("system")))

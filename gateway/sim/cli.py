@@ -49,12 +49,14 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         default="openai",
         help="the wire format served: openai (/v1/chat/completions, /v1/completions, "
-        "/v1/embeddings, /v1/models; the default) or anthropic (/v1/messages, /v1/models)",
+        "/v1/embeddings, /v1/models; the default), anthropic (/v1/messages, /v1/models) or "
+        "gemini (/v1beta/models/MODEL:generateContent, :streamGenerateContent, /v1beta/models)",
     )
     parser.add_argument(
         "--api-key",
         default=None,
-        help="require 'Authorization: Bearer KEY' (openai) or 'x-api-key: KEY' (anthropic)",
+        help="require 'Authorization: Bearer KEY' (openai), 'x-api-key: KEY' (anthropic) or "
+        "'x-goog-api-key: KEY' (gemini)",
     )
     parser.add_argument(
         "--voice",
@@ -107,7 +109,8 @@ async def run_sim(args: argparse.Namespace) -> None:
     await sim.start(args.host, args.port)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     shown = args.name if args.format == "openai" else f"{args.name} ({args.format})"
-    print(f"turnout sim {shown} listening on http://{shown_host}:{sim.port}/v1", flush=True)
+    api = sim.base_url.removeprefix(sim.url)  # /v1, or Gemini's /v1beta
+    print(f"turnout sim {shown} listening on http://{shown_host}:{sim.port}{api}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []

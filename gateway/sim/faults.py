@@ -16,15 +16,18 @@ Modes and what a client observes:
 - ``garbled``: the complete, valid stream to ``data: [DONE]``, with ``times`` (default 1)
   invalid JSON ``data:`` lines in a row after the first ``after_chunks`` events (at the end,
   before ``[DONE]``, if the answer has fewer events); non-streamed, a normal answer.
-- ``no_done``: the complete stream including ``finish_reason``, but no ``data: [DONE]``.
+- ``no_done``: the complete stream including ``finish_reason``, but no ``data: [DONE]`` (a
+  Gemini stream has no terminator anyway: the same as ``ok`` there).
 - ``drip``: the complete, valid stream with events ``interval_s`` apart.
 - ``error_event``: ``after_chunks`` SSE events, then an in-band error event (optional
   ``message``) and the end of the response without a terminator: Anthropic's
-  ``event: error`` with an ``overloaded_error``, or OpenAI's ``data: {"error": {...}}``;
-  non-streamed, a normal answer (an error status is the ``status`` mode).
+  ``event: error`` with an ``overloaded_error``, Gemini's ``data: {"error": {...
+  "UNAVAILABLE"}}``, or OpenAI's ``data: {"error": {...}}``; non-streamed, a normal answer (an
+  error status is the ``status`` mode).
 
-The error bodies, the terminator and the invalid lines are in the sim's wire format (OpenAI or
-Anthropic; see :mod:`gateway.sim.formats`).
+The error bodies, the terminator and the invalid lines are in the sim's wire format (OpenAI,
+Anthropic or Gemini; see :mod:`gateway.sim.formats`). A Gemini ``status`` fault's numeric
+``retry_after`` is a ``RetryInfo`` in the error body, as Gemini sends it, not a header.
 
 ``count: N`` applies the fault to the next N requests only; then the sim is ``ok`` again.
 ``for_s: T`` applies it for T seconds from when it is set, then the sim is ``ok`` again (an

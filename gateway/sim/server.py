@@ -1,8 +1,9 @@
 """The simulated provider: an aiohttp app plus a small server wrapper.
 
 A sim speaks one wire format (``SimSettings.format``): OpenAI's (chat completions,
-completions, embeddings, models) or Anthropic's (the Messages API and models); any other
-``/v1`` path is a 404 in that format's error shape. Its endpoints (``/v1/...``) are logged and
+completions, embeddings, models), Anthropic's (the Messages API and models) or Gemini's
+(``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent``, models); any other
+``/v1`` (``/v1beta``) path is a 404 in that format's error shape. Its endpoints (``/v1/...``) are logged and
 subject to the current fault; the control API (``/_sim/...``) is neither. The server runs with handler cancellation so that a client going
 away cancels the handler at once and the log shows ``client_disconnected`` promptly.
 """
@@ -10,13 +11,21 @@ away cancels the handler at once and the log shows ``client_disconnected`` promp
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.sim import anthropic_endpoints, delivery, endpoints, formats
+from gateway.sim import (
+    anthropic_endpoints,
+    delivery,
+    endpoints,
+    formats,
+    gemini_endpoints,
+    gemini_wire,
+)
 from gateway.sim.faults import Fault
 from gateway.sim.state import DEFAULT_MODELS, Attempt, SimSettings, SimState
 
@@ -33,6 +42,13 @@ def build_sim_app(state: SimState) -> web.Application:
     if state.settings.format == "anthropic":
         app.router.add_post("/v1/messages", _endpoint(anthropic_endpoints.messages))
         app.router.add_get("/v1/models", _endpoint(anthropic_endpoints.list_models))
+    elif state.settings.format == "gemini":
+        for version in gemini_wire.API_VERSIONS:
+            models = f"/{version}/models"
+            app.router.add_post(models + "/{model}:generateContent", _gemini(stream=False))
+            app.router.add_post(models + "/{model}:streamGenerateContent", _gemini(stream=True))
+            app.router.add_get(models, _endpoint(gemini_endpoints.list_models))
+        app.router.add_route("*", f"/{gemini_wire.API_VERSION}/{{tail:.*}}", _not_found)
     else:
         app.router.add_post("/v1/chat/completions", _endpoint(endpoints.chat_completions))
         app.router.add_post("/v1/completions", _endpoint(endpoints.completions))
@@ -69,47 +85,74 @@ def _parse_body(raw: bytes) -> tuple[dict[str, Any], Any, str | None]:
 
 def _endpoint(endpoint: endpoints.Endpoint) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE_KEY]
-        body: dict[str, Any] = {}
-        logged: Any = None
-        body_size = 0
-        parse_error: str | None = None
-        if request.method == "POST":
-            raw = await request.read()
-            body_size = len(raw)
-            body, logged, parse_error = _parse_body(raw)
-        model = body.get("model")
-        fault = state.take_fault()
-        attempt = state.begin(
-            path=request.path,
-            query=request.query_string,
-            model=model if isinstance(model, str) else None,
-            stream=body.get("stream") is True,
-            fault=fault.mode,
-            headers=request.headers,
-            request_body=logged,
-            body_size=body_size,
-        )
-        task = asyncio.current_task()
-        if task is not None:
-            state.track(task)
-        try:
-            return await _respond(request, state, fault, attempt, endpoint, body, parse_error)
-        except asyncio.CancelledError:
-            if state.closing:
-                attempt.finish("server_closed")
-            else:
-                attempt.disconnected()
-            raise
-        except ConnectionError:
-            attempt.disconnected()
-            return web.Response()
-        finally:
-            if task is not None:
-                state.untrack(task)
-            attempt.finish("error")
+        return await _handle(request, endpoint)
 
     return handler
+
+
+def _gemini(*, stream: bool) -> Handler:
+    """Gemini's generateContent (``stream``: streamGenerateContent): the model and streaming
+    are in the URL, not the body."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        model = request.match_info["model"]
+        how: gemini_endpoints.Stream = None
+        if stream:
+            how = "sse" if request.query.get("alt") == "sse" else "array"
+        endpoint = functools.partial(gemini_endpoints.generate, model=model, stream=how)
+        return await _handle(request, endpoint, (model, how == "sse"))
+
+    return handler
+
+
+async def _handle(
+    request: web.Request,
+    endpoint: endpoints.Endpoint,
+    addressed: tuple[str, bool] | None = None,
+) -> web.StreamResponse:
+    """Log the attempt, apply the fault, answer. `addressed`: (model, stream) when the URL
+    says them (else the body does)."""
+    state = request.app[STATE_KEY]
+    body: dict[str, Any] = {}
+    logged: Any = None
+    body_size = 0
+    parse_error: str | None = None
+    if request.method == "POST":
+        raw = await request.read()
+        body_size = len(raw)
+        body, logged, parse_error = _parse_body(raw)
+    model, stream = body.get("model"), body.get("stream") is True
+    if addressed is not None:
+        model, stream = addressed
+    fault = state.take_fault()
+    attempt = state.begin(
+        path=request.path,
+        query=request.query_string,
+        model=model if isinstance(model, str) else None,
+        stream=stream,
+        fault=fault.mode,
+        headers=request.headers,
+        request_body=logged,
+        body_size=body_size,
+    )
+    task = asyncio.current_task()
+    if task is not None:
+        state.track(task)
+    try:
+        return await _respond(request, state, fault, attempt, endpoint, body, parse_error)
+    except asyncio.CancelledError:
+        if state.closing:
+            attempt.finish("server_closed")
+        else:
+            attempt.disconnected()
+        raise
+    except ConnectionError:
+        attempt.disconnected()
+        return web.Response()
+    finally:
+        if task is not None:
+            state.untrack(task)
+        attempt.finish("error")
 
 
 async def _respond(
@@ -137,9 +180,9 @@ async def _respond(
     if fault.mode == "status":
         return await _send_status_fault(request, attempt, fault, settings, headers)
     if settings.api_key is not None:
-        denied = formats.auth_error(fmt, request.headers, settings.api_key)
+        denied = formats.auth_error(fmt, request.headers, settings.api_key, request.query)
         if denied is not None:
-            return await delivery.send_json(request, attempt, 401, denied.body, headers)
+            return await delivery.send_json(request, attempt, denied.status, denied.body, headers)
     if parse_error is not None:
         reply = formats.error_reply(fmt, 400, parse_error)
     else:
@@ -163,13 +206,10 @@ async def _send_status_fault(
     headers: dict[str, str],
 ) -> web.StreamResponse:
     message = fault.message or f"sim {settings.name}: simulated HTTP {fault.status}"
-    reply = formats.error_reply(settings.format, fault.status, message, code=fault.code)
-    retry_after = fault.retry_after
-    if isinstance(retry_after, float) and retry_after.is_integer():
-        retry_after = int(retry_after)
-    if retry_after is not None:
-        headers = {**headers, "Retry-After": str(retry_after)}
-    return await delivery.send_json(request, attempt, fault.status, reply.body, headers)
+    reply, more = formats.status_fault(
+        settings.format, fault.status, message, fault.code, fault.retry_after
+    )
+    return await delivery.send_json(request, attempt, fault.status, reply.body, headers | more)
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
@@ -260,8 +300,10 @@ class SimServer:
 
     @property
     def base_url(self) -> str:
-        """``url`` + ``/v1``: the OpenAI SDK's ``base_url`` (the Anthropic SDK takes ``url``:
-        it adds ``/v1/messages`` itself)."""
+        """``url`` + ``/v1`` (Gemini: ``/v1beta``): a provider's ``base_url`` and the OpenAI
+        SDK's (the Anthropic and Google SDKs take ``url``: they add their paths themselves)."""
+        if self.state.settings.format == "gemini":
+            return f"{self.url}/{gemini_wire.API_VERSION}"
         return self.url + "/v1"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> SimServer:

@@ -27,6 +27,7 @@ _LOGGED_HEADERS = frozenset(
         "api-key",
         "anthropic-version",
         "anthropic-beta",
+        "x-goog-api-key",
         "baggage",  # so tests can see it is not forwarded
         "cookie",
         "traceparent",
@@ -37,7 +38,7 @@ _LOGGED_HEADERS = frozenset(
 
 
 PREFILL_MODES = ("ignore", "continue", "reject")
-FORMATS = ("openai", "anthropic")
+FORMATS = ("openai", "anthropic", "gemini")
 TOOL_MODES = ("ignore", "call")
 
 
@@ -50,8 +51,8 @@ class SimSettings:
     chunk_interval_ms: float = 0.0  # between streamed events
     n_words: int = 12  # hashed words per answer (plus the "[name]" prefix and the final ".")
     models: tuple[str, ...] = DEFAULT_MODELS  # listed by /v1/models; any model is accepted
-    # When set, requests need "Authorization: Bearer <api_key>" (openai) or
-    # "x-api-key: <api_key>" (anthropic).
+    # When set, requests need "Authorization: Bearer <api_key>" (openai),
+    # "x-api-key: <api_key>" (anthropic) or "x-goog-api-key: <api_key>" (gemini).
     api_key: str | None = None
     embedding_dims: int = 8  # overridable per request with "dimensions"
     # Who the answer says it is ("[voice] ..."; default: the name): two sims with one voice
@@ -62,7 +63,8 @@ class SimSettings:
     # or "reject" it with a 400 (as providers without prefill support do).
     prefill: str = "ignore"
     # The wire format served: "openai" (/v1/chat/completions, /v1/completions, /v1/embeddings,
-    # /v1/models) or "anthropic" (the Messages API: /v1/messages, /v1/models).
+    # /v1/models), "anthropic" (the Messages API: /v1/messages, /v1/models) or "gemini"
+    # (/v1beta/models/{model}:generateContent and :streamGenerateContent, /v1beta/models).
     format: str = "openai"
     # A request that offers tools: "ignore" them and answer with text, or "call" one (the
     # forced tool, else the first) with {"query": <the prompt>} (see gateway.sim.tools).

@@ -1,10 +1,11 @@
-"""Tool calls for the ``tools: call`` setting, in both wire formats.
+"""Tool calls for the ``tools: call`` setting, in every wire format.
 
 A request that offers tools, does not set its tool choice to "none", and ends with the user's
 turn (not a tool result, not a prefill) is answered with one call to the forced tool, else the
 first tool offered, with the input ``{"query": <the prompt>}``. The call's id is derived from
 the prompt alone, so the OpenAI (``call_<hash>``) and Anthropic (``toolu_<hash>``) sims give
-the same hash for the same prompt.
+the same hash for the same prompt; the Gemini sim's call has no id, as Gemini 2.x models' have
+none (the gateway derives one).
 """
 
 from __future__ import annotations
@@ -109,4 +110,39 @@ def anthropic_call(body: Mapping[str, Any]) -> ToolCall | None:
     if not isinstance(name, str):
         first = tools[0]
         name = first.get("name") if isinstance(first, Mapping) else None
+    return _call(name, body) if isinstance(name, str) and name else None
+
+
+def gemini_call(body: Mapping[str, Any]) -> ToolCall | None:
+    """The call for a Gemini ``generateContent`` request, or None when it is to be answered
+    with text: ``toolConfig.functionCallingConfig`` mode ``NONE`` answers with text, ``ANY``
+    with ``allowedFunctionNames`` calls the first of those."""
+    tools = body.get("tools")
+    contents = body.get("contents")
+    declared = [
+        d
+        for t in (tools if isinstance(tools, list) else ())
+        if isinstance(t, Mapping) and isinstance(t.get("functionDeclarations"), list)
+        for d in t["functionDeclarations"]
+        if isinstance(d, Mapping)
+    ]
+    if not declared or not isinstance(contents, list) or not contents:
+        return None
+    last = contents[-1]
+    if not isinstance(last, Mapping) or last.get("role", "user") != "user":
+        return None
+    parts = last.get("parts")
+    if isinstance(parts, list) and any(
+        isinstance(p, Mapping) and "functionResponse" in p for p in parts
+    ):
+        return None
+    config = body.get("toolConfig")
+    calling = config.get("functionCallingConfig") if isinstance(config, Mapping) else None
+    calling = calling if isinstance(calling, Mapping) else {}
+    if calling.get("mode") == "NONE":
+        return None
+    allowed = calling.get("allowedFunctionNames")
+    name: Any = declared[0].get("name")
+    if calling.get("mode") == "ANY" and isinstance(allowed, list) and allowed:
+        name = allowed[0]
     return _call(name, body) if isinstance(name, str) and name else None

@@ -65,9 +65,12 @@ class Distribution:
         self._lock = threading.Lock()
 
     def record(self, value: float, attributes: Mapping[str, str]) -> None:
+        self.record_key(value, tuple(attributes.items()))
+
+    def record_key(self, value: float, key: Key) -> None:
+        """`record` with the labels as (name, value) pairs already: no dict on the hot path."""
         if value < 0:  # as the SDK: a histogram of durations takes no negative value
             return
-        key = tuple(attributes.items())
         with self._lock:
             point = self._points.get(key)
             if point is None:

@@ -136,21 +136,18 @@ class Telemetry:
     ) -> None:
         """An attempt was settled (`gateway.pipeline.settle`): close its span and count it."""
         kind = outcome.kind.value
-        labels = {"target": target_id, "outcome": kind}
+        target = ("target", target_id)
+        key = (target, ("outcome", kind))
         m = self.metrics
-        m.attempts.add(1, labels)
-        m.duration.record(duration_s, {"target": target_id, "outcome": kind})
+        m.attempts.add_key(1, key)
+        m.duration.record_key(duration_s, key)
         if outcome.ttft_s is not None and outcome.kind is OutcomeKind.SUCCESS:
-            m.ttft.record(outcome.ttft_s, {"target": target_id})
+            m.ttft.record_key(outcome.ttft_s, (target,))
         if usage is not None:
             if usage.input_tokens is not None:
-                m.tokens.add(
-                    usage.input_tokens, {"target": target_id, "gen_ai.token.type": "input"}
-                )
+                m.tokens.add_key(usage.input_tokens, (target, ("gen_ai.token.type", "input")))
             if usage.output_tokens is not None:
-                m.tokens.add(
-                    usage.output_tokens, {"target": target_id, "gen_ai.token.type": "output"}
-                )
+                m.tokens.add_key(usage.output_tokens, (target, ("gen_ai.token.type", "output")))
         if not span.is_recording():
             span.end()
             return

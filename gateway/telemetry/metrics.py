@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway.telemetry.distribution import Distribution, attach
+from gateway.telemetry.distribution import Distribution, Key, attach
 
 DURATION_BUCKETS_S = (
     0.01,
@@ -65,12 +65,15 @@ class Tally:
     def __init__(self, counter: Counter, owner: Metrics) -> None:
         self._counter = counter
         self._owner = owner
-        self._sums: dict[tuple[tuple[str, str], ...], float] = {}
+        self._sums: dict[Key, float] = {}
 
     def add(self, amount: float, attributes: Mapping[str, str]) -> None:
+        self.add_key(amount, tuple(attributes.items()))
+
+    def add_key(self, amount: float, key: Key) -> None:
+        """`add` with the labels as (name, value) pairs already: no dict on the hot path."""
         sums = self._sums
         was_empty = not sums
-        key = tuple(attributes.items())
         sums[key] = sums.get(key, 0) + amount
         if was_empty:
             self._owner.flush_soon()
@@ -146,7 +149,38 @@ class Metrics:
             ),
             self,
         )
-        self._tallies = (self.requests, self.attempts, self.tokens)
+        # Per client key (gateway.limits): attributes are configured names and labels only.
+        self.client_requests = Tally(
+            m.create_counter(
+                "turnout.client.requests",
+                description="Requests of each client key, admitted or limited (by which limit)",
+            ),
+            self,
+        )
+        self.client_tokens = Tally(
+            m.create_counter(
+                "turnout.client.tokens",
+                unit="{token}",
+                description="Tokens of each client key; estimated: a stream without usage",
+            ),
+            self,
+        )
+        self.client_spend = Tally(
+            m.create_counter(
+                "turnout.client.spend",
+                unit="USD",
+                description="Spend of each client key at the answering target's price",
+            ),
+            self,
+        )
+        self._tallies = (
+            self.requests,
+            self.attempts,
+            self.tokens,
+            self.client_requests,
+            self.client_tokens,
+            self.client_spend,
+        )
         self._gauges: list[Callable[[], Iterable[tuple[float, dict[str, str]]]]] = []
         self._meter = m
 

@@ -12,12 +12,13 @@ import asyncio
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.formats.translate import Splitter, Translation
@@ -59,10 +60,8 @@ class AttemptSpec:
     dialect: Dialect = OPENAI  # how the client's stream reads (`gateway.upstream.dialect`)
 
     @property
-    def url(self) -> str:
-        query = self.provider.query
-        url = self.provider.base_url + self.path
-        return url + "?" + urlencode(query) if query else url
+    def url(self) -> URL:
+        return _url(self.provider.base_url, self.path, tuple(self.provider.query.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +81,7 @@ class Reply:
     status: int
     body: bytes
     content_type: str
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # the response's own (read-only): not copied
 
 
 @dataclass(slots=True)
@@ -168,6 +167,15 @@ async def run_attempt(spec: AttemptSpec, session: aiohttp.ClientSession) -> Atte
     return _blame(result, request_deadline)
 
 
+@functools.lru_cache(maxsize=256)
+def _url(base_url: str, path: str, query: tuple[tuple[str, str], ...]) -> URL:
+    """The target's URL, parsed once as aiohttp parses a string (it would on every request)."""
+    url = base_url + path
+    if not query:
+        return URL(url)
+    return URL(url + ("&" if "?" in path else "?") + urlencode(query))  # Gemini's ?alt=sse
+
+
 @functools.lru_cache(maxsize=64)
 def _connect_timeout(connect_s: float) -> aiohttp.ClientTimeout:
     """aiohttp's timer for the connect phase only; the other phases are ours."""
@@ -198,11 +206,10 @@ async def _error_reply(
         body = await _read_body(resp, min(deadline, loop.time() + idle_s), ERROR_BODY_LIMIT)
     except (TimeoutError, aiohttp.ClientError, OSError):
         body = b""
-    outcome = classify_status(
-        resp.status,
-        retry_after=resp.headers.get("Retry-After"),
-        latency_s=loop.time() - started,
-    )
+    status, retry_after = resp.status, resp.headers.get("Retry-After")
+    if translation is not None:  # what the format says in the body (Gemini's retryDelay...)
+        status, retry_after = translation.evidence(status, retry_after, body)
+    outcome = classify_status(status, retry_after=retry_after, latency_s=loop.time() - started)
     if outcome.kind is OutcomeKind.MISCONFIGURED:  # what the provider said, for operators
         said = provider_message(body, (provider.api_key, *provider.headers.values()))
         if said:
@@ -212,7 +219,7 @@ async def _error_reply(
         ctype = resp.headers.get("Content-Type", "application/json")
         if translation is not None:  # the client reads errors in its own format
             body, ctype = translation.error(resp.status, body), "application/json"
-        reply = Reply(resp.status, body, ctype, dict(resp.headers))
+        reply = Reply(resp.status, body, ctype, resp.headers)
     return AttemptResult(outcome, reply=reply)
 
 
@@ -257,7 +264,7 @@ async def _read_json(
     elapsed = loop.time() - started
     outcome = succeeded(resp.status, latency_s=elapsed, ttft_s=elapsed)
     ctype = resp.headers.get("Content-Type", "application/json")
-    reply = Reply(resp.status, body, ctype, dict(resp.headers))
+    reply = Reply(resp.status, body, ctype, resp.headers)
     return AttemptResult(outcome, reply=reply, usage=dialect.reply_usage(parsed))
 
 

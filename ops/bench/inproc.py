@@ -3,8 +3,10 @@
 
     python -m ops.bench.inproc 500      # run from the tree whose gateway is measured
     python -m ops.bench.inproc 500 --keys   # with 100 client keys configured, one sent
+    python -m ops.bench.inproc 500 --limits # the same keys, each with rpm, tpm and budgets
     python -m ops.bench.inproc 500 --anthropic   # the upstream speaks the Messages API:
                                                  # every request and answer is translated
+    python -m ops.bench.inproc 500 --gemini      # ... or Gemini's generateContent
     python -m ops.bench.inproc 500 --messages    # an Anthropic client (POST /v1/messages):
                                                  # translated to the OpenAI upstream, or
                                                  # with --anthropic passed through as sent
@@ -125,6 +127,31 @@ ANTHROPIC_STREAM = b"".join(
         _event("message_stop", {}),
     ]
 )
+
+
+def _gemini(parts: list[dict[str, str]], finish: str | None = None) -> dict[str, object]:
+    candidate: dict[str, object] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    usage = {"promptTokenCount": 1, "candidatesTokenCount": 20, "totalTokenCount": 21}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": "m",
+        "responseId": "r",
+    }
+
+
+GEMINI_ANSWER = orjson.dumps(_gemini([{"text": "hi"}], "STOP"))
+GEMINI_STREAM = b"".join(
+    [
+        *(
+            b"data: " + orjson.dumps(_gemini([{"text": f" word{i}"}])) + b"\r\n\r\n"
+            for i in range(STREAM_EVENTS - 1)
+        ),
+        b"data: " + orjson.dumps(_gemini([{"text": " last"}], "STOP")) + b"\r\n\r\n",
+    ]
+)
 WORKERS = 4
 WARM_UP = 80
 
@@ -139,13 +166,26 @@ async def _upstream(request: web.Request) -> web.Response:
 CLIENT_KEY = "tk-bench-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def _clients(key: str) -> dict[str, object]:
-    """100 client keys, the last one the bench's (a lookup must not depend on the count)."""
+# Limits no bench run reaches: every check and count is made, none refuses.
+LIMITS = {"rpm": 10**9, "tpm": 10**12, "usd_per_day": 1e9, "usd_per_month": 1e9}
+PRICED = {
+    "m@u": {
+        "provider": "u",
+        "model": "m",
+        "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+    }
+}
+
+
+def _clients(key: str, limits: bool = False) -> dict[str, object]:
+    """100 client keys, the last one the bench's (a lookup must not depend on the count);
+    with `limits`, every key has rate limits and budgets."""
     import hashlib
 
-    others = {f"c{i}": {"key_sha256": f"{i:064x}"} for i in range(99)}
+    extra = {"limits": LIMITS} if limits else {}
+    others = {f"c{i}": {"key_sha256": f"{i:064x}", **extra} for i in range(99)}
     digest = hashlib.sha256(key.encode()).hexdigest()
-    return {**others, "bench": {"key_sha256": digest, "routes": ["bench"]}}
+    return {**others, "bench": {"key_sha256": digest, "routes": ["bench"], **extra}}
 
 
 async def _anthropic_upstream(request: web.Request) -> web.Response:
@@ -153,6 +193,13 @@ async def _anthropic_upstream(request: web.Request) -> web.Response:
     if b'"stream":true' in body:
         return web.Response(body=ANTHROPIC_STREAM, content_type="text/event-stream")
     return web.Response(body=ANTHROPIC_ANSWER, content_type="application/json")
+
+
+async def _gemini_upstream(request: web.Request) -> web.Response:
+    await request.read()
+    if request.path.endswith(":streamGenerateContent"):
+        return web.Response(body=GEMINI_STREAM, content_type="text/event-stream")
+    return web.Response(body=GEMINI_ANSWER, content_type="application/json")
 
 
 async def _passthrough(upstream: str) -> tuple[web.AppRunner, str]:
@@ -183,13 +230,16 @@ async def run(
     n: int,
     stream: bool = False,
     keys: bool = False,
-    anthropic: bool = False,
+    fmt: str = "openai",
     proxy: str = "turnout",
+    limits: bool = False,
     messages: bool = False,
 ) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
     app.router.add_post("/v1/messages", _anthropic_upstream)
+    app.router.add_post("/v1/models/{model}:generateContent", _gemini_upstream)
+    app.router.add_post("/v1/models/{model}:streamGenerateContent", _gemini_upstream)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -201,11 +251,12 @@ async def run(
             "providers": {
                 "u": {
                     "base_url": f"http://127.0.0.1:{port}/v1",
-                    "format": "anthropic" if anthropic else "openai",
+                    "format": fmt,
                 }
             },
             "routes": [{"alias": "bench", "candidates": ["m@u"]}],
-            **({"clients": _clients(CLIENT_KEY)} if keys else {}),
+            **({"clients": _clients(CLIENT_KEY, limits)} if keys or limits else {}),
+            **({"targets": PRICED} if limits else {}),  # spend is counted at a price
         },
         env={},
     )
@@ -218,7 +269,7 @@ async def run(
     elif proxy == "direct":
         base = f"http://127.0.0.1:{port}"
     headers = {"Content-Type": "application/json"}
-    if keys:
+    if keys or limits:
         headers["Authorization"] = f"Bearer {CLIENT_KEY}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -248,17 +299,28 @@ async def run(
 def main(argv: list[str]) -> int:
     import uvloop
 
-    flags = ("--stream", "--keys", "--anthropic", "--passthrough", "--direct", "--messages")
+    flags = (
+        "--stream",
+        "--keys",
+        "--limits",
+        "--anthropic",
+        "--gemini",
+        "--passthrough",
+        "--direct",
+        "--messages",
+    )
     args = [a for a in argv if a not in flags]
     n = int(args[0]) if args else 500
     proxy = "passthrough" if "--passthrough" in argv else "direct" if "--direct" in argv else ""
+    fmt = next((f for f in ("anthropic", "gemini") if f"--{f}" in argv), "openai")
     uvloop.run(
         run(
             n,
             stream="--stream" in argv,
             keys="--keys" in argv,
-            anthropic="--anthropic" in argv,
+            fmt=fmt,
             proxy=proxy or "turnout",
+            limits="--limits" in argv,
             messages="--messages" in argv,
         )
     )

@@ -1,10 +1,13 @@
-"""Instructions per request, counted by valgrind's callgrind: repeatable where timings are not.
+"""Instructions and allocations per request, counted by valgrind's callgrind: repeatable
+where timings are not.
 
     python -m ops.bench.instructions                     # this tree
     python -m ops.bench.instructions --rev fc1d76a       # and a git revision, side by side
     python -m ops.bench.instructions --stream            # streamed answers (20 chunks each)
     python -m ops.bench.instructions --keys              # with 100 client keys, against none
+    python -m ops.bench.instructions --limits            # the keys with rpm, tpm and budgets
     python -m ops.bench.instructions --anthropic         # translated to Anthropic, against not
+    python -m ops.bench.instructions --gemini            # translated to Gemini, against not
     python -m ops.bench.instructions --messages          # Anthropic clients: translated to
                                                          # OpenAI, and passed through as sent
     python -m ops.bench.instructions --floor             # and the bare pass-through, and no proxy
@@ -14,9 +17,10 @@ callgrind, with N and 5N requests; the difference divided by 4N is the instructi
 request costs on the whole path, start-up and imports cancelled out. With `--floor` the same
 is counted for the bare aiohttp pass-through (`ops.bench.passthrough`) and for no proxy at all
 (client and upstream alone); their difference is what a proxy costs, and the pass-through's
-cost over Turnout's is the throughput ratio a whole core would give each. The count does not depend
-on what else the machine is doing, so two trees can be compared to a fraction of a percent
-(seconds on a shared 2-core machine vary by ±15 %). Each run takes about a minute.
+cost over Turnout's is the throughput ratio a whole core would give each. The same runs count
+calls to Python's allocators (`ops.bench.callgrind`): allocations per request. Neither count
+depends on what else the machine is doing, so two trees can be compared to a fraction of a
+percent (seconds on a shared 2-core machine vary by ±15 %). Each run takes about a minute.
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ops.bench.callgrind import allocations
+
 REPO = Path(__file__).resolve().parents[2]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def count(tree: Path, n: int, out: Path, stream: bool = False, flag: str = "") -> int:
-    """Instructions of one `inproc` run of `n` requests on `tree`'s gateway (`flag`: one of
-    inproc's variants, `--keys` or `--anthropic`)."""
+def count(tree: Path, n: int, out: Path, stream: bool = False, flag: str = "") -> tuple[int, int]:
+    """Instructions and allocations of one `inproc` run of `n` requests on `tree`'s gateway
+    (`flag`: one of inproc's variants, `--keys`, `--anthropic`, `--gemini`, `--passthrough`...,
+    or several, space-separated: `--messages --anthropic`)."""
     extra = (["--stream"] if stream else []) + flag.split()
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
@@ -45,14 +52,18 @@ def count(tree: Path, n: int, out: Path, stream: bool = False, flag: str = "") -
     found = _COLLECTED.search(proc.stderr)
     if proc.returncode != 0 or found is None:
         raise RuntimeError(f"callgrind run failed in {tree}:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return int(found.group(1)), allocations(out)
 
 
-def per_request(tree: Path, n: int, tmp: Path, stream: bool = False, flag: str = "") -> float:
+def per_request(
+    tree: Path, n: int, tmp: Path, stream: bool = False, flag: str = ""
+) -> tuple[float, float]:
+    """(instructions, allocations) one request costs: the 5n run less the n run, over 4n."""
     with ThreadPoolExecutor(2) as pool:  # the two runs side by side: counts do not interfere
         small = pool.submit(count, tree, n, tmp / "small.out", stream, flag)
         large = pool.submit(count, tree, 5 * n, tmp / "large.out", stream, flag)
-        return (large.result() - small.result()) / (4 * n)
+        (i1, a1), (i5, a5) = small.result(), large.result()
+        return (i5 - i1) / (4 * n), (a5 - a1) / (4 * n)
 
 
 def main(argv: list[str]) -> int:
@@ -62,6 +73,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--stream", action="store_true", help="streamed answers (20 chunks each)")
     ap.add_argument(
         "--keys", action="store_true", help="this tree with 100 client keys, against without"
+    )
+    ap.add_argument(
+        "--limits",
+        action="store_true",
+        help="this tree with 100 client keys that have rate limits and budgets, against none",
     )
     ap.add_argument(
         "--floor",
@@ -75,26 +91,37 @@ def main(argv: list[str]) -> int:
         "an OpenAI-format one",
     )
     ap.add_argument(
+        "--gemini",
+        action="store_true",
+        help="this tree with a Gemini-format upstream (every request translated), against an "
+        "OpenAI-format one",
+    )
+    ap.add_argument(
         "--messages",
         action="store_true",
         help="this tree with an Anthropic client (/v1/messages), translated to an OpenAI-format "
         "upstream and passed through to an Anthropic-format one, against an OpenAI client",
     )
     args = ap.parse_args(argv)
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, tuple[float, float]]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.keys:
             rows.append(("client keys", per_request(REPO, args.n, tmp, args.stream, "--keys")))
+        if args.limits:
+            limited = per_request(REPO, args.n, tmp, args.stream, "--limits")
+            rows.append(("keys+limits", limited))
         if args.anthropic:
             translated = per_request(REPO, args.n, tmp, args.stream, "--anthropic")
-            rows.append(("translated", translated))
+            rows.append(("anthropic", translated))
+        if args.gemini:
+            rows.append(("gemini", per_request(REPO, args.n, tmp, args.stream, "--gemini")))
         if args.messages:
             rows.append(("msgs->openai", per_request(REPO, args.n, tmp, args.stream, "--messages")))
             both = "--messages --anthropic"
             rows.append(("msgs->anthr.", per_request(REPO, args.n, tmp, args.stream, both)))
         rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
-        floor = {}
+        floor: dict[str, tuple[float, float]] = {}
         if args.floor:
             for name in ("passthrough", "direct"):
                 floor[name] = per_request(REPO, args.n, tmp, args.stream, f"--{name}")
@@ -116,20 +143,27 @@ def main(argv: list[str]) -> int:
                 subprocess.run(
                     ["git", "worktree", "remove", "--force", str(wt)], cwd=REPO, check=False
                 )
-    base = rows[-1][1]
-    for name, value in rows:
+    base = rows[-1][1][0]
+    for name, (value, allocs) in rows:
         ratio = f"  ({value / base:.3f}x of {rows[-1][0]})" if len(rows) > 1 else ""
-        print(f"{name:>12}: {value / 1e6:.3f} M instructions per request{ratio}")
+        print(
+            f"{name:>12}: {value / 1e6:.3f} M instructions, {allocs:,.0f} allocations "
+            f"per request{ratio}"
+        )
     if floor:
-        direct, bare = floor["direct"], floor["passthrough"]
-        print(f"{'no proxy':>12}: {direct / 1e6:.3f} M (client and upstream alone)")
+        (direct, d_allocs), (bare, b_allocs) = floor["direct"], floor["passthrough"]
+        print(f"{'no proxy':>12}: {direct / 1e6:.3f} M, {d_allocs:,.0f} (client and upstream)")
         pt_own = (bare - direct) / 1e6
-        print(f"{'pass-through':>12}: {bare / 1e6:.3f} M, of which the proxy {pt_own:.3f} M")
-        for name, value in rows:
+        print(
+            f"{'pass-through':>12}: {bare / 1e6:.3f} M, of which the proxy {pt_own:.3f} M "
+            f"and {b_allocs - d_allocs:,.0f} allocations"
+        )
+        for name, (value, allocs) in rows:
             own = value - direct
             print(
-                f"{name:>12}: the proxy {own / 1e6:.3f} M; pass-through ÷ it "
-                f"{(bare - direct) / own:.3f} (the throughput ratio on a whole core)"
+                f"{name:>12}: the proxy {own / 1e6:.3f} M, {allocs - d_allocs:,.0f} allocations; "
+                f"pass-through ÷ it {(bare - direct) / own:.3f} (the throughput ratio on a "
+                "whole core)"
             )
     return 0
 

@@ -13,8 +13,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
+from gateway.config.clients import ClientConfig, ClientLimits
 from gateway.edge.server import Server
+from gateway.limits.ledger import Ledger
+from gateway.limits.sync import Keys, LimitSync
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 from health.breaker import BreakerState
@@ -22,7 +26,15 @@ from health.fleet import FleetSettings, FleetStore
 from health.outcome import classify_status
 from health.settings import BreakerSettings, HealthSettings
 from ops.bench.redisproc import ClusterProcess
-from tests.builders import CHAT, GatewayFactory, SimFactory, admin_targets, chat, make_config
+from tests.builders import (
+    CHAT,
+    GatewayFactory,
+    SimFactory,
+    admin_targets,
+    admission,
+    chat,
+    make_config,
+)
 from tests.waiting import until
 
 TID = "m@p"
@@ -171,3 +183,69 @@ async def test_a_node_killed_under_traffic_costs_no_request(
         stop.set()
         await task
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
+
+
+async def test_client_key_limits_are_shared_through_a_cluster(
+    redis_cluster: ClusterProcess,
+) -> None:
+    """The limits' pipeline on a cluster: every key in the `{fleet}` slot, one node."""
+    web = ClientConfig("web", limits=ClientLimits(rpm=10, usd_per_day=1.0))
+    fleet = FleetSettings(url=redis_cluster.url, timeout_s=0.5)
+    ledgers = [Ledger([web]) for _ in range(2)]
+    syncs = [LimitSync(lg, fleet, replica_id=f"r{i}") for i, lg in enumerate(ledgers)]
+    for s in syncs:
+        s.connect()
+    try:
+        for lg in ledgers:
+            for _ in range(3):
+                assert admission(lg, web) == ""
+            lg.account("web", 5, 11)
+        for _ in range(2):
+            for s in syncs:
+                await s.sync_once()
+        assert not any(s.degraded for s in syncs)
+        assert [lg.meters["web"].requests.used for lg in ledgers] == [6, 6]
+        assert [lg.meters["web"].day.used for lg in ledgers] == [22, 22]
+        assert [lg.replicas for lg in ledgers] == [2, 2]
+    finally:
+        for s in syncs:
+            await s.close()
+
+
+async def test_after_a_timed_out_limits_trip_the_totals_read_are_the_clusters(
+    redis_cluster: ClusterProcess,
+) -> None:
+    """A round trip cut short by its timeout (every node paused) may leave its replies on a
+    connection: the sync must not read them as the next trip's."""
+    web = ClientConfig("web", limits=ClientLimits(rpm=100))
+    ledger = Ledger([web])
+    sync = LimitSync(ledger, FleetSettings(url=redis_cluster.url, timeout_s=0.2), replica_id="r")
+    sync.connect()
+    try:
+        for _ in range(2):
+            assert admission(ledger, web) == ""
+        await sync.sync_once()
+        assert not sync.degraded
+        for _ in range(3):
+            assert admission(ledger, web) == ""
+        for node in redis_cluster.nodes:
+            node.pause()
+        try:
+            await sync.sync_once()
+        finally:
+            for node in redis_cluster.nodes:
+                node.resume()
+        assert sync.degraded
+        for _ in range(2):
+            await sync.sync_once()
+        assert not sync.degraded
+        minute = ledger.windows.minute
+        reader = RedisCluster.from_url(redis_cluster.url.replace("redis+cluster", "redis"))
+        try:
+            stored = int(await reader.hget(Keys("turnout").window(minute), "web|r"))
+        finally:
+            await reader.aclose()
+        assert stored >= 5  # a trip that timed out but ran anyway counts twice, never less
+        assert ledger.meters["web"].requests.used == stored
+    finally:
+        await sync.close()

@@ -152,6 +152,19 @@ async def test_expect_100_continue_is_honoured(gw: Server) -> None:
         writer.close()
 
 
+@pytest.mark.parametrize("target", [b"*", b"http://gw/v1/nope"])
+async def test_a_target_no_route_can_match_gets_an_openai_shaped_404(
+    gw: Server, target: bytes
+) -> None:
+    """Answered by aiohttp before any handler (not even the catch-all route matches `*`):
+    still OpenAI's shape, a request id, and a Content-Length that counts the JSON."""
+    raw = await exchange(gw, b"OPTIONS " + target + b" HTTP/1.1\r\nHost: gw\r\n\r\n")
+    assert_openai_error(raw, 404, "not_found")
+    _, headers, _ = parse(raw)
+    assert int(headers["content-length"]) == len(raw.partition(b"\r\n\r\n")[2])
+    assert len(headers["x-request-id"]) == 32
+
+
 async def test_admin_reload_errors_are_openai_shaped(gw: Server) -> None:
     reply = await exchange(
         gw, b"POST /admin/reload HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n"

@@ -346,7 +346,7 @@ def test_cli_format_and_tools_parse() -> None:
     assert args.format == "anthropic" and args.tools == "call"
     defaults = parser.parse_args([])
     assert defaults.format == "openai" and defaults.tools == "ignore"
-    for bad in (["--format", "gemini"], ["--tools", "maybe"]):
+    for bad in (["--format", "cohere"], ["--tools", "maybe"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
     assert Fault.parse_spec("error_event:2") == Fault(mode="error_event", after_chunks=2)

@@ -55,9 +55,12 @@ def test_body_memory_measures_end_to_end(tmp_path: Path) -> None:
         assert row["statuses"] == {"200": row["count"]}
 
 
-def test_the_instruction_count_workload_runs() -> None:
+@pytest.mark.parametrize(
+    "variant", [[], ["--anthropic", "--stream"], ["--gemini"], ["--gemini", "--stream"]]
+)
+def test_the_instruction_count_workload_runs(variant: list[str]) -> None:
     # What ops.bench.instructions counts under callgrind (the count itself takes minutes).
-    done = _run(["-m", "ops.bench.inproc", "40"], REPO_ROOT, timeout=60)
+    done = _run(["-m", "ops.bench.inproc", "40", *variant], REPO_ROOT, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

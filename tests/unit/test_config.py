@@ -585,8 +585,8 @@ def _set(path: tuple[str | int, ...], value: object) -> dict[str, Any]:
         (("health", "bucket_s"), 60, "health.bucket_s: must not exceed window_s"),
         (
             ("providers", "a", "format"),
-            "gemini",
-            "providers.a.format: unknown format 'gemini' (known: openai, anthropic)",
+            "cohere",
+            "providers.a.format: unknown format 'cohere' (known: openai, anthropic, gemini)",
         ),
     ],
     ids=lambda v: None,

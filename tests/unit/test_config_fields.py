@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gateway.config import ConfigError, load_data
+from gateway.config.clients import ClientLimits
 from gateway.config.diff import REDACTED, changes, view
 from gateway.config.model import (
     HealthConfig,
@@ -169,6 +170,23 @@ def test_the_reference_tables_give_each_key_its_default_and_liveness(
         default, applies = docs[key]
         assert applies == ("live" if e.meta.live else "restart"), key
         assert default == _written(e.default), key
+
+
+def test_client_limits_are_documented_checked_and_in_the_schema_as_declared() -> None:
+    docs = documented()
+    client = SCHEMA["properties"]["clients"]["additionalProperties"]["properties"]
+    props = client["limits"]["properties"]
+    assert client["limits"]["additionalProperties"] is False
+    for e in settings_of(ClientLimits):
+        assert isinstance(e.meta, Setting)
+        key = f"clients.limits.{e.key}"
+        assert docs.get(key) == (_written(e.default), "live" if e.meta.live else "restart"), key
+        assert props[e.key]["description"] == e.meta.doc, key
+        data = copy.deepcopy(BASE)
+        data["clients"] = {"c": {"key_sha256": "a" * 64, "limits": {e.key: 0}}}
+        with pytest.raises(ConfigError) as err:
+            load_data(data, env={})
+        assert [i.path for i in err.value.issues] == [f"clients.c.limits.{e.key}"]
 
 
 # --- the reload report, key by key ---------------------------------------------------------------

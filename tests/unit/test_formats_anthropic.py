@@ -244,6 +244,7 @@ def test_an_error_comes_back_in_openais_shape() -> None:
     err = orjson.loads(tr.error(400, body))["error"]
     assert err["type"] == "invalid_request_error"
     assert err["message"] == "prompt is too long: 250000 tokens > 200000 maximum"
+    assert err["code"] == "context_length_exceeded"  # what OpenAI's clients look for
     assert orjson.loads(tr.error(429, b"junk"))["error"]["message"] == "upstream error 429"
 
 

@@ -29,6 +29,7 @@ from policies.types import (
     CHANCE,
     EVERYTHING,
     HEALTH,
+    REQUEST,
     TASK,
     Candidate,
     RequestFeatures,
@@ -173,13 +174,26 @@ def test_a_policy_that_reads_nothing_keeps_its_decision_while_all_are_available(
 # --- features and routing -----------------------------------------------------------------------
 
 
-def test_without_classify_the_rules_do_not_run_but_overrides_still_count() -> None:
+@pytest.mark.parametrize("needs", [frozenset(), frozenset({REQUEST})])
+def test_without_the_task_the_rules_do_not_run_but_overrides_still_count(
+    needs: frozenset[str],
+) -> None:
     assert extract("chat", CODE_PROMPT, 100).task == "code"
-    assert extract("chat", CODE_PROMPT, 100, classify=False).task == "chat"
-    given = {"x-turnout-task": "math"}
-    assert extract("chat", CODE_PROMPT, 100, headers=given, classify=False).task == "math"
-    with pytest.raises(InvalidFeature):
-        extract("chat", CODE_PROMPT, 100, headers={"x-turnout-task": "no way!"}, classify=False)
+    assert extract("chat", CODE_PROMPT, 100, reads=needs).task == "chat"
+    given = {"x-turnout-task": "math", "x-turnout-max-cost": "0.5"}
+    got = extract("chat", CODE_PROMPT, 100, headers=given, reads=needs)
+    assert (got.task, got.max_cost) == ("math", 0.5)
+    for bad in ({"x-turnout-task": "no way!"}, {"x-turnout-quality-floor": "2"}):
+        with pytest.raises(InvalidFeature):
+            extract("chat", CODE_PROMPT, 100, headers=bad, reads=needs)
+
+
+def test_without_the_request_or_the_task_the_body_is_not_scanned() -> None:
+    body = {**CODE_PROMPT, "tools": [{"type": "function"}], "max_tokens": 9}
+    full = extract("chat", body, 100, reads=frozenset({REQUEST}))
+    assert (full.tools, full.max_tokens, full.estimated_input_tokens) == (True, 9, 7)
+    bare = extract("chat", body, 100, reads=frozenset({HEALTH, CHANCE}))
+    assert (bare.tools, bare.max_tokens, bare.estimated_input_tokens) == (False, None, 0)
 
 
 def runtime(policy: str) -> Runtime:

@@ -188,7 +188,7 @@ REJECTED: list[tuple[tuple[str | int, ...], Any]] = [
     (("tasks", "rules"), [{"task": "legal", "keyword": ["x"]}]),
     # wrong enum values
     (("health", "store"), "redsi"),
-    (("providers", "p", "format"), "gemini"),
+    (("providers", "p", "format"), "cohere"),
     (("telemetry", "log_format"), "xml"),
     (("telemetry", "traces_exporter"), "jaeger"),
     (("targets", "t", "supports"), ["audio"]),
