@@ -230,3 +230,39 @@ async def test_a_translated_stream_is_the_messages_api_event_sequence(
     assert "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta") == FULL
     delta = events[-2][1]
     assert delta["delta"]["stop_reason"] == "end_turn" and delta["usage"]["output_tokens"] > 0
+
+
+async def test_a_gemini_target_is_set_aside_for_an_anthropic_client(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """No Anthropic -> Gemini translation yet: routing excludes such a target, says why, and
+    the route's other target serves; a route with no other answers 400 in Anthropic's shape.
+    An OpenAI client is still served by the same Gemini target."""
+    g = await sim_factory("g", format="gemini", n_words=N_WORDS, voice=VOICE)
+    o = await sim_factory("o", n_words=N_WORDS, voice=VOICE)
+    targets = {
+        "flash@g": {"provider": "g", "model": "claude"},
+        "claude@o": {"provider": "o", "model": "claude"},
+    }
+    routes: list[dict[str, Any]] = [
+        {"alias": "chat", "candidates": ["flash@g", "claude@o"], "debug": True},
+        {"alias": "gemini", "candidates": ["flash@g"]},
+    ]
+    gw = await gateway_factory(build_config({"g": g, "o": o}, routes, targets=targets))
+    body = {"model": "chat", "max_tokens": 64, "messages": user(PROMPT)}
+    reply = await post(http, gw, body, path=MESSAGES)
+    assert reply.status == 200 and reply.headers["x-turnout-translation"] == "anthropic->openai"
+    assert reply.json()["content"] == [{"type": "text", "text": FULL}]
+    why = "no translation from anthropic to a gemini target (not supported yet)"
+    assert f"flash@g(translation: {why})" in reply.headers["x-turnout-route"]
+    assert g.state.attempts() == [] and len(o.state.attempts()) == 1
+
+    refused = await post(http, gw, {**body, "model": "gemini"}, path=MESSAGES)
+    assert refused.status == 400
+    error = refused.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert why in error["error"]["message"] and g.state.attempts() == []
+
+    chat_body = {"model": "gemini", "messages": user(PROMPT)}
+    served = await post(http, gw, chat_body)
+    assert served.status == 200 and served.headers["x-turnout-translation"] == "openai->gemini"

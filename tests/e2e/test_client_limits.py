@@ -295,3 +295,28 @@ async def test_the_keys_own_ratelimit_headers_replace_the_providers(
         assert free_reply.headers["x-ratelimit-remaining-tokens"] == "999"
     finally:
         await runner.cleanup()
+
+
+async def test_an_anthropic_client_is_metered_and_refused_in_anthropics_shape(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """The Messages ingress (here translated to the OpenAI-format sim): the key as the
+    `anthropic` SDK sends it, the answers' usage counted, a 429 in Anthropic's error shape."""
+    sim, gw = await limited(sim_factory, gateway_factory, {"rpm": 2, "tpm": 1_000_000})
+    auth = {"x-api-key": KEY}
+    body = {"model": "chat", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    plain = await post(http, gw, body, headers=auth, path="/v1/messages")
+    assert plain.status == 200 and plain.headers["x-ratelimit-remaining-requests"] == "1"
+    used = sum(plain.json()["usage"][k] for k in ("input_tokens", "output_tokens"))
+    streamed = await post(http, gw, {**body, "stream": True}, headers=auth, path="/v1/messages")
+    assert streamed.status == 200
+    events = [orjson.loads(d) for _, d in sse_events(streamed.body)]
+    start = next(e for e in events if e["type"] == "message_start")["message"]["usage"]
+    delta = next(e for e in events if e["type"] == "message_delta")["usage"]
+    used += max(start["input_tokens"], delta["input_tokens"]) + delta["output_tokens"]
+    assert gw.app[RUNTIME].limits.meters["web"].tokens.used == used > 0
+    refused = await post(http, gw, body, headers=auth, path="/v1/messages")
+    assert refused.status == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    error = refused.json()
+    assert error["type"] == "error" and error["error"]["type"] == "rate_limit_error"
+    assert len(sim.state.attempts()) == 2

@@ -4,6 +4,7 @@ against the `anthropic` SDK's own types (and its own stream accumulator)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import anthropic.types as at
@@ -11,7 +12,8 @@ import orjson
 import pytest
 from anthropic.types.shared import ErrorResponse
 
-from gateway.formats.translate import Translation, translation
+from gateway.formats import chat, openai_chat, openai_upstream
+from gateway.formats.translate import Translation, crosses, serves, translation, unfit
 
 # The tool-use conversation of Anthropic's docs ("How to implement tool use").
 WEATHER = {
@@ -248,3 +250,47 @@ def test_an_error_comes_back_in_anthropics_shape(status: int, kind: str) -> None
     assert out == {"type": "error", "error": {"type": kind, "message": "Slow down"}}
     ErrorResponse.model_validate(out)
     assert orjson.loads(to_openai(MESSAGES).error(status, b"<html>"))["error"]["message"]
+
+
+# -- the pairs translate.py knows, and the one it does not (yet) ---------------------------------
+
+
+def test_an_anthropic_client_is_not_translated_to_a_gemini_target_yet() -> None:
+    with pytest.raises(ValueError, match="no translation from anthropic to a gemini target"):
+        translation(MESSAGES, "chat", "gemini", "gemini-flash", "anthropic")
+    why = unfit(MESSAGES, "chat", "gemini", "g", strict=False, source="anthropic")
+    assert why == "no translation from anthropic to a gemini target (not supported yet)"
+    assert unfit(MESSAGES, "chat", "openai", "g", strict=False, source="anthropic") is None
+    assert unfit(MESSAGES, "chat", "anthropic", "c", strict=True, source="anthropic") is None
+    assert not crosses("anthropic", "gemini") and crosses("openai", "gemini")
+    assert serves("chat", "anthropic", "anthropic") and not serves("chat", "gemini", "anthropic")
+
+
+def test_a_translated_answer_without_a_model_names_the_targets() -> None:
+    tr = to_openai(MESSAGES)
+    body = {"id": "c", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}
+    message = orjson.loads(tr.reply(orjson.dumps(body)) or b"")
+    assert message["model"] == "gpt-4o" and message["content"] == [{"type": "text", "text": "hi"}]
+
+
+def test_the_openai_upstream_codec_carries_what_the_chat_model_holds() -> None:
+    """Fields an Anthropic client cannot send, but the chat model (and OpenAI) can: read back
+    by the OpenAI client codec, they are what was encoded."""
+    req = chat.ChatRequest(
+        model="m",
+        messages=(chat.Message("user", (chat.Text("hi"),)),),
+        seed=7,
+        n=2,
+        presence_penalty=0.5,
+        frequency_penalty=-0.5,
+        response_format=chat.ResponseFormat({"type": "object"}, "answer", strict=True),
+    )
+    body, dropped = openai_upstream.encode_request(req, "gpt-4o")
+    assert dropped == frozenset()
+    back = openai_chat.decode_request(body)
+    assert (back.seed, back.n, back.presence_penalty, back.frequency_penalty) == (7, 2, 0.5, -0.5)
+    assert back.response_format == req.response_format and back.dropped == frozenset()
+    json_mode = dataclasses.replace(req, response_format=chat.ResponseFormat())
+    assert openai_upstream.encode_request(json_mode, "m")[0]["response_format"] == {
+        "type": "json_object"
+    }
