@@ -27,25 +27,29 @@ FORWARD_TO_CLIENT_PREFIXES = ("x-ratelimit-", "openai-")
 def upstream_headers(
     client: CIMultiDictProxy[str], provider: ProviderConfig, request_id: str
 ) -> dict[str, str]:
+    own, forwarded = _own(provider)
     out = {}
-    for name in FORWARD_TO_PROVIDER:  # a few lookups, however many headers the client sent
+    for name in forwarded:  # a few lookups, however many headers the client sent
         value = client.get(name)
         if value is not None:
             out[name] = value
-    out.update(_own(provider))
+    out.update(own)
     out["X-Request-Id"] = request_id
     return out
 
 
-_OWN: dict[int, tuple[ProviderConfig, dict[str, str]]] = {}  # by identity: configs are frozen
+# provider config (by identity: configs are frozen) -> what `_own` made for it
+_OWN: dict[int, tuple[ProviderConfig, dict[str, str], tuple[str, ...]]] = {}
 
 
-def _own(provider: ProviderConfig) -> dict[str, str]:
-    """What the gateway itself sends a provider on every request, built once per provider
-    config (a reload makes new ones; the oldest are dropped past a few hundred)."""
+def _own(provider: ProviderConfig) -> tuple[dict[str, str], tuple[str, ...]]:
+    """What the gateway itself sends a provider on every request, and which of the client's
+    headers it forwards (`FORWARD_TO_PROVIDER` less the names it sets itself, in any case:
+    one value per header, the provider's own winning). Built once per provider config (a
+    reload makes new ones; the oldest are dropped past a few hundred)."""
     known = _OWN.get(id(provider))
     if known is not None and known[0] is provider:
-        return known[1]
+        return known[1], known[2]
     out = dict(provider.headers)
     out["Content-Type"] = "application/json"
     out["Accept"] = "application/json, text/event-stream"
@@ -59,10 +63,12 @@ def _own(provider: ProviderConfig) -> dict[str, str]:
             out["x-goog-api-key"] = provider.api_key
     elif provider.api_key:
         out["Authorization"] = f"Bearer {provider.api_key}"
+    taken = {k.lower() for k in out}
+    forwarded = tuple(sorted(FORWARD_TO_PROVIDER - taken))
     if len(_OWN) >= 256:
         _OWN.clear()
-    _OWN[id(provider)] = (provider, out)
-    return out
+    _OWN[id(provider)] = (provider, out, forwarded)
+    return out, forwarded
 
 
 def client_headers(upstream: Mapping[str, str]) -> dict[str, str]:
