@@ -33,9 +33,11 @@ EVERYTHING = frozenset({TASK, REQUEST, HEALTH, CHANCE})
 
 
 def reads(part: object) -> frozenset[str]:
-    """What `part` declared it reads; a part that declares nothing may read everything."""
+    """What `part` declared it reads; a part that declares nothing - or a name outside
+    EVERYTHING (a typo would otherwise starve it of what it reads) - may read everything."""
     declared = getattr(part, "reads", None)
-    return declared if isinstance(declared, frozenset) else EVERYTHING
+    ok = isinstance(declared, frozenset) and declared <= EVERYTHING
+    return declared if ok else EVERYTHING  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,16 @@ def test_what_the_built_in_policies_declare() -> None:
     assert CHANCE in reads(Composite("x", (), (WeightedScorer(Priority()),), "random"))
 
 
+def test_a_declaration_naming_something_unknown_reads_everything() -> None:
+    @dataclass(frozen=True)
+    class Declares:
+        reads: object
+
+    assert reads(Declares(frozenset({"health"}))) == {HEALTH}
+    for wrong in (frozenset({"HEALTH"}), frozenset({"latency"}), {"health"}, "health"):
+        assert reads(Declares(wrong)) == EVERYTHING, wrong  # a typo must not starve a part
+
+
 def test_a_policy_that_reads_nothing_keeps_its_decision_while_all_are_available() -> None:
     fast = Composite("priority", (), (WeightedScorer(Priority()),))
     full = Composite("priority", (), (WeightedScorer(ByOrder()),))
