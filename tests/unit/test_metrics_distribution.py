@@ -115,22 +115,38 @@ def test_counters_and_histograms_share_one_scope_and_nothing_recorded_is_not_exp
 
 
 def test_records_from_the_loop_while_a_push_reader_collects_in_its_thread() -> None:
+    """A push reader collects from its own thread while the loop records, new label sets
+    included: every point it sees is whole (count = its buckets), and nothing raises."""
     reader = InMemoryMetricReader()
     m = Metrics([reader])
     done = threading.Event()
+    seen: list[int] = []
+    failed: list[BaseException] = []
 
     def collect() -> None:
-        while not done.is_set():
-            reader.get_metrics_data()
+        try:
+            while not done.is_set():
+                data = reader.get_metrics_data()
+                for rm in data.resource_metrics if data else ():
+                    for sm in rm.scope_metrics:
+                        for metric in sm.metrics:
+                            for p in metric.data.data_points:
+                                assert p.count == sum(p.bucket_counts), p  # type: ignore[union-attr]
+                                seen.append(p.count)  # type: ignore[union-attr]
+        except BaseException as exc:  # reported to the test's thread below
+            failed.append(exc)
 
     t = threading.Thread(target=collect)
     t.start()
     try:
-        for i in range(20_000):
-            m.request_duration.record(0.001 * (i % 50), {"route": "r", "status": "200"})
+        for i in range(15_000):
+            labels = {"route": f"r{i // 10}", "status": "200"}  # new label sets keep coming
+            m.request_duration.record(0.001 * (i % 50), labels)
     finally:
         done.set()
         t.join()
-    (p,) = points(reader, "turnout.request.duration").values()
-    assert p.count == sum(p.bucket_counts) == 20_000
+    assert not failed, failed[0]
+    assert seen  # the reader did collect while the loop recorded
+    got = points(reader, "turnout.request.duration")
+    assert len(got) == 1_500 and sum(p.count for p in got.values()) == 15_000
     m.shutdown()
