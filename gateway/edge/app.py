@@ -218,7 +218,7 @@ def _application(
             app.router.add_route(method, path, enveloped(handler), expect_handler=protocol.expect)
     unrouted = enveloped(_unrouted)
     catch_all: web.AbstractResource | None = app.router.add_route(
-        "*", "/{tail:.*}", unrouted
+        "*", "/{tail:.*}", unrouted, expect_handler=protocol.expect
     ).resource
     assert catch_all is not None
     app[_CATCH_ALL] = catch_all
