@@ -165,6 +165,13 @@ async def test_a_target_no_route_can_match_gets_an_openai_shaped_404(
     assert len(headers["x-request-id"]) == 32
 
 
+async def test_an_unknown_expect_on_an_unknown_path_is_the_routes_json_417(gw: Server) -> None:
+    raw = await exchange(
+        gw, b"POST /v1/nope HTTP/1.1\r\nHost: gw\r\nExpect: foo\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert_openai_error(raw, 417, "expectation_failed")
+
+
 async def test_admin_reload_errors_are_openai_shaped(gw: Server) -> None:
     reply = await exchange(
         gw, b"POST /admin/reload HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n"
