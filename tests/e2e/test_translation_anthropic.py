@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import openai
 import orjson
 import pytest
 
@@ -29,21 +28,18 @@ from tests.builders import (
     set_fault,
     stream_text,
 )
+from tests.vendors import (
+    N_WORDS,
+    PRE_FIRST_BYTE,
+    PROMPT,
+    TOOLS,
+    VOICE,
+    answer,
+    foreign_behind_openai,
+    sdk,
+)
 
-PROMPT = "what crosses the border"
-N_WORDS = 16
-VOICE = "model-x"
 FULL = answer_text(VOICE, "claude", PROMPT, N_WORDS)
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "search",
-            "description": "Search the web",
-            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
-        },
-    }
-]
 
 
 async def gateway_with(
@@ -56,24 +52,17 @@ async def gateway_with(
 ) -> tuple[SimServer, SimServer | None, Server]:
     """An Anthropic-format sim `a` (target claude@a), behind an OpenAI-format sim `o` (target
     claude@o) when `primary` is "openai"."""
-    kwargs = {"n_words": N_WORDS, "voice": VOICE, "api_key": "key-a", **anthropic_kwargs}
-    a = await sim_factory("a", format="anthropic", **kwargs)
-    sims: dict[str, SimServer] = {"a": a}
-    targets: dict[str, Any] = {"claude@a": {"provider": "a", "model": "claude"}}
-    candidates = ["claude@a"]
-    o = None
-    if primary == "openai":
-        o = await sim_factory("o", n_words=N_WORDS, voice=VOICE, chunk_interval_ms=5)
-        sims["o"] = o
-        targets["claude@o"] = {"provider": "o", "model": "claude"}
-        candidates.insert(0, "claude@o")
-    routes = [{"alias": "chat", "candidates": candidates, **(route or {})}]
-    gw = await gateway_factory(build_config(sims, routes, targets=targets))
-    return a, o, gw
-
-
-def sdk(gw: Server) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="client-key", max_retries=0)
+    return await foreign_behind_openai(
+        sim_factory,
+        gateway_factory,
+        fmt="anthropic",
+        name="a",
+        target="claude",
+        model="claude",
+        primary=primary,
+        route=route,
+        **anthropic_kwargs,
+    )
 
 
 async def test_an_openai_client_gets_a_claude_answer(
@@ -180,15 +169,6 @@ async def test_tool_calls_round_trip_with_their_ids(
     )
 
 
-PRE_FIRST_BYTE = [
-    {"mode": "status", "status": 503},
-    {"mode": "status", "status": 429},
-    {"mode": "reset"},
-    {"mode": "malformed"},
-    {"mode": "cut", "after_chunks": 0},
-]
-
-
 # A hang before the headers fails a stream over after headers_s; a non-streaming answer is
 # given its whole total_s and not re-sent without a deadline (reliability.md): streams only.
 @pytest.mark.parametrize(
@@ -203,19 +183,7 @@ async def test_an_openai_outage_fails_over_to_claude(
     assert o is not None
     set_fault(o, fault)
     async with sdk(gw) as client:
-        if stream:
-            chunks = [
-                c
-                async for c in await client.chat.completions.create(
-                    model="chat", messages=[{"role": "user", "content": PROMPT}], stream=True
-                )
-            ]
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        else:
-            done = await client.chat.completions.create(
-                model="chat", messages=[{"role": "user", "content": PROMPT}]
-            )
-            text = done.choices[0].message.content or ""
+        text = await answer(client, stream=stream)
     assert text == FULL
     assert len(a.state.attempts()) == 1 and len(o.state.attempts()) >= 1
 

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import aiohttp
-import openai
 import orjson
 import pytest
 
@@ -32,22 +31,19 @@ from tests.builders import (
     set_fault,
     stream_text,
 )
+from tests.vendors import (
+    N_WORDS,
+    PRE_FIRST_BYTE,
+    PROMPT,
+    TOOLS,
+    VOICE,
+    answer,
+    foreign_behind_openai,
+    sdk,
+)
 
-PROMPT = "what crosses the border"
-N_WORDS = 16
-VOICE = "model-x"
 MODEL = "gemini-flash"
 FULL = answer_text(VOICE, MODEL, PROMPT, N_WORDS)
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "search",
-            "description": "Search the web",
-            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
-        },
-    }
-]
 
 
 async def gateway_with(
@@ -60,24 +56,17 @@ async def gateway_with(
 ) -> tuple[SimServer, SimServer | None, Server]:
     """A Gemini-format sim `g` (target flash@g), behind an OpenAI-format sim `o` (target
     flash@o) when `primary` is "openai"."""
-    kwargs = {"n_words": N_WORDS, "voice": VOICE, "api_key": "key-g", **gemini_kwargs}
-    g = await sim_factory("g", format="gemini", **kwargs)
-    sims: dict[str, SimServer] = {"g": g}
-    targets: dict[str, Any] = {"flash@g": {"provider": "g", "model": MODEL}}
-    candidates = ["flash@g"]
-    o = None
-    if primary == "openai":
-        o = await sim_factory("o", n_words=N_WORDS, voice=VOICE, chunk_interval_ms=5)
-        sims["o"] = o
-        targets["flash@o"] = {"provider": "o", "model": MODEL}
-        candidates.insert(0, "flash@o")
-    routes = [{"alias": "chat", "candidates": candidates, **(route or {})}]
-    gw = await gateway_factory(build_config(sims, routes, targets=targets))
-    return g, o, gw
-
-
-def sdk(gw: Server) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="client-key", max_retries=0)
+    return await foreign_behind_openai(
+        sim_factory,
+        gateway_factory,
+        fmt="gemini",
+        name="g",
+        target="flash",
+        model=MODEL,
+        primary=primary,
+        route=route,
+        **gemini_kwargs,
+    )
 
 
 async def test_an_openai_client_gets_a_gemini_answer(
@@ -215,15 +204,6 @@ async def test_tool_calls_round_trip_with_their_ids(
     ]
 
 
-PRE_FIRST_BYTE = [
-    {"mode": "status", "status": 503},
-    {"mode": "status", "status": 429},
-    {"mode": "reset"},
-    {"mode": "malformed"},
-    {"mode": "cut", "after_chunks": 0},
-]
-
-
 # A hang before the headers fails a stream over after headers_s; a non-streaming answer is
 # given its whole total_s and not re-sent without a deadline (reliability.md): streams only.
 @pytest.mark.parametrize(
@@ -238,19 +218,7 @@ async def test_an_openai_outage_fails_over_to_gemini(
     assert o is not None
     set_fault(o, fault)
     async with sdk(gw) as client:
-        if stream:
-            chunks = [
-                c
-                async for c in await client.chat.completions.create(
-                    model="chat", messages=[{"role": "user", "content": PROMPT}], stream=True
-                )
-            ]
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        else:
-            done = await client.chat.completions.create(
-                model="chat", messages=[{"role": "user", "content": PROMPT}]
-            )
-            text = done.choices[0].message.content or ""
+        text = await answer(client, stream=stream)
     assert text == FULL
     assert len(g.state.attempts()) == 1 and len(o.state.attempts()) >= 1
 
