@@ -171,14 +171,7 @@ def decode_reply(obj: Any) -> chat.ChatReply | None:
 
 def error_of(body: bytes) -> tuple[str, str]:
     """(kind, message) of an Anthropic error body; ("", "") when it is not one."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return "", ""
-    err = obj.get("error") if isinstance(obj, dict) else None
-    if not isinstance(err, dict):
-        return "", ""
-    return str(err.get("type") or ""), str(err.get("message") or "")
+    return chat.error_fields(body)
 
 
 class StreamDecoder:
@@ -188,11 +181,8 @@ class StreamDecoder:
         self._tools: dict[int, int] = {}  # content block index -> tool call index
 
     def decode(self, data: bytes) -> list[chat.Event]:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return [chat.Unreadable()]
-        if not isinstance(obj, dict):
+        obj = chat.json_object(data)
+        if obj is None:
             return [chat.Unreadable()]
         kind = obj.get("type")
         index = obj.get("index")

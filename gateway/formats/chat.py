@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 Role = Literal["user", "assistant"]
 Finish = Literal["stop", "length", "tool_calls", "content_filter"]
 
@@ -226,3 +228,26 @@ ERROR_KINDS = frozenset(
 )
 
 Event = Started | TextDelta | ToolStarted | ToolArguments | Finished | Ended | Failed | Unreadable
+
+
+def json_object(data: bytes) -> dict[str, Any] | None:
+    """`data` as a JSON object; None when it is not JSON or not an object (a stream decoder
+    reads that as `Unreadable`)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def error_fields(body: bytes, *, bare_message: bool = False) -> tuple[str, str]:
+    """(type, message) of an `{"error": {"type", "message"}}` body - Anthropic's shape and
+    OpenAI's; with `bare_message`, OpenAI's `{"error": "message"}` too. ("", "") when it is
+    not one."""
+    obj = json_object(body)
+    err = obj.get("error") if obj is not None else None
+    if bare_message and isinstance(err, str):
+        return "", err
+    if not isinstance(err, dict):
+        return "", ""
+    return str(err.get("type") or ""), str(err.get("message") or "")

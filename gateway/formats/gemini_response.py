@@ -220,11 +220,8 @@ class StreamDecoder:
         self._usage: Any = None  # the latest chunk's usageMetadata, read when it is needed
 
     def decode(self, data: bytes) -> list[chat.Event]:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return [chat.Unreadable()]
-        if not isinstance(obj, dict):
+        obj = chat.json_object(data)
+        if obj is None:
             return [chat.Unreadable()]
         if "error" in obj:
             err = _error(obj) or {}

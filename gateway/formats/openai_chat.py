@@ -104,19 +104,7 @@ def _messages(
         elif role == "user":
             messages.append(chat.Message("user", tuple(_text_of(content))))
         elif role == "assistant":
-            parts: list[chat.Part] = list(_text_of(content))
-            calls = m.get("tool_calls")
-            for call in calls if isinstance(calls, list) else ():
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict):
-                    args = fn.get("arguments")
-                    parts.append(
-                        chat.ToolUse(
-                            str(call.get("id") or ""),
-                            str(fn.get("name") or ""),
-                            args if isinstance(args, str) else "{}",
-                        )
-                    )
+            parts: list[chat.Part] = [*_text_of(content), *tool_uses(m.get("tool_calls"))]
             if m.get("function_call"):
                 dropped.add("function_call")
             messages.append(chat.Message("assistant", tuple(parts)))
@@ -185,6 +173,23 @@ def _response_format(raw: Any, dropped: set[str]) -> chat.ResponseFormat | None:
         )
     dropped.add("response_format")
     return None
+
+
+def tool_uses(calls: Any) -> list[chat.ToolUse]:
+    """OpenAI's `tool_calls` (`[{id, function: {name, arguments}}]`) as tool uses; arguments
+    that are not a string read as `{}`, entries that are not calls are skipped."""
+    out: list[chat.ToolUse] = []
+    for call in calls if isinstance(calls, list) else ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            args = fn.get("arguments")
+            name = str(fn.get("name") or "")
+            out.append(
+                chat.ToolUse(
+                    str(call.get("id") or ""), name, args if isinstance(args, str) else "{}"
+                )
+            )
+    return out
 
 
 def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:

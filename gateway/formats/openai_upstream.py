@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from gateway.formats import chat
+from gateway.formats.openai_chat import tool_uses
 
 PATH = "/chat/completions"
 _FINISH: dict[str, chat.Finish] = {
@@ -172,17 +171,7 @@ def decode_reply(obj: Any) -> chat.ChatReply | None:
     text = message.get("content")
     if isinstance(text, str) and text:
         parts.append(chat.Text(text))
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function") if isinstance(call, dict) else None
-        if isinstance(fn, dict):
-            args = fn.get("arguments")
-            parts.append(
-                chat.ToolUse(
-                    str(call.get("id") or ""),
-                    str(fn.get("name") or ""),
-                    args if isinstance(args, str) else "{}",
-                )
-            )
+    parts.extend(tool_uses(message.get("tool_calls")))
     if message.get("reasoning_content") or message.get("reasoning"):
         dropped.add("reasoning_content")  # unsigned: no Anthropic thinking block can carry it
     if len(choices) > 1:
@@ -199,16 +188,7 @@ def decode_reply(obj: Any) -> chat.ChatReply | None:
 
 def error_of(body: bytes) -> tuple[str, str]:
     """(type, message) of an OpenAI error body; ("", "") when it is not one."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return "", ""
-    err = obj.get("error") if isinstance(obj, dict) else None
-    if isinstance(err, str):
-        return "", err
-    if not isinstance(err, dict):
-        return "", ""
-    return str(err.get("type") or ""), str(err.get("message") or "")
+    return chat.error_fields(body, bare_message=True)
 
 
 class StreamDecoder:
@@ -221,11 +201,8 @@ class StreamDecoder:
     def decode(self, data: bytes) -> list[chat.Event]:
         if data.strip() == b"[DONE]":
             return [chat.Ended()]
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return [chat.Unreadable()]
-        if not isinstance(obj, dict):
+        obj = chat.json_object(data)
+        if obj is None:
             return [chat.Unreadable()]
         if obj.get("error"):
             kind, message = error_of(data)
