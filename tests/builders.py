@@ -165,15 +165,22 @@ def make_config(
     *,
     timeouts: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
+    provider_timeouts: dict[str, dict[str, float]] | None = None,
 ) -> Config:
     """A config with one provider per `name -> base_url` and routes `alias -> [target ids]`.
 
-    Target ids are `model@provider`, so no `targets:` section is needed.
+    Target ids are `model@provider`, so no `targets:` section is needed. `provider_timeouts`
+    gives some providers their own timeouts instead of `timeouts`.
     """
+    own = provider_timeouts or {}
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0},
         "providers": {
-            name: {"base_url": url, "api_key": f"key-{name}", "timeouts": timeouts or FAST_TIMEOUTS}
+            name: {
+                "base_url": url,
+                "api_key": f"key-{name}",
+                "timeouts": own.get(name) or timeouts or FAST_TIMEOUTS,
+            }
             for name, url in providers.items()
         },
         "routes": [{"alias": a, "candidates": c} for a, c in routes.items()],

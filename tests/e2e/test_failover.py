@@ -26,6 +26,7 @@ from gateway.sim import SimServer
 from gateway.sim.answers import answer_text, answer_words
 from tests.builders import (
     FAILOVER_TIMEOUTS,
+    PATIENT_TIMEOUTS,
     GatewayFactory,
     Reply,
     SimFactory,
@@ -42,6 +43,8 @@ from tests.waiting import eventually
 
 PROMPT = "where is the switch"
 N_WORDS = 6
+# No phase times out by accident; a whole answer still gets at most 5 s.
+PATIENT = {**PATIENT_TIMEOUTS, "total_s": 5.0}
 
 
 def expected(sim: str, model: str = "m1", prompt: str = PROMPT) -> str:
@@ -60,14 +63,19 @@ async def start_pair(
     gateway_factory: GatewayFactory,
     *,
     a_url: str | None = None,
-    timeouts: dict[str, float] | None = None,
+    a_timeouts: dict[str, float] = PATIENT,
 ) -> Pair:
+    """sim-a and sim-b behind one route, in that order. Only a fault that is a timeout needs
+    sim-a's short `FAILOVER_TIMEOUTS`; every other phase waits long enough that a loaded machine
+    never turns a slow answer into a failover the test did not ask for (seen on CI: a 400 that
+    took 0.37 s to arrive went to sim-b)."""
     a = await sim_factory("sim-a", n_words=N_WORDS)
     b = await sim_factory("sim-b", n_words=N_WORDS)
     config = make_config(
         {"a": a_url or a.base_url, "b": b.base_url},
         {"chat": ["m1@a", "m1@b"]},
-        timeouts=timeouts or FAILOVER_TIMEOUTS,
+        timeouts=PATIENT,
+        provider_timeouts={"a": a_timeouts},
     )
     return Pair(a, b, await gateway_factory(config))
 
@@ -75,6 +83,12 @@ async def start_pair(
 @pytest.fixture
 async def pair(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> Pair:
     return await start_pair(sim_factory, gateway_factory)
+
+
+@pytest.fixture
+async def hasty_pair(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> Pair:
+    """sim-a's phases time out within 0.3 s (idle 0.5 s): for faults that are a timeout."""
+    return await start_pair(sim_factory, gateway_factory, a_timeouts=FAILOVER_TIMEOUTS)
 
 
 def assert_served_by_b(reply: Reply, stream: bool) -> None:
@@ -127,13 +141,16 @@ FAILOVER_CASES = [
 
 @pytest.mark.parametrize(("fault", "stream", "a_outcome", "hung_up"), FAILOVER_CASES)
 async def test_provider_failure_before_first_byte_fails_over(
-    pair: Pair,
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
     http: aiohttp.ClientSession,
     fault: dict[str, Any],
     stream: bool,
     a_outcome: str,
     hung_up: bool,
 ) -> None:
+    a_timeouts = FAILOVER_TIMEOUTS if hung_up else PATIENT
+    pair = await start_pair(sim_factory, gateway_factory, a_timeouts=a_timeouts)
     set_fault(pair.a, fault)
     started = time.monotonic()
     reply = await post(http, pair.gw, chat(PROMPT, stream=stream or None))
@@ -424,7 +441,7 @@ async def test_attempts_stop_at_max_attempts(
     config = make_config(
         {f"p{i}": s.base_url for i, s in enumerate(sims)},
         {"chat": [f"m1@p{i}" for i in range(4)]},
-        timeouts=FAILOVER_TIMEOUTS,
+        timeouts=PATIENT,
     )
     gw = await gateway_factory(config)
     reply = await post(http, gw, chat(PROMPT))
@@ -532,7 +549,7 @@ async def test_context_length_error_goes_to_a_larger_context_candidate(
     config = make_config(
         {"a": a.base_url, "b": b.base_url},
         {"chat": ["small", "large"]},
-        timeouts=FAILOVER_TIMEOUTS,
+        timeouts=PATIENT,
         extra={
             "targets": {
                 "small": {"provider": "a", "model": "m1", "context_window": 8192},
@@ -558,9 +575,10 @@ async def test_context_length_error_goes_to_a_larger_context_candidate(
 
 
 async def test_stream_failover_relays_only_the_second_candidates_events(
-    pair: Pair, http: aiohttp.ClientSession
+    hasty_pair: Pair, http: aiohttp.ClientSession
 ) -> None:
     """The first candidate's role chunk (held, never sent) does not leak into the answer."""
+    pair = hasty_pair
     set_fault(pair.a, {"mode": "stall", "after_chunks": 1})
     reply = await post(http, pair.gw, chat(PROMPT, stream=True))
     assert_served_by_b(reply, stream=True)
