@@ -1,7 +1,9 @@
 """Request features, extracted once per request from the parsed body. Cheap: no tokenizer.
 
 One pass over the messages counts characters (÷ 4 ≈ tokens), notes images, and keeps the last
-user turn and the system prompt for the task rules. Per-request routing overrides come from
+user turn and the system prompt for the task rules. A chat request comes in either shape:
+`messages` (Chat Completions, the Messages API) or the Responses API's `input` and
+`instructions` (`turns`). Per-request routing overrides come from
 headers (`x-turnout-task`, `x-turnout-max-cost`, `x-turnout-quality-floor`) or, when
 no header is set, from the body's `metadata` (`task`, `max_cost`, `quality_floor`).
 """
@@ -48,6 +50,33 @@ def _text(content: Any) -> tuple[str, bool]:
                 if part.get("type") in ("image_url", "input_image", "image"):  # OpenAI, Anthropic
                     image = True
     return "\n".join(parts), image
+
+
+def turns(body: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    """(role, content) of a chat request's turns, whichever shape it comes in: `messages`,
+    or the Responses API's `instructions` (a system turn) and `input` (a string: one user
+    turn; items: their messages, and a function call's output as a tool turn)."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return [
+            (m.get("role"), m.get("content"))
+            for m in messages
+            if type(m) is dict or isinstance(m, Mapping)
+        ]
+    out: list[tuple[Any, Any]] = []
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        out.append(("system", instructions))
+    raw = body.get("input")
+    if isinstance(raw, str):
+        out.append(("user", raw))
+    for item in raw if isinstance(raw, list) else ():
+        if isinstance(item, Mapping):
+            if item.get("type") == "function_call_output":
+                out.append(("tool", item.get("output")))
+            else:
+                out.append((item.get("role"), item.get("content")))
+    return out
 
 
 def _metadata(body: Mapping[str, Any]) -> Mapping[str, str]:
@@ -139,18 +168,14 @@ def extract(
     chars, images = 0, False
     user, system = "", ""
     if operation == "chat":
-        messages = body.get("messages")
-        if isinstance(messages, list):
-            for m in messages:
-                if type(m) is dict or isinstance(m, Mapping):
-                    text, img = _text(m.get("content"))
-                    chars += len(text)
-                    images = images or img
-                    role = m.get("role")
-                    if role == "user":
-                        user = text
-                    elif role in ("system", "developer") and not system:
-                        system = text
+        for role, content in turns(body):
+            text, img = _text(content)
+            chars += len(text)
+            images = images or img
+            if role == "user":
+                user = text
+            elif role in ("system", "developer") and not system:
+                system = text
     elif operation == "completions":
         prompt = body.get("prompt")
         if isinstance(prompt, str):
@@ -161,7 +186,12 @@ def extract(
     else:
         chars = body_bytes
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is None:
+        max_tokens = body.get("max_output_tokens")  # the Responses API's
     fmt = body.get("response_format")
+    text_options = body.get("text")  # the Responses API's `text.format`
+    if fmt is None and isinstance(text_options, Mapping):
+        fmt = text_options.get("format")
     json_output = isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema")
     return RequestFeatures(
         operation=operation,

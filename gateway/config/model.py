@@ -17,7 +17,8 @@ from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 FORMATS = ("openai", "anthropic", "gemini")
-CLIENT_FORMATS = ("openai", "anthropic")  # the ingresses: /v1/chat/completions, /v1/messages
+# The ingresses: /v1/chat/completions, /v1/messages, /v1/responses (gateway.edge.ingress).
+CLIENT_FORMATS = ("openai", "anthropic", "responses")
 TRANSLATIONS = ("lossy", "strict")
 STORES = ("memory", "redis")
 LOG_FORMATS = ("text", "json")

@@ -170,7 +170,11 @@ async def _read_at_most(request: web.Request, limit: int, held: Held | None) -> 
     return body
 
 
-def parse_payload(body: bytes | bytearray, operation: str) -> dict[str, Any]:
+def parse_payload(
+    body: bytes | bytearray, operation: str, required: str | None = None
+) -> dict[str, Any]:
+    """The request body as a JSON object with a model, checked; `required`: the field it
+    must have (`REQUIRED_FIELD`'s for the operation, unless the client's format says other)."""
     if not body:
         raise InvalidRequest(
             "The request body is empty; expected a JSON object.", code="invalid_json"
@@ -203,7 +207,7 @@ def parse_payload(body: bytes | bytearray, operation: str) -> dict[str, Any]:
         raise InvalidRequest("'stream' must be true or false.", param="stream", code="invalid_type")
     if operation == "embeddings" and stream:
         raise InvalidRequest("Embeddings cannot be streamed.", param="stream", code="invalid_value")
-    required = REQUIRED_FIELD[operation]
+    required = required or REQUIRED_FIELD[operation]
     if payload.get(required) is None:
         raise InvalidRequest(
             f"You must provide a '{required}' parameter.", param=required, code="missing_field"

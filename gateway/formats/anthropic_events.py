@@ -114,6 +114,9 @@ class StreamEncoder:
             return [b"event: error\ndata: " + error_body(500, ev.message or ev.kind)]
         return [b"data: {"]  # Unreadable: malformed for the relay, as the original was
 
+    def failed(self, message: str, code: str) -> bytes | None:
+        return None  # the dialect's error event says it: nothing of the stream so far is in it
+
     def _add(self, u: chat.Usage | None) -> None:
         if u is not None:
             self.usage = chat.Usage(

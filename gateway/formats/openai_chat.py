@@ -62,14 +62,15 @@ def _text_of(content: Any) -> list[chat.Text | chat.Image]:
                 if isinstance(text, str) and text:
                     out.append(chat.Text(text))
             elif kind == "image_url":
-                image = part.get("image_url")
-                url = image.get("url") if isinstance(image, dict) else image
+                spec = part.get("image_url")
+                url = spec.get("url") if isinstance(spec, dict) else spec
                 if isinstance(url, str):
-                    out.append(_image(url))
+                    out.append(image(url))
     return out
 
 
-def _image(url: str) -> chat.Image:
+def image(url: str) -> chat.Image:
+    """An image URL (a `data:` URL: base64 data) as an image part."""
     if url.startswith("data:") and ";base64," in url:
         head, data = url[5:].split(";base64,", 1)
         return chat.Image(data=data, media_type=head or "image/png")
@@ -285,16 +286,24 @@ def encode_reply(reply: chat.ChatReply, model: str = "") -> dict[str, Any]:
 _CODES = {"rate_limit_error": "rate_limit_exceeded", "overloaded_error": "overloaded"}
 
 
-def error_body(status: int, kind: str, message: str, *, context: bool = False) -> bytes:
+def error_body(
+    status: int, kind: str, message: str, *, context: bool = False, param: str = "messages"
+) -> bytes:
     """An error in OpenAI's shape, from a kind of error in the model's terms
-    (`chat.ERROR_KINDS`); `context`: it says the prompt is too long for the model."""
+    (`chat.ERROR_KINDS`); `context`: it says the prompt (`param`) is too long for the model."""
     code = "context_length_exceeded" if context else _CODES.get(kind)
     etype = "server_error" if status >= 500 else "invalid_request_error"
     if kind in ("authentication_error", "permission_error", "rate_limit_error", "not_found_error"):
         etype = kind
-    param = "messages" if context else None
     return orjson.dumps(
-        {"error": {"message": message, "type": etype, "code": code, "param": param}}
+        {
+            "error": {
+                "message": message,
+                "type": etype,
+                "code": code,
+                "param": param if context else None,
+            }
+        }
     )
 
 
@@ -367,6 +376,9 @@ class StreamEncoder:
         if isinstance(event, chat.Failed):
             return [b"data: " + error_body(500, event.kind, event.message)]
         return [b"data: {"]  # Unreadable: malformed for the relay, as the original was
+
+    def failed(self, message: str, code: str) -> bytes | None:
+        return None  # the dialect's error event says it: nothing of the stream so far is in it
 
     def _add(self, usage: chat.Usage | None) -> None:
         if usage is None:

@@ -12,9 +12,13 @@ point, relay, continuation, usage) keeps seeing the client's format.
     openai      gemini       openai_chat         gemini_generate, gemini_response
     anthropic   openai       anthropic_ingress,  openai_upstream
                              anthropic_events
+    responses   openai       responses_ingress,  openai_upstream
+                anthropic    responses_events    anthropic_messages
+                gemini                           gemini_generate, gemini_response
 
-An Anthropic client is not translated to a Gemini target (yet): routing sets such a target
-aside (`unfit`), and `translation` refuses it.
+A Responses client is translated for every target (an OpenAI-format target speaks Chat
+Completions). An Anthropic client is not translated to a Gemini target (yet): routing sets
+such a target aside (`unfit`), and `translation` refuses it.
 """
 
 from __future__ import annotations
@@ -34,21 +38,34 @@ from gateway.formats import (
     gemini_response,
     openai_chat,
     openai_upstream,
+    responses_events,
+    responses_ingress,
 )
 from gateway.formats import anthropic_messages as anthropic
 from gateway.upstream.sse import SseSplitter
 from health.outcome import context_exceeded
 
-OPENAI, ANTHROPIC, GEMINI = "openai", "anthropic", "gemini"
+OPENAI, ANTHROPIC, GEMINI, RESPONSES = "openai", "anthropic", "gemini", "responses"
 HEADER = "x-turnout-translation"
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
 _NAMED = 12
 
 
 class Splitter(Protocol):
-    """What the attempt and the relay read a stream with (`gateway.upstream.sse.SseSplitter`)."""
+    """What the attempt and the relay read a stream with (`gateway.upstream.sse.SseSplitter`,
+    or `_Translating` across formats)."""
 
     def feed(self, chunk: bytes) -> list[bytes]: ...
+
+    def end(self) -> list[bytes]:
+        """The events that complete the client's stream when the upstream closed it after
+        its finish but without its own last event ([]: the client dialect's `done` does)."""
+        ...
+
+    def failed(self, message: str, code: str) -> bytes | None:
+        """The in-band error that ends the client's stream, blank line included (None: the
+        client dialect's `error_event` says it)."""
+        ...
 
 
 class StreamDecoder(Protocol):
@@ -62,6 +79,10 @@ class StreamEncoder(Protocol):
     that ends an event: the relay adds it)."""
 
     def encode(self, event: chat.Event) -> list[bytes]: ...
+
+    def failed(self, message: str, code: str) -> bytes | None:
+        """Its own in-band error, when the stream so far is part of it (None: the dialect's)."""
+        ...
 
 
 def _as_sent(status: int, retry_after: str | None, body: bytes) -> tuple[int, str | None]:
@@ -131,6 +152,11 @@ def _anthropic_error(status: int, kind: str, message: str, body: bytes) -> bytes
     return anthropic_ingress.error_body(status, message)  # its type follows from the status
 
 
+def _responses_error(status: int, kind: str, message: str, body: bytes) -> bytes:
+    context = context_exceeded(status, body)
+    return responses_ingress.error_body(status, kind, message, context=context)
+
+
 CLIENTS: Mapping[str, Client] = {
     OPENAI: Client(
         openai_chat.decode_request,
@@ -145,6 +171,13 @@ CLIENTS: Mapping[str, Client] = {
         _anthropic_error,
         lambda include_usage, model: anthropic_events.StreamEncoder(model),  # usage: always
         frozenset({OPENAI}),
+    ),
+    RESPONSES: Client(
+        responses_ingress.decode_request,
+        responses_ingress.encode_reply,
+        _responses_error,
+        lambda include_usage, model: responses_events.StreamEncoder(model),  # usage: always
+        frozenset({OPENAI, ANTHROPIC, GEMINI}),
     ),
 }
 
@@ -274,12 +307,13 @@ def _data_of(raw: bytes) -> bytes | None:
 class _Translating:
     """Splits the target's stream into events and gives back the client's events for them."""
 
-    __slots__ = ("_decoder", "_encoder", "_sse")
+    __slots__ = ("_decoder", "_encoder", "_finished", "_sse")
 
     def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self._sse = SseSplitter()
         self._decoder = decoder
         self._encoder = encoder
+        self._finished = False  # the target's stream said the model finished
 
     def _events(self, raws: list[bytes]) -> list[bytes]:
         out: list[bytes] = []
@@ -288,8 +322,20 @@ class _Translating:
             if data is None:
                 continue  # a comment or a bare `event:` line: nothing to relay
             for event in self._decoder.decode(data):
+                if isinstance(event, chat.Finished) and event.finish is not None:
+                    self._finished = True
                 out.extend(self._encoder.encode(event))
         return out
 
     def feed(self, chunk: bytes) -> list[bytes]:
         return self._events(self._sse.feed(chunk))
+
+    def end(self) -> list[bytes]:
+        """The client's last events, said by its encoder (the response so far, its usage)."""
+        return self._encoder.encode(chat.Ended()) if self._finished else []
+
+    def failed(self, message: str, code: str) -> bytes | None:
+        """The encoder's own error event where it has one (a Responses stream's
+        `response.failed` carries the response as far as it got)."""
+        event = self._encoder.failed(message, code)
+        return None if event is None else event + b"\n\n"

@@ -24,7 +24,7 @@ from gateway.limits.labels import ClientLabels, labels_of
 from gateway.telemetry.hub import Usage
 from gateway.upstream.sse import Kind, inspect
 from health.outcome import Outcome, OutcomeKind
-from policies.features import CHARS_PER_TOKEN
+from policies.features import CHARS_PER_TOKEN, turns
 
 if TYPE_CHECKING:
     from gateway.pipeline.exchange import Exchange
@@ -33,14 +33,11 @@ if TYPE_CHECKING:
 
 def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
     chars = 0
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        for m in messages:
-            content = m.get("content") if isinstance(m, Mapping) else None
-            if isinstance(content, str):
-                chars += len(content)
-            elif isinstance(content, list):
-                chars += sum(len(p.get("text") or "") for p in content if isinstance(p, Mapping))
+    for _, content in turns(payload):
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text") or "") for p in content if isinstance(p, Mapping))
     prompt = payload.get("prompt")
     if isinstance(prompt, str):
         chars += len(prompt)

@@ -35,6 +35,7 @@ OPERATIONS = {
     "/v1/completions": ("completions", "/completions"),
     "/v1/embeddings": ("embeddings", "/embeddings"),
     ingress.MESSAGES: ("chat", "/messages"),  # Anthropic's clients (gateway.edge.ingress)
+    ingress.RESPONSES_PATH: ("chat", "/responses"),  # always translated (gateway.formats)
 }
 
 
@@ -102,8 +103,8 @@ async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamRes
     config = live.config
     server = config.server
     body = await read_body(request, server.max_body_bytes, server.body_timeout_s, held)
-    payload = parse_payload(body, operation)
     client_format = ingress.BY_PATH.get(request.path, ingress.OPENAI)
+    payload = parse_payload(body, operation, ingress.REQUIRED.get(client_format))
     if client_format != ingress.OPENAI:  # what that format requires besides (a 400 if not)
         ingress.check(payload, client_format)
     body_size = len(body)

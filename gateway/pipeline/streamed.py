@@ -55,7 +55,7 @@ async def answer_with_stream(ex: Exchange, att: Attempted) -> web.StreamResponse
     try:
         if final.reason not in UNHEARD:
             if final.kind is not OutcomeKind.SUCCESS:  # the answer is incomplete
-                await end_with_error(response, final, stream.dialect)
+                await end_with_error(response, final, stream)
             await response.write_eof()
     except ConnectionError:
         pass  # the client left as the stream ended: nothing more to tell it

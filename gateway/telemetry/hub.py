@@ -83,6 +83,35 @@ class Usage:
             prior.cached_tokens if read is None else read,
         )
 
+    @staticmethod
+    def of_responses(payload: Any, before: Usage | None = None) -> Usage | None:
+        """Read the usage of a Responses API `response` (or an event that carries one, as
+        `response.completed` does) over what was known `before`; input tokens count the
+        cached ones, as OpenAI's `prompt_tokens` do."""
+        if not isinstance(payload, Mapping):
+            return before
+        inner = payload.get("response")
+        if isinstance(inner, Mapping):
+            payload = inner
+        model = payload.get("model")
+        model = model if isinstance(model, str) else None
+        usage = payload.get("usage")
+        prior = before or Usage()
+        if not isinstance(usage, Mapping):
+            return Usage(response_model=model) if model and before is None else before
+        details = usage.get("input_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+
+        def n(v: Any, was: int | None) -> int | None:
+            return v if isinstance(v, int) and not isinstance(v, bool) else was
+
+        return Usage(
+            n(usage.get("input_tokens"), prior.input_tokens),
+            n(usage.get("output_tokens"), prior.output_tokens),
+            model or prior.response_model,
+            n(cached, prior.cached_tokens),
+        )
+
 
 @dataclass
 class Telemetry:

@@ -259,7 +259,7 @@ async def _read_json(
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _fail(FailureReason.MALFORMED, "response body is not JSON")
-    if not isinstance(parsed, dict) or "error" in parsed:
+    if not isinstance(parsed, dict) or parsed.get("error") is not None:  # a response's: null
         return _fail(FailureReason.MALFORMED, "response body is not a result object")
     elapsed = loop.time() - started
     outcome = succeeded(resp.status, latency_s=elapsed, ttft_s=elapsed)

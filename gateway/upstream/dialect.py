@@ -7,6 +7,10 @@ property of the client's format alone:
     openai     chunks; `data: [DONE]` completes; an `error` data event fails; comments skip
     anthropic  `message_start`, `ping`, `content_block_stop` and an empty `content_block_start`
                are preamble; `message_stop` completes; `event: error` fails
+    responses  `response.created`, `response.in_progress`, a message's `output_item.added`
+               and `content_part.added` are preamble; `response.completed` and
+               `response.incomplete` complete (holding the usage); `response.failed` and
+               `error` fail
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from gateway.upstream.sse import EventInfo, Kind, data_of, inspect
 
 OPENAI_DONE = b"data: [DONE]\n\n"
 ANTHROPIC_DONE = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+# A Responses stream is always translated, and its encoder writes its own last event
+# (`gateway.formats.responses_events`): this bare one is for a stream that somehow is not.
+RESPONSES_DONE = b'event: response.completed\ndata: {"type":"response.completed"}\n\n'
 
 
 def openai_error_event(message: str, code: str) -> bytes:
@@ -33,6 +40,22 @@ def anthropic_error_event(message: str, code: str) -> bytes:
     kind = "overloaded_error" if code == "shutting_down" else "api_error"
     err = {"type": "error", "error": {"type": kind, "message": message}}
     return b"event: error\ndata: " + orjson.dumps(err) + b"\n\n"
+
+
+def responses_error_event(message: str, code: str) -> bytes:
+    """`response.failed`, bare (a translated stream's encoder says it with the response so
+    far: `gateway.upstream.relay.ending`)."""
+    response = {
+        "object": "response",
+        "status": "failed",
+        "error": {"code": "server_error", "type": code, "message": message},
+        "output": [],
+    }
+    return (
+        b"event: response.failed\ndata: "
+        + orjson.dumps({"type": "response.failed", "response": response})
+        + b"\n\n"
+    )
 
 
 def _openai_usage(payload: Any, before: Usage | None) -> Usage | None:
@@ -78,6 +101,35 @@ def inspect_anthropic(raw: bytes) -> EventInfo:
     return EventInfo(Kind.DATA, payload=obj)  # message_start, ping, block stops, newer kinds
 
 
+_RESPONSES_DONE = frozenset({"response.completed", "response.incomplete"})
+
+
+def inspect_responses(raw: bytes) -> EventInfo:
+    """Classify one event of a Responses API stream (`openai.types.responses.
+    ResponseStreamEvent`): output is a text or arguments delta, or a function call's start."""
+    data = data_of(raw)
+    if data is None:
+        return EventInfo(Kind.COMMENT)
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return EventInfo(Kind.MALFORMED)
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        return EventInfo(Kind.MALFORMED)
+    kind = obj["type"]
+    if kind.endswith(".delta"):
+        return EventInfo(Kind.DATA, content=bool(obj.get("delta")), payload=obj)
+    if kind == "response.output_item.added":
+        item = obj.get("item")
+        call = isinstance(item, Mapping) and item.get("type") != "message"
+        return EventInfo(Kind.DATA, content=call, payload=obj)
+    if kind in _RESPONSES_DONE:
+        return EventInfo(Kind.DONE, payload=obj)
+    if kind in ("response.failed", "error"):
+        return EventInfo(Kind.ERROR, payload=obj)
+    return EventInfo(Kind.DATA, payload=obj)  # preamble, parts and items done, newer kinds
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     name: str
@@ -103,4 +155,14 @@ ANTHROPIC = Dialect(
     True,
     False,
 )
-DIALECTS = {"openai": OPENAI, "anthropic": ANTHROPIC}
+RESPONSES = Dialect(
+    "responses",
+    inspect_responses,
+    RESPONSES_DONE,
+    responses_error_event,
+    Usage.of_responses,
+    Usage.of_responses,
+    False,
+    False,
+)
+DIALECTS = {"openai": OPENAI, "anthropic": ANTHROPIC, "responses": RESPONSES}

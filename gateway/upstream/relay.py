@@ -22,7 +22,6 @@ from aiohttp import web
 from gateway.edge.shutdown import absorb_shutdown
 from gateway.upstream.attempt import OpenStream
 from gateway.upstream.dialect import OPENAI_DONE as DONE
-from gateway.upstream.dialect import Dialect
 from gateway.upstream.dialect import openai_error_event as error_event
 from gateway.upstream.pool import IdleReads, transport_outcome
 from gateway.upstream.seam import Diverged, Seam
@@ -84,8 +83,10 @@ class _Batch:
         inspect = self.inspect
         for raw in raws:
             info = inspect(raw)
-            if info.kind is Kind.DONE:
-                self.out.append(self.dialect.done)
+            if info.kind is Kind.DONE:  # relayed as sent; a Responses one holds the usage
+                if info.payload is not None:
+                    self.stream.usage = self.dialect.usage(info.payload, self.stream.usage)
+                self.out.append(raw + b"\n\n")
                 self.done = True
                 return
             if info.kind is Kind.MALFORMED:
@@ -178,16 +179,20 @@ async def relay_stream(
             raise
         # The drain's grace is over: end the stream honestly, not silently.
         with contextlib.suppress(ClientGone):
-            await _write(
-                response,
-                stream.dialect.error_event(
-                    "The gateway is shutting down; the answer is incomplete.", "shutting_down"
-                ),
-            )
+            message = "The gateway is shutting down; the answer is incomplete."
+            await _write(response, ending(stream)(message, "shutting_down"))
         return SHUTDOWN
     failure = batch.failure
     if failure is None:
-        # The upstream closed the stream without [DONE].
+        # The upstream closed the stream without [DONE]: a translation's encoder ends the
+        # client's stream itself, if the model had finished.
+        batch.consume(stream.splitter.end())
+        if batch.done:
+            try:
+                await _write(response, batch.take())
+            except ClientGone:
+                return CLIENT_GONE
+            return _success(stream, loop.time())
         if batch.finished:
             try:
                 await _write(response, stream.dialect.done)
@@ -198,14 +203,27 @@ async def relay_stream(
     return failure
 
 
+def ending(stream: OpenStream) -> Callable[[str, str], bytes]:
+    """How `stream`'s client is told its answer failed, (message, code) -> the event: by the
+    translation's encoder where it has its own (a Responses stream's `response.failed`
+    carries the response so far), else by the client's dialect."""
+
+    def said(message: str, code: str) -> bytes:
+        event = stream.splitter.failed(message, code)
+        return stream.dialect.error_event(message, code) if event is None else event
+
+    return said
+
+
 async def end_with_error(
-    response: web.StreamResponse, failure: Outcome, dialect: Dialect | None = None
+    response: web.StreamResponse, failure: Outcome, stream: OpenStream | None = None
 ) -> None:
     """End a stream whose answer is incomplete with an in-band error naming why (no [DONE]),
-    in the client's `dialect` (OpenAI's by default)."""
+    as `stream`'s client reads it (`ending`; OpenAI's without a stream)."""
     with contextlib.suppress(ClientGone):
-        ending = error_event if dialect is None else dialect.error_event
-        await _write(response, _error_of(failure, ending))
+        await _write(
+            response, _error_of(failure, error_event if stream is None else ending(stream))
+        )
 
 
 def _success(stream: OpenStream, now: float) -> Outcome:

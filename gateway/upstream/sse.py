@@ -30,6 +30,12 @@ class SseSplitter:
         self._buf = events.pop()
         return [e for e in events if e]
 
+    def end(self) -> list[bytes]:
+        return []  # a stream in the client's own format: its dialect completes it
+
+    def failed(self, message: str, code: str) -> bytes | None:
+        return None  # the client dialect's error event says it
+
     def tail(self) -> bytes:
         """Whatever was left unterminated when the stream ended."""
         rest, self._buf = self._buf.strip(b"\r\n"), b""

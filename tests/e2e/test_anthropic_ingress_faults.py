@@ -6,12 +6,14 @@ committed stream fails, `translation: strict`, and the usage reaching the metric
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import anthropic
 import orjson
 import pytest
+from aiohttp import web
 
 from gateway.config import load_data
 from gateway.config.clients import digest
@@ -30,6 +32,38 @@ from tests.e2e.test_anthropic_ingress import (
     text_of,
     user,
 )
+
+
+@pytest.fixture
+async def usageless() -> AsyncIterator[str]:
+    """An OpenAI-compatible upstream whose stream has a role chunk, text, a finish chunk - no
+    usage, no `[DONE]` - then closes. Yields its base URL."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        head = {"id": "chatcmpl-u", "object": "chat.completion.chunk", "model": "claude"}
+        for delta, finish in (
+            ({"role": "assistant"}, None),
+            ({"content": "hi"}, None),
+            ({}, "stop"),
+        ):
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            await resp.write(b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
 
 PRE_FIRST_BYTE = [
     {"mode": "status", "status": 503},
@@ -125,6 +159,50 @@ async def test_a_stream_cut_after_commit_ends_with_an_anthropic_error_event(
                 model="chat", max_tokens=64, messages=user(PROMPT)
             ) as events_:
                 await events_.get_final_message()
+
+
+async def test_a_translated_stream_that_ends_without_done_still_ends_as_the_messages_api_does(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """The OpenAI target finished but closed without `[DONE]`: the client still gets the
+    finish (`message_delta` with its stop reason) before `message_stop`, once each."""
+    one, two, gw = await pair(sim_factory, gateway_factory, "openai", "anthropic")
+    set_fault(one, {"mode": "no_done"})
+    body = {"model": "chat", "max_tokens": 64, "messages": user(PROMPT), "stream": True}
+    reply = await post(http, gw, body, path=MESSAGES)
+    events = [(name, orjson.loads(data)) for name, data in sse_events(reply.body)]
+    names = [name for name, _ in events]
+    assert reply.status == 200 and names[-3:] == [
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert names.count("message_delta") == 1 and names.count("message_stop") == 1
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+    text = "".join(d["delta"].get("text", "") for n, d in events if n == "content_block_delta")
+    assert text == FULL and two.state.attempts() == []
+
+
+async def test_a_stream_without_usage_or_done_still_gets_its_finish(
+    gateway_factory: GatewayFactory, http: aiohttp.ClientSession, usageless: str
+) -> None:
+    """An OpenAI-compatible server that sends no usage and closes after its finish chunk
+    without `[DONE]`: the finish still reaches the client (`message_delta`, end_turn) before
+    `message_stop` (before, the stream ended with `message_stop` alone)."""
+    config = load_data(
+        {
+            "server": {"host": "127.0.0.1", "port": 0},
+            "providers": {"o": {"base_url": usageless, "api_key": "k"}},
+            "routes": [{"alias": "chat", "candidates": ["claude@o"]}],
+        },
+        env={},
+    )
+    gw = await gateway_factory(config)
+    body = {"model": "chat", "max_tokens": 64, "messages": user(PROMPT), "stream": True}
+    reply = await post(http, gw, body, path=MESSAGES)
+    names = [name for name, _ in sse_events(reply.body)]
+    assert reply.status == 200
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"], names
 
 
 async def test_a_bad_request_is_an_anthropic_400_and_an_unknown_model_a_404(

@@ -12,6 +12,7 @@ from gateway.config import Config, load_data
 from gateway.config.clients import ClientConfig, ClientLimits
 from gateway.limits.counter import Counter, share
 from gateway.limits.ledger import Ledger, Refused, Verdict, nano_usd
+from gateway.limits.metering import estimate_prompt_tokens
 from gateway.limits.windows import Span, duration, window
 from gateway.runtime.state import Runtime
 from tests.builders import admission
@@ -179,3 +180,15 @@ def test_a_reload_hands_the_new_limits_to_the_runtimes_ledger() -> None:
     before = rt.limits.meters["web"]
     rt.swap(config(7))
     assert rt.limits.meters["web"] is before and before.limits.rpm == 7
+
+
+def test_a_prompt_is_estimated_from_either_chat_shape() -> None:
+    chat_body = {
+        "messages": [{"role": "system", "content": "a" * 8}, {"role": "user", "content": "b" * 8}]
+    }
+    responses_body = {
+        "instructions": "a" * 8,
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "b" * 8}]}],
+    }
+    assert estimate_prompt_tokens(chat_body) == estimate_prompt_tokens(responses_body) == 4
+    assert estimate_prompt_tokens({"input": "c" * 12}) == 3

@@ -86,6 +86,40 @@ def test_an_anthropic_image_block_counts_as_an_image() -> None:
     assert not extract("chat", body, 100).images
 
 
+def test_a_responses_request_has_the_same_features_as_its_chat_completions_twin() -> None:
+    image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
+    responses = {
+        "model": "m",
+        "instructions": "You write Python.",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "x" * 400}, image]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "y" * 40},
+            {"role": "user", "content": "Write a Python function"},
+        ],
+        "tools": [{"type": "function", "name": "f"}],
+        "text": {"format": {"type": "json_object"}},
+        "max_output_tokens": 50,
+        "stream": True,
+    }
+    f = extract("chat", responses, 0)
+    assert (f.max_tokens, f.stream, f.tools, f.images, f.json_output) == (
+        50,
+        True,
+        True,
+        True,
+        True,
+    )
+    assert f.estimated_input_tokens == (17 + 400 + 40 + 23) // 4 + 1
+    assert (
+        f.task
+        == extract("chat", chat("Write a Python function", system="You write Python."), 0).task
+    )
+    assert f.task == "code"
+    plain = extract("chat", {"model": "m", "input": "Solve for x"}, 0)
+    assert (plain.task, plain.tools, plain.max_tokens) == ("math", False, None)
+
+
 def test_completions_and_embeddings() -> None:
     assert extract("completions", {"prompt": ["Solve for x", "now"]}, 0).task == "math"
     f = extract("embeddings", {"input": "Solve for x"}, 123)
