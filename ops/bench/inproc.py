@@ -10,6 +10,8 @@
     python -m ops.bench.inproc 500 --messages    # an Anthropic client (POST /v1/messages):
                                                  # translated to the OpenAI upstream, or
                                                  # with --anthropic passed through as sent
+    python -m ops.bench.inproc 500 --responses   # a Responses client (POST /v1/responses):
+                                                 # always translated (to --anthropic too)
     python -m ops.bench.inproc 500 --passthrough # the bare aiohttp pass-through instead
     python -m ops.bench.inproc 500 --direct      # no proxy: the client and upstream alone
 
@@ -62,6 +64,14 @@ MESSAGES_STREAM_REQUEST = orjson.dumps(
         "messages": [{"role": "user", "content": "hello"}],
     }
 )
+RESPONSES_REQUEST = orjson.dumps({"model": "bench", "input": "hello"})
+RESPONSES_STREAM_REQUEST = orjson.dumps({"model": "bench", "input": "hello", "stream": True})
+# The client's format -> (path, request, streamed request).
+CLIENTS = {
+    "openai": ("/v1/chat/completions", REQUEST, STREAM_REQUEST),
+    "messages": ("/v1/messages", MESSAGES_REQUEST, MESSAGES_STREAM_REQUEST),
+    "responses": ("/v1/responses", RESPONSES_REQUEST, RESPONSES_STREAM_REQUEST),
+}
 STREAM_EVENTS = 20  # content chunks per streamed answer, then a finish chunk and [DONE]
 
 
@@ -233,7 +243,7 @@ async def run(
     fmt: str = "openai",
     proxy: str = "turnout",
     limits: bool = False,
-    messages: bool = False,
+    client: str = "openai",
 ) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _upstream)
@@ -275,13 +285,9 @@ async def run(
         async with aiohttp.ClientSession() as http:
 
             async def worker(count: int) -> None:
+                path, plain, streamed = CLIENTS[client]
+                url, body = base + path, streamed if stream else plain
                 for _ in range(count):
-                    if messages:
-                        url = base + "/v1/messages"
-                        body = MESSAGES_STREAM_REQUEST if stream else MESSAGES_REQUEST
-                    else:
-                        url = base + "/v1/chat/completions"
-                        body = STREAM_REQUEST if stream else REQUEST
                     async with http.post(url, data=body, headers=headers) as resp:
                         await resp.read()
                         if resp.status != 200:
@@ -308,6 +314,7 @@ def main(argv: list[str]) -> int:
         "--passthrough",
         "--direct",
         "--messages",
+        "--responses",
     )
     args = [a for a in argv if a not in flags]
     n = int(args[0]) if args else 500
@@ -321,7 +328,7 @@ def main(argv: list[str]) -> int:
             fmt=fmt,
             proxy=proxy or "turnout",
             limits="--limits" in argv,
-            messages="--messages" in argv,
+            client=next((c for c in ("messages", "responses") if f"--{c}" in argv), "openai"),
         )
     )
     return 0

@@ -10,6 +10,8 @@ where timings are not.
     python -m ops.bench.instructions --gemini            # translated to Gemini, against not
     python -m ops.bench.instructions --messages          # Anthropic clients: translated to
                                                          # OpenAI, and passed through as sent
+    python -m ops.bench.instructions --responses         # Responses clients: translated to
+                                                         # OpenAI and to Anthropic
     python -m ops.bench.instructions --floor             # and the bare pass-through, and no proxy
 
 `ops.bench.inproc` (client + Turnout + a tiny upstream in one process) runs twice under
@@ -102,6 +104,12 @@ def main(argv: list[str]) -> int:
         help="this tree with an Anthropic client (/v1/messages), translated to an OpenAI-format "
         "upstream and passed through to an Anthropic-format one, against an OpenAI client",
     )
+    ap.add_argument(
+        "--responses",
+        action="store_true",
+        help="this tree with a Responses client (/v1/responses), translated to an OpenAI-format "
+        "upstream and to an Anthropic-format one, against an OpenAI client",
+    )
     args = ap.parse_args(argv)
     rows: list[tuple[str, tuple[float, float]]] = []
     with tempfile.TemporaryDirectory() as d:
@@ -120,6 +128,12 @@ def main(argv: list[str]) -> int:
             rows.append(("msgs->openai", per_request(REPO, args.n, tmp, args.stream, "--messages")))
             both = "--messages --anthropic"
             rows.append(("msgs->anthr.", per_request(REPO, args.n, tmp, args.stream, both)))
+        if args.responses:
+            rows.append(
+                ("resp->openai", per_request(REPO, args.n, tmp, args.stream, "--responses"))
+            )
+            both = "--responses --anthropic"
+            rows.append(("resp->anthr.", per_request(REPO, args.n, tmp, args.stream, both)))
         rows.append(("this tree", per_request(REPO, args.n, tmp, args.stream)))
         floor: dict[str, tuple[float, float]] = {}
         if args.floor:

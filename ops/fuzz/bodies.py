@@ -73,6 +73,40 @@ def messages_body(rng: random.Random, model: str, *, stream: bool) -> dict[str, 
     return body
 
 
+# Every field of a Responses API request (`POST /v1/responses`, stateless).
+RESPONSES_API_FIELDS = (
+    "model", "input", "instructions", "max_output_tokens", "stream", "temperature", "top_p",
+    "tools", "tool_choice", "parallel_tool_calls", "text", "store", "metadata", "reasoning",
+    "previous_response_id", "include", "truncation", "background",
+)  # fmt: skip
+
+
+def responses_body(rng: random.Random, model: str, *, stream: bool) -> dict[str, object]:
+    """A valid Responses API request: a string or items, now and then a function call round
+    trip or an image."""
+    text = rng.choice(WORDS)
+    body: dict[str, object] = {"model": model, "input": text}
+    if rng.random() < 0.5:
+        content: list[object] = [{"type": "input_text", "text": text}]
+        if rng.random() < 0.3:
+            content.append({"type": "input_image", "image_url": "data:image/png;base64,iVBORw0K"})
+        items: list[object] = [{"role": "user", "content": content}]
+        if rng.random() < 0.4:
+            items += [
+                {"type": "function_call", "call_id": "call_1", "name": "search", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "found"},
+            ]
+            body["tools"] = [{"type": "function", "name": "search", "parameters": {}}]
+        body["input"] = items
+    if stream:
+        body["stream"] = True
+    if rng.random() < 0.3:
+        body["instructions"] = "be brief"
+    if rng.random() < 0.3:
+        body["max_output_tokens"] = rng.randint(16, 64)
+    return body
+
+
 def embed_body(rng: random.Random, model: str) -> dict[str, object]:
     inp: object = rng.choice(WORDS)
     if rng.random() < 0.3:
@@ -243,6 +277,33 @@ def messages_api_junk(rng: random.Random, body: dict[str, object]) -> tuple[obje
 
 
 MESSAGES_API_MUTATIONS: tuple[Mutation, ...] = (*MUTATIONS, messages_api_junk, messages_api_junk)
+
+
+def responses_api_junk(rng: random.Random, body: dict[str, object]) -> tuple[object, str]:
+    """A Responses API structure broken: an input item, a part, a tool, a field's type."""
+    what = rng.choice(("item", "part", "tool", "field"))
+    if what == "item":
+        kind = rng.choice(
+            ("message", "function_call", "function_call_output", "reasoning", "item_reference")
+        )
+        item = {"type": kind, rng.choice(("content", "call_id", "output", "id")): junk_value(rng)}
+        body["input"] = [item, junk_value(rng)]
+        return body, f"responses:item:{kind}"
+    if what == "part":
+        kind = rng.choice(("input_text", "input_image", "input_file", "output_text"))
+        part = {"type": kind, rng.choice(("text", "image_url", "file_id")): junk_value(rng)}
+        body["input"] = [{"role": rng.choice(("user", "assistant")), "content": [part]}]
+        return body, f"responses:part:{kind}"
+    if what == "tool":
+        body["tools"] = [{"type": junk_value(rng), "name": junk_value(rng)}, junk_value(rng)]
+        body["tool_choice"] = rng.choice(({"type": "function"}, junk_value(rng)))
+        return body, "responses:tool"
+    name = rng.choice(RESPONSES_API_FIELDS)
+    body[name] = junk_value(rng, avoid=type(body.get(name)) if name in body else None)
+    return body, f"responses:wrong-type:{name}"
+
+
+RESPONSES_API_MUTATIONS: tuple[Mutation, ...] = (*MUTATIONS, responses_api_junk, responses_api_junk)
 
 
 def mutate(

@@ -20,6 +20,7 @@ OPERATIONS = {
     "chat": "/v1/chat/completions",
     "embeddings": "/v1/embeddings",
     "messages": "/v1/messages",  # the Anthropic ingress: its errors in Anthropic's shape
+    "responses": "/v1/responses",  # the Responses ingress: always translated
 }
 
 CONTENT_TYPES = (
@@ -124,8 +125,14 @@ def _valid(rng: random.Random, index: int, aliases: tuple[str, ...]) -> Case:
         body = dump(bodies.messages_body(rng, model, stream=stream))
         spec = HttpSpec("POST", OPERATIONS["messages"], headers, body, stream=stream)
         return _case(index, "valid", "valid:messages-stream" if stream else "valid:messages", spec)
+    if roll < 0.28:
+        stream = roll < 0.21
+        body = dump(bodies.responses_body(rng, model, stream=stream))
+        spec = HttpSpec("POST", OPERATIONS["responses"], headers, body, stream=stream)
+        kind = "valid:responses-stream" if stream else "valid:responses"
+        return _case(index, "valid", kind, spec)
     if roll < 0.72:
-        stream = roll < 0.32
+        stream = roll < 0.40
         body = dump(bodies.chat_body(rng, model, stream=stream))
         spec = HttpSpec("POST", OPERATIONS["chat"], headers, body, stream=stream)
         return _case(index, "valid", "valid:chat-stream" if stream else "valid:chat", spec)
@@ -151,9 +158,13 @@ def _mutated(rng: random.Random, index: int, aliases: tuple[str, ...]) -> Case:
     elif roll < 0.30:
         path = "/admin/route"
     mutations = bodies.MUTATIONS
-    if rng.random() < 0.2:
+    pick = rng.random()
+    if pick < 0.2:
         path, base = OPERATIONS["messages"], bodies.messages_body(rng, model, stream=roll < 0.5)
         mutations = bodies.MESSAGES_API_MUTATIONS
+    elif pick < 0.35:
+        path, base = OPERATIONS["responses"], bodies.responses_body(rng, model, stream=roll < 0.5)
+        mutations = bodies.RESPONSES_API_MUTATIONS
     body, how = bodies.mutate(rng, base, mutations)
     headers = (*auth(index), ("Content-Type", JSON))
     if rng.random() < 0.2:  # the routing explanation echoes names into a response header

@@ -146,8 +146,13 @@ def _valid_ok(case: Case, answer: Answer) -> str | None:
         err = _error_of(case, reply.body)
         return f"{err.get('code', err.get('type')) if err else '-'} | {_head(reply)}"
     anthropic = messages_ingress(case)
+    responses = case.http is not None and case.http.path == "/v1/responses"
     if case.http is not None and case.http.stream:
         end = b"event: message_stop" if anthropic else b"data: [DONE]"
+        if responses:  # its last event: completed, or incomplete at max_output_tokens
+            done = b"event: response.completed" in reply.body
+            done = done or b"event: response.incomplete" in reply.body
+            return None if done else f"stream without its end | {_head(reply)}"
         return None if end in reply.body else f"stream without its end | {_head(reply)}"
     try:
         data = json.loads(reply.body)
@@ -156,6 +161,9 @@ def _valid_ok(case: Case, answer: Answer) -> str | None:
     if anthropic:
         ok = isinstance(data, dict) and data.get("type") == "message"
         return None if ok else f"200 not a message | {_head(reply)}"
+    if responses:
+        ok = isinstance(data, dict) and data.get("object") == "response"
+        return None if ok else f"200 not a response | {_head(reply)}"
     if not isinstance(data, dict) or not ("choices" in data or "data" in data):
         return f"200 not a completion | {_head(reply)}"
     return None

@@ -70,6 +70,14 @@ def test_the_anthropic_client_workload_runs(upstream: list[str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("upstream", [[], ["--anthropic"]], ids=["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [[], ["--stream"]], ids=["reply", "stream"])
+def test_the_responses_client_workload_runs(upstream: list[str], stream: list[str]) -> None:
+    argv = ["-m", "ops.bench.inproc", "40", "--responses", *upstream, *stream]
+    done = _run(argv, REPO_ROOT, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_bench_file_runs_as_its_module_from_anywhere(tmp_path: Path) -> None:
     done = _run([str(REPO_ROOT / "ops" / "bench" / "run.py"), "--help"], tmp_path, timeout=30)
     assert done.returncode == 0, done.stderr
