@@ -94,7 +94,7 @@ class StreamEncoder:
             self._tools[ev.index] = self._open
             return out
         if isinstance(ev, chat.Started):
-            self.id, self.model = ev.id, ev.model or self.model
+            self.id, self.model = chat.own_id(ev.id, "msg_"), ev.model or self.model
             self._add(ev.usage)
             return self._start()
         if isinstance(ev, chat.Finished):

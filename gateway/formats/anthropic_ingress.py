@@ -246,7 +246,7 @@ def encode_reply(reply: chat.ChatReply, model: str = "") -> dict[str, Any]:
             }
             content.append(block)
     return {
-        "id": reply.id,
+        "id": chat.own_id(reply.id, "msg_"),
         "type": "message",
         "role": "assistant",
         "model": reply.model or model,

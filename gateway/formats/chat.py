@@ -230,6 +230,18 @@ ERROR_KINDS = frozenset(
 Event = Started | TextDelta | ToolStarted | ToolArguments | Finished | Ended | Failed | Unreadable
 
 
+_ID_PREFIXES = ("chatcmpl-", "msg_", "resp_")  # OpenAI's, Anthropic's, the Responses API's
+
+
+def own_id(upstream_id: str, prefix: str) -> str:
+    """An answer's id in the client's format (`msg_...`, `resp_...`): the upstream's with its
+    format's prefix swapped, so a support ticket can still name it."""
+    for known in _ID_PREFIXES:
+        if upstream_id.startswith(known):
+            return prefix + upstream_id[len(known) :]
+    return prefix + upstream_id
+
+
 def json_object(data: bytes) -> dict[str, Any] | None:
     """`data` as a JSON object; None when it is not JSON or not an object (a stream decoder
     reads that as `Unreadable`)."""

@@ -272,7 +272,7 @@ def encode_reply(reply: chat.ChatReply, model: str = "") -> dict[str, Any]:
     """The answer as a chat completion; `model`: the one asked for, if the answer names none."""
     others = [_choice(i, c.parts, c.finish) for i, c in enumerate(reply.others, 1)]
     out: dict[str, Any] = {
-        "id": reply.id,
+        "id": chat.own_id(reply.id, "chatcmpl-"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": reply.model or model,
@@ -352,7 +352,7 @@ class StreamEncoder:
             call = _call(chat.ToolUse(event.id, event.name, ""))
             return [self._chunk({"tool_calls": [{"index": event.index, **call}]})]
         if isinstance(event, chat.Started):
-            self.id, self.model = event.id, event.model or self.model
+            self.id, self.model = chat.own_id(event.id, "chatcmpl-"), event.model or self.model
             self._text_head = None
             self._add(event.usage)
             return [self._chunk({"role": "assistant", "content": ""})]  # preamble, not output

@@ -222,13 +222,8 @@ def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
 
 
 def response_id(upstream_id: str) -> str:
-    """`resp_...` for an answer's id: the upstream's, so a support ticket can still name it."""
-    if upstream_id.startswith("resp_"):
-        return upstream_id
-    for prefix in ("chatcmpl-", "msg_"):
-        if upstream_id.startswith(prefix):
-            return "resp_" + upstream_id[len(prefix) :]
-    return "resp_" + upstream_id
+    """`resp_...` for an answer's id (`chat.own_id`)."""
+    return chat.own_id(upstream_id, "resp_")
 
 
 def usage(u: chat.Usage | None) -> dict[str, Any]:

@@ -97,6 +97,7 @@ async def test_the_anthropic_sdk_gets_the_sims_answer(
     assert text_of(message) == FULL
     assert message.stop_reason == "end_turn" and message.role == "assistant"
     assert message.usage.output_tokens > 0 and message.usage.input_tokens > 0
+    assert message.id.startswith("msg_")  # Anthropic's kind of id, translated or not
     [seen] = s.state.attempts()
     assert seen["path"] == ("/v1/messages" if fmt == "anthropic" else "/v1/chat/completions")
     assert seen["model"] == "claude"

@@ -163,7 +163,8 @@ async def test_tool_calls_round_trip_with_their_ids(
             finish = done.choices[0].finish_reason
             answer_id = done.id
         # Gemini gave the call no id: it is derived from the answer's id and the call
-        assert call_id == tool_id(answer_id, 0, "search", arguments) and name == "search"
+        gemini_id = answer_id.removeprefix("chatcmpl-")  # the client sees OpenAI's prefix
+        assert call_id == tool_id(gemini_id, 0, "search", arguments) and name == "search"
         assert orjson.loads(arguments) == {"query": PROMPT} and finish == "tool_calls"
         # The result goes back under the same id; Gemini is told the function's name.
         messages += [

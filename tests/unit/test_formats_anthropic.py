@@ -360,7 +360,9 @@ def test_a_stream_is_translated_event_by_event_into_chunks() -> None:
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (25, 15)
-    assert {c.id for c in chunks} == {"msg_1"} and {c.model for c in chunks} == {"claude-sonnet-4"}
+    assert {c.id for c in chunks} == {
+        "chatcmpl-1"
+    }  # Anthropic's msg_1, OpenAI's prefix and {c.model for c in chunks} == {"claude-sonnet-4"}
 
 
 def test_a_stream_error_and_a_broken_event_keep_their_meaning() -> None:

@@ -361,7 +361,10 @@ def test_a_function_call_becomes_a_tool_call_with_a_derived_id() -> None:
     assert again[0].id == call.id  # the same answer, the same id
     other = _completion({**FUNCTION_CALL, "responseId": "other"}).choices[0].message.tool_calls
     assert other and other[0].id != call.id  # another answer, another
-    assert completion.id == "kR9ZaKXyBsK7nvgPq4vN4Q0" and completion.model == "gemini-2.0-flash"
+    assert (
+        completion.id == "chatcmpl-kR9ZaKXyBsK7nvgPq4vN4Q0"
+        and completion.model == "gemini-2.0-flash"
+    )
     assert completion.usage is not None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (30, 8)
 
@@ -643,7 +646,9 @@ def test_a_stream_is_translated_chunk_by_chunk() -> None:
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (25, 15)
-    assert {c.id for c in chunks} == {"r-1"} and {c.model for c in chunks} == {"gemini-2.0-flash"}
+    assert {c.id for c in chunks} == {"chatcmpl-r-1"} and {c.model for c in chunks} == {
+        "gemini-2.0-flash"
+    }
 
 
 def test_a_stream_error_and_a_broken_chunk_keep_their_meaning() -> None:
