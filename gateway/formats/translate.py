@@ -11,14 +11,14 @@ point, relay, continuation, usage) keeps seeing the client's format.
     openai      anthropic    openai_chat         anthropic_messages
     openai      gemini       openai_chat         gemini_generate, gemini_response
     anthropic   openai       anthropic_ingress,  openai_upstream
-                             anthropic_events
+                gemini       anthropic_events    gemini_generate, gemini_response
     responses   openai       responses_ingress,  openai_upstream
                 anthropic    responses_events    anthropic_messages
                 gemini                           gemini_generate, gemini_response
 
 A Responses client is translated for every target (an OpenAI-format target speaks Chat
-Completions). An Anthropic client is not translated to a Gemini target (yet): routing sets
-such a target aside (`unfit`), and `translation` refuses it.
+Completions). A pair missing here (none, today, among these formats) is set aside by routing
+(`unfit`), and `translation` refuses it.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ CLIENTS: Mapping[str, Client] = {
         anthropic_ingress.encode_reply,
         _anthropic_error,
         lambda include_usage, model: anthropic_events.StreamEncoder(model),  # usage: always
-        frozenset({OPENAI}),
+        frozenset({OPENAI, GEMINI}),
     ),
     RESPONSES: Client(
         responses_ingress.decode_request,

@@ -20,7 +20,7 @@ from gateway.sim import SimServer
 from gateway.sim.answers import answer_text
 from gateway.sim.tools import id_hash
 from ops.faults.harness import sse_events
-from tests.builders import GatewayFactory, SimFactory, build_config, post
+from tests.builders import GatewayFactory, SimFactory, build_config, post, set_fault
 
 PROMPT = "what crosses the border"
 N_WORDS = 16
@@ -34,8 +34,13 @@ TOOLS: list[Any] = [
         "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
     }
 ]
-FORMATS = ["openai", "anthropic"]
-CALL_PREFIX = {"openai": "call_", "anthropic": "toolu_"}
+FORMATS = ["openai", "anthropic", "gemini"]
+CALL_PREFIX = {"openai": "call_", "anthropic": "toolu_"}  # Gemini's calls have no ids
+SIM_PATH = {
+    "openai": "/v1/chat/completions",
+    "anthropic": "/v1/messages",
+    "gemini": "/v1beta/models/claude:generateContent",
+}
 
 
 async def served_by(
@@ -99,7 +104,9 @@ async def test_the_anthropic_sdk_gets_the_sims_answer(
     assert message.usage.output_tokens > 0 and message.usage.input_tokens > 0
     assert message.id.startswith("msg_")  # Anthropic's kind of id, translated or not
     [seen] = s.state.attempts()
-    assert seen["path"] == ("/v1/messages" if fmt == "anthropic" else "/v1/chat/completions")
+    assert seen["path"] == SIM_PATH[fmt].replace(
+        ":generate", ":streamGenerate" if stream else ":generate"
+    )
     assert seen["model"] == "claude"
 
 
@@ -177,7 +184,10 @@ async def test_tool_use_round_trips_with_its_id(
     s, gw = await served_by(sim_factory, gateway_factory, fmt, tools="call")
     first = await ask(gw, sync=False, stream=stream, messages=user(PROMPT), tools=TOOLS)
     [call] = [b for b in first.content if b.type == "tool_use"]
-    assert call.id == CALL_PREFIX[fmt] + id_hash(PROMPT) and call.name == "search"
+    if fmt == "gemini":  # no ids: the gateway names the call (`call_` + a hash)
+        assert call.id.startswith("call_") and call.name == "search"
+    else:
+        assert call.id == CALL_PREFIX[fmt] + id_hash(PROMPT) and call.name == "search"
     assert call.input == {"query": PROMPT} and first.stop_reason == "tool_use"
     result = {"type": "tool_result", "tool_use_id": call.id, "content": "borders are lines"}
     turns = [
@@ -187,6 +197,12 @@ async def test_tool_use_round_trips_with_its_id(
     ]
     final = await ask(gw, sync=False, stream=stream, messages=turns, tools=TOOLS)
     assert text_of(final) == answer_text(VOICE, "claude", "borders are lines", N_WORDS)
+    if fmt == "gemini":  # Gemini is told the function's name and its result
+        sent_turns = s.state.attempts()[-1]["request_body"]["contents"]
+        response = sent_turns[-1]["parts"][0]["functionResponse"]
+        assert response["name"] == "search"
+        assert sent_turns[-2]["parts"][0]["functionCall"]["name"] == "search"
+        return
     sent = s.state.attempts()[-1]["request_body"]["messages"]
     if fmt == "openai":  # the id crossed both ways intact
         assert sent[-2]["tool_calls"][0]["id"] == call.id
@@ -209,9 +225,11 @@ async def test_a_stop_sequence_ends_the_answer_there(
     assert text_of(message) == cut
     if fmt == "anthropic":
         assert message.stop_reason == "stop_sequence" and message.stop_sequence == " " + word
-    else:  # OpenAI says "stop" whether at a stop sequence or not
+    else:  # OpenAI and Gemini say "stop" whether at a stop sequence or not
         assert message.stop_reason == "end_turn"
-        assert s.state.attempts()[0]["request_body"]["stop"] == [" " + word]
+        sent = s.state.attempts()[0]["request_body"]
+        stops = sent["stop"] if fmt == "openai" else sent["generationConfig"]["stopSequences"]
+        assert stops == [" " + word]
 
 
 async def test_a_translated_stream_is_the_messages_api_event_sequence(
@@ -233,37 +251,30 @@ async def test_a_translated_stream_is_the_messages_api_event_sequence(
     assert delta["delta"]["stop_reason"] == "end_turn" and delta["usage"]["output_tokens"] > 0
 
 
-async def test_a_gemini_target_is_set_aside_for_an_anthropic_client(
+async def test_a_gemini_target_serves_an_anthropic_client_and_fails_over_to_openai(
     sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:
-    """No Anthropic -> Gemini translation yet: routing excludes such a target, says why, and
-    the route's other target serves; a route with no other answers 400 in Anthropic's shape.
-    An OpenAI client is still served by the same Gemini target."""
+    """Anthropic -> Gemini is translated like the rest (`x-turnout-translation:
+    anthropic->gemini`); when the Gemini target fails before its first byte, the route's
+    OpenAI-format target answers, in Messages API shape both times."""
     g = await sim_factory("g", format="gemini", n_words=N_WORDS, voice=VOICE)
     o = await sim_factory("o", n_words=N_WORDS, voice=VOICE)
     targets = {
         "flash@g": {"provider": "g", "model": "claude"},
         "claude@o": {"provider": "o", "model": "claude"},
     }
-    routes: list[dict[str, Any]] = [
-        {"alias": "chat", "candidates": ["flash@g", "claude@o"], "debug": True},
-        {"alias": "gemini", "candidates": ["flash@g"]},
-    ]
+    routes: list[dict[str, Any]] = [{"alias": "chat", "candidates": ["flash@g", "claude@o"]}]
     gw = await gateway_factory(build_config({"g": g, "o": o}, routes, targets=targets))
     body = {"model": "chat", "max_tokens": 64, "messages": user(PROMPT)}
     reply = await post(http, gw, body, path=MESSAGES)
-    assert reply.status == 200 and reply.headers["x-turnout-translation"] == "anthropic->openai"
+    assert reply.status == 200 and reply.headers["x-turnout-translation"] == "anthropic->gemini"
     assert reply.json()["content"] == [{"type": "text", "text": FULL}]
-    why = "no translation from anthropic to a gemini target (not supported yet)"
-    assert f"flash@g(translation: {why})" in reply.headers["x-turnout-route"]
-    assert g.state.attempts() == [] and len(o.state.attempts()) == 1
+    assert reply.json()["id"].startswith("msg_")
+    assert len(g.state.attempts()) == 1 and o.state.attempts() == []
 
-    refused = await post(http, gw, {**body, "model": "gemini"}, path=MESSAGES)
-    assert refused.status == 400
-    error = refused.json()
-    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
-    assert why in error["error"]["message"] and g.state.attempts() == []
-
-    chat_body = {"model": "gemini", "messages": user(PROMPT)}
-    served = await post(http, gw, chat_body)
-    assert served.status == 200 and served.headers["x-turnout-translation"] == "openai->gemini"
+    set_fault(g, {"mode": "status", "status": 503})
+    for stream in (False, True):
+        message = await ask(gw, sync=False, stream=stream, messages=user(PROMPT))
+        assert text_of(message) == FULL and message.stop_reason == "end_turn"
+    assert [a["status"] for a in g.state.attempts()[1:]] == [503, 503]
+    assert len(o.state.attempts()) == 2

@@ -106,7 +106,9 @@ def anthropic_error(reply_status: int, status: int, body: bytes, kind: str) -> s
     return str(obj["error"]["message"])
 
 
-@pytest.mark.parametrize(("first", "second"), [("openai", "anthropic"), ("anthropic", "openai")])
+@pytest.mark.parametrize(
+    ("first", "second"), [("openai", "anthropic"), ("anthropic", "openai"), ("gemini", "openai")]
+)
 @pytest.mark.parametrize("stream", [False, True], ids=["reply", "stream"])
 @pytest.mark.parametrize(
     "fault", PRE_FIRST_BYTE, ids=lambda f: f["mode"] + str(f.get("status", ""))

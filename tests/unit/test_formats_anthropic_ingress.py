@@ -252,18 +252,41 @@ def test_an_error_comes_back_in_anthropics_shape(status: int, kind: str) -> None
     assert orjson.loads(to_openai(MESSAGES).error(status, b"<html>"))["error"]["message"]
 
 
-# -- the pairs translate.py knows, and the one it does not (yet) ---------------------------------
+# -- the pairs translate.py knows ---------------------------------------------------------------
 
 
-def test_an_anthropic_client_is_not_translated_to_a_gemini_target_yet() -> None:
-    with pytest.raises(ValueError, match="no translation from anthropic to a gemini target"):
-        translation(MESSAGES, "chat", "gemini", "gemini-flash", "anthropic")
-    why = unfit(MESSAGES, "chat", "gemini", "g", strict=False, source="anthropic")
-    assert why == "no translation from anthropic to a gemini target (not supported yet)"
+def test_an_anthropic_client_is_translated_to_a_gemini_target_too() -> None:
+    tr = translation(MESSAGES, "chat", "gemini", "gemini-flash", "anthropic")
+    assert tr is not None and tr.path == "/models/gemini-flash:generateContent"
+    # a URL image cannot be inlined; Gemini has no parallel switch and no end-user id
+    assert tr.dropped == {"content.image_url", "parallel_tool_calls", "user"}
+    call, result = tr.body["contents"][1]["parts"][1], tr.body["contents"][2]["parts"][0]
+    assert call["functionCall"] == {
+        "id": TOOL_ID,
+        "name": "get_weather",
+        "args": {"location": "San Francisco, CA"},
+    }
+    assert result["functionResponse"] == {
+        "id": TOOL_ID,
+        "name": "get_weather",  # Gemini wants the function's name: found by the call's id
+        "response": {"output": "15 degrees"},
+    }
+    assert tr.body["systemInstruction"] == {"parts": [{"text": "You are a helpful assistant."}]}
+    assert tr.body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+    assert unfit(MESSAGES, "chat", "gemini", "g", strict=False, source="anthropic") is None
+    strict = unfit(MESSAGES, "chat", "gemini", "g", strict=True, source="anthropic")
+    assert (
+        strict
+        == "lossy translation to gemini: would drop content.image_url,parallel_tool_calls,user"
+    )
     assert unfit(MESSAGES, "chat", "openai", "g", strict=False, source="anthropic") is None
     assert unfit(MESSAGES, "chat", "anthropic", "c", strict=True, source="anthropic") is None
-    assert not crosses("anthropic", "gemini") and crosses("openai", "gemini")
-    assert serves("chat", "anthropic", "anthropic") and not serves("chat", "gemini", "anthropic")
+    assert crosses("anthropic", "gemini") and crosses("openai", "gemini")
+    assert serves("chat", "gemini", "anthropic") and not serves("embeddings", "gemini", "anthropic")
+    # A client format with no translations at all: named, never guessed
+    assert not crosses("cohere", "openai")
+    with pytest.raises(ValueError, match="no translation from cohere to a openai target"):
+        translation(MESSAGES, "chat", "openai", "m", "cohere")
 
 
 def test_a_translated_answer_without_a_model_names_the_targets() -> None:
