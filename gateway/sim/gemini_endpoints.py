@@ -179,9 +179,7 @@ def generate(
         words = answers.continuation(words, prefilled)
     config = body.get("generationConfig") or body.get("generation_config")
     if isinstance(config, Mapping):  # Gemini stops there and says STOP, as for the end
-        words, _ = answers.stop_at(
-            words, config.get("stopSequences", config.get("stop_sequences"))
-        )
+        words, _ = answers.stop_at(words, config.get("stopSequences", config.get("stop_sequences")))
     text = "".join(words)
     output_tokens = answers.count_tokens(text)
     if stream:
