@@ -19,9 +19,13 @@ from gateway.formats.anthropic_messages import VERSION as ANTHROPIC_VERSION
 FORWARD_TO_PROVIDER = frozenset(
     {"traceparent", "tracestate", "user-agent", "openai-beta", "accept-language"}
 )
+# And to a provider of this format only: the features a client opts into (Anthropic's betas:
+# prompt caching, longer outputs, ... - what Anthropic's own tools send).
+FORWARD_BY_FORMAT = {"anthropic": frozenset({"anthropic-beta"})}
 
-# From the provider back to the client.
-FORWARD_TO_CLIENT_PREFIXES = ("x-ratelimit-", "openai-")
+# From the provider back to the client: rate-limit state (OpenAI's, Anthropic's) and
+# OpenAI's processing headers.
+FORWARD_TO_CLIENT_PREFIXES = ("x-ratelimit-", "openai-", "anthropic-ratelimit-")
 
 
 def upstream_headers(
@@ -44,7 +48,8 @@ _OWN: dict[int, tuple[ProviderConfig, dict[str, str], tuple[str, ...]]] = {}
 
 def _own(provider: ProviderConfig) -> tuple[dict[str, str], tuple[str, ...]]:
     """What the gateway itself sends a provider on every request, and which of the client's
-    headers it forwards (`FORWARD_TO_PROVIDER` less the names it sets itself, in any case:
+    headers it forwards (`FORWARD_TO_PROVIDER` and its format's `FORWARD_BY_FORMAT`, less the
+    names it sets itself, in any case:
     one value per header, the provider's own winning). Built once per provider config (a
     reload makes new ones; the oldest are dropped past a few hundred)."""
     known = _OWN.get(id(provider))
@@ -64,7 +69,8 @@ def _own(provider: ProviderConfig) -> tuple[dict[str, str], tuple[str, ...]]:
     elif provider.api_key:
         out["Authorization"] = f"Bearer {provider.api_key}"
     taken = {k.lower() for k in out}
-    forwarded = tuple(sorted(FORWARD_TO_PROVIDER - taken))
+    wanted = FORWARD_TO_PROVIDER | FORWARD_BY_FORMAT.get(provider.format, frozenset())
+    forwarded = tuple(sorted(wanted - taken))
     if len(_OWN) >= 256:
         _OWN.clear()
     _OWN[id(provider)] = (provider, out, forwarded)

@@ -70,8 +70,12 @@ def headers(meter: Meter, now: float) -> dict[str, str]:
 
 def stamp(meter: Meter, response: web.StreamResponse) -> None:
     """The key's own `x-ratelimit-*` on an answer, in place of any the provider sent (a
-    header set here replaces the provider's; one of a limit the key has not is removed)."""
+    header set here replaces the provider's; one of a limit the key has not is removed, and
+    so is Anthropic's `anthropic-ratelimit-*`: the provider account's state is not the
+    key's)."""
     h = response.headers
+    for name in [k for k in h if k.lower().startswith("anthropic-ratelimit-")]:
+        h.popall(name, None)
     lim = meter.limits
     if lim.rpm is None:
         for name in _REQUESTS:

@@ -57,6 +57,20 @@ _FRAMINGS = {"anthropic": ANTHROPIC_FRAMING, "gemini": GEMINI_FRAMING}
 _ERROR_EVENTS = {"anthropic": anthropic_wire.error_event, "gemini": gemini_wire.error_event}
 
 
+# What every answer of an Anthropic-format sim carries, as Anthropic's API sends them (their
+# values fixed: the sim has no limits), so tests can see them cross the gateway.
+ANTHROPIC_RATELIMIT = {
+    "anthropic-ratelimit-requests-limit": "4000",
+    "anthropic-ratelimit-requests-remaining": "3999",
+    "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:00Z",
+}
+
+
+def answer_headers(fmt: str) -> dict[str, str]:
+    """The headers every answer of format ``fmt`` carries (its rate-limit state)."""
+    return dict(ANTHROPIC_RATELIMIT) if fmt == "anthropic" else {}
+
+
 def framing(fmt: str, fault: Fault) -> Framing:
     """The framing for a response of format ``fmt`` shaped by ``fault``."""
     base = _FRAMINGS.get(fmt, OPENAI_FRAMING)

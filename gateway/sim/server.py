@@ -166,7 +166,7 @@ async def _respond(
 ) -> web.StreamResponse:
     settings = state.settings
     fmt = settings.format
-    headers = {"x-sim-name": settings.name}
+    headers = {"x-sim-name": settings.name, **formats.answer_headers(fmt)}
     await delivery.pause(settings.latency_ms / 1000)
     if fault.mode == "hang":
         attempt.outcome = "hang"

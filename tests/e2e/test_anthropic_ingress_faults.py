@@ -280,6 +280,48 @@ async def test_an_unknown_key_is_an_anthropic_401_and_x_api_key_is_accepted(
     assert "x-api-key" not in s.state.attempts()[0]["headers"]  # the client's key stays here
 
 
+async def test_betas_go_to_anthropic_and_its_rate_limits_come_back_but_not_to_a_limited_key(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    a = await sim_factory("a", format="anthropic", n_words=N_WORDS, voice=VOICE)
+    o = await sim_factory("o", n_words=N_WORDS, voice=VOICE)
+    free, limited = "tk-free-client-0123456789", "tk-limited-client-0123456789"
+    data = {
+        "providers": {
+            "a": {"base_url": a.base_url, "api_key": "key-a", "format": "anthropic"},
+            "o": {"base_url": o.base_url, "api_key": "key-o"},
+        },
+        "targets": {
+            "claude@a": {"provider": "a", "model": "claude"},
+            "claude@o": {"provider": "o", "model": "claude"},
+        },
+        "routes": [
+            {"alias": "chat", "candidates": ["claude@a"]},
+            {"alias": "other", "candidates": ["claude@o"]},
+        ],
+        "clients": {
+            "free": {"key_sha256": digest(free)},
+            "limited": {"key_sha256": digest(limited), "limits": {"rpm": 100}},
+        },
+    }
+    gw = await gateway_factory(load_data(data, env={}))
+    beta = "prompt-caching-2024-07-31,output-128k-2025-02-19"
+    body = {"model": "chat", "max_tokens": 9, "messages": user(PROMPT)}
+    reply = await post(http, gw, body, {"x-api-key": free, "anthropic-beta": beta}, MESSAGES)
+    assert reply.status == 200
+    assert a.state.attempts()[0]["headers"]["anthropic-beta"] == beta
+    assert reply.headers["anthropic-ratelimit-requests-remaining"] == "3999"
+    assert reply.headers["anthropic-ratelimit-requests-limit"] == "4000"
+    # A key with its own limits sees those, never the provider account's.
+    mine = await post(http, gw, body, {"x-api-key": limited}, MESSAGES)
+    assert mine.status == 200 and mine.headers["x-ratelimit-limit-requests"] == "100"
+    assert not [h for h in mine.headers if h.startswith("anthropic-ratelimit-")]
+    # An OpenAI-format target is not told about Anthropic's betas.
+    other = {**body, "model": "other"}
+    served = await post(http, gw, other, {"x-api-key": free, "anthropic-beta": beta}, MESSAGES)
+    assert served.status == 200 and "anthropic-beta" not in o.state.attempts()[0]["headers"]
+
+
 async def test_strict_translation_skips_a_lossy_openai_candidate(
     sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
 ) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import load_data
+from gateway.config.model import ProviderConfig
 from gateway.edge.headers import upstream_headers
 
 
-def provider(headers: dict[str, str], fmt: str = "openai") -> object:
+def provider(headers: dict[str, str], fmt: str = "openai") -> ProviderConfig:
     config = load_data(
         {
             "providers": {
@@ -42,7 +43,7 @@ def test_a_header_the_provider_sets_is_sent_once_with_its_value() -> None:
     sent = one_each(
         upstream_headers(
             client(User_Agent="openai-python/1", OpenAI_Beta="x", traceparent="00-ab-cd-01"),
-            p,  # type: ignore[arg-type]
+            p,
             "rid",
         )
     )
@@ -54,10 +55,23 @@ def test_the_clients_allowed_headers_are_forwarded_and_its_credentials_never() -
     sent = one_each(
         upstream_headers(
             client(User_Agent="my-app/1", Authorization="Bearer client-key", baggage="u=1"),
-            provider({}),  # type: ignore[arg-type]
+            provider({}),
             "rid",
         )
     )
     assert sent["user-agent"] == "my-app/1"
     assert sent["authorization"] == "Bearer sk-provider"  # the provider's key, not the client's
     assert "baggage" not in sent and sent["x-request-id"] == "rid"
+
+
+def test_anthropic_beta_goes_to_anthropic_providers_only() -> None:
+    beta = client(anthropic_beta="prompt-caching-2024-07-31", baggage="user=u-1")
+    to_anthropic = one_each(upstream_headers(beta, provider({}, "anthropic"), "rid"))
+    assert to_anthropic["anthropic-beta"] == "prompt-caching-2024-07-31"
+    assert "baggage" not in to_anthropic
+    for fmt in ("openai", "gemini"):
+        assert "anthropic-beta" not in one_each(upstream_headers(beta, provider({}, fmt), "rid"))
+    own = provider({"anthropic-beta": "output-128k-2025-02-19"}, "anthropic")
+    assert (
+        one_each(upstream_headers(beta, own, "rid"))["anthropic-beta"] == "output-128k-2025-02-19"
+    )
