@@ -33,11 +33,14 @@ class Image:
 
 @dataclass(frozen=True, slots=True)
 class ToolUse:
-    """A call the model made: `arguments` is the JSON text of its input, as the model wrote it."""
+    """A call the model made: `arguments` is the JSON text of its input, as the model wrote it;
+    `signature`: Gemini's `thoughtSignature` bound to the call, which Gemini wants back with it
+    (sent to Gemini only)."""
 
     id: str
     name: str
     arguments: str
+    signature: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,7 @@ class ToolStarted:
     index: int  # the call's position among this answer's tool calls
     id: str
     name: str
+    signature: str = ""  # as `ToolUse.signature`
 
 
 @dataclass(frozen=True, slots=True)

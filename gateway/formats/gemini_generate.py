@@ -10,7 +10,9 @@ never in the URL.
 Tool calls: a `functionCall` is sent with its `id` (whoever made it: an id Gemini gave, one
 `gemini_response` derived for an answer that had none, another vendor's), and a tool result
 becomes a `functionResponse` with the same `id` and the *name* Gemini needs, looked up from the
-call of that id earlier in the conversation.
+call of that id earlier in the conversation. A call Gemini signed (`thoughtSignature`) goes
+back with its signature: an OpenAI client carries it in the call's
+`extra_content.google.thought_signature`, as Google's own OpenAI-compatible endpoint does.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def _part(part: chat.Part, names: dict[str, str], dropped: set[str]) -> dict[str
         return None
     if isinstance(part, chat.ToolUse):
         call = {"id": part.id, "name": part.name, "args": _args(part, dropped)}
+        if part.signature:  # Gemini's own, back with its call (Gemini 3 refuses a call without)
+            return {"functionCall": call, "thoughtSignature": part.signature}
         return {"functionCall": call}
     if isinstance(part, chat.ToolResult):
         return _result(part, names, dropped)

@@ -80,12 +80,12 @@ def _blocked(obj: dict[str, Any]) -> bool:
     return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
 
 
-def _call(raw: dict[str, Any], response_id: str, index: int) -> chat.ToolUse:
+def _call(raw: dict[str, Any], response_id: str, index: int, signature: Any) -> chat.ToolUse:
     name = str(raw.get("name") or "")
     args = orjson.dumps(raw.get("args") or {}).decode()
     given = raw.get("id")
     call_id = given if isinstance(given, str) and given else tool_id(response_id, index, name, args)
-    return chat.ToolUse(call_id, name, args)
+    return chat.ToolUse(call_id, name, args, signature if isinstance(signature, str) else "")
 
 
 class _Parts:
@@ -103,9 +103,10 @@ class _Parts:
             if not isinstance(part, dict):
                 continue
             text, signature = part.get("text"), part.get("thoughtSignature")
-            if isinstance(part.get("functionCall"), dict):
-                out.append(_call(part["functionCall"], self.response_id, self.calls))
+            if isinstance(part.get("functionCall"), dict):  # its signature goes with the call
+                out.append(_call(part["functionCall"], self.response_id, self.calls, signature))
                 self.calls += 1
+                continue
             elif isinstance(text, str) and part.get("thought") is True:
                 out.append(chat.Thinking(text, str(signature or ""), "gemini"))
             elif isinstance(text, str):
@@ -253,7 +254,7 @@ class StreamDecoder:
                 if isinstance(read, chat.Text):
                     out.append(chat.TextDelta(read.text))
                 elif isinstance(read, chat.ToolUse):
-                    out.append(chat.ToolStarted(index, read.id, read.name))
+                    out.append(chat.ToolStarted(index, read.id, read.name, read.signature))
                     out.append(chat.ToolArguments(index, read.arguments))
                 # thoughts: reasoning has no place in the client's chunks (as for Anthropic's)
         finish = _finish(first.get("finishReason"), reader.calls > 0)

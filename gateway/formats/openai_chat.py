@@ -176,20 +176,28 @@ def _response_format(raw: Any, dropped: set[str]) -> chat.ResponseFormat | None:
     return None
 
 
+def signature_of(call: dict[str, Any]) -> str:
+    """Gemini's thought signature of an OpenAI-shaped tool call, where Google's
+    OpenAI-compatible endpoint puts it: `extra_content.google.thought_signature`."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    sig = google.get("thought_signature") if isinstance(google, dict) else None
+    return sig if isinstance(sig, str) else ""
+
+
 def tool_uses(calls: Any) -> list[chat.ToolUse]:
     """OpenAI's `tool_calls` (`[{id, function: {name, arguments}}]`) as tool uses; arguments
-    that are not a string read as `{}`, entries that are not calls are skipped."""
+    that are not a string read as `{}`, entries that are not calls are skipped. A Gemini
+    thought signature (`signature_of`) stays with its call."""
     out: list[chat.ToolUse] = []
     for call in calls if isinstance(calls, list) else ():
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
             args = fn.get("arguments")
             name = str(fn.get("name") or "")
-            out.append(
-                chat.ToolUse(
-                    str(call.get("id") or ""), name, args if isinstance(args, str) else "{}"
-                )
-            )
+            call_id = str(call.get("id") or "")
+            arguments = args if isinstance(args, str) else "{}"
+            out.append(chat.ToolUse(call_id, name, arguments, signature_of(call)))
     return out
 
 
@@ -249,11 +257,14 @@ def _usage(u: chat.Usage) -> dict[str, Any]:
 
 
 def _call(use: chat.ToolUse) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "id": use.id,
         "type": "function",
         "function": {"name": use.name, "arguments": use.arguments},
     }
+    if use.signature:  # Gemini's: back to the client where Google's own endpoint puts it
+        out["extra_content"] = {"google": {"thought_signature": use.signature}}
+    return out
 
 
 def _choice(index: int, parts: tuple[chat.Part, ...], finish: str | None) -> dict[str, Any]:
@@ -349,7 +360,7 @@ class StreamEncoder:
             fn = {"arguments": event.json}
             return [self._chunk({"tool_calls": [{"index": event.index, "function": fn}]})]
         if isinstance(event, chat.ToolStarted):
-            call = _call(chat.ToolUse(event.id, event.name, ""))
+            call = _call(chat.ToolUse(event.id, event.name, "", event.signature))
             return [self._chunk({"tool_calls": [{"index": event.index, **call}]})]
         if isinstance(event, chat.Started):
             self.id, self.model = chat.own_id(event.id, "chatcmpl-"), event.model or self.model

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.formats import chat
-from gateway.formats.openai_chat import tool_uses
+from gateway.formats.openai_chat import signature_of, tool_uses
 
 PATH = "/chat/completions"
 _FINISH: dict[str, chat.Finish] = {
@@ -242,9 +242,8 @@ class StreamDecoder:
             fn = fn if isinstance(fn, dict) else {}
             if index not in self._calls:
                 self._calls.add(index)
-                out.append(
-                    chat.ToolStarted(index, str(call.get("id") or ""), str(fn.get("name") or ""))
-                )
+                call_id, name = str(call.get("id") or ""), str(fn.get("name") or "")
+                out.append(chat.ToolStarted(index, call_id, name, signature_of(call)))
             args = fn.get("arguments")
             if isinstance(args, str) and args:
                 out.append(chat.ToolArguments(index, args))

@@ -9,6 +9,7 @@ the last chunk carries the ``finishReason`` and the answer's ``usageMetadata``.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -112,9 +113,19 @@ def response(
     }
 
 
+def signature(call: ToolCall) -> str:
+    """The ``thoughtSignature`` a thinking Gemini model puts on a call's part (opaque base64 to
+    a client: the sim's is derived from the call, so a test can tell it came back)."""
+    return base64.b64encode(f"sim-thought:{call.name}:{call.id_hash}".encode()).decode()
+
+
 def call_part(call: ToolCall) -> dict[str, Any]:
-    """A ``functionCall`` part, without an ``id`` (as Gemini 2.x models answer)."""
-    return {"functionCall": {"name": call.name, "args": call.input}}
+    """A ``functionCall`` part, without an ``id`` (as Gemini 2.x models answer), signed as a
+    thinking model (2.5, 3) signs it: Gemini 3 wants the signature back with the call."""
+    return {
+        "functionCall": {"name": call.name, "args": call.input},
+        "thoughtSignature": signature(call),
+    }
 
 
 def text_chunks(

@@ -18,8 +18,9 @@ import pytest
 
 from gateway.edge.server import Server
 from gateway.formats.gemini_response import tool_id
-from gateway.sim import SimServer
+from gateway.sim import SimServer, gemini_wire
 from gateway.sim.answers import answer_text
+from gateway.sim.tools import ToolCall, id_hash
 from tests.builders import (
     GatewayFactory,
     SimFactory,
@@ -151,6 +152,7 @@ async def test_tool_calls_round_trip_with_their_ids(
             arguments = "".join(tc.function.arguments or "" for tc in calls if tc.function)
             finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
             answer_id = chunks[0].id
+            extra = calls[0].model_dump().get("extra_content")
         else:
             done = await client.chat.completions.create(
                 model="chat",
@@ -162,10 +164,15 @@ async def test_tool_calls_round_trip_with_their_ids(
             arguments = call.function.arguments  # type: ignore[union-attr]
             finish = done.choices[0].finish_reason
             answer_id = done.id
+            extra = call.model_dump().get("extra_content")
         # Gemini gave the call no id: it is derived from the answer's id and the call
         gemini_id = answer_id.removeprefix("chatcmpl-")  # the client sees OpenAI's prefix
         assert call_id == tool_id(gemini_id, 0, "search", arguments) and name == "search"
         assert orjson.loads(arguments) == {"query": PROMPT} and finish == "tool_calls"
+        # Gemini signed the call: the client gets the signature where Google's own
+        # OpenAI-compatible endpoint puts it, and sends it back with the call.
+        signature = gemini_wire.signature(ToolCall("search", id_hash(PROMPT), arguments))
+        assert extra == {"google": {"thought_signature": signature}}
         # The result goes back under the same id; Gemini is told the function's name.
         messages += [
             {
@@ -176,6 +183,7 @@ async def test_tool_calls_round_trip_with_their_ids(
                         "id": call_id,
                         "type": "function",
                         "function": {"name": name, "arguments": arguments},
+                        "extra_content": extra,
                     }
                 ],
             },
@@ -192,7 +200,12 @@ async def test_tool_calls_round_trip_with_their_ids(
     contents = g.state.attempts()[-1]["request_body"]["contents"]
     assert contents[1] == {
         "role": "model",
-        "parts": [{"functionCall": {"id": call_id, "name": "search", "args": {"query": PROMPT}}}],
+        "parts": [
+            {
+                "functionCall": {"id": call_id, "name": "search", "args": {"query": PROMPT}},
+                "thoughtSignature": signature,  # back with its call, as Gemini 3 requires
+            }
+        ],
     }
     assert contents[2]["parts"] == [
         {

@@ -461,6 +461,30 @@ def test_thought_summaries_become_reasoning_content() -> None:
     assert message["content"] == "Yes." and message["reasoning_content"] == "Thinking about it."
 
 
+def test_a_signed_call_keeps_its_signature_to_the_client_and_back_to_gemini_only() -> None:
+    """Gemini 3 signs its function calls (`thoughtSignature` on the call's part) and refuses
+    a conversation that sends a call back without it: the signature rides the OpenAI tool
+    call as Google's OpenAI-compatible endpoint carries it, and goes back to Gemini alone."""
+    part = {**FUNCTION_CALL["candidates"][0]["content"]["parts"][0], "thoughtSignature": "c2ln"}  # type: ignore[index]
+    content = {"parts": [part], "role": "model"}
+    answer = {**FUNCTION_CALL, "candidates": [{"content": content, "finishReason": "STOP"}]}
+    [call] = _completion(answer).choices[0].message.tool_calls or []
+    extra = call.model_dump()["extra_content"]
+    assert extra == {"google": {"thought_signature": "c2ln"}}
+    stream_body = b"data: " + orjson.dumps(answer) + b"\n\n"
+    chunks = _gemini({**CHAT, "stream": True}).splitter().feed(stream_body)
+    started = orjson.loads(chunks[1].removeprefix(b"data: "))["choices"][0]["delta"]
+    assert started["tool_calls"][0]["extra_content"] == extra  # the stream says it too
+    assistant = {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]}
+    result = {"role": "tool", "tool_call_id": call.id, "content": "22C"}
+    turns = {**CHAT, "messages": [*CHAT["messages"][:2], assistant, result]}
+    sent = _gemini(turns).body["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] == "c2ln" and sent["functionCall"]["id"] == call.id
+    # never another vendor's business:
+    to_claude = translation(turns, "chat", "anthropic", "claude")
+    assert to_claude is not None and b"c2ln" not in orjson.dumps(to_claude.body)
+
+
 def test_what_is_not_an_answer_is_not_taken_for_one() -> None:
     tr = _gemini(CHAT)
     for body in (b"{", b"[]", b'{"error": {"code": 500}}', b'{"id": 1}', b'{"candidates": 3}'):
