@@ -100,9 +100,12 @@ def _continuable(ex: Continuing) -> bool:
 
 
 def prefill_body(payload: dict[str, Any], text: str) -> dict[str, Any]:
-    """The request with the delivered text as the final assistant message (prefill)."""
+    """The request with the delivered text as the final assistant message (prefill), less
+    its trailing whitespace: Anthropic refuses a final assistant turn that ends with any
+    (the seam drops the whitespace the continuation begins with instead)."""
     messages = list(payload.get("messages") or [])
-    return {**payload, "messages": [*messages, {"role": "assistant", "content": text}]}
+    turn = {"role": "assistant", "content": text.rstrip()}
+    return {**payload, "messages": [*messages, turn]}
 
 
 async def continue_stream(

@@ -73,7 +73,9 @@ class Seam:
     """Rewrites a continuation's events for the client's stream.
 
     `regenerate`: the target answers from scratch; its text is matched against what was
-    delivered and only what follows is sent. Otherwise (prefill) its text is the continuation.
+    delivered and only what follows is sent. Otherwise (prefill) its text is the continuation,
+    less the whitespace the delivered text ended with if it begins with it (the prefill was
+    sent without it: `gateway.pipeline.continuation.prefill_body`).
     A usage chunk is made to cover the `cuts` earlier, failed attempts too (they were billed):
     their tokens are estimated and the estimate is named in `usage.turnout_estimated`.
     """
@@ -82,7 +84,8 @@ class Seam:
 
     def __init__(self, delivered: Delivered, *, regenerate: bool, cuts: int = 1) -> None:
         self._id = delivered.id
-        self._pending = delivered.text if regenerate else ""
+        text = delivered.text
+        self._pending = text if regenerate else text[len(text.rstrip()) :]
         self._prefill = not regenerate
         self._delivered_chars = len(delivered.text)
         self._cuts = cuts
@@ -97,6 +100,10 @@ class Seam:
         finished = ch is not None and bool(ch.get("finish_reason"))
         if self._pending:
             if not isinstance(text, str) or not text:
+                if finished and self._prefill:  # it ended there: nothing more to say
+                    self._pending = ""
+                    self.joined = True
+                    return self._event(payload)
                 if finished:
                     raise Diverged("the new answer ended before the delivered text")
                 if payload.get("usage") and not choices:
@@ -104,7 +111,9 @@ class Seam:
                 return None  # the role announcement, empty chunks: the client has them
             n = min(len(text), len(self._pending))
             if text[:n] != self._pending[:n]:
-                raise Diverged("the new answer differs from the delivered text")
+                if not self._prefill:
+                    raise Diverged("the new answer differs from the delivered text")
+                n, self._pending = 0, ""  # it went on otherwise: all of it is new
             self._pending = self._pending[n:]
             rest = text[n:]
             if self._pending or (not rest and not finished):

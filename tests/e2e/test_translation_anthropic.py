@@ -8,15 +8,18 @@ answer, a failover and a continuation across vendors can be compared word for wo
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
+from gateway.config import load_data
 from gateway.edge.server import Server
 from gateway.sim import SimServer
-from gateway.sim.answers import answer_text
+from gateway.sim.answers import answer_text, answer_words
 from gateway.sim.tools import id_hash
 from tests.builders import (
     GatewayFactory,
@@ -229,6 +232,67 @@ async def test_a_stream_cut_on_openai_is_continued_on_claude_with_prefill(
     assert last["role"] == "assistant"  # Claude was asked to go on from the delivered text
     delivered = last["content"][0]["text"]
     assert FULL.startswith(delivered) and delivered
+
+
+@pytest.fixture
+async def cut_after_a_space() -> AsyncIterator[str]:
+    """An OpenAI-compatible upstream that streams the start of Claude's answer - up to and
+    including the space before its third word - then closes, cut. Yields its base URL."""
+    words = answer_words(VOICE, "claude", PROMPT, N_WORDS)
+    head = words[0] + words[1] + " "  # ends with whitespace, as "\n\n" or "Hello, " do
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for delta in ({"role": "assistant", "content": ""}, {"content": head}):
+            chunk = {"id": "chatcmpl-c", "choices": [{"index": 0, "delta": delta}]}
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        return resp  # closed without a finish: cut
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_cut_after_whitespace_is_prefilled_without_it_and_joined_once(
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+    cut_after_a_space: str,
+) -> None:
+    """Anthropic refuses a prefill that ends with whitespace (the sim too): the delivered
+    text goes without it, the continuation's leading space is not sent twice, and the target
+    keeps its prefill (before: a 400, the target marked as refusing prefill for good, and
+    the answer regenerated)."""
+    a = await sim_factory("a", format="anthropic", n_words=N_WORDS, voice=VOICE, prefill="continue")
+    data = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "providers": {
+            "c": {"base_url": cut_after_a_space, "api_key": "k"},
+            "a": {"base_url": a.base_url, "api_key": "key-a", "format": "anthropic"},
+        },
+        "targets": {
+            "claude@c": {"provider": "c", "model": "claude"},
+            "claude@a": {"provider": "a", "model": "claude", "supports": ["prefill"]},
+        },
+        "routes": [{"alias": "chat", "candidates": ["claude@c", "claude@a"]}],
+    }
+    gw = await gateway_factory(load_data(data, env={}))
+    for _ in range(2):  # the second time too: prefill was not given up on
+        reply = await post(http, gw, chat(PROMPT, stream=True))
+        assert reply.status == 200 and reply.body.endswith(b"data: [DONE]\n\n")
+        assert stream_text(reply.body) == FULL
+    sent = [x["request_body"]["messages"][-1] for x in a.state.attempts()]
+    assert [x["status"] for x in a.state.attempts()] == [200, 200]
+    words = answer_words(VOICE, "claude", PROMPT, N_WORDS)
+    assert [m["content"] for m in sent] == [[{"type": "text", "text": words[0] + words[1]}]] * 2
 
 
 async def test_a_claude_caller_error_comes_back_in_openais_shape(

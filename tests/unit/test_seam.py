@@ -105,6 +105,30 @@ def test_a_prefill_continuation_is_relayed_whole_as_the_same_stream() -> None:
     assert all(orjson.loads(r[6:])["id"] == "chatcmpl-old" for r in out if r is not None)
 
 
+@pytest.mark.parametrize(
+    ("chunks", "said"),
+    [
+        ([" world", "!"], "world!"),  # it begins with the space the client has: not twice
+        ([" ", "world"], "world"),  # in pieces too
+        (["\nworld"], "\nworld"),  # another whitespace: its own, kept
+        (["world"], "world"),  # no whitespace: all of it
+    ],
+)
+def test_a_prefill_after_whitespace_does_not_repeat_it(chunks: list[str], said: str) -> None:
+    """The prefill was sent without the trailing whitespace (Anthropic refuses it)."""
+    seam = Seam(Delivered("Hello, ", "chatcmpl-old"), regenerate=False)
+    out = feed(seam, [chunk("", role="assistant"), *map(chunk, chunks), chunk(finish="stop")])
+    assert text_of(out) == said and seam.joined
+
+
+def test_a_prefill_that_ends_at_once_after_whitespace_just_ends() -> None:
+    seam = Seam(Delivered("Hello. ", "id"), regenerate=False)
+    out = feed(seam, [chunk("", role="assistant"), chunk(finish="stop")])
+    assert (
+        out[-1] is not None and orjson.loads(out[-1][6:])["choices"][0]["finish_reason"] == "stop"
+    )
+
+
 def test_a_usage_chunk_covers_the_failed_attempts_and_says_so() -> None:
     seam = Seam(Delivered("Hello", "id"), regenerate=True)  # one failed attempt before
     usage = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
