@@ -52,30 +52,26 @@ def _text(content: Any) -> tuple[str, bool]:
     return "\n".join(parts), image
 
 
-def turns(body: Mapping[str, Any]) -> list[tuple[Any, Any]]:
-    """(role, content) of a chat request's turns, whichever shape it comes in: `messages`,
-    or the Responses API's `instructions` (a system turn) and `input` (a string: one user
-    turn; items: their messages, and a function call's output as a tool turn)."""
+def turns(body: Mapping[str, Any]) -> list[Any]:
+    """A chat request's turns as messages (`role`, `content`), whichever shape it comes in:
+    its `messages` as they are, or the Responses API's `instructions` (a system turn) and
+    `input` (a string: one user turn; items: their messages, and a function call's output
+    as a tool turn)."""
     messages = body.get("messages")
     if isinstance(messages, list):
-        return [
-            (m.get("role"), m.get("content"))
-            for m in messages
-            if type(m) is dict or isinstance(m, Mapping)
-        ]
-    out: list[tuple[Any, Any]] = []
+        return messages  # the usual case: nothing built
+    out: list[Any] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str):
-        out.append(("system", instructions))
+        out.append({"role": "system", "content": instructions})
     raw = body.get("input")
     if isinstance(raw, str):
-        out.append(("user", raw))
+        out.append({"role": "user", "content": raw})
     for item in raw if isinstance(raw, list) else ():
-        if isinstance(item, Mapping):
-            if item.get("type") == "function_call_output":
-                out.append(("tool", item.get("output")))
-            else:
-                out.append((item.get("role"), item.get("content")))
+        if isinstance(item, Mapping) and item.get("type") == "function_call_output":
+            out.append({"role": "tool", "content": item.get("output")})
+        else:
+            out.append(item)
     return out
 
 
@@ -168,14 +164,16 @@ def extract(
     chars, images = 0, False
     user, system = "", ""
     if operation == "chat":
-        for role, content in turns(body):
-            text, img = _text(content)
-            chars += len(text)
-            images = images or img
-            if role == "user":
-                user = text
-            elif role in ("system", "developer") and not system:
-                system = text
+        for m in turns(body):
+            if type(m) is dict or isinstance(m, Mapping):
+                text, img = _text(m.get("content"))
+                chars += len(text)
+                images = images or img
+                role = m.get("role")
+                if role == "user":
+                    user = text
+                elif role in ("system", "developer") and not system:
+                    system = text
     elif operation == "completions":
         prompt = body.get("prompt")
         if isinstance(prompt, str):

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
     chars = 0
-    for _, content in turns(payload):
+    for m in turns(payload):
+        content = m.get("content") if isinstance(m, Mapping) else None
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
