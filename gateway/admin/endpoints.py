@@ -31,7 +31,20 @@ def json_response(
     )
 
 
+def _insider(request: web.Request) -> bool:
+    """May this caller of a probe learn more than alive or ready (the pid, the health store,
+    the config's path, the last reload error)? With the admin token or a session; without
+    one only where no token is set *and* the admin plane shares this listener (so it is on
+    loopback: `gateway.edge.exposure`). A probe on a main port whose admin plane listens
+    apart may face anyone."""
+    rt = request.app[RUNTIME]
+    seen = proof(rt.config, request)
+    return seen in ("bearer", "cookie") or (seen == "open" and rt.admin_listener is None)
+
+
 async def healthz(request: web.Request) -> web.Response:
+    if not _insider(request):
+        return json_response({"status": "ok"})
     return json_response({"status": "ok", "pid": os.getpid()})
 
 
@@ -39,8 +52,7 @@ async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     status = "draining" if rt.drain.draining else "ready"
     code = 503 if rt.drain.draining else 200
-    if proof(rt.config, request) is None:
-        # A stranger (the admin token is set, not sent) learns ready or not, nothing more.
+    if not _insider(request):  # a stranger learns ready or not, nothing more
         return json_response({"status": status}, code)
     st = rt.store.status()
     body = {

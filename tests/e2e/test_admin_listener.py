@@ -32,6 +32,9 @@ from tests.waiting import until
 ADMIN_PATHS = ("/admin/targets", "/admin/traces", "/admin/config", "/ui", "/ui/login", "/metrics")
 
 
+TOKEN = "admin-token-for-the-workers-test"
+
+
 def config_data(sim_url: str, **server: Any) -> dict[str, Any]:
     return {
         "server": {"host": "127.0.0.1", "port": 0, "config_poll_s": 0, **server},
@@ -70,6 +73,25 @@ async def test_the_admin_plane_answers_on_its_own_listener_only(
         assert r.status == 404
     async with http.get(gw.admin_url + "/metrics") as r:
         assert "turnout_requests" in await r.text()  # the main port's traffic, counted
+
+
+async def test_probes_on_a_main_port_whose_admin_plane_listens_apart_say_only_alive_or_ready(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """With the admin plane on its own loopback listener and no admin token, the main port
+    may face anyone (`gateway.edge.exposure` allows it): its probes told them the health
+    store's state, the config file's path, the last reload error and the pid (before)."""
+    sim = await sim_factory("sim-a")
+    server = {"host": "127.0.0.1", "port": 0, "admin_port": 0}
+    gw = await gateway_factory(
+        make_config({"a": sim.base_url}, {"chat": ["m@a"]}, extra={"server": server})
+    )
+    async with http.get(gw.url + "/readyz") as r:
+        assert r.status == 200 and await r.json() == {"status": "ready"}
+    async with http.get(gw.url + "/healthz") as r:
+        assert r.status == 200 and await r.json() == {"status": "ok"}
+    async with http.get(gw.admin_url + "/admin/config") as r:  # the details are there
+        assert r.status == 200
 
 
 async def test_a_reload_may_not_move_the_admin_listener(
@@ -179,15 +201,20 @@ async def test_workers_share_the_admin_listener(tmp_path: Path, sim_factory: Sim
     sim = await sim_factory("sim-a")
     port, admin_port = free_port(), free_port()
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config_data(sim.base_url, admin_port=admin_port, grace_s=1.0)))
+    data = config_data(sim.base_url, admin_port=admin_port, grace_s=1.0, admin_token=TOKEN)
+    cfg.write_text(yaml.safe_dump(data))
     proc = start_serve(cfg, port, "--workers", "2")
     url, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    token = {"Authorization": f"Bearer {TOKEN}"}  # the pid is for insiders
 
     async def both_workers_up() -> bool:  # each one bound both listeners before serving
         seen = set()
         for _ in range(30):  # a new connection each time: the kernel picks a worker
             try:
-                async with aiohttp.ClientSession() as s, s.get(url + "/healthz") as r:
+                async with (
+                    aiohttp.ClientSession() as s,
+                    s.get(url + "/healthz", headers=token) as r,
+                ):
                     seen.add((await r.json())["pid"])
             except aiohttp.ClientConnectionError:
                 pass
@@ -198,10 +225,10 @@ async def test_workers_share_the_admin_listener(tmp_path: Path, sim_factory: Sim
         await until(both_workers_up, 10.0)
         for _ in range(10):
             async with aiohttp.ClientSession() as s:
-                async with s.get(admin + "/admin/targets") as r:
+                async with s.get(admin + "/admin/targets", headers=token) as r:
                     assert r.status == 200
-                async with s.get(url + "/admin/targets") as r:
-                    assert r.status == 404
+                async with s.get(url + "/admin/targets", headers=token) as r:
+                    assert r.status == 404  # not on the main port, even with the token
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 10) == 0
     finally:
