@@ -38,7 +38,10 @@ def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
-            chars += sum(len(p.get("text") or "") for p in content if isinstance(p, Mapping))
+            for part in content:
+                text = part.get("text") if isinstance(part, Mapping) else None
+                if isinstance(text, str):  # a part's text of another type is no text
+                    chars += len(text)
     prompt = payload.get("prompt")
     if isinstance(prompt, str):
         chars += len(prompt)

@@ -192,3 +192,9 @@ def test_a_prompt_is_estimated_from_either_chat_shape() -> None:
     }
     assert estimate_prompt_tokens(chat_body) == estimate_prompt_tokens(responses_body) == 4
     assert estimate_prompt_tokens({"input": "c" * 12}) == 3
+
+
+def test_a_part_whose_text_is_not_a_string_counts_for_nothing() -> None:
+    """Before: `len(1.5)` raised, and the answer (already streaming) ended in a 500."""
+    parts = [{"type": "text", "text": 1.5}, {"type": "text", "text": "abcd"}, {"text": None}, 7]
+    assert estimate_prompt_tokens({"messages": [{"role": "user", "content": parts}]}) == 1
