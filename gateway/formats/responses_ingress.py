@@ -108,6 +108,7 @@ class _Turns:
                 str(item.get("call_id") or ""),
                 str(item.get("name") or ""),
                 args if isinstance(args, str) else "{}",
+                openai_chat.signature_of(item),
             )
             self.add("assistant", (call,), join=True)
         elif kind == "function_call_output":
@@ -123,7 +124,9 @@ class _Turns:
             if self.messages:
                 self.dropped.add("system_position")  # the chat model has one system prompt
             self.system.extend(p for p in parts if isinstance(p, chat.Text))
-        elif role in ("user", "assistant"):
+        elif role == "assistant":  # with the calls around it: one assistant turn
+            self.add(role, parts, join=True)
+        elif role == "user":
             self.add(role, parts)
         else:
             self.dropped.add(f"input.role.{role if isinstance(role, str) else type(role).__name__}")
@@ -261,9 +264,13 @@ def text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": []}
 
 
-def call_item(call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
-    """A function call; its `call_id` is the tool-use id, intact (the client sends it back)."""
-    return {
+def call_item(
+    call_id: str, name: str, arguments: str, status: str = "completed", signature: str = ""
+) -> dict[str, Any]:
+    """A function call; its `call_id` is the tool-use id, intact (the client sends it back),
+    and a Gemini thought signature rides along as on OpenAI's tool calls
+    (`openai_chat.signature_of`: the client sends the item back with it)."""
+    out: dict[str, Any] = {
         "type": "function_call",
         "id": "fc_" + call_id,
         "call_id": call_id,
@@ -271,6 +278,9 @@ def call_item(call_id: str, name: str, arguments: str, status: str = "completed"
         "arguments": arguments,
         "status": status,
     }
+    if signature:
+        out["extra_content"] = {"google": {"thought_signature": signature}}
+    return out
 
 
 def reasoning_item(rid: str, text: str) -> dict[str, Any]:
@@ -326,7 +336,9 @@ def encode_reply(reply: chat.ChatReply, model: str = "") -> dict[str, Any]:
     if text:
         output.append(message_item(rid, text))
     output.extend(
-        call_item(p.id, p.name, p.arguments) for p in reply.parts if isinstance(p, chat.ToolUse)
+        call_item(p.id, p.name, p.arguments, signature=p.signature)
+        for p in reply.parts
+        if isinstance(p, chat.ToolUse)
     )
     status, incomplete = status_of(reply.finish)
     return response(

@@ -299,16 +299,18 @@ async def _open_stream(
                         )
                     if info.kind is Kind.COMMENT:
                         continue
-                    prelude.append(raw)
-                    if info.kind is Kind.DONE:
+                    done = info.kind is Kind.DONE
+                    if done and not info.content:
                         return _fail(FailureReason.CUT, "stream finished without output")
+                    if not done:  # a last event that is the answer (the Responses API's,
+                        prelude.append(raw)  # for an empty one) is relayed as the rest
                     if info.content:
                         ttft = loop.time() - started
                         stream = OpenStream(
                             resp,
                             splitter,
                             prelude,
-                            events[i + 1 :],
+                            events[i:] if done else events[i + 1 :],
                             info.finished,
                             started,
                             ttft,

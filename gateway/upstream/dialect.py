@@ -123,8 +123,8 @@ def inspect_responses(raw: bytes) -> EventInfo:
         item = obj.get("item")
         call = isinstance(item, Mapping) and item.get("type") != "message"
         return EventInfo(Kind.DATA, content=call, payload=obj)
-    if kind in _RESPONSES_DONE:
-        return EventInfo(Kind.DONE, payload=obj)
+    if kind in _RESPONSES_DONE:  # the model's finish too: an empty answer is an answer
+        return EventInfo(Kind.DONE, content=True, finished=True, payload=obj)
     if kind in ("response.failed", "error"):
         return EventInfo(Kind.ERROR, payload=obj)
     return EventInfo(Kind.DATA, payload=obj)  # preamble, parts and items done, newer kinds

@@ -9,14 +9,17 @@ The sims share a voice, so every format answers a prompt with the same determini
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import openai
 import orjson
 import pytest
+from aiohttp import web
 from openai.types.responses import Response
 
+from gateway.config import load_data
 from gateway.edge.server import Server
 from gateway.sim import SimServer
 from gateway.sim.answers import answer_text
@@ -294,3 +297,66 @@ async def test_a_missing_input_is_a_400_in_openais_shape(
     assert reply.json()["error"]["param"] == "input"
     assert reply.json()["error"]["code"] == "missing_field"
     assert s.state.attempts() == []
+
+
+@pytest.fixture
+async def wordless() -> AsyncIterator[str]:
+    """An OpenAI-compatible upstream whose stream says nothing: a role chunk, a finish at
+    `max_tokens` (a model that spent them all thinking), the usage and `[DONE]`."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        head = {"id": "chatcmpl-w", "object": "chat.completion.chunk", "model": "m"}
+        for delta, finish in (({"role": "assistant", "content": ""}, None), ({}, "length")):
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            await resp.write(b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n")
+        usage = {"prompt_tokens": 5, "completion_tokens": 64, "total_tokens": 69}
+        await resp.write(
+            b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n"
+        )
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_empty_answer_is_an_answer_not_a_failure(
+    gateway_factory: GatewayFactory, http: aiohttp.ClientSession, wordless: str
+) -> None:
+    """Before: its only event was the last one, read as "finished without output": a failed
+    attempt, a failover, and a 502 in the end."""
+    config = load_data(
+        {
+            "server": {"host": "127.0.0.1", "port": 0},
+            "providers": {"w": {"base_url": wordless, "api_key": "k"}},
+            "routes": [{"alias": "chat", "candidates": ["m@w"]}],
+        },
+        env={},
+    )
+    gw = await gateway_factory(config)
+    body = {"model": "chat", "input": PROMPT, "stream": True, "max_output_tokens": 64}
+    reply = await post(http, gw, body, path=RESPONSES)
+    assert reply.status == 200 and reply.headers["x-turnout-attempts"] == "1"
+    events = [(name, orjson.loads(data)) for name, data in sse_events(reply.body)]
+    assert [name for name, _ in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.incomplete",
+    ]
+    done = events[-1][1]["response"]
+    assert done["incomplete_details"] == {"reason": "max_output_tokens"} and done["output"] == []
+    assert done["usage"]["output_tokens"] == 64
+    async with openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0) as client:
+        stream = await client.responses.create(model="chat", input=PROMPT, stream=True)
+        kinds = [e.type async for e in stream]
+    assert kinds[-1] == "response.incomplete"

@@ -444,3 +444,107 @@ def test_the_splitter_and_the_relay_agree_on_event_boundaries() -> None:
         "response.created",
         "response.in_progress",
     ]
+
+
+def call_delta(index: int, call_id: str = "", name: str = "", args: str = "") -> dict[str, Any]:
+    call: dict[str, Any] = {"index": index, "function": {"arguments": args}}
+    if call_id or name:
+        call.update({"id": call_id, "type": "function"})
+        call["function"]["name"] = name
+    return {"tool_calls": [call]}
+
+
+def test_interleaved_calls_stay_open_until_the_finish_and_end_whole() -> None:
+    """A server may interleave two calls' argument deltas: neither call is done (its
+    `.done` events say its arguments) before the finish."""
+    tr = to("openai", {"model": "a", "input": "hi", "stream": True})
+    parts = [
+        {"role": "assistant", "content": ""},
+        call_delta(0, "call_a", "f"),
+        call_delta(0, args='{"q":'),
+        call_delta(1, "call_b", "g"),
+        call_delta(0, args="1}"),
+        call_delta(1, args='{"r":2}'),
+    ]
+    events, response = accumulate(tr.splitter().feed(chunks(parts, "tool_calls")))
+    done = {
+        e.item_id: e.arguments for e in events if e.type == "response.function_call_arguments.done"
+    }
+    assert done == {"fc_call_a": '{"q":1}', "fc_call_b": '{"r":2}'}
+    assert [(o.call_id, o.arguments) for o in response.output] == [  # type: ignore[union-attr]
+        ("call_a", '{"q":1}'),
+        ("call_b", '{"r":2}'),
+    ]
+
+
+def test_calls_without_ids_get_ids_of_their_own() -> None:
+    tr = to("openai", {"model": "a", "input": "hi", "stream": True})
+    parts = [call_delta(0, "", "f", "{}"), call_delta(1, "", "g", "{}")]
+    parts[0]["tool_calls"][0]["type"] = parts[1]["tool_calls"][0]["type"] = "function"
+    _, response = accumulate(tr.splitter().feed(chunks(parts, "tool_calls")))
+    ids = [o.call_id for o in response.output]  # type: ignore[union-attr]
+    assert len(set(ids)) == 2 and all(i.startswith("call_") for i in ids)
+
+
+def test_a_stream_without_usage_names_none_so_the_gateway_estimates() -> None:
+    """Before: a usage of zeros, which metering took for the truth (a key charged nothing)."""
+    tr = to("openai", {"model": "a", "input": "hi", "stream": True})
+    head = {"id": "chatcmpl-n", "object": "chat.completion.chunk", "model": "g"}
+    raw = b"".join(
+        b"data: "
+        + orjson.dumps({**head, "choices": [{"index": 0, "delta": d, "finish_reason": f}]})
+        + b"\n\n"
+        for d, f in (({"content": "Hi"}, None), ({}, "stop"))
+    )
+    events, response = accumulate(tr.splitter().feed(raw + b"data: [DONE]\n\n"))
+    assert response.usage is None and response.output_text == "Hi"
+    last = RESPONSES.inspect(b"data: " + orjson.dumps(events[-1].model_dump(exclude_none=True)))
+    assert RESPONSES.usage(last.payload, None) == Usage(response_model="g")
+
+
+def test_a_call_then_words_in_input_are_one_assistant_turn() -> None:
+    """What `input += response.output` sends after a call-then-text answer: the call and the
+    words are one assistant turn, its result follows (two assistant turns in a row, the
+    call's first, make OpenAI refuse the conversation)."""
+    body = {
+        "model": "a",
+        "input": [
+            {"role": "user", "content": "hi"},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
+            {"type": "function_call_output", "call_id": "c1", "output": "done"},
+        ],
+    }
+    messages = to("openai", body).body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1]["content"] == "calling" and messages[1]["tool_calls"][0]["id"] == "c1"
+
+
+def test_a_gemini_signature_rides_the_function_call_item_and_goes_back() -> None:
+    answer = {
+        "responseId": "r-1",
+        "modelVersion": "gemini-3-pro",
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [
+                        {
+                            "functionCall": {"name": "f", "args": {"q": 1}},
+                            "thoughtSignature": "c2ln",
+                        }
+                    ],
+                },
+                "finishReason": "STOP",
+            }
+        ],
+    }
+    tr = to("gemini", {"model": "a", "input": "hi", "tools": [{"type": "function", "name": "f"}]})
+    body = tr.reply(orjson.dumps(answer))
+    assert body is not None
+    [call] = Response.model_validate_json(body).output
+    item = call.model_dump(exclude_none=True)
+    assert item["extra_content"] == {"google": {"thought_signature": "c2ln"}}
+    again = {"model": "a", "input": [{"role": "user", "content": "hi"}, item]}
+    sent = to("gemini", again).body["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] == "c2ln" and sent["functionCall"]["name"] == "f"
