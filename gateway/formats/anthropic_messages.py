@@ -110,6 +110,8 @@ def encode_request(req: chat.ChatRequest, model: str) -> tuple[dict[str, Any], f
             {"name": t.name, "description": t.description, "input_schema": t.schema}
             for t in req.tools
         ]
+        if any(t.strict for t in req.tools):  # Anthropic's needs a beta: not asked for
+            dropped.add("tools.strict")
     choice = req.tool_choice
     if choice is not None and (req.tools or choice.mode == "none"):
         mode = {"required": "any"}.get(choice.mode, choice.mode)

@@ -73,6 +73,7 @@ class Tool:
     name: str
     description: str = ""
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    strict: bool = False  # the arguments must match `schema` exactly (OpenAI's strict mode)
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,8 @@ def encode_request(req: chat.ChatRequest, model: str) -> tuple[dict[str, Any], f
                 fn["description"] = t.description
             fn["parametersJsonSchema"] = t.schema  # JSON Schema as sent, not the OpenAPI subset
             declarations.append(fn)
+            if t.strict:
+                dropped.add("tools.strict")  # Gemini has no strict mode
         body["tools"] = [{"functionDeclarations": declarations}]
     if req.tool_choice is not None and (req.tools or req.tool_choice.mode == "none"):
         body["toolConfig"] = _tool_config(req.tool_choice, dropped)

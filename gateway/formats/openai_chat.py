@@ -124,14 +124,13 @@ def _tools(raw: Any, dropped: set[str]) -> tuple[chat.Tool, ...]:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             dropped.add("tools")
             continue
-        if fn.get("strict"):
-            dropped.add("tools.strict")
         schema = fn.get("parameters")
         out.append(
             chat.Tool(
                 fn["name"],
                 str(fn.get("description") or ""),
                 schema if isinstance(schema, dict) else {"type": "object"},
+                fn.get("strict") is True,
             )
         )
     return tuple(out)

@@ -73,6 +73,13 @@ def _assistant(m: chat.Message, dropped: set[str]) -> dict[str, Any]:
     return out
 
 
+def _tool(t: chat.Tool) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": t.name, "description": t.description, "parameters": t.schema}
+    if t.strict:
+        fn["strict"] = True
+    return {"type": "function", "function": fn}
+
+
 def _response_format(fmt: chat.ResponseFormat) -> dict[str, Any]:
     if fmt.schema is None:
         return {"type": "json_object"}
@@ -120,13 +127,7 @@ def encode_request(req: chat.ChatRequest, model: str) -> tuple[dict[str, Any], f
     if req.user:
         body["user"] = req.user
     if req.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {"name": t.name, "description": t.description, "parameters": t.schema},
-            }
-            for t in req.tools
-        ]
+        body["tools"] = [_tool(t) for t in req.tools]
     choice = req.tool_choice
     if choice is not None and (req.tools or choice.mode == "none"):
         if choice.mode == "tool":

@@ -548,3 +548,16 @@ def test_a_gemini_signature_rides_the_function_call_item_and_goes_back() -> None
     again = {"model": "a", "input": [{"role": "user", "content": "hi"}, item]}
     sent = to("gemini", again).body["contents"][1]["parts"][0]
     assert sent["thoughtSignature"] == "c2ln" and sent["functionCall"]["name"] == "f"
+
+
+def test_a_strict_function_stays_strict_where_the_target_has_strict_mode() -> None:
+    """The SDK makes every Responses function tool say `strict` (its type requires it): an
+    OpenAI target keeps it; Anthropic (only behind a beta) and Gemini name it dropped."""
+    tool = {**WEATHER, "strict": True}
+    body = {"model": "a", "input": "hi", "tools": [tool]}
+    to_openai = to("openai", body)
+    assert to_openai.dropped == frozenset()
+    assert to_openai.body["tools"][0]["function"]["strict"] is True
+    for target in ("anthropic", "gemini"):
+        assert to(target, body).dropped == {"tools.strict"}
+    assert "strict" not in to("openai", {**body, "tools": [WEATHER]}).body["tools"][0]["function"]
