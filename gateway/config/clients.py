@@ -6,6 +6,7 @@ of the request's routing overrides it may send.
         key_sha256: 3a7bd3e2...        # `turnout key new` prints a key and this line
         routes: [chat, smart]          # default: every route
         overrides: [debug, deadline]   # default: none (the headers are ignored)
+        forbidden_overrides: refuse    # default: ignore (refuse: 403 when one is sent)
         labels: {team: web}            # on the request's span and log lines
         limits: {rpm: 600, tpm: 200000, usd_per_day: 20}   # shared by the fleet
       batch:
@@ -41,6 +42,7 @@ OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "metadata": (),  # the headers and body fields routes `match` on
     }
 )
+FORBIDDEN_OVERRIDES = ("ignore", "refuse")  # what a header the key may not send gets
 _HEX = re.compile(r"[0-9a-f]{64}")
 KEY_PREFIX = "tk-"
 MIN_KEY_CHARS = 20  # an environment key shorter than this is refused: it could be guessed
@@ -97,6 +99,7 @@ class ClientConfig:
     # overrides it may not send), lower-case.
     ignored: frozenset[str] = frozenset()
     limits: ClientLimits | None = None  # None: none of them (nothing is counted)
+    refuses: bool = False  # a header in `ignored` gets a 403 (forbidden_overrides: refuse)
 
     def may_use(self, alias: str) -> bool:
         return self.routes is None or alias in self.routes
@@ -176,6 +179,12 @@ def decode_clients(
                 issues.add(join(path, "labels"), "expected a mapping of strings")
             else:
                 labels = dict(labels_raw)
+        forbidden = c.get("forbidden_overrides", str, "ignore")
+        if forbidden not in FORBIDDEN_OVERRIDES:
+            issues.add(
+                join(path, "forbidden_overrides"),
+                f"expected one of {', '.join(FORBIDDEN_OVERRIDES)}, got {forbidden!r}",
+            )
         limits = decode_section(c.sub("limits"), ClientLimits) if c.has("limits") else None
         c.raw("limits")
         c.done()
@@ -190,5 +199,6 @@ def decode_clients(
                 MappingProxyType(labels),
                 ignored,
                 limits if limits is not None and limits.any else None,
+                forbidden == "refuse",
             )
     return MappingProxyType(out)

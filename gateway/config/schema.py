@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.config.clients import OVERRIDES, ClientLimits
+from gateway.config.clients import FORBIDDEN_OVERRIDES, OVERRIDES, ClientLimits
 from gateway.config.load import SUPPORTS
 from gateway.config.model import (
     HealthConfig,
@@ -194,6 +194,11 @@ def _client() -> dict[str, Any]:
                 "type": "array",
                 "items": {"enum": list(OVERRIDES)},
                 "description": "what this key may steer by request headers (default: none)",
+            },
+            "forbidden_overrides": {
+                "enum": list(FORBIDDEN_OVERRIDES),
+                "description": "an override header this key may not send: ignored (default) "
+                "or refused with a 403",
             },
             "labels": {
                 "type": "object",

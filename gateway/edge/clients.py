@@ -10,7 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config.clients import ClientConfig, digest
 from gateway.config.model import Config
-from gateway.edge.errors import Unauthorized
+from gateway.edge.errors import Forbidden, Unauthorized
 
 
 def presented_key(headers: Mapping[str, str]) -> str:
@@ -43,12 +43,22 @@ def steering(
     payload: Mapping[str, Any],
 ) -> tuple[CIMultiDictProxy[str], Mapping[str, Any]]:
     """The request's headers and body as routing may read them for `client`: the override
-    headers it may not send are ignored, and so is routing metadata (the headers and body
-    fields routes `match` on) unless it may steer by it."""
+    headers it may not send are ignored (or, with `forbidden_overrides: refuse`, a 403 names
+    them), and so is routing metadata (the headers and body fields routes `match` on) unless
+    it may steer by it (the body's `metadata` and `user` are only ever ignored: they have
+    other uses)."""
     drop = client.ignored  # derived at load (gateway.config.clients)
     if "metadata" not in client.overrides:
         payload = {k: v for k, v in payload.items() if k not in ("metadata", "user")}
     if drop.isdisjoint(k.lower() for k in headers):
         return headers, payload
+    if client.refuses:  # forbidden_overrides: refuse
+        sent = sorted({k.lower() for k in headers} & drop)
+        raise Forbidden(
+            f"This client key may not send {', '.join(sent)} (its overrides: "
+            f"{', '.join(sorted(client.overrides)) or 'none'}).",
+            param=sent[0],
+            code="override_not_allowed",
+        )
     kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
     return CIMultiDictProxy(kept), payload

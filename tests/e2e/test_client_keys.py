@@ -151,6 +151,26 @@ async def test_routing_overrides_count_only_for_a_key_allowed_them(
     assert bad.status == 200  # neither key may set deadlines: ignored, not even checked
 
 
+async def test_a_key_set_to_refuse_gets_a_403_naming_the_override_it_may_not_send(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    strict = {**CLIENTS["web"], "forbidden_overrides": "refuse", "overrides": ["debug"]}
+    s, gw = await keyed_gateway(sim_factory, gateway_factory, {**CLIENTS, "web": strict})
+    auth = {"Authorization": f"Bearer {WEB_KEY}"}
+    refused = await post(
+        http, gw, chat(model="auto"), headers={**auth, "x-turnout-quality-floor": "0.9"}
+    )
+    assert refused.status == 403
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("override_not_allowed", "x-turnout-quality-floor")
+    assert "x-turnout-quality-floor" in error["message"] and "debug" in error["message"]
+    assert s.state.attempts() == []  # refused before routing: nothing sent
+    allowed = await post(http, gw, chat(model="auto"), headers={**auth, "x-turnout-debug": "route"})
+    assert allowed.status == 200 and "x-turnout-route" in allowed.headers
+    plain = await post(http, gw, {**chat(model="auto"), "user": "u-1"}, headers=auth)
+    assert plain.status == 200 and plain.headers["x-turnout-target"] == "small@s"  # body: ignored
+
+
 def test_key_config_problems_are_reported_without_the_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     zero, one = "0" * 64, "1" * 64
@@ -164,6 +184,7 @@ clients:
   c: {{key_sha256: "{zero}", key_env: X}}
   d: {{key_sha256: "{one}", routes: [nope], overrides: [everything]}}
   e: {{key_sha256: "{one}"}}
+  f: {{key_env: SHORT_KEY, forbidden_overrides: deny}}
 """,
         encoding="utf-8",
     )
@@ -184,6 +205,7 @@ clients:
     assert "clients.d.routes: unknown route 'nope'" in err
     assert "clients.d.overrides: unknown override 'everything'" in err
     assert "clients.e: the same key as client 'd'" in err
+    assert "clients.f.forbidden_overrides: expected one of ignore, refuse, got 'deny'" in err
     assert "sekrit-123" not in err + out.stdout
 
 
