@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from gateway.config import load_data
@@ -132,6 +133,56 @@ async def test_three_replicas_admit_the_fleets_limit_not_three_times_it(
     async with aioredis.from_url(redis_server.url) as r:
         day_total = await r.hget(Keys("turnout").window(day), "web")
     assert int(day_total) == spend[0]
+
+
+@pytest.mark.parametrize("limit", ["tpm", "usd_per_day"])
+async def test_three_replicas_keep_a_token_or_spend_limit_for_the_fleet(
+    redis_server: RedisProcess,
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+    limit: str,
+) -> None:
+    """Tokens and spend are counted from each answer's usage, after it: the fleet admits
+    while its total is under the limit, with the same sync lag as `rpm` plus the answers in
+    flight when the limit is crossed (docs/security.md, "The bounded overshoot")."""
+    sim = await sim_factory("s")
+    body = chat("the same question every time")
+    async with http.post(sim.base_url + "/chat/completions", json={**body, "model": "m"}) as r:
+        usage = (await r.json())["usage"]  # what each answer costs: the sim is deterministic
+    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+    dollars = (
+        usage["prompt_tokens"] * PRICE["input_per_mtok"]
+        + usage["completion_tokens"] * PRICE["output_per_mtok"]
+    ) / 1e6
+    fits = 20  # answers the limit holds
+    value: float = tokens * fits if limit == "tpm" else dollars * fits
+    cfg = fleet_config(redis_server.url, sim, {limit: value})
+    replicas = [await gateway_factory(cfg) for _ in range(3)]
+    gap_s, per_replica = 0.05, 25
+    await inside_one_minute(per_replica * gap_s * 2 + 5)
+    code = "tpm_limit_exceeded" if limit == "tpm" else "budget_exceeded"
+
+    async def traffic(gw: Server) -> int:
+        admitted = 0
+        for _ in range(per_replica):
+            reply = await post(http, gw, body, headers=AUTH)
+            assert reply.status in (200, 429), reply.body
+            if reply.status == 200:
+                admitted += 1
+            else:
+                assert reply.json()["error"]["code"] == code
+            await asyncio.sleep(gap_s)
+        return admitted
+
+    total = sum(await asyncio.gather(*(traffic(gw) for gw in replicas)))
+    print(f"\n{limit}: {total} admitted, {fits} fit")
+    # The others' admissions in two periods and a round trip, and one answer in flight per
+    # replica when the total crossed the limit: what the fleet may admit beyond it.
+    unseen = math.ceil((2 * PERIOD_S + 0.05) / gap_s)
+    assert fits <= total <= fits + 2 * unseen + len(replicas), total
+    assert total < per_replica * len(replicas)  # the limit did stop the fleet
+    assert len(sim.state.attempts()) == total + 1  # + the price probe; refusals reached none
 
 
 async def test_with_redis_killed_each_replica_keeps_to_its_share_and_reconciles_after(
