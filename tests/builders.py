@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import Config, load_data
@@ -79,6 +80,7 @@ __all__ = [
     "start_serve",
     "start_sim",
     "stream_text",
+    "upstream_app",
     "value",
     "wait_healthy",
 ]
@@ -192,6 +194,24 @@ def make_config(
 
 
 # --- ports, sims, gateways and processes ------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def upstream_app(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    path: str = "/v1/chat/completions",
+) -> AsyncIterator[str]:
+    """A one-route aiohttp server on loopback, for a provider's behaviour the sims have no
+    mode for: `handler` answers POST `path`. Yields the base URL to configure (`.../v1`)."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
 
 
 def closed_port() -> int:

@@ -20,7 +20,16 @@ from gateway.config.clients import digest
 from gateway.edge.server import Server
 from gateway.sim import SimServer
 from ops.faults.harness import sse_events
-from tests.builders import GatewayFactory, SimFactory, build_config, post, scrape, set_fault, value
+from tests.builders import (
+    GatewayFactory,
+    SimFactory,
+    build_config,
+    post,
+    scrape,
+    set_fault,
+    upstream_app,
+    value,
+)
 from tests.e2e.test_anthropic_ingress import (
     FULL,
     MESSAGES,
@@ -54,15 +63,8 @@ async def usageless() -> AsyncIterator[str]:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with upstream_app(handler) as url:
+        yield url
 
 
 PRE_FIRST_BYTE = [

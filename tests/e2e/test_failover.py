@@ -38,6 +38,7 @@ from tests.builders import (
     post,
     set_fault,
     sse_events,
+    upstream_app,
 )
 from tests.waiting import eventually
 
@@ -223,16 +224,8 @@ async def erroring_upstream() -> AsyncIterator[tuple[str, list[str]]]:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1", seen
-    finally:
-        await runner.cleanup()
+    async with upstream_app(handler) as url:
+        yield url, seen
 
 
 async def test_error_event_before_first_content_fails_over(

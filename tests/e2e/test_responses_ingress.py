@@ -25,7 +25,7 @@ from gateway.sim import SimServer
 from gateway.sim.answers import answer_text
 from gateway.sim.tools import id_hash
 from ops.faults.harness import sse_events
-from tests.builders import GatewayFactory, SimFactory, build_config, post, set_fault
+from tests.builders import GatewayFactory, SimFactory, build_config, post, set_fault, upstream_app
 
 PROMPT = "what crosses the border"
 N_WORDS = 16
@@ -319,15 +319,8 @@ async def wordless() -> AsyncIterator[str]:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with upstream_app(handler) as url:
+        yield url
 
 
 async def test_an_empty_answer_is_an_answer_not_a_failure(

@@ -30,6 +30,7 @@ from tests.builders import (
     post,
     set_fault,
     stream_text,
+    upstream_app,
 )
 from tests.vendors import (
     N_WORDS,
@@ -250,15 +251,8 @@ async def cut_after_a_space() -> AsyncIterator[str]:
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         return resp  # closed without a finish: cut
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with upstream_app(handler) as url:
+        yield url
 
 
 async def test_a_cut_after_whitespace_is_prefilled_without_it_and_joined_once(
