@@ -117,6 +117,18 @@ def _messages(
     return tuple(messages), tuple(system)
 
 
+def function_tool(fn: dict[str, Any]) -> chat.Tool:
+    """OpenAI's function definition (`name`, `description`, `parameters`, `strict`: Chat
+    Completions nests it under `function`, the Responses API does not) as a tool."""
+    schema = fn.get("parameters")
+    return chat.Tool(
+        str(fn["name"]),
+        str(fn.get("description") or ""),
+        schema if isinstance(schema, dict) else {"type": "object"},
+        fn.get("strict") is True,
+    )
+
+
 def _tools(raw: Any, dropped: set[str]) -> tuple[chat.Tool, ...]:
     out: list[chat.Tool] = []
     for t in raw if isinstance(raw, list) else []:
@@ -124,15 +136,7 @@ def _tools(raw: Any, dropped: set[str]) -> tuple[chat.Tool, ...]:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             dropped.add("tools")
             continue
-        schema = fn.get("parameters")
-        out.append(
-            chat.Tool(
-                fn["name"],
-                str(fn.get("description") or ""),
-                schema if isinstance(schema, dict) else {"type": "object"},
-                fn.get("strict") is True,
-            )
-        )
+        out.append(function_tool(fn))
     return tuple(out)
 
 

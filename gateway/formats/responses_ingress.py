@@ -139,15 +139,7 @@ def _tools(raw: Any, dropped: set[str]) -> tuple[chat.Tool, ...]:
         if kind != "function" or not isinstance(t.get("name"), str):
             dropped.add(f"tools.{kind}" if isinstance(kind, str) else "tools")  # built-in tools
             continue
-        schema = t.get("parameters")
-        out.append(
-            chat.Tool(
-                t["name"],
-                str(t.get("description") or ""),
-                schema if isinstance(schema, dict) else {"type": "object"},
-                t.get("strict") is True,
-            )
-        )
+        out.append(openai_chat.function_tool(t))
     return tuple(out)
 
 

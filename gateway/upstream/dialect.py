@@ -74,17 +74,29 @@ def _carries_output(block: Any) -> bool:
     return isinstance(block, Mapping) and any(block.get(k) for k in _OUTPUT_KEYS)
 
 
-def inspect_anthropic(raw: bytes) -> EventInfo:
-    """Classify one event of a Messages API stream (`anthropic.types.RawMessageStreamEvent`)."""
+_COMMENT, _MALFORMED = EventInfo(Kind.COMMENT), EventInfo(Kind.MALFORMED)
+
+
+def _typed(raw: bytes) -> dict[str, Any] | EventInfo:
+    """An event of a stream whose every event is a JSON object with a `type` (Anthropic's,
+    the Responses API's): that object, or what the event is instead (a comment, malformed)."""
     data = data_of(raw)
     if data is None:
-        return EventInfo(Kind.COMMENT)
+        return _COMMENT
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return EventInfo(Kind.MALFORMED)
+        return _MALFORMED
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        return EventInfo(Kind.MALFORMED)
+        return _MALFORMED
+    return obj
+
+
+def inspect_anthropic(raw: bytes) -> EventInfo:
+    """Classify one event of a Messages API stream (`anthropic.types.RawMessageStreamEvent`)."""
+    obj = _typed(raw)
+    if isinstance(obj, EventInfo):
+        return obj
     kind = obj["type"]
     if kind == "content_block_delta":
         return EventInfo(Kind.DATA, content=_carries_output(obj.get("delta")), payload=obj)
@@ -107,15 +119,9 @@ _RESPONSES_DONE = frozenset({"response.completed", "response.incomplete"})
 def inspect_responses(raw: bytes) -> EventInfo:
     """Classify one event of a Responses API stream (`openai.types.responses.
     ResponseStreamEvent`): output is a text or arguments delta, or a function call's start."""
-    data = data_of(raw)
-    if data is None:
-        return EventInfo(Kind.COMMENT)
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return EventInfo(Kind.MALFORMED)
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        return EventInfo(Kind.MALFORMED)
+    obj = _typed(raw)
+    if isinstance(obj, EventInfo):
+        return obj
     kind = obj["type"]
     if kind.endswith(".delta"):
         return EventInfo(Kind.DATA, content=bool(obj.get("delta")), payload=obj)
