@@ -250,7 +250,7 @@ def decode_request(payload: dict[str, Any]) -> chat.ChatRequest:
 # -- answers ---------------------------------------------------------------------------------
 
 
-def _usage(u: chat.Usage) -> dict[str, Any]:
+def usage(u: chat.Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
@@ -259,7 +259,7 @@ def _usage(u: chat.Usage) -> dict[str, Any]:
     }
 
 
-def _call(use: chat.ToolUse) -> dict[str, Any]:
+def call(use: chat.ToolUse) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": use.id,
         "type": "function",
@@ -272,7 +272,7 @@ def _call(use: chat.ToolUse) -> dict[str, Any]:
 
 def _choice(index: int, parts: tuple[chat.Part, ...], finish: str | None) -> dict[str, Any]:
     text = "".join(p.text for p in parts if isinstance(p, chat.Text))
-    calls = [_call(p) for p in parts if isinstance(p, chat.ToolUse)]
+    calls = [call(p) for p in parts if isinstance(p, chat.ToolUse)]
     thinking = "".join(p.text for p in parts if isinstance(p, chat.Thinking))
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
     if calls:
@@ -293,7 +293,7 @@ def encode_reply(reply: chat.ChatReply, model: str = "") -> dict[str, Any]:
         "choices": [_choice(0, reply.parts, reply.finish), *others],
     }
     if reply.usage is not None:
-        out["usage"] = _usage(reply.usage)
+        out["usage"] = usage(reply.usage)
     return out
 
 
@@ -319,87 +319,3 @@ def error_body(
             }
         }
     )
-
-
-_TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}'
-
-
-class StreamEncoder:
-    """Stream events, in the model's terms, as OpenAI chunk events (`data: ...`, without the
-    blank line that ends an event: the relay adds it)."""
-
-    def __init__(self, include_usage: bool, model: str = "") -> None:
-        self.include_usage = include_usage
-        self.id = ""
-        self.model = model  # the one asked for, until the stream names the one answering
-        self.created = int(time.time())
-        self.usage = chat.Usage()
-        self._text_head: bytes | None = None
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        return b"data: " + orjson.dumps(chunk)
-
-    def _text_chunk(self, text: str) -> bytes:
-        """A content chunk, the most frequent event by far: its fixed parts serialised once."""
-        if self._text_head is None:
-            head = orjson.dumps({"id": self.id, "object": "chat.completion.chunk"})[:-1]
-            rest = orjson.dumps({"created": self.created, "model": self.model})[1:-1]
-            self._text_head = (
-                b"data: " + head + b"," + rest + b',"choices":[{"index":0,"delta":{"content":'
-            )
-        return self._text_head + orjson.dumps(text) + _TEXT_TAIL
-
-    def encode(self, event: chat.Event) -> list[bytes]:
-        if isinstance(event, chat.TextDelta):
-            return [self._text_chunk(event.text)] if event.text else []
-        if isinstance(event, chat.ToolArguments):
-            fn = {"arguments": event.json}
-            return [self._chunk({"tool_calls": [{"index": event.index, "function": fn}]})]
-        if isinstance(event, chat.ToolStarted):
-            call = _call(chat.ToolUse(event.id, event.name, "", event.signature))
-            return [self._chunk({"tool_calls": [{"index": event.index, **call}]})]
-        if isinstance(event, chat.Started):
-            self.id, self.model = chat.own_id(event.id, "chatcmpl-"), event.model or self.model
-            self._text_head = None
-            self._add(event.usage)
-            return [self._chunk({"role": "assistant", "content": ""})]  # preamble, not output
-        if isinstance(event, chat.Finished):
-            self._add(event.usage)
-            return [self._chunk({}, event.finish or "stop")]
-        if isinstance(event, chat.Ended):
-            self._add(event.usage)
-            out = []
-            if self.include_usage:
-                last = {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": _usage(self.usage),
-                }
-                out.append(b"data: " + orjson.dumps(last))
-            return [*out, b"data: [DONE]"]
-        if isinstance(event, chat.Failed):
-            return [b"data: " + error_body(500, event.kind, event.message)]
-        return [b"data: {"]  # Unreadable: malformed for the relay, as the original was
-
-    def failed(self, message: str, code: str) -> bytes | None:
-        return None  # the dialect's error event says it: nothing of the stream so far is in it
-
-    def _add(self, usage: chat.Usage | None) -> None:
-        if usage is None:
-            return
-        u = self.usage
-        self.usage = chat.Usage(
-            max(u.input_tokens, usage.input_tokens),
-            max(u.output_tokens, usage.output_tokens),
-            max(u.cached_tokens, usage.cached_tokens),
-        )

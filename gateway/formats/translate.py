@@ -8,8 +8,8 @@ target's format and encoded back in the client's, so everything after the attemp
 point, relay, continuation, usage) keeps seeing the client's format.
 
     client      target       CLIENTS[client]     CODECS[target]
-    openai      anthropic    openai_chat         anthropic_messages
-    openai      gemini       openai_chat         gemini_generate, gemini_response
+    openai      anthropic    openai_chat,        anthropic_messages
+                gemini       openai_events       gemini_generate, gemini_response
     anthropic   openai       anthropic_ingress,  openai_upstream
                 gemini       anthropic_events    gemini_generate, gemini_response
     responses   openai       responses_ingress,  openai_upstream
@@ -37,6 +37,7 @@ from gateway.formats import (
     gemini_generate,
     gemini_response,
     openai_chat,
+    openai_events,
     openai_upstream,
     responses_events,
     responses_ingress,
@@ -162,7 +163,7 @@ CLIENTS: Mapping[str, Client] = {
         openai_chat.decode_request,
         openai_chat.encode_reply,
         _openai_error,
-        openai_chat.StreamEncoder,
+        openai_events.StreamEncoder,
         frozenset({ANTHROPIC, GEMINI}),
     ),
     ANTHROPIC: Client(

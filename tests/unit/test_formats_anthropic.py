@@ -447,7 +447,7 @@ def test_a_stream_event_with_an_odd_index_is_not_a_crash() -> None:
 
 def test_a_content_chunk_from_the_template_is_the_chunk_itself() -> None:
     from gateway.formats import chat
-    from gateway.formats.openai_chat import StreamEncoder
+    from gateway.formats.openai_events import StreamEncoder
 
     enc = StreamEncoder(include_usage=False)
     enc.encode(chat.Started('msg_"1"', "claude\u00e9", None))
