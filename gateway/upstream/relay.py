@@ -80,29 +80,11 @@ class _Batch:
         self.inspect = stream.dialect.inspect  # read once: it classifies every event
 
     def consume(self, raws: list[bytes]) -> None:
-        inspect = self.inspect
+        inspect, stream, out = self.inspect, self.stream, self.out
         for raw in raws:
             info = inspect(raw)
-            if info.kind is Kind.DONE:  # relayed as sent; a Responses one holds the usage
-                if info.payload is not None:
-                    self.stream.usage = self.dialect.usage(info.payload, self.stream.usage)
-                self.out.append(raw + b"\n\n")
-                self.done = True
-                return
-            if info.kind is Kind.MALFORMED:
-                # Dropped: its bytes may be half an answer, not something to show or log.
-                stream = self.stream
-                stream.malformed += 1
-                if stream.malformed > self.malformed_max:
-                    self.failure = provider_failure(
-                        FailureReason.MALFORMED, _too_many(stream.malformed)
-                    )
-                    return
-                continue
-            if info.kind is Kind.ERROR:
-                self.failure = provider_failure(FailureReason.UPSTREAM_ERROR_EVENT)
-                return
-            if info.kind is Kind.DATA:
+            kind = info.kind
+            if kind is Kind.DATA:  # by far the most: first
                 payload = info.payload
                 if self.seam is not None:  # a continuation: only what the client lacks
                     try:
@@ -113,11 +95,31 @@ class _Batch:
                     if rewritten is None:
                         continue
                     raw = rewritten
-                self.finished = self.finished or info.finished
-                if self.stream.usage is None or payload.get("usage"):
-                    self.stream.usage = self.dialect.usage(payload, self.stream.usage)
-                self.out.append(raw + b"\n\n")
-                self.stream.relayed.append(raw)
+                if info.finished:
+                    self.finished = True
+                if stream.usage is None or payload.get("usage"):
+                    stream.usage = self.dialect.usage(payload, stream.usage)
+                out.append(raw)
+                out.append(b"\n\n")
+                stream.relayed.append(raw)
+            elif kind is Kind.DONE:  # relayed as sent; a Responses one holds the usage
+                if info.payload is not None:
+                    stream.usage = self.dialect.usage(info.payload, stream.usage)
+                out.append(raw)
+                out.append(b"\n\n")
+                self.done = True
+                return
+            elif kind is Kind.MALFORMED:
+                # Dropped: its bytes may be half an answer, not something to show or log.
+                stream.malformed += 1
+                if stream.malformed > self.malformed_max:
+                    self.failure = provider_failure(
+                        FailureReason.MALFORMED, _too_many(stream.malformed)
+                    )
+                    return
+            elif kind is Kind.ERROR:
+                self.failure = provider_failure(FailureReason.UPSTREAM_ERROR_EVENT)
+                return
 
     def take(self) -> bytes:
         data, self.out = b"".join(self.out), []

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -50,8 +49,10 @@ class Kind(enum.Enum):
     MALFORMED = "malformed"
 
 
-@dataclass(frozen=True, slots=True)
-class EventInfo:
+class EventInfo(NamedTuple):
+    """What one event is. A named tuple, not a frozen dataclass: one is made per event the
+    relay reads, and a tuple is built in C."""
+
     kind: Kind
     content: bool = False  # carries generated output (text, tool call, finish)
     finished: bool = False  # a choice carries a finish_reason
@@ -72,6 +73,8 @@ _CONTENT_KEYS = (
 
 
 def data_of(raw: bytes) -> bytes | None:
+    if raw[:6] == b"data: " and b"\n" not in raw:  # the usual event: one data line
+        return raw[6:]
     parts: list[bytes] = []
     for line in raw.split(b"\n"):
         if line.startswith(b"data:"):
@@ -80,19 +83,24 @@ def data_of(raw: bytes) -> bytes | None:
     return b"\n".join(parts) if parts else None
 
 
+COMMENT_EVENT = EventInfo(Kind.COMMENT)  # the payload-free kinds, made once (they are frozen)
+DONE_EVENT = EventInfo(Kind.DONE)
+MALFORMED_EVENT = EventInfo(Kind.MALFORMED)
+
+
 def inspect(raw: bytes) -> EventInfo:
     """Classify one event of an OpenAI-style stream."""
     data = data_of(raw)
     if data is None:
-        return EventInfo(Kind.COMMENT)
-    if data.strip() == b"[DONE]":
-        return EventInfo(Kind.DONE)
+        return COMMENT_EVENT
+    if data[:1] != b"{" and data.strip() == b"[DONE]":
+        return DONE_EVENT
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return EventInfo(Kind.MALFORMED)
+        return MALFORMED_EVENT
     if not isinstance(obj, dict):
-        return EventInfo(Kind.MALFORMED)
+        return MALFORMED_EVENT
     if obj.get("error"):
         return EventInfo(Kind.ERROR, payload=obj)
     choices = obj.get("choices")
@@ -100,17 +108,20 @@ def inspect(raw: bytes) -> EventInfo:
     if isinstance(choices, list):
         for ch in choices:
             if not isinstance(ch, dict):
-                return EventInfo(Kind.MALFORMED)
+                return MALFORMED_EVENT
             if ch.get("finish_reason"):
                 content = finished = True
             delta = ch.get("delta")
             if isinstance(delta, dict):
-                if any(delta.get(k) for k in _CONTENT_KEYS):
-                    content = True
+                if not content:
+                    for key in _CONTENT_KEYS:  # a loop, not any(): no generator per event
+                        if delta.get(key):
+                            content = True
+                            break
             elif ch.get("text"):
                 content = True
     elif choices is not None:
-        return EventInfo(Kind.MALFORMED)
+        return MALFORMED_EVENT
     if obj.get("usage") and not choices:
         content = True
     return EventInfo(Kind.DATA, content=content, finished=finished, payload=obj)
