@@ -32,7 +32,27 @@ async def drive(
 
     `attempt(permit, panic)` sends one attempt (or a hedged pair) and records what happened
     in the plan; it owns the permit from then on."""
-    last: T | None = None
+    picked = plan.pick(gates)  # the first step, inline: most requests make only this one
+    first: T | None = None
+    if picked is not None:
+        first = await attempt(*picked)
+        plan.after(clock(), gates)
+    if plan.stop is not None:
+        return first  # most requests end here: no closure, no controller built
+    return await _retrying(plan, gates, attempt, clock, sleep, first)
+
+
+async def _retrying(
+    plan: AttemptPlan,
+    gates: Gates,
+    attempt: Callable[[Permit, bool], Awaitable[T]],
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+    first: T | None,
+) -> T | None:
+    """A retry is wanted: from here on tenacity drives (its first call replays the step
+    `drive` made)."""
+    last = first
 
     async def step() -> None:
         nonlocal last
@@ -42,13 +62,6 @@ async def drive(
         last = await attempt(*picked)
         plan.after(clock(), gates)
 
-    picked = plan.pick(gates)  # the first step, inline: most requests make only this one
-    if picked is not None:
-        last = await attempt(*picked)
-        plan.after(clock(), gates)
-    if plan.stop is not None:
-        return last  # most requests end here and never pay for building the controller
-    # A retry is wanted: from here on tenacity drives (its first call replays the step above).
     replayed = False
 
     async def again() -> None:

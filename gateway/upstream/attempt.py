@@ -183,6 +183,8 @@ def _connect_timeout(connect_s: float) -> aiohttp.ClientTimeout:
 
 
 def _blame(result: AttemptResult, request_deadline: float) -> AttemptResult:
+    if result.outcome.kind is OutcomeKind.SUCCESS or request_deadline == math.inf:
+        return result  # the usual case: nothing to blame on the caller's deadline
     now = asyncio.get_running_loop().time()
     outcome = blamed(result.outcome, now, request_deadline)
     return result if outcome is result.outcome else AttemptResult(outcome)
