@@ -101,6 +101,10 @@ Turnout demo — gateway {api}  (routes: demo, smart; in-memory health, no Redis
     reply = client.chat.completions.create(
         model="demo", messages=[{{"role": "user", "content": "Hello"}}])
     print(reply.choices[0].message.content)
+    print(client.responses.create(model="demo", input="Hello").output_text)  # Responses API
+
+  Anthropic's SDK (pip install anthropic): anthropic.Anthropic(base_url="{gateway_url}",
+    api_key="unused").messages.create(model="demo", max_tokens=100, messages=[...])
 
   break sim-a, then ask again (the answer comes from sim-b):
     curl -s -X PUT {first.url}/_sim/fault -d '{{"mode": "status", "status": 503}}'

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 
@@ -390,6 +391,15 @@ def test_demo_serves_fails_over_and_stops_cleanly(
             )
             assert raw.headers["x-turnout-target"] == want
             assert raw.headers["x-turnout-route"].startswith("policy=cost_quality task=")
+
+        # the banner's Responses API and Anthropic SDK lines: the same answer, other formats
+        assert client.responses.create(model="demo", input="Hello").output_text == text
+        claude = anthropic.Anthropic(base_url=demo.api.removesuffix("/v1"), api_key="unused")
+        with claude:
+            message = claude.messages.create(
+                model="demo", max_tokens=100, messages=[{"role": "user", "content": "Hello"}]
+            )
+        assert "".join(b.text for b in message.content if b.type == "text") == text
 
         assert put_fault(demo.sims["sim-a"], {"mode": "status", "status": 503})["mode"] == "status"
         text, target, attempts = ask(client)
