@@ -3,9 +3,10 @@ answering target's price (an unpriced target costs nothing). A settlement listen
 (`gateway.pipeline.settle`), first of the request's listeners, so the attempt's span is still
 open when it is flagged.
 
-Usage is the provider's (`usage` of an answer, a stream's usage chunk). A stream without one,
-for a key with limits, is estimated (~4 characters a token: the prompt's text and the text
-relayed) and flagged:
+Usage is the provider's (`usage` of an answer, a stream's usage chunk; one of all zeros is
+none: what a translated Messages stream must say when its target told nothing). A stream
+without one, for a key with limits, is estimated (~4 characters a token: the prompt's text and
+the text relayed, read in the client's format) and flagged:
 `turnout.usage.estimated` on the attempt's span, `estimated="true"` on
 `turnout_client_tokens_total`. A stream cut after its first byte whose client asked for
 usage is left to the stream that completes it: the continuation's usage chunk bills the cut
@@ -18,11 +19,13 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from gateway.config.clients import ClientConfig
 from gateway.edge.context import CLIENT
 from gateway.limits.labels import ClientLabels, labels_of
 from gateway.telemetry.hub import Usage
-from gateway.upstream.sse import Kind, inspect
+from gateway.upstream.sse import data_of
 from health.outcome import Outcome, OutcomeKind
 from policies.features import CHARS_PER_TOKEN, turns
 
@@ -48,18 +51,44 @@ def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 
-def estimate_output_tokens(events: list[bytes]) -> int:
-    """From relayed data events: the text of every choice's delta (chat) or `text`."""
+def _said(obj: Mapping[str, Any]) -> int:
+    """The characters of output one event carries, whichever client format it is in:
+    OpenAI's chunks (every choice's `delta.content`, or a completion's `text`), Anthropic's
+    `content_block_delta` (`text`, `partial_json`), the Responses API's text and arguments
+    deltas."""
     chars = 0
-    for raw in events:
-        info = inspect(raw)
-        if info.kind is not Kind.DATA:
-            continue
-        for ch in info.payload.get("choices") or ():
+    for ch in obj.get("choices") or ():
+        if isinstance(ch, Mapping):
             delta = ch.get("delta")
             text = delta.get("content") if isinstance(delta, Mapping) else ch.get("text")
             if isinstance(text, str):
                 chars += len(text)
+    kind = obj.get("type")
+    if kind == "content_block_delta":
+        delta = obj.get("delta")
+        if isinstance(delta, Mapping):
+            for key in ("text", "partial_json"):
+                piece = delta.get(key)
+                chars += len(piece) if isinstance(piece, str) else 0
+    elif kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+        piece = obj.get("delta")
+        chars += len(piece) if isinstance(piece, str) else 0
+    return chars
+
+
+def estimate_output_tokens(events: list[bytes]) -> int:
+    """From relayed data events, in the client's format (`_said`)."""
+    chars = 0
+    for raw in events:
+        data = data_of(raw)
+        if data is None:
+            continue
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, Mapping):
+            chars += _said(obj)
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 
@@ -85,7 +114,9 @@ class Metering:
     ) -> None:
         ex = self._ex
         inp = out = None
-        if usage is not None:
+        if usage is not None and (usage.input_tokens or usage.output_tokens):
+            # (none at all is no count: what a translated stream says when its target sent
+            # none - the Messages API's events must carry numbers)
             inp, out = usage.input_tokens, usage.output_tokens
         labels = self._labels.tokens
         sent = ex.sent

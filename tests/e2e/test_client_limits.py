@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 
 from gateway.config import load_data
@@ -25,6 +26,7 @@ from tests.builders import (
     post,
     scrape,
     sse_events,
+    upstream_app,
     value,
 )
 
@@ -133,6 +135,60 @@ async def test_a_stream_without_usage_is_estimated_and_flagged(
         for c in orjson.loads(d)["choices"]
     )
     want = -(-len(prompt) // 4) + -(-len(text) // 4)  # ~4 characters a token, rounded up
+    assert gw.app[RUNTIME].limits.meters["web"].tokens.used == want
+    m = await metrics(http, gw)
+    assert value(m, "turnout_client_tokens_total", client="web", estimated="true") == want
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [("/v1/responses", {}), ("/v1/messages", {"max_tokens": 64})],
+    ids=["responses", "messages"],
+)
+async def test_a_translated_stream_without_usage_is_estimated_from_its_own_events(
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+    path: str,
+    extra: dict[str, Any],
+) -> None:
+    """A Responses or Messages client of an OpenAI-compatible server that sends no usage
+    (whatever it is asked): the answer's tokens are estimated from the events the client got.
+    Before: a Responses stream said a usage of zeros (taken for the truth: a key charged
+    nothing), and the estimate read OpenAI chunks only (0 output tokens for these)."""
+    said = ["Borders ", "are ", "lines ", "on ", "maps."]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        deltas = [({"role": "assistant", "content": ""}, None)]
+        deltas += [({"content": w}, None) for w in said] + [({}, "stop")]
+        for delta, finish in deltas:
+            chunk = {
+                "id": "chatcmpl-u",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async with upstream_app(handler) as url:
+        data = {
+            "providers": {"s": {"base_url": url, "api_key": "key-s"}},
+            "routes": [{"alias": "chat", "candidates": ["m@s"]}],
+            "clients": {"web": {"key_sha256": digest(KEY), "limits": {"tpm": 1_000_000}}},
+        }
+        gw = await gateway_factory(load_data(data, env={}))
+        prompt = "what are borders"
+        text = (
+            {"input": prompt}
+            if path == "/v1/responses"
+            else {"messages": [{"role": "user", "content": prompt}]}
+        )
+        body = {"model": "chat", "stream": True, **text, **extra}
+        reply = await post(http, gw, body, headers=AUTH, path=path)
+        assert reply.status == 200
+    want = -(-len(prompt) // 4) + -(-len("".join(said)) // 4)  # ~4 characters a token
     assert gw.app[RUNTIME].limits.meters["web"].tokens.used == want
     m = await metrics(http, gw)
     assert value(m, "turnout_client_tokens_total", client="web", estimated="true") == want
