@@ -17,6 +17,7 @@ from policies.types import Candidate
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 FORMATS = ("openai", "anthropic", "gemini")
+MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")  # providers.*.max_tokens_field
 # The ingresses: /v1/chat/completions, /v1/messages, /v1/responses (gateway.edge.ingress).
 CLIENT_FORMATS = ("openai", "anthropic", "responses")
 TRANSLATIONS = ("lossy", "strict")
@@ -92,6 +93,14 @@ class ProviderConfig:
         "(Generative Language API generateContent; chat only)",
         live=True,
         choices=FORMATS,
+    )
+    max_tokens_field: str = setting(
+        "max_tokens",
+        "where a translated request's output limit goes, to an openai-format provider: "
+        "max_tokens (every OpenAI-compatible server) or max_completion_tokens (what OpenAI's "
+        "reasoning models take: they refuse max_tokens)",
+        live=True,
+        choices=MAX_TOKENS_FIELDS,
     )
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     query: Mapping[str, str] = field(default_factory=dict, repr=False)  # e.g. Azure api-version

@@ -278,10 +278,12 @@ def translation(
     target_format: str,
     model: str,
     source: str = OPENAI,
+    max_tokens_field: str = "max_tokens",
 ) -> Translation | None:
     """How a request in the client's format (`source`) reaches a target of `target_format`;
     None: as it is. A ValueError for a pair with no translation (`crosses`), or an
-    operation other than chat."""
+    operation other than chat. `max_tokens_field`: the provider's
+    (`providers.*.max_tokens_field`), for an OpenAI-format target."""
     if target_format == source:
         return None
     if not crosses(source, target_format):
@@ -291,6 +293,8 @@ def translation(
     client, codec = CLIENTS[source], CODECS[target_format]
     req = client.decode(dict(payload))
     body, dropped = codec.encode(req, model)
+    if target_format == OPENAI and max_tokens_field != "max_tokens" and "max_tokens" in body:
+        body[max_tokens_field] = body.pop("max_tokens")  # OpenAI's reasoning models want it
     path = codec.path(model, req.stream)
     return Translation(
         source, target_format, path, body, dropped, req.include_usage, codec, model, client

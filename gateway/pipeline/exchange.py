@@ -199,7 +199,14 @@ class Exchange:
         path = self.upstream_path
         tr = None
         if target_id in self.foreign:  # another wire format: the answer comes back through tr
-            tr = translation(payload, self.operation, provider.format, target.model, self.ingress)
+            tr = translation(
+                payload,
+                self.operation,
+                provider.format,
+                target.model,
+                self.ingress,
+                provider.max_tokens_field,
+            )
         if tr is not None:
             payload, path = tr.body, tr.path
             self.translations[target_id] = tr.note

@@ -15,6 +15,7 @@ import anthropic
 import orjson
 import pytest
 
+from gateway.config import load_data
 from gateway.edge.server import Server
 from gateway.sim import SimServer
 from gateway.sim.answers import answer_text
@@ -278,3 +279,41 @@ async def test_a_gemini_target_serves_an_anthropic_client_and_fails_over_to_open
         assert text_of(message) == FULL and message.stop_reason == "end_turn"
     assert [a["status"] for a in g.state.attempts()[1:]] == [503, 503]
     assert len(o.state.attempts()) == 2
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+async def test_the_output_limit_goes_where_the_openai_provider_wants_it(
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    http: aiohttp.ClientSession,
+    field: str,
+) -> None:
+    """OpenAI's reasoning models refuse `max_tokens`: a provider marked
+    `max_tokens_field: max_completion_tokens` gets an Anthropic (or Responses) client's
+    limit there; an OpenAI client's own request is passed through as it was sent."""
+    s = await sim_factory("s", n_words=N_WORDS, voice=VOICE)
+    data = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "providers": {"s": {"base_url": s.base_url, "api_key": "k", "max_tokens_field": field}},
+        "targets": {"claude@s": {"provider": "s", "model": "claude"}},
+        "routes": [{"alias": "chat", "candidates": ["claude@s"]}],
+    }
+    gw = await gateway_factory(load_data(data, env={}))
+    reply = await post(
+        http, gw, {"model": "chat", "max_tokens": 77, "messages": user(PROMPT)}, path=MESSAGES
+    )
+    assert reply.status == 200 and text_of_json(reply.json()) == FULL
+    responses = await post(
+        http, gw, {"model": "chat", "input": PROMPT, "max_output_tokens": 66}, path="/v1/responses"
+    )
+    assert responses.status == 200
+    own = await post(http, gw, {"model": "chat", "max_tokens": 55, "messages": user(PROMPT)})
+    assert own.status == 200
+    sent = [a["request_body"] for a in s.state.attempts()]
+    other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
+    assert [b.get(field) for b in sent[:2]] == [77, 66] and other not in sent[0]
+    assert sent[2]["max_tokens"] == 55  # passed through: the client's own field
+
+
+def text_of_json(message: dict[str, Any]) -> str:
+    return "".join(b["text"] for b in message["content"] if b["type"] == "text")
