@@ -118,9 +118,4 @@ class StreamEncoder:
         return None  # the dialect's error event says it: nothing of the stream so far is in it
 
     def _add(self, u: chat.Usage | None) -> None:
-        if u is not None:
-            self.usage = chat.Usage(
-                max(self.usage.input_tokens, u.input_tokens),
-                max(self.usage.output_tokens, u.output_tokens),
-                max(self.usage.cached_tokens, u.cached_tokens),
-            )
+        self.usage = self.usage.over(u)

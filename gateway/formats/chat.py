@@ -141,6 +141,17 @@ class Usage:
     output_tokens: int = 0
     cached_tokens: int = 0  # of the input, read from a prompt cache
 
+    def over(self, later: Usage | None) -> Usage:
+        """The counts so far, with `later` read over them: each the larger (a stream tells
+        its usage in pieces, each event the counts up to it)."""
+        if later is None:
+            return self
+        return Usage(
+            max(self.input_tokens, later.input_tokens),
+            max(self.output_tokens, later.output_tokens),
+            max(self.cached_tokens, later.cached_tokens),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Choice:

@@ -92,11 +92,4 @@ class StreamEncoder:
         return None  # the dialect's error event says it: nothing of the stream so far is in it
 
     def _add(self, usage: chat.Usage | None) -> None:
-        if usage is None:
-            return
-        u = self.usage
-        self.usage = chat.Usage(
-            max(u.input_tokens, usage.input_tokens),
-            max(u.output_tokens, usage.output_tokens),
-            max(u.cached_tokens, usage.cached_tokens),
-        )
+        self.usage = self.usage.over(usage)

@@ -198,8 +198,4 @@ class StreamEncoder:
     def _count(self, u: chat.Usage | None) -> None:
         if u is not None:
             self._counted = True
-            self.usage = chat.Usage(
-                max(self.usage.input_tokens, u.input_tokens),
-                max(self.usage.output_tokens, u.output_tokens),
-                max(self.usage.cached_tokens, u.cached_tokens),
-            )
+            self.usage = self.usage.over(u)

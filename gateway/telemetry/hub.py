@@ -57,23 +57,12 @@ class Usage:
         """Read the usage of a Messages API answer or stream event (`message_start` holds it
         in its `message`; `message_delta` the counts so far) over what was known `before`.
         Input tokens count cache reads and writes, as OpenAI's `prompt_tokens` do."""
-        if not isinstance(payload, Mapping):
-            return before
-        message = payload.get("message")
-        if isinstance(message, Mapping):
-            payload = message
-        usage = payload.get("usage")
-        model = payload.get("model")
-        model = model if isinstance(model, str) else None
+        usage, model = _held(payload, "message")
         if not isinstance(usage, Mapping):
             return Usage(response_model=model) if model and before is None else before
-
-        def n(key: str) -> int | None:
-            v = usage.get(key)
-            return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-        inp, out = n("input_tokens"), n("output_tokens")
-        read, wrote = n("cache_read_input_tokens"), n("cache_creation_input_tokens")
+        inp, out = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
+        read = _count(usage.get("cache_read_input_tokens"))
+        wrote = _count(usage.get("cache_creation_input_tokens"))
         total = None if inp is None else inp + (read or 0) + (wrote or 0)
         prior = before or Usage()
         return Usage(
@@ -88,29 +77,36 @@ class Usage:
         """Read the usage of a Responses API `response` (or an event that carries one, as
         `response.completed` does) over what was known `before`; input tokens count the
         cached ones, as OpenAI's `prompt_tokens` do."""
-        if not isinstance(payload, Mapping):
-            return before
-        inner = payload.get("response")
-        if isinstance(inner, Mapping):
-            payload = inner
-        model = payload.get("model")
-        model = model if isinstance(model, str) else None
-        usage = payload.get("usage")
-        prior = before or Usage()
+        usage, model = _held(payload, "response")
         if not isinstance(usage, Mapping):
             return Usage(response_model=model) if model and before is None else before
         details = usage.get("input_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-
-        def n(v: Any, was: int | None) -> int | None:
-            return v if isinstance(v, int) and not isinstance(v, bool) else was
-
+        cached = _count(details.get("cached_tokens") if isinstance(details, Mapping) else None)
+        inp, out = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
+        prior = before or Usage()
         return Usage(
-            n(usage.get("input_tokens"), prior.input_tokens),
-            n(usage.get("output_tokens"), prior.output_tokens),
+            prior.input_tokens if inp is None else inp,
+            prior.output_tokens if out is None else out,
             model or prior.response_model,
-            n(cached, prior.cached_tokens),
+            prior.cached_tokens if cached is None else cached,
         )
+
+
+def _held(payload: Any, key: str) -> tuple[Any, str | None]:
+    """(`usage`, `model`) of an answer, or of the one an event holds under `key` (Anthropic's
+    `message_start` its `message`, a Responses event its `response`)."""
+    if not isinstance(payload, Mapping):
+        return None, None
+    inner = payload.get(key)
+    if isinstance(inner, Mapping):
+        payload = inner
+    model = payload.get("model")
+    return payload.get("usage"), model if isinstance(model, str) else None
+
+
+def _count(value: Any) -> int | None:
+    """A token count as the JSON gave it: an int (never a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from gateway.formats.responses_events import StreamEncoder
 from gateway.telemetry.hub import Usage
 from gateway.upstream.sse import EventInfo, Kind, data_of, inspect
 
@@ -43,19 +44,9 @@ def anthropic_error_event(message: str, code: str) -> bytes:
 
 
 def responses_error_event(message: str, code: str) -> bytes:
-    """`response.failed`, bare (a translated stream's encoder says it with the response so
-    far: `gateway.upstream.relay.ending`)."""
-    response = {
-        "object": "response",
-        "status": "failed",
-        "error": {"code": "server_error", "type": code, "message": message},
-        "output": [],
-    }
-    return (
-        b"event: response.failed\ndata: "
-        + orjson.dumps({"type": "response.failed", "response": response})
-        + b"\n\n"
-    )
+    """`response.failed` of an encoder that said nothing yet (a translated stream's own
+    encoder says it with the response so far: `gateway.upstream.relay.ending`)."""
+    return StreamEncoder().failed(message, code) + b"\n\n"
 
 
 def _openai_usage(payload: Any, before: Usage | None) -> Usage | None:
