@@ -11,6 +11,7 @@ short timeouts, no retries (the next tick is the retry), a small bounded pool.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -19,6 +20,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+
+# Some redis-py releases type these calls and others do not (8.2 typed Sentinel's
+# constructor), so they are called through a typed name, never with a `type: ignore` that one
+# release or the other calls unused.
 
 
 def describe(url: str) -> str:
@@ -51,7 +56,8 @@ async def follow_master(client: Any) -> bool:
         return False
     before = pool.master_address
     try:
-        now = await pool.get_master_address()  # type: ignore[no-untyped-call]
+        ask: Callable[[], Awaitable[Any]] = pool.get_master_address  # typed: see the top
+        now = await ask()
     except Exception:
         return False
     return before is not None and now != before
@@ -91,7 +97,8 @@ def connect(url: str, *, timeout_s: float, max_connections: int = 4) -> tuple[An
             )
         service, db = segs[0], int(segs[1]) if len(segs) > 1 else 0
         opts = _options(timeout_s, max_connections)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        make: Callable[..., Sentinel] = Sentinel  # typed: see the top
+        sentinel = make(
             hosts,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
