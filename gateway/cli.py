@@ -89,6 +89,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.edge.app import build_app
     from gateway.edge.server import Server, run, wait_for_signal
+    from gateway.runtime import heap
 
     path = _config_path(args.config)
     config = _load_or_exit(path)
@@ -121,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = build_app(config)
         server = Server(app, host, port, grace_s=config.server.grace_s, reuse_port=args.reuse_port)
         await server.start()
+        heap.settle()  # what start-up made lives as long as the process
         _reload_on_sighup(app)
         admin = "" if server.admin_url == server.url else f"; admin plane on {server.admin_url}"
         print(f"turnout serving {Path(path).name} on {server.url}/v1{admin}", flush=True)

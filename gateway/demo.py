@@ -11,6 +11,7 @@ from typing import Any
 from gateway.config import Config, load_data
 from gateway.edge.app import build_app
 from gateway.edge.server import Server, wait_for_signal
+from gateway.runtime import heap
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
 
@@ -141,6 +142,7 @@ async def run_demo(port: int = 8080, *, chaos: bool = False, chaos_period_s: flo
         server = Server(build_app(config), config.server.host, config.server.port, grace_s=2.0)
         await server.start()
         stack.push_async_callback(server.stop)
+        heap.settle()  # as `turnout serve` does
         print(banner(server.url, sims), flush=True)
         tasks = []
         if chaos:
