@@ -41,6 +41,9 @@ class UpstreamPool:
                 timeout=timeout,
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
+                # A provider's cookies (Cloudflare's on OpenAI's answers) are not kept: the
+                # next request is another client's, and a replayed cookie would tie them.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             self._sessions[key] = s
         return s

@@ -19,11 +19,20 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from gateway.edge.server import Server
 from gateway.sim.faults import Fault
 from gateway.sim.server import SimServer
-from tests.builders import CHAT, GatewayFactory, SimFactory, chat, closed_port, make_config
+from tests.builders import (
+    CHAT,
+    GatewayFactory,
+    SimFactory,
+    chat,
+    closed_port,
+    make_config,
+    upstream_app,
+)
 
 LIMIT = 2048  # server.max_body_bytes for these tests
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -602,3 +611,43 @@ async def test_provider_keys_never_come_back_in_a_502(
     # the providers did receive their own keys
     assert failing.state.attempts()[0]["headers"]["authorization"] == "Bearer key-a"
     assert locked.state.attempts()[0]["headers"]["authorization"] == "Bearer key-b"
+
+
+async def test_a_providers_cookies_are_neither_kept_nor_passed_on(
+    gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """A provider's Set-Cookie (Cloudflare's `__cf_bm` on OpenAI's answers) is not stored and
+    replayed on later requests, which come from other clients (it would tie them together),
+    and does not reach the client."""
+    cookies: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        await request.read()
+        answer = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "m1",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        resp = web.json_response(answer)
+        resp.set_cookie("__cf_bm", f"tracker-{len(cookies)}", path="/", max_age=1800)
+        return resp
+
+    async with upstream_app(handler) as url:
+        # A host name, not an IP: aiohttp's cookie jar takes no cookie from an IP address.
+        url = url.replace("127.0.0.1", "localhost")
+        gw = await gateway_factory(make_config({"a": url}, {"chat": ["m1@a"]}))
+        for _ in range(3):
+            async with http.post(gw.url + CHAT, json=GOOD) as resp:
+                assert resp.status == 200
+                assert "Set-Cookie" not in resp.headers
+                await resp.read()
+    assert cookies == [None, None, None]
