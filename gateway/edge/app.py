@@ -18,7 +18,7 @@ from gateway.admin import routing as admin_routing
 from gateway.config.model import Config
 from gateway.edge import ingress, protocol
 from gateway.edge.clients import authenticate
-from gateway.edge.context import ADMIN_APP, CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.edge.context import ADMIN_APP, CALL, CLIENT, RUNTIME, Call
 from gateway.edge.errors import (
     GatewayError,
     HttpError,
@@ -75,21 +75,23 @@ def _error_response(err: GatewayError, request: web.Request) -> web.Response:
     return response
 
 
-def enveloped(handler: Handler) -> Handler:
+def enveloped(handler: Handler, rt: Runtime) -> Handler:
     """`handler` with what every answer gets: a request id, every error in the shape of the
-    client's format, request metrics. Each route's handler is wrapped (not an aiohttp middleware: that is one
-    more coroutine and app bookkeeping on every request); so is the catch-all `_unrouted`."""
+    client's format, request metrics. Each route's handler is wrapped (not an aiohttp
+    middleware: that is one more coroutine and app bookkeeping on every request); so is the
+    catch-all `_unrouted`. The request's `Call` is `request[CALL]` for the handler."""
 
     async def envelope(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         protocol.request_started(request)  # its headers are in: the header timer stops
+        call = request[CALL] = Call(_request_id(request))
         try:
-            response = await _answer(request, handler)
+            response = await _answer(request, handler, rt, call)
         finally:
             protocol.request_finished(request)
         if request.path in proxy.OPERATIONS:
-            key = (("route", request.get(ROUTE, "-")), ("status", str(response.status)))
-            m = request.app[RUNTIME].telemetry.metrics
+            key = (("route", call.route), ("status", str(response.status)))
+            m = rt.telemetry.metrics
             m.requests.add_key(1, key)
             m.request_duration.record_key(time.perf_counter() - started, key)
         return response
@@ -130,19 +132,19 @@ def _unenveloped(request: web.Request, response: web.HTTPException) -> str:
 _CATCH_ALL: web.AppKey[web.AbstractResource] = web.AppKey("catch_all")
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request[REQUEST_ID] = _request_id(request)
+async def _answer(
+    request: web.Request, handler: Handler, rt: Runtime, call: Call
+) -> web.StreamResponse:
     refused = access.refusal(request)  # the admin plane's token (gateway.admin.access)
     if refused is not None:
         return _error_response(refused, request)
-    rt = request.app[RUNTIME]
     if request.path.startswith("/v1/"):  # with client keys configured, only their holders
         try:
             client = authenticate(rt.config, request.headers)
         except GatewayError as err:
             return _error_response(err, request)
         if client is not None:
-            request[CLIENT] = client
+            request[CLIENT] = call.client = client
     try:
         with rt.drain.tracking():
             response = await handler(request)
@@ -166,26 +168,32 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         return _error_response(HttpError(exc.status, exc.reason), request)
     except Exception:
-        _errors.error("unhandled", "unhandled error (request %s)", request_id, exc_info=True)
+        _errors.error("unhandled", "unhandled error (request %s)", call.request_id, exc_info=True)
         return _error_response(Internal("Internal gateway error."), request)
     if not response.prepared and rt.drain.draining:
         response.force_close()  # let the client reconnect to a replica that stays
     return response
 
 
-async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
-    """Just before any answer's headers leave (replies, errors and streams alike): the request
-    id, and the routing explanation when the caller asked for it — set here only."""
-    request_id = request.get(REQUEST_ID)
-    if request_id is None and isinstance(response, web.HTTPException):
-        request_id = _unenveloped(request, response)
-    if request_id is not None:
-        response.headers["x-request-id"] = request_id
-    explanation = request.get(EXPLANATION)
-    if explanation:
-        response.headers[ROUTE_HEADER] = explanation
-    if request.app[RUNTIME].config.clients:  # gateway.limits: the key's x-ratelimit-*
-        stamp_answer(request, response)
+def _stamper(rt: Runtime) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def stamp(request: web.Request, response: web.StreamResponse) -> None:
+        """Just before any answer's headers leave (replies, errors and streams alike): the
+        request id, and the routing explanation when the caller asked for it — set here
+        only."""
+        try:
+            call: Call | None = request[CALL]
+        except KeyError:  # not enveloped
+            call = None
+        if call is not None:
+            response.headers["x-request-id"] = call.request_id
+            if call.explanation:
+                response.headers[ROUTE_HEADER] = call.explanation
+        elif isinstance(response, web.HTTPException):
+            response.headers["x-request-id"] = _unenveloped(request, response)
+        if rt.config.clients:  # gateway.limits: the key's x-ratelimit-*
+            stamp_answer(request, response)
+
+    return stamp
 
 
 def _routes() -> list[tuple[str, str, Handler]]:
@@ -213,16 +221,17 @@ def _application(
         # An `Expect` other than 100-continue is answered by our handler (JSON 417), not
         # aiohttp's text/plain one; GET routes answer HEAD too.
         if method == "GET":
-            app.router.add_get(path, enveloped(handler), expect_handler=protocol.expect)
+            app.router.add_get(path, enveloped(handler, runtime), expect_handler=protocol.expect)
         else:
-            app.router.add_route(method, path, enveloped(handler), expect_handler=protocol.expect)
-    unrouted = enveloped(_unrouted)
+            wrapped = enveloped(handler, runtime)
+            app.router.add_route(method, path, wrapped, expect_handler=protocol.expect)
+    unrouted = enveloped(_unrouted, runtime)
     catch_all: web.AbstractResource | None = app.router.add_route(
         "*", "/{tail:.*}", unrouted, expect_handler=protocol.expect
     ).resource
     assert catch_all is not None
     app[_CATCH_ALL] = catch_all
-    app.on_response_prepare.append(_stamp)
+    app.on_response_prepare.append(_stamper(runtime))
     return app
 
 

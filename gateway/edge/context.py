@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +16,19 @@ ADMIN_APP = web.AppKey("admin_app", web.Application)
 
 # aiohttp >= 3.14 wants typed request keys; older releases take a plain string.
 _request_key: Any = getattr(web, "RequestKey", None)
-REQUEST_ID: Any = _request_key("request_id", str) if _request_key else "turnout.request_id"
-ROUTE: Any = _request_key("route", str) if _request_key else "turnout.route"
-# the routing decision in one line, when the route or the request asked for it (debug)
-EXPLANATION: Any = _request_key("explanation", str) if _request_key else "turnout.explanation"
+
+
+@dataclass(slots=True)
+class Call:
+    """What the envelope and the handler tell each other about one request: one object under
+    one key (each lookup in a request's mapping is a few Python calls in aiohttp)."""
+
+    request_id: str
+    route: str = "-"  # the alias it was routed to (a metric label): configured aliases only
+    explanation: str = ""  # the routing decision in one line, when the caller asked (debug)
+    client: ClientConfig | None = None  # the client key's owner, as request[CLIENT]
+
+
+CALL: Any = _request_key("call", Call) if _request_key else "turnout.call"
 # the client key's owner (`clients:`), when the config has client keys
 CLIENT: Any = _request_key("client", ClientConfig) if _request_key else "turnout.client"

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 from gateway.edge import ingress
 from gateway.edge.accept import Held, parse_payload, read_body
 from gateway.edge.clients import steering
-from gateway.edge.context import CLIENT, EXPLANATION, REQUEST_ID, ROUTE, RUNTIME
+from gateway.edge.context import CALL, RUNTIME, Call
 from gateway.edge.errors import Forbidden, InvalidRequest
 from gateway.limits.edge import admit
 from gateway.pipeline.exchange import Ask, Exchange
@@ -67,9 +67,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     the body, its parsed form and the attempts' copies live that long."""
     rt = request.app[RUNTIME]
     tel = rt.telemetry
+    call: Call = request[CALL]
     if not tel.tracing.recording:
         with rt.body_bytes.hold() as held:
-            return await _proxy(request, rt, held)
+            return await _proxy(request, rt, held, call)
     with (
         tel.tracer.start_as_current_span(
             f"POST {request.path}",
@@ -78,26 +79,26 @@ async def handle(request: web.Request) -> web.StreamResponse:
             attributes={
                 "http.request.method": "POST",
                 "url.path": request.path,
-                "turnout.request_id": request[REQUEST_ID],
-                **_client_attributes(request),
+                "turnout.request_id": call.request_id,
+                **_client_attributes(call),
             },
         ) as span,
         rt.body_bytes.hold() as held,
     ):
-        response = await _proxy(request, rt, held)
+        response = await _proxy(request, rt, held, call)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
 
-def _client_attributes(request: web.Request) -> dict[str, str]:
-    client = request.get(CLIENT)
+def _client_attributes(call: Call) -> dict[str, str]:
+    client = call.client
     if client is None:
         return {}
     labels = {f"turnout.client.{k}": v for k, v in client.labels.items()}
     return {"turnout.client": client.name, **labels}
 
 
-async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamResponse:
+async def _proxy(request: web.Request, rt: Runtime, held: Held, call: Call) -> web.StreamResponse:
     live = rt.live  # one config and its policies for the whole request, even across a reload
     operation, upstream_path = OPERATIONS[request.path]
     config = live.config
@@ -111,7 +112,7 @@ async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamRes
     del body  # only the parsed form is needed from here on
     headers = request.headers
     routed_payload: Mapping[str, Any] = payload
-    client = request.get(CLIENT)
+    client = call.client
     if client is not None:  # what this client may steer: the rest is ignored
         headers, routed_payload = steering(client, request.headers, payload)
     route = find_route(config, routed_payload, headers)
@@ -121,7 +122,7 @@ async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamRes
             param="model",
             code="route_not_allowed",
         )
-    request[ROUTE] = route.alias  # only configured aliases become metric labels
+    call.route = route.alias  # only configured aliases become metric labels
     if client is not None:  # gateway.limits: 429 over the key's rate limits or budgets
         admit(request, rt.limits, rt.telemetry.metrics, client)
     budget_s = route.deadline_s
@@ -147,11 +148,11 @@ async def _proxy(request: web.Request, rt: Runtime, held: Held) -> web.StreamRes
     if tel.tracing.recording:
         tel.ranked(route.alias, decision, routed.explanation)
     if debug:
-        request[EXPLANATION] = header_value(routed.explanation)
+        call.explanation = header_value(routed.explanation)
     if not ranked:
         raise no_capable_target(route, decision)
     ask = Ask(
-        request[REQUEST_ID],
+        call.request_id,
         operation,
         upstream_path,
         payload,
