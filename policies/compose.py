@@ -144,8 +144,9 @@ class Composite:
         if self.reads or explain:
             return self._decide(request, candidates, views, explain)
         # Reads nothing but availability: while every candidate is available, the same order.
-        if any(v.why_unavailable() is not None for v in views):
-            return self._decide(request, candidates, views, explain)
+        for v in views:
+            if v.why_unavailable() is not None:
+                return self._decide(request, candidates, views, explain)
         key = tuple(c.target_id for c in candidates)
         fixed = self._fixed.get(key)
         if fixed is None:

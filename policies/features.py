@@ -10,6 +10,7 @@ no header is set, from the body's `metadata` (`task`, `max_cost`, `quality_floor
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -130,6 +131,13 @@ def _task(
     return task
 
 
+@functools.lru_cache(maxsize=64)
+def _bare(operation: str, task: str) -> RequestFeatures:
+    """The features of a request with no overrides and no metadata, for a policy that reads
+    neither the task nor the request: frozen, so one value serves every such request."""
+    return RequestFeatures(operation, task=task)
+
+
 def extract(
     operation: str,
     body: Mapping[str, Any],
@@ -154,12 +162,12 @@ def extract(
             if operation == "embeddings"
             else _task(rules, "", "", headers, meta, False)
         )
+        max_cost = _number("max_cost", 0.0, 1e6, headers, meta)
+        floor = _number("quality_floor", 0.0, 1.0, headers, meta)
+        if max_cost is None and floor is None and meta is NO_METADATA:
+            return _bare(operation, task)  # the usual request: one shared value
         return RequestFeatures(
-            operation,
-            task=task,
-            max_cost=_number("max_cost", 0.0, 1e6, headers, meta),
-            quality_floor=_number("quality_floor", 0.0, 1.0, headers, meta),
-            metadata=meta,
+            operation, task=task, max_cost=max_cost, quality_floor=floor, metadata=meta
         )
     chars, images = 0, False
     user, system = "", ""
