@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from gateway.resilience.adaptive import adapted
 from gateway.resilience.driving import drive
 from gateway.resilience.hedging import hedge_delay, race
 from gateway.resilience.permits import Permits
-from gateway.resilience.plan import AttemptPlan, AttemptRecord, Limits, Stop
+from gateway.resilience.plan import AttemptPlan, AttemptRecord, Gates, Limits, Stop
 from gateway.resilience.same_target import SameTarget
 from gateway.runtime.state import Runtime
 from gateway.upstream.attempt import AttemptResult, AttemptSpec, run_attempt
@@ -71,36 +72,10 @@ class Ask:
     ingress: str = "openai"  # the client's wire format (gateway.edge.ingress)
 
 
-@dataclass(frozen=True, slots=True)
-class _Gates:
-    """The planner's view of health and the budget, for one request."""
-
-    permits: Permits
-    rt: Runtime
-    panic: bool
-    config: Config
-    route: RouteConfig
-
-    def acquire(self, target_id: str) -> Permit | None:
-        return self.permits.acquire(target_id)
-
-    def force_acquire(self, target_id: str) -> Permit:
-        return self.permits.force_acquire(target_id)
-
-    def admission(self, target_id: str) -> Admission:
-        return self.rt.store.admission(target_id)
-
-    def warmth(self, target_id: str) -> float:
-        return self.rt.store.warmth(target_id)
-
-    def same_target(self, target_id: str) -> SameTarget:
-        return SameTarget.of(self.config, self.route, target_id)
-
-    def spend(self) -> bool:
-        return self.rt.budget.try_spend()
-
-    def panic_free(self, target_id: str) -> bool:
-        return target_id not in self.rt.panicking
+@functools.lru_cache(maxsize=256)
+def _limits(max_attempts: int, base_s: float, cap_s: float, stream: bool) -> Limits:
+    """The plan's limits of a request without a deadline (frozen: shared)."""
+    return Limits(max_attempts, base_s, cap_s, None, stream)
 
 
 class Exchange:
@@ -127,17 +102,17 @@ class Exchange:
         self.dialect = DIALECTS[ask.ingress]  # how the client's stream reads
         self.loop = asyncio.get_running_loop()
         res = config.resilience
-        limits = Limits(
-            max_attempts=route.max_attempts,
-            backoff_base_s=res.backoff_base_s,
-            backoff_cap_s=res.backoff_cap_s,
-            deadline=ask.deadline,
-            stream=self.stream,
-        )
+        if ask.deadline is None:  # the usual request: one value per route and kind
+            limits = _limits(route.max_attempts, res.backoff_base_s, res.backoff_cap_s, self.stream)
+        else:
+            limits = Limits(
+                route.max_attempts, res.backoff_base_s, res.backoff_cap_s, ask.deadline, self.stream
+            )
         self.plan = AttemptPlan([r.candidate for r in ask.ranked], limits)
         self.sleep = sleep
-        permits = Permits(rt.store)  # every permit goes back, on every path
-        self.gates = _Gates(permits, rt, res.panic, config, route)
+        permits = self.permits = Permits(rt.store)  # every permit goes back, on every path
+        self.panic = res.panic
+        self.gates: Gates = self  # the planner's view of health and the budget (below)
         learning = Learning.of(ask.policy)
         listeners: tuple[Listener, ...] = (
             (rt.telemetry,) if learning is None else (rt.telemetry, learning)
@@ -150,6 +125,29 @@ class Exchange:
 
     def now(self) -> float:
         return self.loop.time()
+
+    # -- the planner's gates (`gateway.resilience.plan.Gates`): health and the budget -------
+
+    def acquire(self, target_id: str) -> Permit | None:
+        return self.permits.acquire(target_id)
+
+    def force_acquire(self, target_id: str) -> Permit:
+        return self.permits.force_acquire(target_id)
+
+    def admission(self, target_id: str) -> Admission:
+        return self.rt.store.admission(target_id)
+
+    def warmth(self, target_id: str) -> float:
+        return self.rt.store.warmth(target_id)
+
+    def same_target(self, target_id: str) -> SameTarget:
+        return SameTarget.of(self.config, self.route, target_id)
+
+    def spend(self) -> bool:
+        return self.rt.budget.try_spend()
+
+    def panic_free(self, target_id: str) -> bool:
+        return target_id not in self.rt.panicking
 
     def settle(self, att: Attempted, outcome: Outcome) -> bool:
         return self.settlement.settle(att, outcome)
@@ -243,7 +241,7 @@ class Exchange:
             if tel.tracing.recording:
                 span = self._attempt_span(spec, permit, panic, hedge)
                 tel.tracing.inject(spec.headers, span)
-            result = await run_attempt(spec, self.rt.pool.session(spec.provider))
+            result = await run_attempt(spec, self.rt.pool.session(spec.provider), self.loop)
         except asyncio.CancelledError:
             # The client went away, or this hedge lost: neutral for health either way.
             self.settlement.settle(
