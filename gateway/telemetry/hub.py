@@ -173,6 +173,8 @@ class Telemetry:
                 m.tokens.add_key(usage.input_tokens, (target, ("gen_ai.token.type", "input")))
             if usage.output_tokens is not None:
                 m.tokens.add_key(usage.output_tokens, (target, ("gen_ai.token.type", "output")))
+        if span is trace.INVALID_SPAN:  # not tracing: nothing was started, nothing to end
+            return
         if not span.is_recording():
             span.end()
             return
