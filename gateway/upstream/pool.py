@@ -56,14 +56,20 @@ class UpstreamPool:
 class IdleReads:
     """Reads a provider's body chunk by chunk under one timer: TimeoutError (raised when the
     `async with` block exits) after `idle_s` of silence or at `end_s` (loop time); classify it
-    with `health.outcome.stalled`. The timer runs only while waiting for the provider, never
-    while the caller writes what came. One timer per body, rescheduled per chunk.
+    with `health.outcome.stalled`. The idle clock runs only while waiting for the provider,
+    never while the caller writes what came.
 
         async with IdleReads(content, idle_s, end_s) as reads:
             while chunk := await reads.next(): ...
+
+    A chunk does not touch the timer: it moves a deadline (a float), and the one timer, set
+    for the soonest the body could be overdue, looks again when it fires and is set anew if
+    it is not (a stream of many chunks arms it once, not twice per chunk: each arming is a
+    libuv timer started and stopped, ~5 µs). Overdue, it expires the `asyncio.timeout` that
+    the block runs under, on the next loop iteration.
     """
 
-    __slots__ = ("_cm", "_content", "_end_s", "_idle_s", "_loop")
+    __slots__ = ("_cm", "_content", "_end_s", "_idle_s", "_idle_until", "_loop", "_timer")
 
     def __init__(self, content: aiohttp.StreamReader, idle_s: float, end_s: float) -> None:
         self._content = content
@@ -71,9 +77,14 @@ class IdleReads:
         self._end_s = end_s
         self._loop = asyncio.get_running_loop()
         self._cm = asyncio.timeout(None)
+        self._idle_until: float | None = None  # while waiting for the provider
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> IdleReads:
         await self._cm.__aenter__()
+        self._timer = self._loop.call_at(
+            min(self._loop.time() + self._idle_s, self._end_s), self._look
+        )
         return self
 
     async def __aexit__(
@@ -82,15 +93,31 @@ class IdleReads:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         await self._cm.__aexit__(exc_type, exc, tb)
+
+    def _look(self) -> None:
+        """The timer fired: expire the block if the body is overdue, else look again when
+        it next could be."""
+        now = self._loop.time()
+        until = self._idle_until
+        if now >= self._end_s or (until is not None and now >= until):
+            self._timer = None
+            self._cm.reschedule(now)  # the timeout expires: TimeoutError at the block's exit
+            return
+        # Not waiting (the caller is writing): the idle clock starts again at the next wait.
+        soonest = until if until is not None else now + self._idle_s
+        self._timer = self._loop.call_at(min(soonest, self._end_s), self._look)
 
     async def next(self) -> bytes:
         """The next chunk (b"" at the end of the body)."""
-        cm = self._cm
-        cm.reschedule(min(self._loop.time() + self._idle_s, self._end_s))
-        chunk = await self._content.readany()
-        cm.reschedule(None)
-        return chunk
+        self._idle_until = self._loop.time() + self._idle_s
+        try:
+            return await self._content.readany()
+        finally:
+            self._idle_until = None
 
 
 def transport_outcome(exc: BaseException) -> Outcome:
