@@ -112,7 +112,6 @@ class Exchange:
         self.sleep = sleep
         permits = self.permits = Permits(rt.store)  # every permit goes back, on every path
         self.panic = res.panic
-        self.gates: Gates = self  # the planner's view of health and the budget (below)
         learning = Learning.of(ask.policy)
         listeners: tuple[Listener, ...] = (
             (rt.telemetry,) if learning is None else (rt.telemetry, learning)
@@ -127,6 +126,12 @@ class Exchange:
         return self.loop.time()
 
     # -- the planner's gates (`gateway.resilience.plan.Gates`): health and the budget -------
+
+    @property
+    def gates(self) -> Gates:
+        """This exchange (a property, not an attribute: `self.gates = self` would make every
+        exchange a reference cycle, freed only by the cyclic collector)."""
+        return self
 
     def acquire(self, target_id: str) -> Permit | None:
         return self.permits.acquire(target_id)
