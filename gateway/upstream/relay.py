@@ -38,6 +38,7 @@ from health.outcome import (
 )
 
 __all__ = ["DONE", "error_event", "relay_stream"]  # an OpenAI stream's ending, for tests
+TAIL_S = 0.1  # how long the end of an answered stream's body is waited for (`_keep_connection`)
 
 
 class ClientGone(Exception):
@@ -156,6 +157,7 @@ async def relay_stream(
     try:
         await _write(response, batch.take())
         if batch.done:
+            await _keep_connection(stream)
             return _success(stream, loop.time())
         clocks = stream.clocks
         try:
@@ -169,6 +171,7 @@ async def relay_stream(
                     if data:
                         await _write(response, data)
                     if batch.done:
+                        await _keep_connection(stream)
                         return _success(stream, loop.time())
         except TimeoutError:
             batch.failure = stalled(loop.time(), clocks.end, clocks.request_deadline)
@@ -226,6 +229,22 @@ async def end_with_error(
         await _write(
             response, _error_of(failure, error_event if stream is None else ending(stream))
         )
+
+
+async def _keep_connection(stream: OpenStream) -> None:
+    """The answer is complete: read what is left of the body - a chunked stream's closing
+    empty chunk, right behind the last event - so that the connection goes back to the
+    provider's pool when the stream is closed. Before, about half of all streams ended with
+    the terminator not yet read and their connection was closed: the next stream paid a new
+    connect (a TLS handshake, to a real provider). A body that does not end within `TAIL_S`
+    is left, and its connection closed, as before."""
+    content = stream.response.content
+    if content.is_eof():
+        return
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+        async with asyncio.timeout(TAIL_S):
+            while await content.readany():
+                pass
 
 
 def _success(stream: OpenStream, now: float) -> Outcome:
