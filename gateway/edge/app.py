@@ -146,7 +146,7 @@ async def _answer(
         if client is not None:
             request[CLIENT] = call.client = client
     try:
-        with rt.drain.tracking():
+        with rt.drain.tracking(rt.loop):
             response = await handler(request)
     except asyncio.CancelledError as exc:
         if not absorb_shutdown(exc):

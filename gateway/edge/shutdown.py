@@ -51,9 +51,10 @@ class Drain:
         self.active: set[asyncio.Task[Any]] = set()
         self.draining = False
 
-    def tracking(self) -> _Tracked:
-        """`with drain.tracking():` the current task counts as in flight until the block ends."""
-        return _Tracked(self.active, asyncio.current_task())
+    def tracking(self, loop: asyncio.AbstractEventLoop | None = None) -> _Tracked:
+        """`with drain.tracking(loop):` the current task counts as in flight until the block
+        ends (`loop`, the running one, saves looking it up)."""
+        return _Tracked(self.active, asyncio.current_task(loop))
 
     async def finish(self, grace_s: float) -> int:
         """Wait up to `grace_s` for the requests in flight, then end the rest (each answers

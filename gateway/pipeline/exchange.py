@@ -100,7 +100,7 @@ class Exchange:
         self.ingress = ask.ingress
         self.foreign = config.foreign_to[ask.ingress]  # targets the request is translated for
         self.dialect = DIALECTS[ask.ingress]  # how the client's stream reads
-        self.loop = asyncio.get_running_loop()
+        self.loop = rt.loop or asyncio.get_running_loop()  # the first: no lookup
         res = config.resilience
         if ask.deadline is None:  # the usual request: one value per route and kind
             limits = _limits(route.max_attempts, res.backoff_base_s, res.backoff_cap_s, self.stream)

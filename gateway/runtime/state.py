@@ -84,6 +84,7 @@ class Runtime:
         self.body_bytes = BodyBytes(config.server.max_body_bytes_in_flight)
         self.panicking: set[str] = set()  # targets with a panic attempt in flight
         self.drain = Drain()  # the requests in flight, for the drain at shutdown
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by `start`
         self.answers = Answers()  # who answered what, for feedback
         # Client keys' rate limits and budgets; shared through Redis with a redis store.
         self.limits = Ledger(config.clients.values())
@@ -151,6 +152,9 @@ class Runtime:
         self.loaded_wall_s = time.time()
 
     async def start(self) -> None:
+        # The loop the gateway serves on: the request path asks it for the current task
+        # (`asyncio.current_task()` without it looks the loop up: a getpid syscall on 3.11).
+        self.loop = asyncio.get_running_loop()
         await self.store.start()
         if self.limit_sync is not None:
             await self.limit_sync.start()

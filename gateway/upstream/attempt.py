@@ -24,6 +24,7 @@ from gateway.config.model import ProviderConfig, TargetConfig, Timeouts
 from gateway.formats.translate import Splitter, Translation
 from gateway.telemetry.hub import Usage
 from gateway.upstream.dialect import OPENAI, Dialect
+from gateway.upstream.expiry import Expiry
 from gateway.upstream.pool import IdleReads, provider_message, transport_outcome
 from gateway.upstream.sse import Kind, SseSplitter
 from health.outcome import (
@@ -131,7 +132,7 @@ async def run_attempt(
     # minutes (reasoning models): it gets the attempt's whole `total_s`, not a first-token limit.
     headers_by = min(started + t.headers_s, deadline) if spec.stream else deadline
     try:
-        async with asyncio.timeout_at(headers_by):
+        with Expiry(loop, headers_by):
             # Never follow a provider's redirect: it would carry the prompt and the provider's
             # key to another host. A 3xx is the provider's failure (health.outcome).
             resp = await session.post(
@@ -289,7 +290,7 @@ async def _open_stream(
         return _fail(FailureReason.MALFORMED, f"expected an event stream, got {ctype or 'nothing'}")
     prelude: list[bytes] = []
     try:
-        async with asyncio.timeout_at(min(first_token_by, clocks.end)):
+        with Expiry(loop, min(first_token_by, clocks.end)):
             while True:
                 chunk = await resp.content.readany()
                 if not chunk:
