@@ -158,7 +158,7 @@ async def test_slow_client_gets_the_whole_stream_and_is_not_an_upstream_idle(
         if not chunk:
             break
         received += chunk
-        await asyncio.sleep(0.002)  # far slower than the sim writes
+        await asyncio.sleep(0.01)  # far slower than the sim writes: 44 reads, > 0.44 s in all
     writer.close()
     assert time.monotonic() - started > 0.3  # it really was slow
     head, _, rest = received.partition(b"\r\n\r\n")
