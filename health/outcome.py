@@ -18,9 +18,10 @@ docs/reliability.md's:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+
+import msgspec
 
 
 class OutcomeKind(enum.Enum):
@@ -79,8 +80,7 @@ _SILENT = frozenset(
 TIMED_OUT = _SILENT  # the reasons of an attempt that got nothing back in time
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True, gc=False):
     """The classified result of one upstream attempt."""
 
     kind: OutcomeKind

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from health.breaker import Admission, TransitionLog
 from health.learned import Space
 from health.outcome import Outcome
@@ -19,8 +21,7 @@ HealthSnapshot = Mapping[str, TargetHealth]
 """Target id -> view, read once per request and handed to policies."""
 
 
-@dataclass(frozen=True, slots=True)
-class Permit:
+class Permit(msgspec.Struct, frozen=True, gc=False):
     """Permission to send one attempt to a target; returned to the store with the outcome."""
 
     target_id: str

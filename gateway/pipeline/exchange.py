@@ -13,9 +13,9 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import msgspec
 import orjson
 from aiohttp import web
 from opentelemetry import trace
@@ -56,8 +56,7 @@ log = logging.getLogger("turnout.exchange")
 _NO_RESULT = AttemptResult(CLIENT_GONE)
 
 
-@dataclass(frozen=True, slots=True)
-class Ask:
+class Ask(msgspec.Struct, frozen=True):
     """What the proxy resolved for one request: where it may go and how long it may take."""
 
     request_id: str

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from gateway.config.model import Config, RouteConfig
 from gateway.edge.errors import InvalidRequest, UnknownModel
@@ -35,8 +36,7 @@ _MAX_HEADER_CHARS = 4096  # a route with many candidates and reasons: cut, never
 _DEBUG_VALUES = frozenset({"route", "1", "true", "yes"})
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
+class Routed(msgspec.Struct, frozen=True):
     """One request's route, features and decision; `explanation` is the one-line form, empty
     when nobody asked for it (no trace recording, no debug)."""
 

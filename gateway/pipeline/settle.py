@@ -12,8 +12,9 @@ twice, by anyone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 from gateway.resilience.permits import Permits
 from gateway.telemetry.hub import Usage
@@ -24,8 +25,7 @@ from policies.compose import learner
 from policies.types import Observation, Policy
 
 
-@dataclass(frozen=True, slots=True)
-class Attempted:
+class Attempted(msgspec.Struct, frozen=True):
     """One attempt as the loop holds it, from its start until it is settled."""
 
     permit: Permit

@@ -12,12 +12,13 @@ committed stream failed (`gateway.pipeline.continuation`). The dry run
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import msgspec
 
 from gateway.config.model import ResilienceConfig
 from gateway.resilience.same_target import THROTTLE_MARGIN_S, SameTarget
@@ -96,8 +97,7 @@ class Limits:
     min_attempt_s: float = 0.05  # an attempt with less time than this is not started
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
+class AttemptRecord(msgspec.Struct, frozen=True, gc=False):
     target_id: str
     outcome: Outcome
     panic: bool = False
@@ -261,7 +261,7 @@ class AttemptPlan:
         for i in range(len(self.history) - 1, -1, -1):
             record = self.history[i]
             if record.target_id == target_id and record.outcome.kind is OutcomeKind.SUCCESS:
-                self.history[i] = dataclasses.replace(record, outcome=outcome)
+                self.history[i] = msgspec.structs.replace(record, outcome=outcome)
                 break
         self.stop = None
         return self.after(now, gates)

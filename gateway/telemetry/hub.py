@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import SpanProcessor
@@ -28,8 +29,7 @@ MALFORMED_EVENT = "turnout.stream.malformed"  # on the attempt's span
 GENAI_OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True, gc=False):
     input_tokens: int | None = None
     output_tokens: int | None = None
     response_model: str | None = None

@@ -9,7 +9,6 @@ rest (`gateway.upstream.relay`) or, on failure, tries the next candidate.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import aiohttp
+import msgspec
 import orjson
 from yarl import URL
 
@@ -41,8 +41,7 @@ from health.outcome import (
 ERROR_BODY_LIMIT = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptSpec:
+class AttemptSpec(msgspec.Struct, frozen=True):
     """Everything needed to send one request to one target."""
 
     target: TargetConfig
@@ -65,8 +64,7 @@ class AttemptSpec:
         return _url(self.provider.base_url, self.path, tuple(self.provider.query.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class Clocks:
+class Clocks(msgspec.Struct, frozen=True, gc=False):
     """An attempt's timers, computed once (loop time): the relay of a committed stream goes on
     with the same ones."""
 
@@ -75,8 +73,7 @@ class Clocks:
     idle_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True):
     """A complete non-streaming answer or an error to pass through, read and checked."""
 
     status: int
@@ -107,8 +104,7 @@ class OpenStream:
         self.response.close()
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
+class AttemptResult(msgspec.Struct, frozen=True):
     outcome: Outcome
     reply: Reply | None = None  # success (non-stream) or a caller error to pass through
     stream: OpenStream | None = None  # success (stream), to be relayed
@@ -220,7 +216,7 @@ async def _error_reply(
     if outcome.kind is OutcomeKind.MISCONFIGURED:  # what the provider said, for operators
         said = provider_message(body, (provider.api_key, *provider.headers.values()))
         if said:
-            outcome = dataclasses.replace(outcome, detail=f"{outcome.detail}: {said}")
+            outcome = msgspec.structs.replace(outcome, detail=f"{outcome.detail}: {said}")
     reply = None
     if outcome.kind is OutcomeKind.CALLER_ERROR:
         ctype = resp.headers.get("Content-Type", "application/json")

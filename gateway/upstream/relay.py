@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Callable
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from gateway.edge.shutdown import absorb_shutdown
@@ -91,7 +91,7 @@ class _Batch:
                     try:
                         rewritten = self.seam.rewrite(payload)
                     except Diverged as exc:
-                        self.failure = dataclasses.replace(DIVERGED, detail=str(exc))
+                        self.failure = msgspec.structs.replace(DIVERGED, detail=str(exc))
                         return
                     if rewritten is None:
                         continue
