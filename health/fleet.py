@@ -93,6 +93,9 @@ class FleetStore:
     ) -> HealthSnapshot:
         return self.local.snapshot(target_ids, detailed=detailed, availability=availability)
 
+    def plain(self, target_ids: Iterable[str]) -> bool:
+        return self.local.plain(target_ids)
+
     def admission(self, target_id: str) -> Admission:
         verdict = self.local.admission(target_id)
         if verdict is Admission.PROBE and self._coordinated and target_id not in self.probes.held:

@@ -62,6 +62,15 @@ class MemoryStore:
                 out[tid] = sig.view(now, detailed=detailed)
         return out
 
+    def plain(self, target_ids: Iterable[str]) -> bool:
+        now = self._clock.now()
+        targets = self._targets
+        for tid in target_ids:
+            sig = targets.get(tid)
+            if sig is not None and not sig.plain(now):
+                return False
+        return True
+
     def _idle(self, target_id: str) -> TargetHealth:
         """`TargetHealth.unknown(target_id)`, built once per target (a frozen value)."""
         view = self._idle_views.get(target_id)

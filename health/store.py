@@ -63,6 +63,11 @@ class HealthStore(Protocol):
         """A permit regardless of the breaker (the panic attempt); still counted in flight."""
         ...
 
+    def plain(self, target_ids: Iterable[str]) -> bool:
+        """Every one of these targets has nothing to report but numbers now (unknown ones
+        too): none has a reason to be unavailable (`TargetSignals.plain`, the one rule)."""
+        ...
+
     def admission(self, target_id: str) -> Admission:
         """What `acquire` would answer, without taking a probe slot."""
         ...

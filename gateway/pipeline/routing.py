@@ -22,6 +22,7 @@ from policies.features import InvalidFeature, extract
 from policies.types import (
     EVERYTHING,
     HEALTH,
+    NO_METADATA,
     Candidate,
     Decision,
     Excluded,
@@ -34,6 +35,7 @@ DEBUG_HEADER = "x-turnout-debug"  # request: "route" (or 1/true) asks for the ex
 ROUTE_HEADER = "x-turnout-route"  # response: the decision in one line
 _MAX_HEADER_CHARS = 4096  # a route with many candidates and reasons: cut, never refused
 _DEBUG_VALUES = frozenset({"route", "1", "true", "yes"})
+_MAX_STEADY = 256
 
 
 class Routed(msgspec.Struct, frozen=True):
@@ -107,13 +109,44 @@ def route_request(
         )
     except InvalidFeature as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
+    steady_key = None
+    if (
+        not needs
+        and _plain_features(features)
+        and config.foreign_to[ingress].isdisjoint(route.candidates)  # no fitness to check
+        and store.plain(route.candidates)
+    ):
+        # A policy that reads nothing decides the same whenever every candidate is available
+        # (`policies.types.reads`): one decision per route, operation, task and client format.
+        steady_key = (route.key, operation, features.task, ingress)
+        steady = live.steady.get(steady_key)
+        if steady is not None:
+            return steady
     candidates, unfit = _by_wire_format(config, route, operation, payload, ingress)
     snapshot = store.snapshot(route.candidates, availability=HEALTH not in needs)
     decision = decide(policy, features, candidates, snapshot, explain=explain)
     if unfit:
         decision = dataclasses.replace(decision, excluded=(*unfit, *decision.excluded))
     explanation = decision.explain() if explain else ""
-    return Routed(route, features, policy, decision, snapshot, explanation)
+    routed = Routed(route, features, policy, decision, snapshot, explanation)
+    if steady_key is not None and _all_available(snapshot):
+        if len(live.steady) >= _MAX_STEADY:  # keys come from the config (and task overrides)
+            live.steady.clear()
+        live.steady[steady_key] = routed
+    return routed
+
+
+def _plain_features(features: RequestFeatures) -> bool:
+    """Features that say nothing but the operation and the task (no overrides, metadata)."""
+    return (
+        features.metadata is NO_METADATA
+        and features.max_cost is None
+        and features.quality_floor is None
+    )
+
+
+def _all_available(snapshot: HealthSnapshot) -> bool:
+    return all(view.why_unavailable() is None for view in snapshot.values())
 
 
 def _by_wire_format(

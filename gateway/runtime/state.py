@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from gateway.config.decode import ConfigIssue
 from gateway.config.diff import Change
@@ -28,6 +29,9 @@ from health.memory import MemoryStore
 from health.store import HealthStore
 from policies.compose import share
 from policies.types import Policy
+
+if TYPE_CHECKING:
+    from gateway.pipeline.routing import Routed
 
 
 def _budget_settings(config: Config) -> BudgetSettings:
@@ -65,6 +69,11 @@ class Live:
 
     config: Config
     policies: Mapping[str, Policy]
+    # (route key, operation, task, client format) -> the decision of a policy that reads
+    # nothing, made while every candidate was available (`gateway.pipeline.routing`)
+    steady: dict[tuple[str, str, str, str], Routed] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 class Runtime:

@@ -233,3 +233,126 @@ def test_the_route_pays_for_the_task_only_when_its_policy_reads_it(
     routed = route_request(rt.live, rt.store, route, "chat", CODE_PROMPT, 100, {}, explain=explain)
     assert routed.features.task == task
     assert [r.candidate.target_id for r in routed.decision.ranked] == ["a@p", "b@p"]
+
+
+# --- the route: one kept decision for a policy that reads nothing -------------------------------
+
+
+def ids(routed: object) -> list[str]:
+    return [r.candidate.target_id for r in routed.decision.ranked]  # type: ignore[attr-defined]
+
+
+def test_a_route_whose_policy_reads_nothing_is_decided_once_while_all_are_available() -> None:
+    """`priority`'s decision is kept per route (and operation, task, client format) while every
+    candidate is available, and is never what the full path would not say: a target that goes
+    down, throttles or recovers is seen by the next request."""
+    clock = ManualClock(100.0)
+    config = load_data(
+        {
+            "providers": {"p": {"base_url": "http://127.0.0.1:9/v1"}},
+            "routes": [{"alias": "r", "candidates": ["a@p", "b@p", "c@p"]}],
+        },
+        env={},
+    )
+    rt = Runtime(config, store=store_at(clock))
+    route = find_route(rt.config, CODE_PROMPT, {})
+
+    def both() -> tuple[object, list[str]]:
+        kept = route_request(rt.live, rt.store, route, "chat", CODE_PROMPT, 100, {}, explain=False)
+        full = route_request(rt.live, rt.store, route, "chat", CODE_PROMPT, 100, {}, explain=True)
+        assert ids(kept) == ids(full)  # what is kept is what the full path says
+        return kept, ids(kept)
+
+    first, order = both()
+    assert order == ["a@p", "b@p", "c@p"]
+    assert both()[0] is first  # kept, not made again
+    settle(rt.store, "a@p", classify_status(503), 10)  # type: ignore[arg-type]  # a opens
+    down, order = both()
+    assert order == ["b@p", "c@p", "a@p"] and down is not first
+    settle(rt.store, "b@p", classify_status(429, retry_after="30"))  # type: ignore[arg-type]
+    assert both()[1] == ["c@p", "a@p", "b@p"]  # a recovers sooner than b (30 s)
+    clock.advance(120.0)  # a's open time and b's Retry-After are over: a probe may go to a
+    settle(rt.store, "a@p", succeeded(200, latency_s=0.1, ttft_s=0.1), 5)  # type: ignore[arg-type]
+    back, order = both()
+    assert order == ["a@p", "b@p", "c@p"]
+    assert both()[0] is back  # all available again: one decision kept again
+    meta = {**CODE_PROMPT, "metadata": {"team": "x"}}  # features beyond the task: not kept
+    with_meta = route_request(rt.live, rt.store, route, "chat", meta, 100, {}, explain=False)
+    assert with_meta is not back and with_meta.features.metadata == {"team": "x"}
+    rt.swap(
+        load_data(  # a reload: the new config's candidates, at once
+            {
+                "providers": {"p": {"base_url": "http://127.0.0.1:9/v1"}},
+                "routes": [{"alias": "r", "candidates": ["c@p", "a@p"]}],
+            },
+            env={},
+        )
+    )
+    route = find_route(rt.config, CODE_PROMPT, {})
+    assert both()[1] == ["c@p", "a@p"]
+
+
+def test_a_kept_decision_is_never_given_to_a_request_a_translated_target_cannot_take() -> None:
+    """With `translation: strict` whether a target of another wire format may take a request
+    depends on the request: a lossless one may go to Claude, a lossy one (`seed`) may not."""
+    config = load_data(
+        {
+            "providers": {
+                "o": {"base_url": "http://127.0.0.1:9/v1"},
+                "a": {"base_url": "http://127.0.0.1:9/v1", "format": "anthropic"},
+            },
+            "routes": [
+                {"alias": "r", "candidates": ["gpt@o", "claude@a"], "translation": "strict"}
+            ],
+        },
+        env={},
+    )
+    rt = Runtime(config)
+    route = find_route(rt.config, CODE_PROMPT, {})
+    for _ in range(2):
+        lossless = route_request(
+            rt.live, rt.store, route, "chat", CODE_PROMPT, 100, {}, explain=False
+        )
+        assert ids(lossless) == ["gpt@o", "claude@a"]
+    lossy = {**CODE_PROMPT, "seed": 7}
+    routed = route_request(rt.live, rt.store, route, "chat", lossy, 100, {}, explain=False)
+    assert ids(routed) == ["gpt@o"]
+    assert [e.candidate.target_id for e in routed.decision.excluded] == ["claude@a"]
+
+
+class Ticking(ManualClock):
+    """A clock that moves `step_s` on every read once armed: time passes between two reads."""
+
+    step_s = 0.0
+
+    def now(self) -> float:
+        self.advance(self.step_s)
+        return super().now()
+
+
+def test_a_decision_is_kept_only_if_the_health_it_was_made_from_was_all_available() -> None:
+    """The availability check and the snapshot read the clock apart: a target that stops
+    answering between the two (its request passes the hang limit) must not leave its decision
+    behind as the one for when all are available."""
+    clock = Ticking(100.0)
+    config = load_data(
+        {
+            "providers": {"p": {"base_url": "http://127.0.0.1:9/v1"}},
+            "routes": [{"alias": "r", "candidates": ["a@p", "b@p"]}],
+        },
+        env={},
+    )
+    rt = Runtime(config, store=store_at(clock))  # hang limit: 1 s at the floor
+    route = find_route(rt.config, CODE_PROMPT, {})
+    fast = succeeded(200, latency_s=0.2, ttft_s=0.2)
+    settle(rt.store, "a@p", fast, 3)  # type: ignore[arg-type]
+    waiting = rt.store.acquire("a@p")  # sent at 100 s; nothing back yet
+    assert waiting is not None
+    clock.advance(0.85)
+    clock.step_s = 0.1  # plain() reads 100.95 (waiting 0.95 s), the snapshot 101.05 (hung)
+    routed = route_request(rt.live, rt.store, route, "chat", CODE_PROMPT, 100, {}, explain=False)
+    clock.step_s = 0.0
+    assert ids(routed) == ["b@p", "a@p"]  # the snapshot saw a hung
+    rt.store.release(waiting, fast)  # a answers: all available again
+    again = route_request(rt.live, rt.store, route, "chat", CODE_PROMPT, 100, {}, explain=False)
+    assert ids(again) == ["a@p", "b@p"]
