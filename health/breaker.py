@@ -147,6 +147,10 @@ class Breaker:
     def __init__(self, settings: BreakerSettings, rng: random.Random | None = None) -> None:
         self._settings = settings
         self._rng = rng or random.Random()
+        # pybreaker's state, as its listener last reported it (pybreaker starts closed and
+        # tells its listeners every move): read on every request, without pybreaker's two
+        # property hops and the name lookup.
+        self._state = BreakerState.CLOSED
         self._cb = pybreaker.CircuitBreaker(
             fail_max=settings.consecutive_failures,
             reset_timeout=settings.open_s,  # informational: time is ours (see open_until)
@@ -180,7 +184,7 @@ class Breaker:
 
     def state(self, now_s: float) -> BreakerState:
         self._now = now_s
-        state = _FROM_PYBREAKER[self._cb.current_state]
+        state = self._state
         if state is BreakerState.OPEN and now_s >= self._open_until:
             self._reason = "open time elapsed"
             # The move to half-open happens lazily, on the first read after the open time ran
@@ -211,7 +215,7 @@ class Breaker:
         return 0.1 + 0.9 * max(0.0, elapsed) / ramp_s
 
     def open_until(self) -> float | None:
-        return self._open_until if self._cb.current_state == pybreaker.STATE_OPEN else None
+        return self._open_until if self._state is BreakerState.OPEN else None
 
     @property
     def trips(self) -> int:
@@ -318,6 +322,7 @@ class Breaker:
     # -- pybreaker's transitions -------------------------------------------------------------
 
     def _on_state_change(self, from_state: BreakerState, to: BreakerState) -> None:
+        self._state = to
         now = self._now
         at_s = now if self._due_at is None else min(now, self._due_at)
         self._due_at = None

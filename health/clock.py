@@ -13,10 +13,9 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
-    """The real clock: `time.monotonic()`."""
+    """The real clock: `time.monotonic()` itself (a C call, no Python frame per read)."""
 
-    def now(self) -> float:
-        return time.monotonic()
+    now = staticmethod(time.monotonic)
 
 
 class ManualClock:

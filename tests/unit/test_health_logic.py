@@ -290,3 +290,42 @@ def test_unknown_target_reads_healthy() -> None:
     store = MemoryStore()
     view = store.snapshot(["never-seen"])["never-seen"]
     assert view.available and view.state is BreakerState.CLOSED
+
+
+def test_the_breakers_state_is_pybreakers_after_every_move() -> None:
+    """`Breaker.state` reads its own copy of pybreaker's state (kept by pybreaker's listener):
+    after every kind of move - a trip by failures, by rate, half-open, a failed and a good
+    probe, a close, the fleet's force open and close - it says what pybreaker says."""
+    import pybreaker
+
+    from health.breaker import _FROM_PYBREAKER
+
+    b = Breaker(BreakerSettings(consecutive_failures=2, open_s=1.0, half_open_successes=1))
+    now = 100.0
+    window = WindowCounts(0, 1)
+
+    def same() -> None:
+        assert b.state(now) is _FROM_PYBREAKER[b._cb.current_state]
+
+    same()
+    seen = set()
+    steps = [
+        lambda: b.on_failure(now, window, probe=False),
+        lambda: b.on_failure(now, window, probe=False),  # 2 in a row: open
+        lambda: None,  # open time not over
+        "wait",  # half-open on the next read
+        lambda: b.on_failure(now, window, probe=b.admit(now) is Admission.PROBE),  # open again
+        "wait",
+        lambda: b.on_success(now, probe=b.admit(now) is Admission.PROBE),  # closed
+        lambda: b.force_open(now, 5.0, 1, "a peer saw it fail"),
+        lambda: b.force_close(now, "a peer saw it recover"),
+        lambda: b.trip(now, "misconfigured", open_s=2.0),
+    ]
+    for step in steps:
+        if step == "wait":
+            now += 1.5
+        else:
+            step()  # type: ignore[operator]
+        same()
+        seen.add(b._cb.current_state)
+    assert seen == {pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN}
