@@ -164,8 +164,7 @@ class Telemetry:
         target = ("target", target_id)
         key = (target, ("outcome", kind))
         m = self.metrics
-        m.attempts.add_key(1, key)
-        m.duration.record_key(duration_s, key)
+        m.duration.record_key(duration_s, key)  # and counted in turnout.attempts
         if outcome.ttft_s is not None and outcome.kind is OutcomeKind.SUCCESS:
             m.ttft.record_key(outcome.ttft_s, (target,))
         if usage is not None:

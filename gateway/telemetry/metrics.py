@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway.telemetry.distribution import Distribution, Key, attach
+from gateway.telemetry.distribution import Counted, Distribution, Key, attach
 
 DURATION_BUCKETS_S = (
     0.01,
@@ -93,18 +93,6 @@ class Metrics:
         self.provider = MeterProvider(metric_readers=readers, resource=resource, **_NO_EXEMPLARS)
         m = self.provider.get_meter(SCOPE.name)
         self._timer: asyncio.TimerHandle | None = None
-        self.requests = Tally(
-            m.create_counter(
-                "turnout.requests", description="Requests answered, by route and status"
-            ),
-            self,
-        )
-        self.attempts = Tally(
-            m.create_counter(
-                "turnout.attempts", description="Upstream attempts, by target and outcome"
-            ),
-            self,
-        )
         self.failovers = m.create_counter(
             "turnout.failovers",
             description="Attempts that failed on the provider's side (the loop moves on if it "
@@ -121,11 +109,14 @@ class Metrics:
         self.reloads = m.create_counter(
             "turnout.config.reloads", description="Config reloads, by result"
         )
+        # Each attempt and each answered request is recorded once, in its duration; the
+        # counters of attempts and requests are those records' counts (`Counted`).
         self.duration = Distribution(
             "gen_ai.client.operation.duration",
             unit="s",
             description="Upstream attempt duration",
             bounds=DURATION_BUCKETS_S,
+            counted=Counted("turnout.attempts", "Upstream attempts, by target and outcome"),
         )
         self.ttft = Distribution(
             "gen_ai.server.time_to_first_token",
@@ -138,6 +129,7 @@ class Metrics:
             unit="s",
             description="Whole request, as the client saw it",
             bounds=DURATION_BUCKETS_S,
+            counted=Counted("turnout.requests", "Requests answered, by route and status"),
         )
         for r in readers:
             attach(r, (self.duration, self.ttft, self.request_duration), SCOPE, resource)
@@ -174,8 +166,6 @@ class Metrics:
             self,
         )
         self._tallies = (
-            self.requests,
-            self.attempts,
             self.tokens,
             self.client_requests,
             self.client_tokens,

@@ -102,7 +102,7 @@ def test_counters_and_histograms_share_one_scope_and_nothing_recorded_is_not_exp
     reader = InMemoryMetricReader()
     m = Metrics([reader])
     assert reader.get_metrics_data() is None  # nothing at all yet
-    m.attempts.add(1, {"target": "t", "outcome": "success"})
+    m.tokens.add(1, {"target": "t", "gen_ai.token.type": "input"})
     m.flush()
     m.ttft.record(0.2, {"target": "t"})
     data = reader.get_metrics_data()
@@ -110,7 +110,7 @@ def test_counters_and_histograms_share_one_scope_and_nothing_recorded_is_not_exp
     (rm,) = data.resource_metrics
     (sm,) = rm.scope_metrics  # the SDK's counters and our histogram, in one scope
     names = sorted(metric.name for metric in sm.metrics)
-    assert names == ["gen_ai.server.time_to_first_token", "turnout.attempts"]
+    assert names == ["gen_ai.client.token.usage", "gen_ai.server.time_to_first_token"]
     m.shutdown()
 
 
@@ -130,6 +130,8 @@ def test_records_from_the_loop_while_a_push_reader_collects_in_its_thread() -> N
                 for rm in data.resource_metrics if data else ():
                     for sm in rm.scope_metrics:
                         for metric in sm.metrics:
+                            if metric.name != "turnout.request.duration":
+                                continue  # its counter (turnout.requests): checked below
                             for p in metric.data.data_points:
                                 assert p.count == sum(p.bucket_counts), p  # type: ignore[union-attr]
                                 seen.append(p.count)  # type: ignore[union-attr]
@@ -149,4 +151,48 @@ def test_records_from_the_loop_while_a_push_reader_collects_in_its_thread() -> N
     assert seen  # the reader did collect while the loop recorded
     got = points(reader, "turnout.request.duration")
     assert len(got) == 1_500 and sum(p.count for p in got.values()) == 15_000
+    m.shutdown()
+
+
+def old_counters(values: list[tuple[float, dict[str, str]]]) -> tuple[bytes, InMemoryMetricReader]:
+    """The SDK counter the gateway used beside the histogram: `add(1, labels)` per record."""
+    registry = CollectorRegistry(auto_describe=True)
+    prom = PrometheusMetricReader(disable_target_info=True, registry=registry)
+    memory = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[prom, memory])
+    counter = provider.get_meter("turnout").create_counter(
+        "turnout.attempts", description="Upstream attempts, by target and outcome"
+    )
+    for _, labels in values:
+        counter.add(1, labels)
+    return generate_latest(registry), memory
+
+
+def test_the_attempts_counter_is_what_the_sdk_counter_was() -> None:
+    """Counted by the duration's records (`Counted`): the same `/metrics` lines and the same
+    push points as the SDK counter that was added to beside each record - negative values
+    (no histogram sample) counted too."""
+    values = workload(seed=5)
+    old_text, old_reader = old_counters(values)
+    reader = InMemoryMetricReader()
+    m = Metrics([reader])
+    for value, labels in values:
+        m.duration.record(value, labels)
+    assert family(m.prometheus_text(), "turnout_attempts") == family(old_text, "turnout_attempts")
+    assert len(family(old_text, "turnout_attempts_total")) == 2 + 3  # HELP, TYPE, 3 label sets
+
+    def values_of(r: InMemoryMetricReader) -> dict[Any, tuple[Any, ...]]:
+        data = r.get_metrics_data()
+        assert data is not None
+        return {
+            tuple(sorted(p.attributes.items())): (p.value, metric.data.is_monotonic, metric.unit)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == "turnout.attempts"
+            for p in metric.data.data_points
+        }
+
+    old, new = values_of(old_reader), values_of(reader)
+    assert new == old and len(new) == 3
     m.shutdown()

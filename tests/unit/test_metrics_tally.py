@@ -29,26 +29,30 @@ def scraped(metrics: Metrics, line_start: str) -> list[str]:
     ]
 
 
+CLIENT = {"client": "web", "outcome": "admitted"}
+CLIENT_KEY = (("client", "web"), ("outcome", "admitted"))
+
+
 async def test_a_scrape_sees_every_add_and_a_push_within_the_flush_period() -> None:
     reader = InMemoryMetricReader()
     m = Metrics([reader])
     for _ in range(3):
-        m.requests.add(1, {"route": "r", "status": "200"})
-    m.requests.add(1, {"route": "r", "status": "502"})
+        m.client_requests.add(1, CLIENT)
+    m.client_requests.add(1, {"client": "web", "outcome": "rpm"})
     m.tokens.add(120, {"target": "t", "gen_ai.token.type": "input"})
-    assert pushed(reader, "turnout.requests") == {}  # still in the tally
+    assert pushed(reader, "turnout.client.requests") == {}  # still in the tally
 
     await asyncio.sleep(FLUSH_S + 0.3)  # no scrape: the timer flushed it
-    assert pushed(reader, "turnout.requests") == {
-        (("route", "r"), ("status", "200")): 3,
-        (("route", "r"), ("status", "502")): 1,
+    assert pushed(reader, "turnout.client.requests") == {
+        CLIENT_KEY: 3,
+        (("client", "web"), ("outcome", "rpm")): 1,
     }
     assert pushed(reader, "gen_ai.client.token.usage") == {
         (("gen_ai.token.type", "input"), ("target", "t")): 120
     }
 
-    m.requests.add(1, {"route": "r", "status": "200"})
-    (line,) = [ln for ln in scraped(m, "turnout_requests_total") if 'status="200"' in ln]
+    m.client_requests.add(1, CLIENT)
+    (line,) = [ln for ln in scraped(m, "turnout_client_requests_total") if "admitted" in ln]
     assert line.endswith(" 4.0")  # the scrape flushed first: nothing lags
     m.shutdown()
 
@@ -56,15 +60,27 @@ async def test_a_scrape_sees_every_add_and_a_push_within_the_flush_period() -> N
 def test_without_an_event_loop_adds_go_straight_through() -> None:
     reader = InMemoryMetricReader()
     m = Metrics([reader])
-    m.attempts.add(1, {"target": "t", "outcome": "success"})
-    assert pushed(reader, "turnout.attempts") == {(("outcome", "success"), ("target", "t")): 1}
+    m.client_requests.add(1, CLIENT)
+    assert pushed(reader, "turnout.client.requests") == {CLIENT_KEY: 1}
     m.shutdown()
 
 
 async def test_a_flush_before_shutdown_hands_over_what_is_pending() -> None:
     reader = InMemoryMetricReader()
     m = Metrics([reader])
-    m.attempts.add(2, {"target": "t", "outcome": "success"})
+    m.client_requests.add(2, CLIENT)
     m.flush()  # what Runtime.close does on the loop before the threaded shutdown
+    assert pushed(reader, "turnout.client.requests") == {CLIENT_KEY: 2}
+    m.shutdown()
+
+
+async def test_attempts_and_requests_are_counted_by_their_durations_at_once() -> None:
+    """No tally and no flush: a reader sees every attempt and request when it collects."""
+    reader = InMemoryMetricReader()
+    m = Metrics([reader])
+    m.duration.record(0.2, {"target": "t", "outcome": "success"})
+    m.duration.record(0.1, {"target": "t", "outcome": "success"})
+    m.request_duration.record(0.3, {"route": "r", "status": "200"})
     assert pushed(reader, "turnout.attempts") == {(("outcome", "success"), ("target", "t")): 2}
+    assert pushed(reader, "turnout.requests") == {(("route", "r"), ("status", "200")): 1}
     m.shutdown()
