@@ -30,10 +30,18 @@ log = logging.getLogger("turnout.exchange")
 _malformed_log = RateLimitedLog(log)
 
 
+class _StreamAnswer(web.StreamResponse):
+    """Its headers go out with the first events, in one write (aiohttp's own switch, the one
+    `web.Response` sets): a StreamResponse sends them alone at `prepare`, which put a second
+    syscall between the first token's arrival and its relay."""
+
+    _send_headers_immediately = False
+
+
 async def answer_with_stream(ex: Exchange, att: Attempted) -> web.StreamResponse:
     stream = att.result.stream
     assert stream is not None
-    response = web.StreamResponse(
+    response = _StreamAnswer(
         status=stream.response.status,
         headers={
             **client_headers(stream.headers),
