@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
@@ -32,13 +33,19 @@ def workload(seed: int = 7) -> list[tuple[float, dict[str, str]]]:
     return out
 
 
-def old_path(values: list[tuple[float, dict[str, str]]]) -> tuple[bytes, InMemoryMetricReader]:
-    """The SDK histogram the gateway used before, with the same name, unit and buckets."""
+def sdk() -> tuple[CollectorRegistry, InMemoryMetricReader, Meter]:
+    """The OTel SDK as the gateway used it before: a Prometheus registry and a push reader."""
     registry = CollectorRegistry(auto_describe=True)
     prom = PrometheusMetricReader(disable_target_info=True, registry=registry)
     memory = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[prom, memory])
-    hist = provider.get_meter("turnout").create_histogram(
+    return registry, memory, provider.get_meter("turnout")
+
+
+def old_path(values: list[tuple[float, dict[str, str]]]) -> tuple[bytes, InMemoryMetricReader]:
+    """The SDK histogram the gateway used before, with the same name, unit and buckets."""
+    registry, memory, meter = sdk()
+    hist = meter.create_histogram(
         "gen_ai.client.operation.duration",
         unit="s",
         description="Upstream attempt duration",
@@ -156,11 +163,8 @@ def test_records_from_the_loop_while_a_push_reader_collects_in_its_thread() -> N
 
 def old_counters(values: list[tuple[float, dict[str, str]]]) -> tuple[bytes, InMemoryMetricReader]:
     """The SDK counter the gateway used beside the histogram: `add(1, labels)` per record."""
-    registry = CollectorRegistry(auto_describe=True)
-    prom = PrometheusMetricReader(disable_target_info=True, registry=registry)
-    memory = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[prom, memory])
-    counter = provider.get_meter("turnout").create_counter(
+    registry, memory, meter = sdk()
+    counter = meter.create_counter(
         "turnout.attempts", description="Upstream attempts, by target and outcome"
     )
     for _, labels in values:
