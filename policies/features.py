@@ -138,6 +138,12 @@ def _bare(operation: str, task: str) -> RequestFeatures:
     return RequestFeatures(operation, task=task)
 
 
+def is_bare(features: RequestFeatures) -> bool:
+    """Whether `features` are a request's with no overrides and no metadata: the shared
+    value `extract` hands a policy that reads neither the task nor the request."""
+    return features is _bare(features.operation, features.task)
+
+
 def extract(
     operation: str,
     body: Mapping[str, Any],

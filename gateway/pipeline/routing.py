@@ -18,11 +18,10 @@ from gateway.formats.translate import unfit
 from gateway.runtime.state import Live
 from health.store import HealthSnapshot, HealthStore
 from policies.compose import decide
-from policies.features import InvalidFeature, extract
+from policies.features import InvalidFeature, extract, is_bare
 from policies.types import (
     EVERYTHING,
     HEALTH,
-    NO_METADATA,
     Candidate,
     Decision,
     Excluded,
@@ -112,7 +111,7 @@ def route_request(
     steady_key = None
     if (
         not needs
-        and _plain_features(features)
+        and is_bare(features)
         and config.foreign_to[ingress].isdisjoint(route.candidates)  # no fitness to check
         and store.plain(route.candidates)
     ):
@@ -134,15 +133,6 @@ def route_request(
             live.steady.clear()
         live.steady[steady_key] = routed
     return routed
-
-
-def _plain_features(features: RequestFeatures) -> bool:
-    """Features that say nothing but the operation and the task (no overrides, metadata)."""
-    return (
-        features.metadata is NO_METADATA
-        and features.max_cost is None
-        and features.quality_floor is None
-    )
 
 
 def _all_available(snapshot: HealthSnapshot) -> bool:
