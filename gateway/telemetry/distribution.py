@@ -116,31 +116,35 @@ class Distribution:
         """The OTel form of everything recorded so far, read at one instant: the histogram,
         and the counter if `counted` (none of either before the first record)."""
         with self._lock:
-            items = [(dict(key), p, p.calls, p.count) for key, p in self._points.items()]
             hist = [
                 HistogramDataPoint(
-                    attributes=labels,
+                    attributes=dict(key),
                     start_time_unix_nano=p.start_ns,
                     time_unix_nano=now_ns,
-                    count=count,
+                    count=p.count,
                     sum=p.sum,
                     bucket_counts=tuple(p.counts),
                     explicit_bounds=self.bounds,
                     min=p.min,
                     max=p.max,
                 )
-                for labels, p, _, count in items
-                if count  # a label set with negative values alone: none (as the SDK)
+                for key, p in self._points.items()
+                if p.count  # a label set with negative values alone: none (as the SDK)
             ]
+            c = self.counted
+            calls = (
+                [
+                    NumberDataPoint(dict(key), p.start_ns, now_ns, p.calls)
+                    for key, p in self._points.items()
+                ]
+                if c is not None
+                else []
+            )
         out = []
         if hist:
             data = Histogram(hist, AggregationTemporality.CUMULATIVE)
             out.append(Metric(self.name, self.description, self.unit, data))
-        c = self.counted
-        if c is not None and items:
-            calls = [
-                NumberDataPoint(labels, p.start_ns, now_ns, value) for labels, p, value, _ in items
-            ]
+        if c is not None and calls:
             counter = Sum(calls, AggregationTemporality.CUMULATIVE, is_monotonic=True)
             out.append(Metric(c.name, c.description, c.unit, counter))
         return out
