@@ -56,6 +56,15 @@ def old_path(values: list[tuple[float, dict[str, str]]]) -> tuple[bytes, InMemor
     return generate_latest(registry), memory
 
 
+def new_path(values: list[tuple[float, dict[str, str]]]) -> tuple[Metrics, InMemoryMetricReader]:
+    """The gateway's `Metrics` with a push reader, every value recorded as an attempt's."""
+    reader = InMemoryMetricReader()
+    m = Metrics([reader])
+    for value, labels in values:
+        m.duration.record(value, labels)
+    return m, reader
+
+
 def family(text: bytes, name: str) -> list[str]:
     return [ln for ln in text.decode().splitlines() if name in ln]
 
@@ -90,10 +99,7 @@ def test_the_scrape_shows_what_the_sdk_histogram_showed() -> None:
 def test_a_push_reader_gets_the_same_points() -> None:
     values = workload(seed=11)
     _, old_reader = old_path(values)
-    reader = InMemoryMetricReader()
-    m = Metrics([reader])
-    for value, labels in values:
-        m.duration.record(value, labels)
+    m, reader = new_path(values)
     name = "gen_ai.client.operation.duration"
     old, new = points(old_reader, name), points(reader, name)
     assert new.keys() == old.keys() and len(new) == 3
@@ -178,10 +184,7 @@ def test_the_attempts_counter_is_what_the_sdk_counter_was() -> None:
     (no histogram sample) counted too."""
     values = workload(seed=5)
     old_text, old_reader = old_counters(values)
-    reader = InMemoryMetricReader()
-    m = Metrics([reader])
-    for value, labels in values:
-        m.duration.record(value, labels)
+    m, reader = new_path(values)
     assert family(m.prometheus_text(), "turnout_attempts") == family(old_text, "turnout_attempts")
     assert len(family(old_text, "turnout_attempts_total")) == 2 + 3  # HELP, TYPE, 3 label sets
 
