@@ -1,8 +1,9 @@
 """What a request's metrics cost: the OpenTelemetry SDK called directly (the old way) against
 `gateway.telemetry.metrics.Metrics` (counters tallied, histograms `Distribution`s that also
 count the attempts and requests, exemplars off), in the same process and run, interleaved
-rounds. Each "request" makes the calls a non-streaming request makes:
-requests + attempts + 2 token counters, request and attempt duration histograms.
+rounds. Each "request" records what a non-streaming request records: a request and an
+attempt (the SDK: a counter and a histogram each; `Metrics`: one duration record each) and 2
+token counts.
 
     .venv/bin/python -m ops.bench.metrics_cost [--requests 20000] [--rounds 5]
 
